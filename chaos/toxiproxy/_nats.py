@@ -1,0 +1,235 @@
+"""NATS-aware message toxics: drop, duplicate, delay or reorder single messages.
+
+These toxics parse the NATS client protocol on a link (INFO, CONNECT, PUB, HPUB, SUB, UNSUB,
+MSG, HMSG, PING, PONG, +OK, -ERR; a frame may be split over many TCP reads or many frames may
+share one read) and act on whole message frames: PUB/HPUB on the upstream link (client to
+server), MSG/HMSG on the downstream link. Only frames whose subject matches the NATS pattern in
+the `subject` attribute (`*` one token, `>` the rest; empty means every subject) are
+candidates; each candidate is hit with probability `probability` (drawn per message from the
+server's seeded random source). Every other byte passes unchanged and frames are only ever
+emitted whole, so the stream stays valid.
+
+Types (attributes):
+    nats_drop       subject, probability             the message is discarded
+    nats_duplicate  subject, probability             the message is sent twice in a row
+    nats_delay      subject, probability, delay (ms) the message is held back while later frames
+                                                     pass (reordering)
+    nats_reorder    subject, probability, delay (ms) the message is swapped with the next matching
+                                                     message; if none comes within `delay` ms
+                                                     (1000 when 0) it is sent as is
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
+from chaos.toxiproxy._toxics import Runner, register
+
+_MSG_OPS = {
+    "upstream": (b"PUB", b"HPUB"),
+    "downstream": (b"MSG", b"HMSG"),
+}
+_SIZED_OPS = (b"PUB", b"HPUB", b"MSG", b"HMSG")
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """True if a NATS subject matches a pattern with `*` and `>` wildcards ("" matches all)."""
+    if not pattern or pattern == ">":
+        return True
+    ptoks = pattern.split(".")
+    stoks = subject.split(".")
+    for i, ptok in enumerate(ptoks):
+        if ptok == ">":
+            return len(stoks) > i
+        if i >= len(stoks):
+            return False
+        if ptok != "*" and ptok != stoks[i]:
+            return False
+    return len(stoks) == len(ptoks)
+
+
+@dataclass
+class Frame:
+    """One complete protocol frame; `subject` is set for message frames of the link's direction."""
+
+    data: bytes
+    subject: str | None = None
+
+
+@dataclass
+class NatsParser:
+    """Incremental splitter of a NATS byte stream into whole frames."""
+
+    direction: str
+    buf: bytearray = field(default_factory=bytearray)
+    _need: int = 0  # bytes of the current sized frame, once its control line is known
+    _subject: str | None = None
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.buf += data
+        frames: list[Frame] = []
+        buf = self.buf
+        pos = 0
+        ops = _MSG_OPS[self.direction]
+        while True:
+            if self._need:
+                end = pos + self._need
+                if len(buf) < end:
+                    break
+                frames.append(Frame(bytes(buf[pos:end]), self._subject))
+                pos = end
+                self._need = 0
+                self._subject = None
+                continue
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                break
+            line = bytes(buf[pos : nl + 1])
+            parts = line.split()
+            op = parts[0].upper() if parts else b""
+            if op in _SIZED_OPS and len(parts) >= 3:
+                try:
+                    size = int(parts[-1])
+                except ValueError:
+                    size = -1
+                if size >= 0:
+                    self._need = len(line) + size + 2
+                    self._subject = parts[1].decode("utf-8", "replace") if op in ops else None
+                    continue  # re-loop: collect the whole frame from pos
+            frames.append(Frame(line))
+            pos = nl + 1
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+@dataclass
+class NatsState:
+    """Per-link state that survives toxic restarts: parser and held-back messages."""
+
+    parser: NatsParser
+    held: list[tuple[float, bytes]] = field(default_factory=list)  # (due time, frame)
+
+
+class _NatsToxic(Runner):
+    attrs = (("subject", "string"), ("probability", "float"), ("delay", "int"))
+    go_name = "NatsToxic"
+    defaults: ClassVar[dict[str, Any]] = {"probability": 1.0}
+
+    def new_state(self) -> Any:
+        return None  # created lazily: the direction is known only from the stub
+
+    def flush(self, state: Any) -> list[bytes]:
+        if state is None:
+            return []
+        out = [frame for _due, frame in sorted(state.held, key=lambda h: h[0])]
+        state.held.clear()
+        if state.parser.buf:
+            out.append(bytes(state.parser.buf))
+            state.parser.buf.clear()
+        return out
+
+    def act(self, frame: Frame, state: NatsState, stub: Stub, out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def on_candidate(self, frame: Frame, state: NatsState, out: list[bytes]) -> bool:
+        """Hook for matching frames that were not hit (reorder swaps with them)."""
+        return False
+
+    async def run(self, stub: Stub) -> None:
+        if stub.state is None:
+            stub.state = NatsState(NatsParser(stub.direction))
+        state: NatsState = stub.state
+        pattern = self.a["subject"]
+        while True:
+            timeout = None
+            if state.held:
+                timeout = max(0.0, min(due for due, _ in state.held) - time.monotonic())
+            item = await stub.recv(timeout)
+            now = time.monotonic()
+            out: list[bytes] = []
+            if item is not TIMEOUT and item is not None:
+                data, stamp = item  # type: ignore[misc]
+                for frame in state.parser.feed(data):
+                    if frame.subject is not None and subject_matches(pattern, frame.subject):
+                        if stub.rng.random() < self.a["probability"]:
+                            self.act(frame, state, stub, out)
+                            continue
+                        if self.on_candidate(frame, state, out):
+                            continue
+                    out.append(frame.data)
+            if state.held:
+                due = [h for h in state.held if h[0] <= now]
+                if due or item is None:
+                    release = state.held if item is None else due
+                    release.sort(key=lambda h: h[0])
+                    state.held = [] if item is None else [h for h in state.held if h[0] > now]
+                    out.extend(frame for _due, frame in release)
+            if item is None:
+                if state.parser.buf:
+                    out.append(bytes(state.parser.buf))
+                    state.parser.buf.clear()
+            if out:
+                await stub.send((b"".join(out), now))
+            if item is None:
+                await stub.send(None)
+                return
+            if stub.interrupted:
+                raise Interrupted
+
+
+class NatsDrop(_NatsToxic):
+    go_name = "NatsDropToxic"
+    attrs = (("subject", "string"), ("probability", "float"))
+
+    def act(self, frame: Frame, state: NatsState, stub: Stub, out: list[bytes]) -> None:
+        return None
+
+
+class NatsDuplicate(_NatsToxic):
+    go_name = "NatsDuplicateToxic"
+    attrs = (("subject", "string"), ("probability", "float"))
+
+    def act(self, frame: Frame, state: NatsState, stub: Stub, out: list[bytes]) -> None:
+        out.append(frame.data)
+        out.append(frame.data)
+
+
+class NatsDelay(_NatsToxic):
+    go_name = "NatsDelayToxic"
+
+    def act(self, frame: Frame, state: NatsState, stub: Stub, out: list[bytes]) -> None:
+        state.held.append((time.monotonic() + max(0, self.a["delay"]) / 1000.0, frame.data))
+
+
+class NatsReorder(_NatsToxic):
+    go_name = "NatsReorderToxic"
+
+    def _release_swapped(self, frame: Frame, state: NatsState, out: list[bytes]) -> bool:
+        if not state.held:
+            return False
+        out.append(frame.data)
+        out.extend(held for _due, held in state.held)
+        state.held.clear()
+        return True
+
+    def act(self, frame: Frame, state: NatsState, stub: Stub, out: list[bytes]) -> None:
+        if self._release_swapped(frame, state, out):
+            return
+        hold_ms = self.a["delay"] if self.a["delay"] > 0 else 1000
+        state.held.append((time.monotonic() + hold_ms / 1000.0, frame.data))
+
+    def on_candidate(self, frame: Frame, state: NatsState, out: list[bytes]) -> bool:
+        return self._release_swapped(frame, state, out)
+
+
+for _name, _cls in (
+    ("nats_drop", NatsDrop),
+    ("nats_duplicate", NatsDuplicate),
+    ("nats_delay", NatsDelay),
+    ("nats_reorder", NatsReorder),
+):
+    register(_name, _cls)

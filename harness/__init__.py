@@ -1,0 +1,1 @@
+"""sagaproof harness package."""

@@ -1,0 +1,562 @@
+"""Load and validate the system file (`sagaproof.toml` or `[tool.sagaproof]` in `pyproject.toml`).
+
+The file describes the system under test: NATS, the services, the sagas, the workload, the invariants
+and the chaos defaults. It is written by hand, so every mistake is reported as one sentence that names
+the file, the key and the fix (:class:`~harness.errors.ConfigError`, exit code 2). The result is a tree
+of frozen dataclasses; nothing else in the harness reads TOML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+SYSTEM_FILE = "sagaproof.toml"
+PLACEHOLDERS = ("port", "nats_url", "data_dir", "python", "name", "system_dir")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+FAULT_KINDS = (
+    "latency", "jitter", "partition", "cut", "throttle", "slice", "drop", "duplicate", "delay",
+    "reorder", "kill", "pause", "nats_restart",
+)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A JetStream stream the harness creates before the services start."""
+
+    name: str
+    subjects: tuple[str, ...]
+    replicas: int | None = None
+    duplicate_window: float | None = None
+    storage: str = "file"
+
+
+@dataclass(frozen=True)
+class NatsSpec:
+    """How the run gets its NATS: an embedded server or cluster, or an existing URL."""
+
+    url: str | None = None
+    user: str | None = None
+    password: str | None = None
+    cluster: int = 1
+    streams: tuple[StreamSpec, ...] = ()
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+
+@dataclass(frozen=True)
+class ReadySpec:
+    """A readiness probe: HTTP GET path answering 2xx, a TCP connect to {port}, or a log regex."""
+
+    kind: str  # "http" | "tcp" | "log" | "none"
+    target: str = ""
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of the system under test, run as its own OS process."""
+
+    name: str
+    command: tuple[str, ...]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    inherit_env: bool = True
+    ready: ReadySpec = ReadySpec("none")
+    contracts: tuple[Path, ...] = ()
+    openapi: str | None = None
+    stop_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A saga step: its success event, failure event and (optional) compensation event."""
+
+    name: str
+    service: str
+    success: str
+    failure: str | None = None
+    compensation: str | None = None
+
+
+@dataclass(frozen=True)
+class SagaSpec:
+    """A choreographed saga: correlation key, start event, steps and terminal events."""
+
+    name: str
+    key: str
+    start: str
+    success: tuple[str, ...]
+    abort: tuple[str, ...]
+    steps: tuple[StepSpec, ...]
+    deadline: float = 30.0
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """How sagas are started during a run."""
+
+    sagas: int = 20
+    rate: float = 20.0
+    concurrency: int = 8
+    via: str = "http"
+    service: str | None = None
+    method: str = "POST"
+    path: str = "/"
+    subject: str | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class InvariantSpec:
+    """A named Python callable (module:function) checked over the services' state."""
+
+    name: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ChaosSpec:
+    """Chaos defaults: the fault menu, its intensity, and an optional external Toxiproxy."""
+
+    faults: tuple[str, ...] = ("latency", "partition", "cut", "kill", "pause", "duplicate")
+    intensity: float = 0.5
+    toxiproxy_url: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """The whole system file, validated."""
+
+    path: Path
+    root: Path
+    nats: NatsSpec
+    services: dict[str, ServiceSpec]
+    sagas: dict[str, SagaSpec]
+    workload: WorkloadSpec
+    invariants: tuple[InvariantSpec, ...]
+    invariant_timeout: float
+    chaos: ChaosSpec
+    contract_schemas: tuple[dict[str, Any], ...] = ()
+
+    def contract_sources(self) -> dict[str, list[Path]]:
+        """Service name -> its contract files, for the contracts package."""
+        return {name: list(svc.contracts) for name, svc in self.services.items() if svc.contracts}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Ctx:
+    """Where we are in the file, to name it in error messages."""
+
+    def __init__(self, path: Path, display: str):
+        self.path = path
+        self.display = display
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.display}: {key}: {message}")
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"valid keys are: {', '.join(choices)}."
+
+
+def _check_keys(ctx: _Ctx, where: str, table: dict[str, Any], allowed: list[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise ctx.fail(name, f"unknown key '{key}'; {_suggest(key, allowed)} Remove it or fix its spelling.")
+
+
+def _typename(value: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _get(ctx: _Ctx, where: str, table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None,
+         *, required: bool = False, example: str = "") -> Any:
+    name = f"{where}.{key}" if where else key
+    if key not in table:
+        if required:
+            hint = f" (for example {example})" if example else ""
+            raise ctx.fail(name, f"is missing; add it{hint}.")
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        want = " or ".join(_typename(k()) if k not in (tuple,) else "a list" for k in kinds)
+        raise ctx.fail(name, f"must be {want}, not {_typename(value)} ({value!r}).")
+    return value
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number or a string like '500ms', '30s', '2m', '1h'; None if not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            return None
+        n = float(m.group(1))
+        unit = m.group(2) or "s"
+        return n * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    return None
+
+
+def _duration(ctx: _Ctx, where: str, table: dict[str, Any], key: str, default: float) -> float:
+    if key not in table:
+        return default
+    seconds = parse_duration(table[key])
+    if seconds is None:
+        raise ctx.fail(f"{where}.{key}", f"must be a duration such as 500ms, 30s or 2m, not {table[key]!r}.")
+    return seconds
+
+
+def _check_placeholders(ctx: _Ctx, key: str, text: str) -> None:
+    for m in _PLACEHOLDER_RE.finditer(text):
+        if m.group(1) not in PLACEHOLDERS:
+            raise ctx.fail(key, f"unknown placeholder '{{{m.group(1)}}}'; the placeholders are "
+                                f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)} (write '{{{{' for a literal brace).")
+
+
+def expand(text: str, values: dict[str, str]) -> str:
+    """Replace {placeholder}s in a command or env value ('{{' and '}}' are literal braces)."""
+    out = _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), text.replace("{{", "\0").replace("}}", "\1"))
+    return out.replace("\0", "{").replace("\1", "}")
+
+
+def _str_list(ctx: _Ctx, where: str, table: dict[str, Any], key: str, *, default: tuple[str, ...] = (),
+              required: bool = False, example: str = "") -> tuple[str, ...]:
+    value = _get(ctx, where, table, key, (list, str), None, required=required, example=example)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return (value,)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ctx.fail(f"{where}.{key}[{i}]", f"must be a string, not {_typename(item)} ({item!r}).")
+    return tuple(value)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _load_nats(ctx: _Ctx, raw: dict[str, Any]) -> NatsSpec:
+    _check_keys(ctx, "nats", raw, ["url", "user", "password", "cluster", "streams"])
+    url = _get(ctx, "nats", raw, "url", str)
+    if url is not None and not re.match(r"^(nats|tls)://[^\s]+$", url):
+        raise ctx.fail("nats.url", f"must look like nats://127.0.0.1:4222, not {url!r}.")
+    cluster = _get(ctx, "nats", raw, "cluster", int, 1)
+    if cluster not in (1, 3):
+        raise ctx.fail("nats.cluster", f"must be 1 (a single server) or 3 (a 3-node cluster), not {cluster}.")
+    if url is not None and "cluster" in raw:
+        raise ctx.fail("nats.cluster", "cannot be combined with nats.url; the harness starts a cluster only when it "
+                                       "embeds NATS. Remove one of them.")
+    streams = []
+    raw_streams = _get(ctx, "nats", raw, "streams", list, [])
+    for i, s in enumerate(raw_streams):
+        where = f"nats.streams[{i}]"
+        if not isinstance(s, dict):
+            raise ctx.fail(where, "must be a table, e.g. [[nats.streams]] name = \"SHOP\" subjects = [\"orders.>\"].")
+        _check_keys(ctx, where, s, ["name", "subjects", "replicas", "duplicate_window", "storage"])
+        name = _get(ctx, where, s, "name", str, required=True, example='name = "SHOP"')
+        subjects = _str_list(ctx, where, s, "subjects", required=True, example='subjects = ["orders.>"]')
+        storage = _get(ctx, where, s, "storage", str, "file")
+        if storage not in ("file", "memory"):
+            raise ctx.fail(f"{where}.storage", f"must be \"file\" or \"memory\", not {storage!r}.")
+        dw = _duration(ctx, where, s, "duplicate_window", 0.0) or None
+        streams.append(StreamSpec(name, subjects, _get(ctx, where, s, "replicas", int), dw, storage))
+    return NatsSpec(url=url, user=_get(ctx, "nats", raw, "user", str), password=_get(ctx, "nats", raw, "password", str),
+                    cluster=cluster, streams=tuple(streams))
+
+
+def _load_ready(ctx: _Ctx, where: str, raw: Any) -> ReadySpec:
+    if raw is None:
+        return ReadySpec("none")
+    if not isinstance(raw, dict):
+        raise ctx.fail(where, 'must be a table such as { http = "/health" }, { tcp = true } or { log = "ready" }.')
+    _check_keys(ctx, where, raw, ["http", "tcp", "log", "timeout"])
+    timeout = _duration(ctx, where, raw, "timeout", 15.0)
+    kinds = [k for k in ("http", "tcp", "log") if k in raw]
+    if len(kinds) != 1:
+        raise ctx.fail(where, 'needs exactly one of http, tcp or log, e.g. { http = "/health" }.')
+    kind = kinds[0]
+    if kind == "tcp":
+        if _get(ctx, where, raw, "tcp", bool) is not True:
+            raise ctx.fail(f"{where}.tcp", "must be true to probe a TCP connect to the service's {port}.")
+        return ReadySpec("tcp", "", timeout)
+    target = _get(ctx, where, raw, kind, str)
+    if kind == "http" and not target.startswith("/"):
+        raise ctx.fail(f"{where}.http", f"must be a path starting with '/', such as \"/health\", not {target!r}.")
+    if kind == "log":
+        try:
+            re.compile(target)
+        except re.error as exc:
+            raise ctx.fail(f"{where}.log", f"is not a valid regular expression ({exc}); fix the pattern.") from None
+    return ReadySpec(kind, target, timeout)
+
+
+def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any) -> ServiceSpec:
+    where = f"services.{name}"
+    if not re.match(r"^[A-Za-z0-9_-]+$", name):
+        raise ctx.fail(where, "service names may use letters, digits, '-' and '_' only; rename it.")
+    if not isinstance(raw, dict):
+        raise ctx.fail(where, f"must be a table, e.g. [{where}] command = [\"python\", \"svc.py\"].")
+    _check_keys(ctx, where, raw, ["command", "cwd", "env", "inherit_env", "ready", "contracts", "openapi",
+                                  "stop_timeout"])
+    cmd = _get(ctx, where, raw, "command", (list, str), required=True, example='command = ["{python}", "app.py"]')
+    if isinstance(cmd, str):
+        try:
+            command = tuple(shlex.split(cmd))
+        except ValueError as exc:
+            raise ctx.fail(f"{where}.command", f"cannot be split like a shell line ({exc}); use a list instead.") from None
+    else:
+        for i, part in enumerate(cmd):
+            if not isinstance(part, str):
+                raise ctx.fail(f"{where}.command[{i}]", f"must be a string, not {_typename(part)} ({part!r}).")
+        command = tuple(cmd)
+    if not command:
+        raise ctx.fail(f"{where}.command", 'is empty; give the program to run, e.g. ["{python}", "app.py"].')
+    for part in command:
+        _check_placeholders(ctx, f"{where}.command", part)
+    cwd = root / _get(ctx, where, raw, "cwd", str, ".")
+    if not cwd.is_dir():
+        raise ctx.fail(f"{where}.cwd", f"directory {cwd} does not exist; give a path relative to {root}.")
+    env_raw = _get(ctx, where, raw, "env", dict, {})
+    env: dict[str, str] = {}
+    for k, v in env_raw.items():
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ctx.fail(f"{where}.env.{k}", f"must be a string, not {_typename(v)} ({v!r}).")
+        _check_placeholders(ctx, f"{where}.env.{k}", str(v))
+        env[k] = str(v)
+    contracts = []
+    for c in _str_list(ctx, where, raw, "contracts"):
+        p = root / c
+        if not p.is_file():
+            raise ctx.fail(f"{where}.contracts", f"file {p} does not exist; give a path relative to {root}.")
+        contracts.append(p)
+    openapi = _get(ctx, where, raw, "openapi", str)
+    if openapi is not None and not openapi.startswith("/"):
+        raise ctx.fail(f"{where}.openapi", f"must be the HTTP path the service serves its OpenAPI document on, "
+                                           f"such as \"/openapi.json\", not {openapi!r}.")
+    return ServiceSpec(
+        name=name, command=command, cwd=cwd, env=env,
+        inherit_env=_get(ctx, where, raw, "inherit_env", bool, True),
+        ready=_load_ready(ctx, f"{where}.ready", raw.get("ready")),
+        contracts=tuple(contracts), openapi=openapi,
+        stop_timeout=_duration(ctx, where, raw, "stop_timeout", 5.0),
+    )
+
+
+def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec]) -> SagaSpec:
+    where = f"sagas.{name}"
+    if not isinstance(raw, dict):
+        raise ctx.fail(where, "must be a table with key, start, success, abort and steps.")
+    _check_keys(ctx, where, raw, ["key", "start", "success", "abort", "steps", "deadline"])
+    key = _get(ctx, where, raw, "key", str, required=True, example='key = "order_id"')
+    start = _get(ctx, where, raw, "start", str, required=True, example='start = "orders.created"')
+    success = _str_list(ctx, where, raw, "success", required=True, example='success = ["orders.completed"]')
+    abort = _str_list(ctx, where, raw, "abort", default=())
+    steps = []
+    raw_steps = _get(ctx, where, raw, "steps", list, [])
+    seen: set[str] = set()
+    for i, s in enumerate(raw_steps):
+        sw = f"{where}.steps[{i}]"
+        if not isinstance(s, dict):
+            raise ctx.fail(sw, f"must be a table: [[{where}.steps]] name = ..., service = ..., success = ...")
+        _check_keys(ctx, sw, s, ["name", "service", "success", "failure", "compensation"])
+        sname = _get(ctx, sw, s, "name", str, required=True, example='name = "charge"')
+        if sname in seen:
+            raise ctx.fail(f"{sw}.name", f"step '{sname}' appears twice; give each step its own name.")
+        seen.add(sname)
+        service = _get(ctx, sw, s, "service", str, required=True, example='service = "payment"')
+        if service not in services:
+            raise ctx.fail(f"{sw}.service", f"names service '{service}', which is not defined; "
+                                            f"{_suggest(service, sorted(services)) if services else 'add a [services.' + service + '] table.'}")
+        steps.append(StepSpec(sname, service, _get(ctx, sw, s, "success", str, required=True,
+                                                    example='success = "payments.completed"'),
+                              _get(ctx, sw, s, "failure", str), _get(ctx, sw, s, "compensation", str)))
+    return SagaSpec(name, key, start, success, abort, tuple(steps), _duration(ctx, where, raw, "deadline", 30.0))
+
+
+def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSpec]) -> WorkloadSpec:
+    w = "workload"
+    _check_keys(ctx, w, raw, ["sagas", "rate", "concurrency", "via", "service", "method", "path", "subject", "body"])
+    sagas = _get(ctx, w, raw, "sagas", int, 20)
+    if sagas < 0:
+        raise ctx.fail("workload.sagas", f"must be 0 or more, not {sagas}.")
+    rate = float(_get(ctx, w, raw, "rate", float, 20.0))
+    if rate <= 0:
+        raise ctx.fail("workload.rate", f"must be a positive number of saga starts per second, not {rate}.")
+    concurrency = _get(ctx, w, raw, "concurrency", int, 8)
+    if concurrency < 1:
+        raise ctx.fail("workload.concurrency", f"must be at least 1, not {concurrency}.")
+    via = _get(ctx, w, raw, "via", str, "http")
+    if via not in ("http", "publish"):
+        raise ctx.fail("workload.via", f"must be \"http\" or \"publish\", not {via!r}.")
+    service = _get(ctx, w, raw, "service", str)
+    subject = _get(ctx, w, raw, "subject", str)
+    if raw and via == "http":
+        if service is None:
+            raise ctx.fail("workload.service", 'is missing; with via = "http" name the service to call, e.g. service = "order".')
+        if service not in services:
+            raise ctx.fail("workload.service", f"names service '{service}', which is not defined; "
+                                               f"{_suggest(service, sorted(services))}")
+    if raw and via == "publish" and not subject:
+        raise ctx.fail("workload.subject", 'is missing; with via = "publish" give the subject to publish on.')
+    body = _get(ctx, w, raw, "body", str)
+    if body is not None and not re.match(r"^[\w.]+:[\w]+$", body):
+        raise ctx.fail("workload.body", f"must name a Python callable as module:function, such as "
+                                        f"\"workload:order_body\", not {body!r}.")
+    method = _get(ctx, w, raw, "method", str, "POST").upper()
+    if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        raise ctx.fail("workload.method", f"must be an HTTP method such as POST, not {method!r}.")
+    path = _get(ctx, w, raw, "path", str, "/")
+    if not path.startswith("/"):
+        raise ctx.fail("workload.path", f"must start with '/', not {path!r}.")
+    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body)
+
+
+def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
+    _check_keys(ctx, "chaos", raw, ["faults", "intensity", "toxiproxy_url", "enabled"])
+    faults = _str_list(ctx, "chaos", raw, "faults", default=ChaosSpec.faults)
+    for f in faults:
+        if f not in FAULT_KINDS:
+            raise ctx.fail("chaos.faults", f"unknown fault '{f}'; {_suggest(f, list(FAULT_KINDS))} "
+                                           f"The faults are: {', '.join(FAULT_KINDS)}.")
+    intensity = float(_get(ctx, "chaos", raw, "intensity", float, 0.5))
+    if not 0.0 <= intensity <= 1.0:
+        raise ctx.fail("chaos.intensity", f"must be between 0 and 1, not {intensity}.")
+    url = _get(ctx, "chaos", raw, "toxiproxy_url", str)
+    if url is not None and not re.match(r"^https?://[^\s/]+", url):
+        raise ctx.fail("chaos.toxiproxy_url", f"must be an http:// URL such as http://127.0.0.1:8474, not {url!r}.")
+    return ChaosSpec(faults, intensity, url, _get(ctx, "chaos", raw, "enabled", bool, True))
+
+
+def _check_callable_ref(ctx: _Ctx, key: str, target: Any) -> str:
+    if not isinstance(target, str) or not re.match(r"^[\w.]+:[\w]+$", target):
+        raise ctx.fail(key, f"must name a Python callable as module:function, such as "
+                            f"\"invariants:money_conserved\", not {target!r}.")
+    return target
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def find_system_file(location: str | Path) -> tuple[Path, dict[str, Any], str]:
+    """Locate the system file for a directory or file path; return (path, raw table, display name)."""
+    p = Path(location)
+    if p.is_dir():
+        if (p / SYSTEM_FILE).is_file():
+            p = p / SYSTEM_FILE
+        elif (p / "pyproject.toml").is_file():
+            p = p / "pyproject.toml"
+        else:
+            raise ConfigError(f"{location}: no {SYSTEM_FILE} (or pyproject.toml with [tool.sagaproof]) here; "
+                              f"create one (see docs/system-file.md) or pass the directory that holds it.")
+    elif not p.exists():
+        raise ConfigError(f"{location}: no such file or directory; pass the directory that holds {SYSTEM_FILE}.")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: is not valid TOML ({exc}); fix the syntax at that line.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: is not UTF-8 text; save it as UTF-8.") from None
+    if p.name == "pyproject.toml":
+        table = data.get("tool", {}).get("sagaproof")
+        if table is None:
+            raise ConfigError(f"{p}: has no [tool.sagaproof] table; add one or write a {SYSTEM_FILE}.")
+        return p, table, f"{p} [tool.sagaproof]"
+    return p, data, str(p)
+
+
+def load_system_file(location: str | Path) -> SystemSpec:
+    """Load the system file from a directory (or file) and validate it into a :class:`SystemSpec`."""
+    path, raw, display = find_system_file(location)
+    return parse_system(raw, path, display)
+
+
+def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) -> SystemSpec:
+    """Validate an already-parsed system table."""
+    ctx = _Ctx(path, display or str(path))
+    root = path.resolve().parent
+    _check_keys(ctx, "", raw, ["nats", "services", "sagas", "workload", "invariants", "chaos", "schemas"])
+
+    def table(key: str) -> dict[str, Any]:
+        return _get(ctx, "", raw, key, dict, {})
+
+    nats = _load_nats(ctx, table("nats"))
+    services_raw = table("services")
+    if not services_raw:
+        raise ctx.fail("services", "no services are defined; add at least one [services.NAME] table with a command.")
+    services = {n: _load_service(ctx, root, n, s) for n, s in services_raw.items()}
+    sagas = {n: _load_saga(ctx, n, s, services) for n, s in table("sagas").items()}
+    workload = _load_workload(ctx, table("workload"), services)
+    inv_raw = dict(table("invariants"))
+    inv_timeout = _duration(ctx, "invariants", inv_raw, "timeout", 20.0)
+    inv_raw.pop("timeout", None)
+    invariants = tuple(InvariantSpec(n, _check_callable_ref(ctx, f"invariants.{n}", t)) for n, t in inv_raw.items())
+    chaos = _load_chaos(ctx, table("chaos"))
+    schemas = []
+    for i, s in enumerate(_get(ctx, "", raw, "schemas", list, [])):
+        where = f"schemas[{i}]"
+        if not isinstance(s, dict):
+            raise ctx.fail(where, 'must be a table: [[schemas]] subject = "orders.created", schema = "x.json".')
+        _check_keys(ctx, where, s, ["subject", "schema", "producers", "consumers"])
+        sp = root / _get(ctx, where, s, "schema", str, required=True, example='schema = "schemas/order.json"')
+        if not sp.is_file():
+            raise ctx.fail(f"{where}.schema", f"file {sp} does not exist; give a path relative to {root}.")
+        for role in ("producers", "consumers"):
+            for svc in _str_list(ctx, where, s, role):
+                if svc not in services:
+                    raise ctx.fail(f"{where}.{role}", f"names service '{svc}', which is not defined; "
+                                                      f"{_suggest(svc, sorted(services))}")
+        schemas.append({"subject": _get(ctx, where, s, "subject", str, required=True,
+                                        example='subject = "orders.created"'),
+                        "schema": sp, "producers": list(_str_list(ctx, where, s, "producers")),
+                        "consumers": list(_str_list(ctx, where, s, "consumers"))})
+    return SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
+                      invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
+                      contract_schemas=tuple(schemas))
+
+
+def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
+    """Import `module:function` relative to the system file's directory; ConfigError if it cannot be."""
+    import importlib
+    import sys
+
+    module_name, _, func = ref.partition(":")
+    root = str(system.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{system.path}: {key}: cannot import module '{module_name}' ({exc}); "
+                          f"put {module_name.replace('.', '/')}.py next to the system file.") from None
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise ConfigError(f"{system.path}: {key}: module '{module_name}' has no function '{func}'; "
+                          f"define it or fix the name.")
+    return fn

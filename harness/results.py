@@ -1,0 +1,91 @@
+"""The result of one run, as data: what the run loop fills in and every reporter reads.
+
+:class:`RunResult` is the single record of a run (seed, command to reproduce it, verdict, checks, the saga
+checker's findings, contract violations, faults, services, invariants, shrinking). The reporters
+(:mod:`harness.report`) and the CLI read it; nothing in it depends on how the run was driven.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.checker import CHECK_TITLES, CHECKS, CheckResult
+
+VERDICTS = ("pass", "fail", "error")
+
+
+@dataclass
+class CheckOutcome:
+    """One named check (a saga property, an invariant, the contracts) and whether it held."""
+
+    name: str
+    ok: bool
+    summary: str = ""
+    details: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """Everything a run found. The run loop fills it in; :func:`harness.report.write_reports` renders it.
+
+    ``faults`` are fault dicts (``id``, ``kind``, ``target``, ``start``, ``duration``, ``params``) with an
+    added ``ended_at``; ``contract_violations`` are dicts with ``subject``, ``producer``, ``pointer``,
+    ``message``, ``payload``; ``declared_flows`` are dicts ``{"service", "action": "send"|"receive",
+    "subject"}`` from the contracts, used to draw the choreography map; ``shrink`` is ``None`` or a dict with
+    at least ``schedule`` (the minimal fault list) and ``command``.
+    """
+
+    seed: int
+    system_path: str
+    command: str
+    started_at: str = ""
+    duration_s: float = 0.0
+    verdict: str = "pass"
+    exit_code: int = 0
+    checks: list[CheckOutcome] = field(default_factory=list)
+    check_result: CheckResult | None = None
+    contract_violations: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    history_path: str | None = None
+    messages_recorded: int = 0
+    invariants: list[CheckOutcome] = field(default_factory=list)
+    shrink: dict[str, Any] | None = None
+    declared_flows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def all_checks(self) -> list[CheckOutcome]:
+        """``checks`` plus one outcome per saga check the lead did not already list (by name)."""
+        names = {c.name for c in self.checks}
+        extra = [c for c in saga_check_outcomes(self.check_result) if c.name not in names] if self.check_result else []
+        return list(self.checks) + extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``report.json``)."""
+        cr = self.check_result
+        if cr is not None and self.command:
+            cr.with_repro(self.command)
+        return {
+            "seed": self.seed, "system_path": self.system_path, "command": self.command,
+            "started_at": self.started_at, "duration_s": self.duration_s, "verdict": self.verdict,
+            "exit_code": self.exit_code, "checks": [c.to_dict() for c in self.all_checks()],
+            "check_result": cr.to_dict() if cr is not None else None,
+            "contract_violations": self.contract_violations, "faults": self.faults, "services": self.services,
+            "history_path": self.history_path, "messages_recorded": self.messages_recorded,
+            "invariants": [c.to_dict() for c in self.invariants], "shrink": self.shrink,
+            "declared_flows": self.declared_flows, "notes": self.notes,
+        }
+
+
+def saga_check_outcomes(result: CheckResult) -> list[CheckOutcome]:
+    """One :class:`CheckOutcome` per saga check (``CHECKS`` order), with each violation's message as detail."""
+    outcomes = []
+    for name in CHECKS:
+        vs = result.by_check(name)
+        outcomes.append(CheckOutcome(name=name, ok=not vs, summary=f"{CHECK_TITLES[name]}: {result.summary(name)}",
+                                     details=[v.message() for v in vs]))
+    return outcomes

@@ -1,0 +1,392 @@
+"""The running system: NATS, per-service fault proxies and the service processes, up and torn down as one.
+
+``System(spec, report_dir=...)`` is a context manager. Entering it starts (in this order) the reaper
+watchdog, NATS (embedded node or cluster, or the configured URL), the JetStream streams, the fault proxy
+of every service (when chaos links are on), and every service in parallel, each waiting for its
+readiness probe. Leaving it stops everything in escalating steps, whatever the way out. The handle gives
+tests and invariants ``system.services[name]`` (stop, kill, pause, resume, restart, an HTTP client) and
+``system.nats_url``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from harness.aio import LoopThread
+from harness.config import ServiceSpec, SystemSpec, expand
+from harness.errors import EnvironmentStartError, SagaproofError, ServiceCrashed
+from harness.events import EventBus, NatsReady, ServiceReady, ServiceStarting, ServiceStopped, SystemUp
+from harness.http import ServiceHTTP
+from harness.nats_server import NatsCluster, free_port
+from harness.process import ManagedProcess, tail
+from harness.reaper import Reaper
+
+
+class Service:
+    """A running service of the system under test."""
+
+    def __init__(self, system: System, spec: ServiceSpec, port: int, data_dir: Path, log_path: Path,
+                 nats_url: str, process: ManagedProcess):
+        self.system = system
+        self.spec = spec
+        self.name = spec.name
+        self.port = port
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.nats_url = nats_url
+        self.process = process
+        self.http = ServiceHTTP("127.0.0.1", port)
+        self.ready_seconds: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def start(self, wait: bool = True) -> None:
+        """Start the service (if it is not running) and wait for its readiness probe."""
+        if not self.process.running:
+            self.process.start()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> float:
+        """Block until the readiness probe passes; raise ServiceCrashed with the log tail if it does not."""
+        t0 = time.monotonic()
+        _probe(self)
+        self.ready_seconds = time.monotonic() - t0
+        return self.ready_seconds
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM, wait, SIGKILL. Returns the exit code."""
+        code = self.process.stop(timeout)
+        self.system.bus.emit(ServiceStopped(self.name, "stop"))
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the service's process group (a crash)."""
+        self.process.kill()
+        self.system.bus.emit(ServiceStopped(self.name, "kill"))
+
+    def pause(self) -> None:
+        """SIGSTOP the service: it keeps its connections but stops reading them."""
+        self.process.pause()
+        self.system.bus.emit(ServiceStopped(self.name, "pause"))
+
+    def resume(self) -> None:
+        """SIGCONT a paused service."""
+        self.process.resume()
+        self.system.bus.emit(ServiceStopped(self.name, "resume"))
+
+    def restart(self, *, kill: bool = False, wait: bool = True) -> None:
+        """Stop (or kill) and start again with the same port, data directory and environment."""
+        if kill:
+            self.process.kill()
+        else:
+            self.process.stop()
+        self.process.start()
+        self.system.bus.emit(ServiceStopped(self.name, "restart"))
+        if wait:
+            self.wait_ready()
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        return self.process.log_tail(lines)
+
+    def __repr__(self) -> str:
+        return f"<Service {self.name} port={self.port} pid={self.pid} running={self.running}>"
+
+
+def _crash_message(svc: Service, what: str) -> ServiceCrashed:
+    lines = tail(svc.log_path, 15)
+    shown = "\n    ".join(lines) if lines else "(the log is empty)"
+    return ServiceCrashed(
+        f"service '{svc.name}' {what}; fix the service or its [services.{svc.name}] command/ready settings. "
+        f"Last lines of {svc.log_path}:\n    {shown}",
+        service=svc.name, log_path=str(svc.log_path), tail=lines)
+
+
+def _probe(svc: Service) -> None:
+    ready = svc.spec.ready
+    deadline = time.monotonic() + ready.timeout
+    log_offset = 0
+    pattern = re.compile(ready.target) if ready.kind == "log" else None
+    while True:
+        if not svc.process.running:
+            raise _crash_message(svc, f"exited with code {svc.process.returncode} during start-up")
+        if ready.kind == "none":
+            return
+        if ready.kind == "http":
+            try:
+                with urllib.request.urlopen(f"{svc.url}{ready.target}", timeout=1.0) as resp:
+                    if 200 <= resp.status < 300:
+                        return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+        elif ready.kind == "tcp":
+            try:
+                with socket.create_connection(("127.0.0.1", svc.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+        elif pattern is not None:
+            try:
+                with open(svc.log_path, "rb") as f:
+                    f.seek(log_offset)
+                    chunk = f.read()
+                text = chunk.decode("utf-8", "replace")
+                if pattern.search(text):
+                    return
+                # keep a partial last line for the next look
+                cut = text.rfind("\n")
+                if cut >= 0:
+                    log_offset += len(text[: cut + 1].encode())
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            what = {"http": f"GET {ready.target} answering 2xx", "tcp": f"a TCP connect to port {svc.port}",
+                    "log": f"a log line matching {ready.target!r}"}[ready.kind]
+            svc.process.kill()
+            raise _crash_message(svc, f"did not become ready within {ready.timeout:g}s (waited for {what})")
+        time.sleep(0.02)
+
+
+class System:
+    """NATS + proxies + services for one run. Use as a context manager; ``close()`` is idempotent."""
+
+    def __init__(self, spec: SystemSpec, *, report_dir: str | Path | None = None, env: dict[str, str] | None = None,
+                 bus: EventBus | None = None, chaos_links: bool = False, seed: int | None = None,
+                 start_timeout: float | None = None):
+        self.spec = spec
+        self.report_dir = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="sagaproof-report-"))
+        self.log_dir = self.report_dir / "logs"
+        self.extra_env = dict(env or {})
+        self.bus = bus or EventBus()
+        self.chaos_links = chaos_links
+        self.seed = seed
+        self.start_timeout = start_timeout
+        self.services: dict[str, Service] = {}
+        self.nats: NatsCluster | None = None
+        self.loop: LoopThread | None = None
+        self.proxy_server: Any = None  # chaos.toxiproxy server when embedded
+        self.proxies: Any = None  # chaos.client.FaultProxyClient when chaos links are on
+        self.proxy_names: dict[str, str] = {}
+        self.run_dir: Path | None = None
+        self.reaper = Reaper()
+        self._state = "new"
+        self._lock = threading.Lock()
+        self.started_seconds: float | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def nats_url(self) -> str:
+        """The direct URL of NATS (with credentials), never through a fault proxy."""
+        if self.nats is not None:
+            return self.nats.url
+        return _with_credentials(self.spec.nats.url or "", self.spec.nats.user, self.spec.nats.password)
+
+    @property
+    def nats_urls(self) -> list[str]:
+        if self.nats is not None:
+            return self.nats.urls
+        return [self.nats_url]
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> System:
+        """Bring everything up; on any failure tear down what was started and re-raise."""
+        if self._state != "new":
+            raise SagaproofError(f"this System was already {self._state}; create a new System for another run.")
+        self._state = "starting"
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        self.started_seconds = time.monotonic() - t0
+        self._state = "running"
+        self.bus.emit(SystemUp(self.started_seconds))
+        return self
+
+    def _start(self) -> None:
+        self.reaper.start()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="sagaproof-run-"))
+        self.reaper.add_path(str(self.run_dir))
+        self.loop = LoopThread()
+        # NATS
+        t = time.monotonic()
+        if self.spec.nats.embedded:
+            self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper)
+            self.nats.start()
+        self._ensure_streams()
+        self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
+        # Services
+        ports = {name: free_port() for name in self.spec.services}
+        node_urls = self.nats_urls
+        if self.chaos_links:
+            from harness.links import start_links  # chaos is optional at import time
+
+            upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(self.spec.services)}
+            service_urls = start_links(self, upstreams)
+        else:
+            service_urls = {name: node_urls[i % len(node_urls)] for i, name in enumerate(self.spec.services)}
+        for name, svc_spec in self.spec.services.items():
+            data_dir = self.run_dir / "data" / name
+            data_dir.mkdir(parents=True, exist_ok=True)
+            values = {"port": str(ports[name]), "nats_url": service_urls[name], "data_dir": str(data_dir),
+                      "python": sys.executable, "name": name, "system_dir": str(self.spec.root)}
+            argv = [expand(a, values) for a in svc_spec.command]
+            if shutil.which(argv[0], path=os.environ.get("PATH")) is None and not (svc_spec.cwd / argv[0]).exists() \
+                    and not Path(argv[0]).is_absolute():
+                raise EnvironmentStartError(
+                    f"service '{name}': the program '{argv[0]}' was not found on PATH or in {svc_spec.cwd}; "
+                    f"fix [services.{name}].command.")
+            env = dict(os.environ) if svc_spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
+            env.update({k: expand(v, values) for k, v in svc_spec.env.items()})
+            env.update(self.extra_env)
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            log_path = self.log_dir / f"{name}.log"
+            proc = ManagedProcess(name, argv, cwd=svc_spec.cwd, env=env, log_path=log_path, reaper=self.reaper,
+                                  stop_timeout=svc_spec.stop_timeout)
+            self.services[name] = Service(self, svc_spec, ports[name], data_dir, log_path, service_urls[name], proc)
+        for svc in self.services.values():
+            self.bus.emit(ServiceStarting(svc.name, svc.port))
+            try:
+                svc.process.start()
+            except OSError as exc:
+                raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
+                                            f"fix [services.{svc.name}].command.") from None
+        with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
+            futures = {pool.submit(svc.wait_ready): svc for svc in self.services.values()}
+            errors = []
+            for fut, svc in futures.items():
+                try:
+                    seconds = fut.result()
+                    self.bus.emit(ServiceReady(svc.name, svc.port, seconds))
+                except ServiceCrashed as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+
+    def _ensure_streams(self) -> None:
+        if not self.spec.nats.streams:
+            return
+        assert self.loop is not None
+        replicas_default = self.spec.nats.cluster if self.spec.nats.embedded else 1
+        self.loop.run(_create_streams(self.nats_urls, self.spec, replicas_default), timeout=60)
+
+    def close(self) -> None:
+        """Stop services, proxies and NATS; free ports; idempotent and safe after a failed start."""
+        with self._lock:
+            if self._state == "closed":
+                return
+            self._state = "closed"
+        errors: list[BaseException] = []
+        # stop services in parallel, then proxies, then NATS
+        services = list(self.services.values())
+        if services:
+            with ThreadPoolExecutor(max_workers=len(services)) as pool:
+                for fut in [pool.submit(s.process.stop) for s in services]:
+                    try:
+                        fut.result()
+                    except Exception as exc:  # noqa: BLE001
+                        errors.append(exc)
+        if self.proxy_server is not None and self.loop is not None:
+            try:
+                self.loop.run(self.proxy_server.close(), timeout=15)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if self.loop is not None:
+            self.loop.close()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.reaper.remove_path(str(self.run_dir))
+        self.reaper.close()
+
+    # ------------------------------------------------------------------ helpers
+    def restart_nats(self, index: int = 0) -> None:
+        """Kill a NATS node and start it again with its JetStream data (embedded NATS only)."""
+        if self.nats is None:
+            raise SagaproofError("restart_nats needs embedded NATS; this run uses nats.url.")
+        self.nats.restart_node(index)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per service: name, port, URL, NATS URL (credentials hidden), log path."""
+        return [{"name": s.name, "port": s.port, "url": s.url, "nats_url": _hide_password(s.nats_url),
+                 "log": str(s.log_path), "pid": s.pid} for s in self.services.values()]
+
+
+def _with_credentials(url: str, user: str | None, password: str | None) -> str:
+    if not user or "@" in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{user}:{password or ''}@{rest}"
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int) -> None:
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import BadRequestError, ServiceUnavailableError
+
+    nc = await nats.connect(servers=urls, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True)
+    try:
+        js = nc.jetstream(timeout=10)
+        for s in spec.nats.streams:
+            cfg = StreamConfig(
+                name=s.name, subjects=list(s.subjects), num_replicas=s.replicas or replicas_default,
+                duplicate_window=s.duplicate_window,
+                storage=StorageType.MEMORY if s.storage == "memory" else StorageType.FILE,
+            )
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    try:
+                        await js.add_stream(cfg)
+                    except BadRequestError as exc:
+                        if "already in use" in str(exc) or getattr(exc, "err_code", 0) == 10058:
+                            await js.update_stream(cfg)
+                        else:
+                            raise EnvironmentStartError(
+                                f"JetStream refused stream '{s.name}' ({exc.description}); "
+                                f"fix [[nats.streams]] in the system file.") from None
+                    break
+                except (ServiceUnavailableError, TimeoutError, nats.errors.TimeoutError,
+                        nats.errors.NoRespondersError):
+                    if time.monotonic() > deadline:
+                        raise EnvironmentStartError(
+                            f"JetStream did not accept stream '{s.name}' within 30s (no meta leader?); "
+                            f"see the nats logs in the report directory.") from None
+                    await __import__("asyncio").sleep(0.2)
+    finally:
+        await nc.close()

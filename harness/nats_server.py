@@ -106,10 +106,10 @@ class NatsCluster:
         ]
         if node.cluster_port is not None:
             routes = ", ".join(f"nats-route://{self.user}:{self.password}@127.0.0.1:{p}" for p in peers)
+            user, password = json.dumps(self.user), json.dumps(self.password)
             lines.append(
-                "cluster { name: sagaproof, listen: 127.0.0.1:%d, no_advertise: true, "
-                "authorization { user: %s, password: %s }, routes: [ %s ] }"
-                % (node.cluster_port, json.dumps(self.user), json.dumps(self.password), routes)
+                f"cluster {{ name: sagaproof, listen: 127.0.0.1:{node.cluster_port}, no_advertise: true, "
+                f"authorization {{ user: {user}, password: {password} }}, routes: [ {routes} ] }}"
             )
         node.config_path.write_text("\n".join(lines) + "\n")
 

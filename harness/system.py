@@ -292,6 +292,23 @@ class System:
                     errors.append(exc)
             if errors:
                 raise errors[0]
+        self.write_manifest()
+
+    def write_manifest(self) -> Path:
+        """Write report_dir/system.json: what runs where (pids, ports, logs), for people and tools."""
+        import json
+
+        data = {
+            "services": self.describe(),
+            "nats": [{"index": n.index, "pid": n.process.pid, "client_port": n.client_port, "http_port": n.http_port,
+                      "cluster_port": n.cluster_port, "log": str(n.process.log_path)} for n in (self.nats.nodes if self.nats else [])],
+            "proxy_api": getattr(self.proxy_server, "url", None),
+            "reaper_pid": self.reaper.pid,
+            "run_dir": str(self.run_dir),
+        }
+        path = self.report_dir / "system.json"
+        path.write_text(json.dumps(data, indent=2))
+        return path
 
     def _ensure_streams(self) -> None:
         if not self.spec.nats.streams:

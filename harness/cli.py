@@ -1,0 +1,277 @@
+"""The ``sagaproof`` command line: up, run, contracts (check, diff, verify-pacts) and toxiproxy.
+
+A thin consumer of the engine: it parses options, subscribes a rich progress display to the event bus,
+and maps outcomes to exit codes (0 pass, 1 a check failed, 2 bad usage or input, 3 the environment could
+not be started). User mistakes print one sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.config import FAULT_KINDS, load_system_file, parse_duration
+from harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError
+from harness.events import (
+    Event,
+    EventBus,
+    FaultHealed,
+    FaultInjected,
+    NatsReady,
+    Phase,
+    RunStarted,
+    SagaStarted,
+    ServiceReady,
+    ViolationFound,
+)
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so every `finally` runs and teardown happens."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence, exit 2
+        err_console.print(f"sagaproof: error: {message}; run `{self.prog} --help` for the options.")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _duration_arg(text: str) -> float:
+    value = parse_duration(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 90s, 30m or 2h")
+    return value
+
+
+def _faults_arg(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(f.strip() for f in text.split(",") if f.strip())
+    bad = [n for n in names if n not in FAULT_KINDS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown fault '{bad[0]}' (the faults are: {', '.join(FAULT_KINDS)})")
+    return names
+
+
+def _intensity_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an intensity between 0 and 1")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sagaproof", description="Contract tests and chaos runs for choreographed services over NATS.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="bring the system up and hold until Ctrl-C")
+    up.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
+    up.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where logs go")
+    up.add_argument("--chaos-links", action="store_true", help="route each service through its own fault proxy")
+
+    run = sub.add_parser("run", help="the full job: contracts, workload with faults, checks, reports")
+    run.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
+    run.add_argument("--seed", type=int, default=None, help="seed of the workload and the fault schedule")
+    g = run.add_mutually_exclusive_group()
+    g.add_argument("--sagas", type=int, default=None, help="how many sagas to start (default: the system file's)")
+    g.add_argument("--duration", type=_duration_arg, default=None, help="drive the workload for this long, e.g. 30m")
+    run.add_argument("--faults", type=_faults_arg, default=None,
+                     help=f"comma-separated fault menu, or 'none' ({', '.join(FAULT_KINDS)})")
+    run.add_argument("--intensity", type=_intensity_arg, default=None, help="0..1, how much of the time faults are on")
+    run.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where reports and logs go")
+    run.add_argument("--shrink", action="store_true", help="on failure, find a minimal failing fault schedule")
+    run.add_argument("--no-chaos", action="store_true", help="no fault proxies and no faults")
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env for every service")
+
+    con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts")
+    csub = con.add_subparsers(dest="contracts_command", required=True, parser_class=_Parser)
+    chk = csub.add_parser("check", help="static producer/consumer compatibility (no services started)")
+    chk.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml, or of AsyncAPI files")
+    chk.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    chk.add_argument("--http", action="store_true", help="also fuzz HTTP entry points with schemathesis (starts the system)")
+    chk.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"))
+    dif = csub.add_parser("diff", help="breaking-change gate against a git ref or a directory")
+    dif.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml, or of AsyncAPI files")
+    dif.add_argument("--base", required=True, help="git ref (e.g. origin/main) or a directory with the old contracts")
+    dif.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ver = csub.add_parser("verify-pacts", help="verify message pacts against the live providers")
+    ver.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml")
+    ver.add_argument("--pacts", type=Path, default=None, help="pact directory (default: from the system file)")
+    ver.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"))
+
+    tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
+    tp.add_argument("--host", default="127.0.0.1", help="API listen host (default 127.0.0.1)")
+    tp.add_argument("--port", type=int, default=8474, help="API listen port (default 8474)")
+    tp.add_argument("--seed", type=int, default=None, help="seed of the toxics' random source")
+    return p
+
+
+# ---------------------------------------------------------------------------- progress display
+
+
+class Progress:
+    """A rich progress display driven by engine events (a thin consumer)."""
+
+    def __init__(self, con: Console, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self.con = con
+        self.progress = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=False)
+        self.task = self.progress.add_task("starting", total=total or None)
+        self.faults_active = 0
+
+    def __call__(self, event: Event) -> None:
+        p = self.progress
+        if isinstance(event, RunStarted):
+            p.console.print(f"[bold]sagaproof run[/] {event.system}  seed=[bold cyan]{event.seed}[/]  "
+                            f"report={event.report_dir}")
+        elif isinstance(event, NatsReady):
+            p.console.print(f"  nats ready in {event.seconds:.2f}s")
+        elif isinstance(event, ServiceReady):
+            p.console.print(f"  service [bold]{event.service}[/] ready on :{event.port} ({event.seconds:.2f}s)")
+        elif isinstance(event, SagaStarted):
+            p.advance(self.task)
+            p.update(self.task, description=f"sagas started (faults active: {self.faults_active})")
+        elif isinstance(event, FaultInjected):
+            self.faults_active += 1
+            f = event.fault
+            p.console.print(f"  [yellow]fault[/] {f.get('id')} {f.get('kind')} → {f.get('target')}")
+        elif isinstance(event, FaultHealed):
+            self.faults_active = max(0, self.faults_active - 1)
+        elif isinstance(event, Phase):
+            p.update(self.task, description=f"{event.name} {event.detail}".strip())
+        elif isinstance(event, ViolationFound):
+            p.console.print(f"  [red]violation[/] {event.check}: {event.summary[:200]}")
+
+    def __enter__(self) -> Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.system import System
+
+    spec = load_system_file(args.dir)
+    bus = EventBus()
+    bus.subscribe(lambda e: isinstance(e, ServiceReady) and console.print(
+        f"  {e.service} ready on :{e.port} ({e.seconds:.2f}s)"))
+    console.print(f"[bold]sagaproof up[/] {spec.path}")
+    with System(spec, report_dir=args.report_dir, bus=bus, chaos_links=args.chaos_links) as system:
+        table = Table(title=f"system up in {system.started_seconds:.2f}s — Ctrl-C to stop")
+        for col in ("service", "port", "url", "nats url", "log"):
+            table.add_column(col)
+        for row in system.describe():
+            table.add_row(row["name"], str(row["port"]), row["url"], row["nats_url"], row["log"])
+        console.print(table)
+        console.print(f"NATS (direct): {system.nats_url}")
+        if system.proxy_server is not None:
+            console.print(f"Fault proxy API (Toxiproxy-compatible): {system.proxy_server.url}")
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            console.print("stopping…")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_system_file(args.dir)
+    from harness.report_glue import finish_run
+    from harness.runner import RunOptions, run
+
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {item!r} must look like KEY=VALUE, e.g. --env SHOP_BUG=no_refund.")
+        env[key] = value
+    opts = RunOptions(seed=args.seed, sagas=args.sagas, duration=args.duration, faults=args.faults,
+                      intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
+                      chaos=not args.no_chaos and spec.chaos.enabled, env=env, system_arg=args.dir)
+    bus = EventBus()
+    total = args.sagas or (0 if args.duration else spec.workload.sagas)
+    with Progress(console, total) as progress:
+        bus.subscribe(progress)
+        code, (result, history) = run(spec, opts, bus)
+    return finish_run(spec, opts, result, history, console, bus)
+
+
+def cmd_contracts(args: argparse.Namespace) -> int:
+    from harness.contracts_cmd import run_contracts_command
+
+    return run_contracts_command(args, console)
+
+
+def cmd_toxiproxy(args: argparse.Namespace) -> int:
+    from chaos.toxiproxy import run_standalone
+
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        err_console.print(f"sagaproof: note: the fault proxy API listens on {args.host}, not only loopback.")
+    run_standalone(args.host, args.port, args.seed)
+    return 0
+
+
+COMMANDS = {"up": cmd_up, "run": cmd_run, "contracts": cmd_contracts, "toxiproxy": cmd_toxiproxy}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sagaproof` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return COMMANDS[args.command](args)
+    except SagaproofError as exc:
+        err_console.print(f"sagaproof: {exc}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("sagaproof: interrupted; everything it started has been stopped.")
+        return 130
+    except _Terminated:
+        err_console.print("sagaproof: terminated; everything it started has been stopped.")
+        return 143
+    except OSError as exc:
+        err_console.print(f"sagaproof: the environment could not be started ({exc}).", markup=False)
+        return EXIT_ENVIRONMENT
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

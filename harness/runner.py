@@ -1,0 +1,290 @@
+"""The run loop behind ``sagaproof run``: check contracts, bring the system up, record, drive the workload
+while the nemesis injects faults, heal, wait for convergence, check, report, tear down.
+
+Everything is emitted on the :class:`~harness.events.EventBus` so the CLI's progress display, the pytest
+plugin and the reporters stay thin. The outcome is a :class:`harness.results.RunResult` and an exit code
+(0 pass, 1 a check failed, 2 bad usage or input, 3 the environment could not be started).
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.config import SystemSpec, load_callable
+from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
+from harness.events import EventBus, Phase, RunFinished, RunStarted, ViolationFound
+from harness.recorder import Recorder
+from harness.system import System
+from harness.workload import Workload, body_factory, http_sender, nats_sender
+
+
+@dataclass
+class RunOptions:
+    """Options of one run (the command line's, or a test's)."""
+
+    seed: int | None = None
+    sagas: int | None = None
+    duration: float | None = None
+    faults: tuple[str, ...] | None = None
+    intensity: float | None = None
+    report_dir: Path = Path("sagaproof-report")
+    shrink: bool = False
+    chaos: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    quiet: float = 1.0
+    system_arg: str = "."
+    schedule: list[dict[str, Any]] | None = None  # a fixed fault schedule (shrinking re-runs)
+
+    def resolved_seed(self) -> int:
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(1, 2**31)
+        return self.seed
+
+
+def repro_command(opts: RunOptions, spec: SystemSpec) -> str:
+    """The one command that reproduces this run."""
+    parts = ["sagaproof", "run", opts.system_arg, "--seed", str(opts.seed)]
+    if opts.duration is not None:
+        parts += ["--duration", f"{opts.duration:g}s"]
+    elif opts.sagas is not None:
+        parts += ["--sagas", str(opts.sagas)]
+    if opts.faults is not None:
+        parts += ["--faults", ",".join(opts.faults) or "none"]
+    if opts.intensity is not None:
+        parts += ["--intensity", f"{opts.intensity:g}"]
+    for k, v in sorted(opts.env.items()):
+        parts = [f"{k}={shlex.quote(v)}"] + parts
+    return " ".join(parts)
+
+
+def eventually(fn: Any, timeout: float, interval: float = 0.25) -> tuple[bool, str]:
+    """Call fn until it passes (returns None/True, raises nothing) or `timeout` passes; (ok, last failure)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            out = fn()
+            if out is None or out is True:
+                return True, ""
+            last = out if isinstance(out, str) else f"returned {out!r}"
+        except AssertionError as exc:
+            last = str(exc) or "assertion failed"
+        except Exception as exc:  # noqa: BLE001 - an invariant that crashes is a failed invariant
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            return False, last
+        time.sleep(interval)
+
+
+class SagaTracker:
+    """Incremental view of which saga keys started and which reached a terminal event (for convergence)."""
+
+    def __init__(self, spec: SystemSpec):
+        self.starts: dict[str, str] = {}
+        self.terminals: dict[str, str] = {}
+        for name, saga in spec.sagas.items():
+            self.starts[saga.start] = name
+            for t in (*saga.success, *saga.abort):
+                self.terminals[t] = name
+        self.keys = {name: saga.key for name, saga in spec.sagas.items()}
+        self.started: set[tuple[str, Any]] = set()
+        self.finished: set[tuple[str, Any]] = set()
+        self.last_message_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def on_message(self, record: dict[str, Any]) -> None:
+        self.last_message_at = time.monotonic()
+        data = record.get("data")
+        if not isinstance(data, dict):
+            return
+        subject = record["subject"]
+        with self._lock:
+            if subject in self.starts:
+                name = self.starts[subject]
+                self.started.add((name, data.get(self.keys[name])))
+            if subject in self.terminals:
+                name = self.terminals[subject]
+                self.finished.add((name, data.get(self.keys[name])))
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self.started - self.finished)
+
+
+def _load_invariants(spec: SystemSpec) -> list[tuple[str, Any]]:
+    return [(inv.name, load_callable(spec, inv.target, f"invariants.{inv.name}")) for inv in spec.invariants]
+
+
+def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tuple[int, Any]:
+    """One complete run; returns (exit code, RunResult). Environment errors propagate (exit 3)."""
+    from harness.results import CheckOutcome, RunResult
+
+    bus = bus or EventBus()
+    seed = opts.resolved_seed()
+    report_dir = Path(opts.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    invariants = _load_invariants(spec)  # config errors surface before anything starts
+    if spec.workload.via == "http" and spec.workload.service is None:
+        raise ConfigError(f"{spec.path}: [workload] is missing; add a [workload] table that says how a saga is started.")
+    body = body_factory(spec)
+    command = repro_command(opts, spec)
+    started_iso = datetime.now(UTC).isoformat(timespec="seconds")
+    t_start = time.monotonic()
+    bus.emit(RunStarted(str(spec.path), seed, str(report_dir)))
+    checks: list[Any] = []
+    notes: list[str] = []
+
+    # 1. static contracts
+    contract_set, contract_outcome, declared_flows = _static_contracts(spec)
+    if contract_outcome is not None:
+        checks.append(contract_outcome)
+
+    wall_t0 = time.time()
+    tracker = SagaTracker(spec)
+    schedule: list[dict[str, Any]] = []
+    with System(spec, report_dir=report_dir, env=opts.env, bus=bus, chaos_links=opts.chaos, seed=seed) as system:
+        validator = None
+        if contract_set is not None:
+            from contracts import LiveValidator
+
+            validator = LiveValidator(contract_set)
+        producer_of = _producer_lookup(contract_set)
+        recorder = Recorder(system.nats_urls, report_dir / "events.jsonl", t0=wall_t0, validator=validator,
+                            producer_of=producer_of, on_message=tracker.on_message)
+        system.loop.run(recorder.start(), timeout=30)
+        bus.emit(Phase("workload", f"{opts.sagas or spec.workload.sagas} sagas"))
+        recorder.add({"kind": "phase", "t": recorder.now(), "phase": "workload_start"})
+        send = http_sender(system, spec.workload) if spec.workload.via == "http" else nats_sender(system, spec.workload)
+        workload = Workload(spec.workload, send, body, seed=seed, bus=bus, count=opts.sagas, duration=opts.duration)
+        window = opts.duration if opts.duration is not None else (workload.count / spec.workload.rate)
+        nemesis = None
+        if opts.chaos:
+            from harness.chaos_control import start_nemesis
+
+            nemesis = start_nemesis(system, spec, opts, seed, window, recorder, bus)
+        try:
+            wres = workload.run()
+        finally:
+            if nemesis is not None:
+                schedule = nemesis.finish()
+        recorder.add({"kind": "phase", "t": recorder.now(), "phase": "workload_end"})
+        healed_at = recorder.now()
+        recorder.add({"kind": "phase", "t": healed_at, "phase": "healed"})
+        bus.emit(Phase("converging", f"{tracker.pending} sagas still open"))
+        deadline = max((s.deadline for s in spec.sagas.values()), default=10.0)
+        t_conv = time.monotonic()
+        while time.monotonic() - t_conv < deadline:
+            quiet = time.monotonic() - tracker.last_message_at >= opts.quiet
+            if tracker.pending == 0 and quiet:
+                break
+            time.sleep(0.05)
+        # invariants (eventually), while the services still run
+        inv_outcomes = []
+        for name, fn in invariants:
+            bus.emit(Phase("invariant", name))
+            ok, why = eventually(lambda fn=fn: fn(system), spec.invariant_timeout)
+            inv_outcomes.append(CheckOutcome(f"invariant {name}", ok, "holds" if ok else why, [] if ok else [why]))
+            if not ok:
+                bus.emit(ViolationFound(f"invariant {name}", why))
+        system.loop.run(recorder.drain(), timeout=30)
+        end_at = recorder.now()
+        recorder.add({"kind": "phase", "t": end_at, "phase": "converged"})
+        system.loop.run(recorder.stop(), timeout=30)
+        services = system.describe()
+    # 2. checks over the history
+    from harness.checker import check_history
+
+    check_result = check_history(recorder.records, spec.sagas, healed_at=healed_at, end_at=end_at)
+    for v in check_result.violations:
+        if hasattr(v, "repro") and not getattr(v, "repro", None):
+            v.repro = command
+    checks.extend(_saga_outcomes(check_result))
+    checks.extend(inv_outcomes)
+    live_ok = not recorder.violations
+    checks.append(CheckOutcome(
+        "live contract conformance", live_ok,
+        "every message matched its contract" if live_ok else f"{len(recorder.violations)} message(s) broke their contract",
+        [_violation_line(v) for v in recorder.violations[:20]]))
+    rec_ok = not recorder.problems
+    checks.append(CheckOutcome("recorder completeness", rec_ok,
+                               f"{recorder.messages} messages recorded, none lost" if rec_ok else recorder.problems[0],
+                               list(recorder.problems)))
+    if wres.failed:
+        notes.append(f"{wres.failed} of {wres.requested} saga starts never got in (entry point down too long); "
+                     f"first error: {wres.errors[0] if wres.errors else '?'}")
+    ok = all(c.ok for c in checks)
+    exit_code = EXIT_OK if ok else EXIT_CHECK_FAILED
+    result = RunResult(
+        seed=seed, system_path=str(spec.path), command=command, started_at=started_iso,
+        duration_s=round(time.monotonic() - t_start, 3), verdict="pass" if ok else "fail", exit_code=exit_code,
+        checks=checks, check_result=check_result, contract_violations=list(recorder.violations), faults=schedule,
+        services=services, history_path=str(report_dir / "events.jsonl"), messages_recorded=recorder.messages,
+        invariants=inv_outcomes, shrink=None, declared_flows=declared_flows, notes=notes,
+        workload={"requested": wres.requested, "started": wres.started, "failed": wres.failed,
+                  "retries": wres.retries, "seconds": round(wres.seconds, 3)},
+    )
+    bus.emit(RunFinished(result.verdict, exit_code, str(report_dir)))
+    return exit_code, (result, recorder.records)
+
+
+def _violation_line(v: dict[str, Any]) -> str:
+    return f"{v.get('subject')} from {v.get('producer') or '?'} at {v.get('pointer') or '/'}: {v.get('message')}"
+
+
+def _saga_outcomes(check_result: Any) -> list[Any]:
+    from harness.results import CheckOutcome
+
+    outcomes = []
+    by_check: dict[str, list[Any]] = {}
+    for v in check_result.violations:
+        by_check.setdefault(v.check, []).append(v)
+    for check in ("termination", "contradiction", "compensation", "compensation_order", "double_effect"):
+        vs = by_check.pop(check, [])
+        outcomes.append(CheckOutcome(f"saga {check.replace('_', ' ')}", not vs,
+                                     f"{check_result.sagas_checked} sagas checked" if not vs
+                                     else f"{len(vs)} saga(s) violate it, e.g. {vs[0].key}",
+                                     [v.message() for v in vs[:10]]))
+    for check, vs in by_check.items():
+        outcomes.append(CheckOutcome(f"saga {check.replace('_', ' ')}", False, f"{len(vs)} saga(s) violate it",
+                                     [v.message() for v in vs[:10]]))
+    return outcomes
+
+
+def _producer_lookup(contract_set: Any) -> Any:
+    cache: dict[str, str | None] = {}
+
+    def producer_of(subject: str) -> str | None:
+        if subject not in cache:
+            senders = contract_set.sender_of(subject) if contract_set is not None else []
+            cache[subject] = ",".join(senders) if senders else None
+        return cache[subject]
+
+    return producer_of
+
+
+def _static_contracts(spec: SystemSpec) -> tuple[Any, Any, list[dict[str, str]]]:
+    """Load and check the contracts named in the system file (None when it names none)."""
+    from harness.results import CheckOutcome
+
+    sources = spec.contract_sources()
+    if not sources and not spec.contract_schemas:
+        return None, None, []
+    import contracts
+
+    cs = contracts.load(sources, schemas=[contracts.SubjectSchema(**s) for s in spec.contract_schemas])
+    report = contracts.check(cs)
+    rows = report.to_dict().get("channels", []) if hasattr(report, "to_dict") else []
+    problems = [f"{r.get('subject')}: {p}" for r in rows for p in (r.get("problems") or [])]
+    outcome = CheckOutcome("static contract compatibility", bool(report.ok),
+                           "every producer matches its consumers" if report.ok else f"{len(problems)} problem(s)",
+                           problems[:20])
+    flows = cs.declared_flows() if hasattr(cs, "declared_flows") else []
+    return cs, outcome, flows

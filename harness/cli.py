@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where reports and logs go")
     run.add_argument("--shrink", action="store_true", help="on failure, find a minimal failing fault schedule")
     run.add_argument("--no-chaos", action="store_true", help="no fault proxies and no faults")
+    run.add_argument("--schedule", type=Path, default=None, metavar="FILE",
+                     help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env for every service")
 
     con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts")
@@ -211,7 +213,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ConfigError(f"--env {item!r} must look like KEY=VALUE, e.g. --env SHOP_BUG=no_refund.")
         env[key] = value
-    opts = RunOptions(seed=args.seed, sagas=args.sagas, duration=args.duration, faults=args.faults,
+    schedule = None
+    if args.schedule is not None:
+        import json
+
+        try:
+            schedule = json.loads(args.schedule.read_text())
+            assert isinstance(schedule, list) and all(isinstance(f, dict) for f in schedule)
+        except (OSError, ValueError, AssertionError):
+            raise ConfigError(f"--schedule {args.schedule}: not a readable JSON list of faults; pass the "
+                              f"minimal-schedule.json a shrinking run wrote.") from None
+    opts = RunOptions(schedule=schedule, seed=args.seed, sagas=args.sagas, duration=args.duration, faults=args.faults,
                       intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
                       chaos=not args.no_chaos and spec.chaos.enabled, env=env, system_arg=args.dir)
     bus = EventBus()

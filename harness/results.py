@@ -59,9 +59,16 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
     def all_checks(self) -> list[CheckOutcome]:
-        """``checks`` plus one outcome per saga check the lead did not already list (by name)."""
+        """``checks``, plus one outcome per saga check not already listed (by name), plus a failing
+        ``contracts`` outcome when there are contract violations and no check mentions contracts."""
         names = {c.name for c in self.checks}
         extra = [c for c in saga_check_outcomes(self.check_result) if c.name not in names] if self.check_result else []
+        if self.contract_violations and not any("contract" in n for n in names):
+            cv = self.contract_violations
+            extra.insert(0, CheckOutcome(
+                "contracts", False, f"{len(cv)} recorded message(s) broke their contract",
+                [f"{c.get('subject')} from {c.get('producer') or '?'}: {c.get('pointer') or ''} {c.get('message')}"
+                 for c in cv[:100]]))
         return list(self.checks) + extra
 
     def to_dict(self) -> dict[str, Any]:

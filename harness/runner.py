@@ -59,8 +59,12 @@ def repro_command(opts: RunOptions, spec: SystemSpec) -> str:
         parts += ["--faults", ",".join(opts.faults) or "none"]
     if opts.intensity is not None:
         parts += ["--intensity", f"{opts.intensity:g}"]
+    if not opts.chaos:
+        parts += ["--no-chaos"]
+    if opts.report_dir != Path("sagaproof-report"):
+        parts += ["--report-dir", str(opts.report_dir)]
     for k, v in sorted(opts.env.items()):
-        parts = [f"{k}={shlex.quote(v)}"] + parts
+        parts += ["--env", shlex.quote(f"{k}={v}")]
     return " ".join(parts)
 
 

@@ -194,6 +194,9 @@ class System:
         self._state = "new"
         self._lock = threading.Lock()
         self.started_seconds: float | None = None
+        from harness.chaos_control import ChaosHandle
+
+        self.chaos = ChaosHandle(self)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -249,7 +252,7 @@ class System:
         ports = {name: free_port() for name in self.spec.services}
         node_urls = self.nats_urls
         if self.chaos_links:
-            from harness.links import start_links  # chaos is optional at import time
+            from harness.chaos_control import start_links
 
             upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(self.spec.services)}
             service_urls = start_links(self, upstreams)

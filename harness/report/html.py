@@ -1,0 +1,306 @@
+"""The self-contained HTML report (``report.html``): one file, inline CSS and SVG, no scripts, no network.
+
+Top to bottom, in the order a person needs it: the verdict and the command that reproduces the run; the
+checks; the fault timeline; each failing saga as a sequence diagram with the faults overlaid and its text;
+contract violations; the convergence histogram; the choreography map; the minimal failing schedule; the
+services and notes.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from harness.checker import CHECK_TITLES, SagaViolation
+from harness.report import svg
+from harness.results import CheckOutcome, RunResult
+
+MAX_SAGA_DIAGRAMS = 30
+MAX_CONTRACT_ROWS = 200
+
+CSS = """
+:root{--pass:#1a7f37;--fail:#cf222e;--error:#9a6700;--ink:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#f6f8fa}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.5 ui-sans-serif,system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
+background:var(--bg)}
+main{max-width:1200px;margin:0 auto;padding:0 20px 60px}
+.verdict{color:#fff;padding:26px 28px;margin:0 0 18px}
+.verdict.pass{background:var(--pass)}.verdict.fail{background:var(--fail)}.verdict.error{background:var(--error)}
+.verdict .inner{max-width:1160px;margin:0 auto}
+.verdict h1{margin:0;font-size:34px;letter-spacing:.5px}
+.verdict .why{font-size:17px;margin-top:4px}
+.verdict .meta{opacity:.9;margin-top:8px;font-size:13px}
+.cmd{display:block;background:rgba(0,0,0,.25);color:#fff;padding:8px 12px;border-radius:6px;margin-top:12px;
+font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-all}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:16px 20px;margin:16px 0}
+h2{font-size:19px;margin:0 0 10px}h3{font-size:16px;margin:0 0 6px}
+.muted{color:var(--muted)}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:10px}
+.check{border:1px solid var(--line);border-left:6px solid var(--pass);border-radius:6px;padding:8px 12px}
+.check.bad{border-left-color:var(--fail);background:#fff5f5}
+.check .name{font-weight:600}.check .icon{font-weight:700;margin-right:6px}
+.check.ok .icon{color:var(--pass)}.check.bad .icon{color:var(--fail)}
+.saga{border-left:6px solid var(--fail)}
+.tag{display:inline-block;background:#ffebe9;color:var(--fail);border:1px solid #ff818266;border-radius:12px;
+padding:0 9px;margin:0 4px 4px 0;font-size:12px;font-weight:600}
+.fault{display:inline-block;border-radius:12px;padding:0 9px;margin:0 4px 4px 0;font-size:12px;color:#fff}
+dl.v{margin:6px 0 10px}dl.v dt{font-weight:600;margin-top:6px}dl.v dd{margin:0 0 0 16px}
+.scroll{overflow-x:auto;border:1px solid var(--line);border-radius:6px;background:#fff;padding:4px}
+pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px;overflow-x:auto;
+font:12px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
+th{background:var(--bg)}
+td code,li code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.stats span{display:inline-block;margin-right:18px}
+ul.flat{margin:6px 0;padding-left:20px}
+details summary{cursor:pointer;color:var(--muted)}
+"""
+
+
+def _e(x: Any) -> str:
+    return escape(str(x), quote=True)
+
+
+def _collect(history: list[dict[str, Any]], result: RunResult) -> dict[str, Any]:
+    """One pass (plus one for rate buckets) over the history: extent, phases, faults, rate, observed flows."""
+    end = 0.0
+    phases: list[tuple[float, str]] = []
+    fstarts: dict[str, dict[str, Any]] = {}
+    fends: dict[str, float] = {}
+    observed: dict[tuple[str, str], int] = {}
+    for rec in history:
+        t = float(rec.get("t") or 0.0)
+        end = max(end, t)
+        kind = rec.get("kind")
+        if kind == "message":
+            k = (str(rec.get("producer") or "?"), str(rec.get("subject")))
+            observed[k] = observed.get(k, 0) + 1
+        elif kind == "phase":
+            phases.append((t, str(rec.get("phase"))))
+        elif kind == "fault_start":
+            f = dict(rec.get("fault") or {})
+            f.setdefault("start", t)
+            fstarts[str(f.get("id"))] = f
+        elif kind == "fault_end":
+            fends[str(rec.get("fault_id"))] = t
+    faults = [dict(f) for f in result.faults]
+    if not faults:
+        for fid, f in fstarts.items():
+            f["ended_at"] = fends.get(fid)
+            faults.append(f)
+    for f in faults:
+        end = max(end, float(f.get("ended_at") or 0.0), float(f.get("start") or 0.0))
+    end = max(end, 1e-3)
+    nb = 200
+    bucket = end / nb
+    rate = [0] * nb
+    for rec in history:
+        if rec.get("kind") == "message":
+            rate[min(nb - 1, int(float(rec.get("t") or 0.0) / bucket))] += 1
+    faults.sort(key=lambda f: (float(f.get("start") or 0.0), str(f.get("id"))))
+    return {"end": end, "phases": phases, "faults": faults, "rate": rate, "bucket": bucket, "observed": observed}
+
+
+def _headline(result: RunResult) -> str:
+    cr = result.check_result
+    if result.verdict == "error":
+        return "The run could not complete" + (f": {result.notes[0]}" if result.notes else ".")
+    parts = []
+    if cr is not None:
+        bad = len(cr.violated_sagas)
+        parts.append(f"{bad} of {cr.sagas_checked} sagas violated a check" if bad
+                     else f"all {cr.sagas_checked} sagas passed every saga check")
+    failed_inv = [i for i in result.invariants if not i.ok]
+    if result.invariants:
+        parts.append(f"{len(failed_inv)} of {len(result.invariants)} invariants failed" if failed_inv
+                     else f"{len(result.invariants)} invariants held")
+    nc = len(result.contract_violations)
+    parts.append(f"{nc} contract violation{'s' if nc != 1 else ''}")
+    other = [c for c in result.checks if not c.ok]
+    if other and result.verdict == "fail" and cr is None:
+        parts.append(f"{len(other)} checks failed")
+    return "; ".join(parts)
+
+
+def _check_card(c: CheckOutcome) -> str:
+    title = CHECK_TITLES.get(c.name, c.name)
+    return (f"<div class='check {'ok' if c.ok else 'bad'}'><span class='icon'>{'✓' if c.ok else '✗'}</span>"
+            f"<span class='name'>{_e(title)}</span> <span class='muted'>{'passed' if c.ok else 'FAILED'}</span>"
+            f"<div class='muted'>{_e(c.summary)}</div></div>")
+
+
+def _receivers(result: RunResult) -> dict[str, list[str]]:
+    flows = [(str(d.get("service")), str(d.get("subject"))) for d in result.declared_flows
+             if d.get("action") == "receive"]
+    return {p: [svc for svc, q in flows if q == p] for _, p in flows}
+
+
+def _receivers_for(subject: str, patterns: dict[str, list[str]], cache: dict[str, list[str]]) -> list[str]:
+    if subject not in cache:
+        found: list[str] = []
+        for p, svcs in patterns.items():
+            if svg.subject_matcher(p).match(subject):
+                found += [s for s in svcs if s not in found]
+        cache[subject] = found
+    return cache[subject]
+
+
+def _saga_section(group: list[SagaViolation], result: RunResult, patterns: dict[str, list[str]],
+                  cache: dict[str, list[str]], anchor: str) -> str:
+    v0 = group[0]
+    marks = sorted({m for v in group for m in v.marks})
+    receivers = {str(e.get("subject")): _receivers_for(str(e.get("subject")), patterns, cache) for e in v0.events}
+    fault_ids = list(dict.fromkeys(f for fa in v0.faults_active for f in fa))
+    chips = "".join(f"<span class='fault' style='background:{svg.fault_color(v0.faults.get(f, {}).get('kind'))}'>"
+                    f"{_e(svg.fault_label(v0.faults.get(f, {'id': f})))}</span>" for f in fault_ids)
+    dl = "".join(f"<dt>{_e(CHECK_TITLES.get(v.check, v.check))}</dt><dd>expected: {_e(v.expected)}</dd>"
+                 f"<dd>but: {_e(v.detail)}</dd>" for v in group)
+    text = "\n\n".join(v.message(result.command or None) for v in group)
+    return (f"<section class='saga' id='{_e(anchor)}'><h3>saga <code>{_e(v0.saga)}</code> · key <code>{_e(v0.key)}"
+            f"</code></h3><div>{''.join(f'<span class=tag>{_e(CHECK_TITLES.get(v.check, v.check))}</span>' for v in group)}"
+            f"</div><dl class='v'>{dl}</dl>"
+            f"<div>faults active during this saga: {chips or '<span class=muted>none</span>'}</div>"
+            f"<div class='scroll'>{svg.sequence(v0.events, v0.faults_active, v0.faults, marks, receivers)}</div>"
+            f"<details open><summary>as text</summary><pre>{_e(text)}</pre></details></section>")
+
+
+def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
+    """The whole report as one HTML string."""
+    info = _collect(history, result)
+    cr = result.check_result
+    if cr is not None and result.command:
+        cr.with_repro(result.command)
+    verdict = result.verdict if result.verdict in ("pass", "fail", "error") else "error"
+    parts: list[str] = []
+    # Verdict first: what a person opening the report needs before anything else.
+    meta = [f"seed {result.seed}", f"{result.duration_s:.1f}s", f"{result.messages_recorded} messages recorded"]
+    if result.started_at:
+        meta.insert(0, f"started {result.started_at}")
+    if cr is not None:
+        meta.append(f"{cr.sagas_checked} sagas checked")
+    meta.append(f"system {result.system_path}")
+    parts.append(f"<header class='verdict {verdict}' id='verdict'><div class='inner'><h1>{verdict.upper()}</h1>"
+                 f"<div class='why'>{_e(_headline(result))}</div><div class='meta'>{_e(' · '.join(meta))}</div>"
+                 f"<code class='cmd'>{_e(result.command)}</code></div></header><main>")
+
+    checks = result.all_checks()
+    cards = "".join(_check_card(c) for c in checks)
+    inv = "".join(_check_card(c) for c in result.invariants)
+    parts.append(f"<section id='checks'><h2>Checks</h2><div class='grid'>{cards or '<span class=muted>none</span>'}"
+                 f"</div>{'<h3 style=margin-top:14px>Invariants</h3><div class=grid>' + inv + '</div>' if inv else ''}")
+    failing_details = [d for c in result.invariants + [c for c in result.checks if c.name not in CHECK_TITLES]
+                       if not c.ok for d in c.details]
+    if failing_details:
+        parts.append("<details open><summary>failure details</summary><pre>" +
+                     _e("\n\n".join(failing_details[:50])) + "</pre></details>")
+    parts.append("</section>")
+
+    # Fault timeline.
+    vticks: list[tuple[float, str]] = []
+    if cr is not None:
+        for v in cr.violations:
+            i = v.marks[0] if v.marks else (len(v.events) - 1)
+            if v.events:
+                vticks.append((float(v.events[max(0, i)]["t"]), f"{v.check} {v.saga}/{v.key}"))
+    fault_list = "".join(f"<li><span class='fault' style='background:{svg.fault_color(f.get('kind'))}'>"
+                         f"{_e(svg.fault_label(f))}</span> {float(f.get('start') or 0):.3f}s → "
+                         f"{_e(format(float(f['ended_at']), '.3f') + 's' if f.get('ended_at') is not None else 'not ended')}"
+                         f"{' · ' + _e(json.dumps(f.get('params'))) if f.get('params') else ''}</li>"
+                         for f in info["faults"][:100])
+    parts.append(f"<section id='timeline'><h2>Fault timeline</h2>"
+                 f"<div class='scroll'>{svg.timeline(info['faults'], info['phases'], info['rate'], info['bucket'], info['end'], vticks)}</div>"
+                 f"{'<details><summary>' + str(len(info['faults'])) + ' faults</summary><ul class=flat>' + fault_list + '</ul></details>' if fault_list else ''}"
+                 f"</section>")
+
+    # Failing sagas.
+    if cr is not None and cr.violations:
+        groups: dict[tuple[str, str], list[SagaViolation]] = {}
+        for v in cr.violations:
+            groups.setdefault((v.saga, v.key), []).append(v)
+        patterns = _receivers(result)
+        cache: dict[str, list[str]] = {}
+        parts.append(f"<section id='failing-sagas'><h2>Failing sagas ({len(groups)})</h2>"
+                     f"<p class='muted'>Most important first. Each arrow is one event, from the service that "
+                     f"published it to the services whose contracts say they receive it; tinted bands are the "
+                     f"faults active on that service at that moment; red rows are the events the check is "
+                     f"about.</p><ul class='flat'>")
+        for i, ((saga, key), group) in enumerate(groups.items()):
+            if i >= 200:
+                parts.append(f"<li>... {len(groups) - 200} more in report.json</li>")
+                break
+            parts.append(f"<li><a href='#saga-{i}'>{_e(saga)} {_e(key)}</a>: "
+                         f"{_e(', '.join(CHECK_TITLES.get(v.check, v.check) for v in group))}</li>")
+        parts.append("</ul></section>")
+        for i, group in enumerate(groups.values()):
+            if i >= MAX_SAGA_DIAGRAMS:
+                parts.append(f"<section><p class='muted'>{len(groups) - MAX_SAGA_DIAGRAMS} more failing sagas are "
+                             f"listed above and described in report.json and junit.xml.</p></section>")
+                break
+            parts.append(_saga_section(group, result, patterns, cache, f"saga-{i}"))
+
+    # Contract violations.
+    cv = result.contract_violations
+    if cv:
+        rows = "".join(f"<tr><td><code>{_e(c.get('subject'))}</code></td><td>{_e(c.get('producer') or '?')}</td>"
+                       f"<td><code>{_e(c.get('pointer') or '')}</code></td><td>{_e(c.get('message'))}</td>"
+                       f"<td><code>{_e(_short(c.get('payload')))}</code></td></tr>" for c in cv[:MAX_CONTRACT_ROWS])
+        more = f"<p class='muted'>... {len(cv) - MAX_CONTRACT_ROWS} more in report.json</p>" if len(cv) > MAX_CONTRACT_ROWS else ""
+        parts.append(f"<section id='contracts'><h2>Contract violations ({len(cv)})</h2><table><tr><th>subject</th>"
+                     f"<th>producer</th><th>where</th><th>problem</th><th>payload</th></tr>{rows}</table>{more}"
+                     f"</section>")
+    else:
+        parts.append("<section id='contracts'><h2>Contract violations</h2><p>None: every recorded message matched "
+                     "its contract.</p></section>")
+
+    # Convergence.
+    if cr is not None:
+        st = cr.convergence_stats()
+        stats = "".join(f"<span><b>{k}</b> {f'{v:.3f}s' if isinstance(v, float) else v}</span>"
+                        for k, v in st.items() if v is not None)
+        after = (f"<span><b>last outcome after heal</b> {cr.convergence_after_heal:.3f}s</span>"
+                 if cr.convergence_after_heal is not None else "")
+        parts.append(f"<section id='convergence'><h2>Convergence</h2><p class='muted'>Seconds from each saga's "
+                     f"start event to its outcome.</p><div class='stats'>{stats}{after}</div>"
+                     f"{svg.histogram(list(cr.convergence.values()), {'p50': st['p50'], 'p95': st['p95']})}</section>")
+
+    # Choreography map.
+    model = svg.choreography_model(info["observed"], result.declared_flows)
+    items = [f"<li>declared but never seen: <code>{_e(s)}</code> {_e(a)}s <code>{_e(subj)}</code></li>"
+             for s, a, subj in model["never_seen"]]
+    items += [f"<li>undeclared traffic: <code>{_e(s)}</code> published <code>{_e(subj)}</code> ({c} messages), "
+              f"which no contract declares it sends</li>" for s, subj, c in model["undeclared"]]
+    note = "" if result.declared_flows else "<p class='muted'>No declared flows were given, so every edge is " \
+                                            "shown as undeclared.</p>"
+    parts.append(f"<section id='choreography'><h2>Choreography map</h2><p class='muted'>Who published what on the "
+                 f"wire, against what the contracts declare.</p>{note}"
+                 f"<div class='scroll'>{svg.choreography(model)}</div>"
+                 f"{'<ul class=flat>' + ''.join(items[:100]) + '</ul>' if items else '<p>The wire and the contracts agree.</p>'}"
+                 f"</section>")
+
+    if result.shrink:
+        sched = result.shrink.get("schedule") or []
+        parts.append(f"<section id='shrink'><h2>Minimal failing schedule</h2><p>{len(sched)} fault(s) are enough to "
+                     f"reproduce the failure:</p><pre>{_e(json.dumps(sched, indent=2))}</pre>"
+                     f"<code class='cmd' style='background:#24292f'>{_e(result.shrink.get('command', ''))}</code>"
+                     f"</section>")
+    if result.services:
+        rows = "".join(f"<tr><td>{_e(s.get('name'))}</td><td>{_e(s.get('port'))}</td><td><code>{_e(s.get('log'))}"
+                       f"</code></td></tr>" for s in result.services)
+        parts.append(f"<section id='services'><h2>Services</h2><table><tr><th>service</th><th>port</th>"
+                     f"<th>log</th></tr>{rows}</table></section>")
+    if result.notes:
+        parts.append("<section id='notes'><h2>Notes</h2><ul class='flat'>" +
+                     "".join(f"<li>{_e(n)}</li>" for n in result.notes) + "</ul></section>")
+    parts.append(f"<p class='muted'>history: {_e(result.history_path or '-')} · exit code {result.exit_code}</p>"
+                 f"</main>")
+    title = f"sagaproof {verdict.upper()} · seed {result.seed}"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width,initial-scale=1'><title>{_e(title)}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")
+
+
+def _short(payload: Any, limit: int = 160) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

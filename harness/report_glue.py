@@ -33,7 +33,6 @@ def _first_failed_check(result: Any) -> str | None:
 def shrink(spec: SystemSpec, opts: Any, result: Any, console: Console, bus: EventBus) -> dict[str, Any] | None:
     """Find a smaller fault schedule that still fails the same check; None if nothing to shrink."""
     from chaos.nemesis import ddmin
-
     from harness.runner import run
 
     target = _first_failed_check(result)

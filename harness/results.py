@@ -36,7 +36,8 @@ class RunResult:
     added ``ended_at``; ``contract_violations`` are dicts with ``subject``, ``producer``, ``pointer``,
     ``message``, ``payload``; ``declared_flows`` are dicts ``{"service", "action": "send"|"receive",
     "subject"}`` from the contracts, used to draw the choreography map; ``shrink`` is ``None`` or a dict with
-    at least ``schedule`` (the minimal fault list) and ``command``.
+    at least ``command`` and the minimal fault list as ``minimal`` (or ``schedule``); ``workload`` is ``None`` or
+    ``{"requested", "started", "failed", "retries", "seconds"}``.
     """
 
     seed: int
@@ -57,19 +58,25 @@ class RunResult:
     shrink: dict[str, Any] | None = None
     declared_flows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    workload: dict[str, Any] | None = None
 
     def all_checks(self) -> list[CheckOutcome]:
-        """``checks``, plus one outcome per saga check not already listed (by name), plus a failing
-        ``contracts`` outcome when there are contract violations and no check mentions contracts."""
-        names = {c.name for c in self.checks}
-        extra = [c for c in saga_check_outcomes(self.check_result) if c.name not in names] if self.check_result else []
+        """The checks to report: ``checks`` minus any that are also in ``invariants``; plus one outcome per saga
+        check (:func:`saga_check_outcomes`) unless ``checks`` already has saga outcomes (a name in ``CHECKS`` or
+        starting with "saga "); plus a failing ``contracts`` outcome when there are contract violations and no
+        check mentions contracts."""
+        own = [c for c in self.checks if c not in self.invariants]  # invariants are reported on their own
+        names = {c.name for c in own}
+        # A run loop that lists its own saga outcomes (named like a check, or "saga ...") is taken as is.
+        has_saga = any(n in CHECKS or n.startswith("saga ") for n in names)
+        extra = saga_check_outcomes(self.check_result) if self.check_result is not None and not has_saga else []
         if self.contract_violations and not any("contract" in n for n in names):
             cv = self.contract_violations
             extra.insert(0, CheckOutcome(
                 "contracts", False, f"{len(cv)} recorded message(s) broke their contract",
                 [f"{c.get('subject')} from {c.get('producer') or '?'}: {c.get('pointer') or ''} {c.get('message')}"
                  for c in cv[:100]]))
-        return list(self.checks) + extra
+        return own + extra
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``report.json``)."""
@@ -84,7 +91,7 @@ class RunResult:
             "contract_violations": self.contract_violations, "faults": self.faults, "services": self.services,
             "history_path": self.history_path, "messages_recorded": self.messages_recorded,
             "invariants": [c.to_dict() for c in self.invariants], "shrink": self.shrink,
-            "declared_flows": self.declared_flows, "notes": self.notes,
+            "declared_flows": self.declared_flows, "notes": self.notes, "workload": self.workload,
         }
 
 

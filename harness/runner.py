@@ -207,15 +207,16 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
     from harness.checker import check_history
 
     check_result = check_history(recorder.records, spec.sagas, healed_at=healed_at, end_at=end_at)
-    for v in check_result.violations:
-        if hasattr(v, "repro") and not getattr(v, "repro", None):
-            v.repro = command
-    checks.extend(_saga_outcomes(check_result))
+    from harness.results import saga_check_outcomes
+
+    check_result = check_result.with_repro(command) or check_result
+    checks.extend(saga_check_outcomes(check_result))
     checks.extend(inv_outcomes)
     live_ok = not recorder.violations
     checks.append(CheckOutcome(
         "live contract conformance", live_ok,
-        "every message matched its contract" if live_ok else f"{len(recorder.violations)} message(s) broke their contract",
+        ("every message matched its contract" if validator is not None else "no contracts declared; nothing to check")
+        if live_ok else f"{len(recorder.violations)} message(s) broke their contract",
         [_violation_line(v) for v in recorder.violations[:20]]))
     rec_ok = not recorder.problems
     checks.append(CheckOutcome("recorder completeness", rec_ok,
@@ -243,32 +244,13 @@ def _violation_line(v: dict[str, Any]) -> str:
     return f"{v.get('subject')} from {v.get('producer') or '?'} at {v.get('pointer') or '/'}: {v.get('message')}"
 
 
-def _saga_outcomes(check_result: Any) -> list[Any]:
-    from harness.results import CheckOutcome
-
-    outcomes = []
-    by_check: dict[str, list[Any]] = {}
-    for v in check_result.violations:
-        by_check.setdefault(v.check, []).append(v)
-    for check in ("termination", "contradiction", "compensation", "compensation_order", "double_effect"):
-        vs = by_check.pop(check, [])
-        outcomes.append(CheckOutcome(f"saga {check.replace('_', ' ')}", not vs,
-                                     f"{check_result.sagas_checked} sagas checked" if not vs
-                                     else f"{len(vs)} saga(s) violate it, e.g. {vs[0].key}",
-                                     [v.message() for v in vs[:10]]))
-    for check, vs in by_check.items():
-        outcomes.append(CheckOutcome(f"saga {check.replace('_', ' ')}", False, f"{len(vs)} saga(s) violate it",
-                                     [v.message() for v in vs[:10]]))
-    return outcomes
-
-
 def _producer_lookup(contract_set: Any) -> Any:
     cache: dict[str, str | None] = {}
 
     def producer_of(subject: str) -> str | None:
         if subject not in cache:
             senders = contract_set.sender_of(subject) if contract_set is not None else []
-            cache[subject] = ",".join(senders) if senders else None
+            cache[subject] = senders[0] if len(senders) == 1 else None
         return cache[subject]
 
     return producer_of

@@ -24,7 +24,7 @@ def write_reports(result: RunResult, report_dir: Path, history: list[dict[str, A
         history: the recorded history (the records of ``events.jsonl``), for the timeline and the map.
 
     Returns:
-        ``{"json": path, "junit": path, "html": path}``.
+        ``{"report.json": path, "junit.xml": path, "report.html": path}``.
     """
     from harness.report.html import render_html
     from harness.report.junit import write_junit
@@ -33,10 +33,10 @@ def write_reports(result: RunResult, report_dir: Path, history: list[dict[str, A
     report_dir.mkdir(parents=True, exist_ok=True)
     if result.check_result is not None and result.command:
         result.check_result.with_repro(result.command)
-    paths = {"json": report_dir / "report.json", "junit": report_dir / "junit.xml", "html": report_dir / "report.html"}
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    write_junit(result, paths["junit"])
-    paths["html"].write_text(render_html(result, history), encoding="utf-8")
+    paths = {name: report_dir / name for name in ("report.json", "junit.xml", "report.html")}
+    paths["report.json"].write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    write_junit(result, paths["junit.xml"])
+    paths["report.html"].write_text(render_html(result, history), encoding="utf-8")
     return paths
 
 

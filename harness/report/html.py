@@ -18,6 +18,7 @@ from harness.results import CheckOutcome, RunResult
 
 MAX_SAGA_DIAGRAMS = 30
 MAX_CONTRACT_ROWS = 200
+MAX_FAULT_LANES = 80
 
 CSS = """
 :root{--pass:#1a7f37;--fail:#cf222e;--error:#9a6700;--ink:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#f6f8fa}
@@ -178,6 +179,9 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
     meta = [f"seed {result.seed}", f"{result.duration_s:.1f}s", f"{result.messages_recorded} messages recorded"]
     if result.started_at:
         meta.insert(0, f"started {result.started_at}")
+    if result.workload:
+        w = result.workload
+        meta.append(f"{w.get('started', '?')} of {w.get('requested', '?')} sagas started")
     if cr is not None:
         meta.append(f"{cr.sagas_checked} sagas checked")
     meta.append(f"system {result.system_path}")
@@ -210,7 +214,8 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
                          f"{' · ' + _e(json.dumps(f.get('params'))) if f.get('params') else ''}</li>"
                          for f in info["faults"][:100])
     parts.append(f"<section id='timeline'><h2>Fault timeline</h2>"
-                 f"<div class='scroll'>{svg.timeline(info['faults'], info['phases'], info['rate'], info['bucket'], info['end'], vticks)}</div>"
+                 f"<div class='scroll'>{svg.timeline(info['faults'][:MAX_FAULT_LANES], info['phases'], info['rate'], info['bucket'], info['end'], vticks)}</div>"
+                 f"{'<p class=muted>showing the first ' + str(MAX_FAULT_LANES) + ' faults</p>' if len(info['faults']) > MAX_FAULT_LANES else ''}"
                  f"{'<details><summary>' + str(len(info['faults'])) + ' faults</summary><ul class=flat>' + fault_list + '</ul></details>' if fault_list else ''}"
                  f"</section>")
 
@@ -280,7 +285,7 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
                  f"</section>")
 
     if result.shrink:
-        sched = result.shrink.get("schedule") or []
+        sched = result.shrink.get("minimal") or result.shrink.get("schedule") or []
         parts.append(f"<section id='shrink'><h2>Minimal failing schedule</h2><p>{len(sched)} fault(s) are enough to "
                      f"reproduce the failure:</p><pre>{_e(json.dumps(sched, indent=2))}</pre>"
                      f"<code class='cmd' style='background:#24292f'>{_e(result.shrink.get('command', ''))}</code>"

@@ -123,9 +123,10 @@ def timeline(faults: list[dict[str, Any]], phases: list[tuple[float, str]], rate
                        f"stroke-width='2'><title>{_e(label)} at {_t(t)}s</title></line>")
     for t, name in phases:
         color = PHASE_COLORS.get(name, "#6b7280")
+        near_end = x(t) > width - right - 90
         out.append(f"<line x1='{x(t):.1f}' y1='22' x2='{x(t):.1f}' y2='{axis_y}' stroke='{color}' "
-                   f"stroke-dasharray='4 3'/><text x='{x(t) + 3:.1f}' y='18' font-size='11' fill='{color}'>"
-                   f"{_e(name.replace('_', ' '))}</text>")
+                   f"stroke-dasharray='4 3'/><text x='{x(t) + (-3 if near_end else 3):.1f}' y='18' font-size='11' "
+                   f"fill='{color}' text-anchor='{'end' if near_end else 'start'}'>{_e(name.replace('_', ' '))}</text>")
     out += _axis(left, width - right, axis_y, 0.0, end)
     out.append("</svg>")
     return "".join(out)
@@ -170,10 +171,10 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
     cx = {c: left + colw * i + colw / 2 for i, c in enumerate(cols)}
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' class='seq' viewBox='0 0 {width} {height}' "
            f"width='{width}' role='img' aria-label='sequence diagram' {FONT}>",
-           "<defs><marker id='ah' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='7' markerHeight='7' "
-           "orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#374151'/></marker>"
-           "<marker id='ahr' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='7' markerHeight='7' "
-           "orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#b91c1c'/></marker></defs>"]
+           "<defs><marker id='ah' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='9' markerHeight='9' "
+           "markerUnits='userSpaceOnUse' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#374151'/></marker>"
+           "<marker id='ahr' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='10' markerHeight='10' "
+           "markerUnits='userSpaceOnUse' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#b91c1c'/></marker></defs>"]
     # fault overlay: contiguous row ranges per fault, on its target's lifeline (or across when not a column)
     ranges: dict[str, list[list[int]]] = {}
     for i, fa in enumerate(faults_active[:len(shown)]):
@@ -197,7 +198,9 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
                 x0, w = left, len(cols) * colw
             out.append(f"<rect x='{x0:.1f}' y='{y0:.1f}' width='{w:.1f}' height='{y1 - y0:.1f}' rx='4' "
                        f"fill='{color}' fill-opacity='0.13' stroke='{color}' stroke-opacity='0.5' "
-                       f"stroke-dasharray='3 2'><title>{_e(fault_label(f))}</title></rect>")
+                       f"stroke-dasharray='3 2'><title>{_e(fault_label(f))}</title></rect>"
+                       f"<text x='{x0 + 4:.1f}' y='{y1 - 5:.1f}' font-size='10' fill='{color}'>{_e(fid)} "
+                       f"{_e(f.get('kind', ''))}</text>")
     for c in cols:
         x = cx[c]
         out.append(f"<rect x='{x - 60:.1f}' y='6' width='120' height='24' rx='5' fill='#f3f4f6' stroke='#d1d5db'/>"
@@ -214,10 +217,11 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
             dests = []
         bad = i in marks
         color = "#b91c1c" if bad else "#374151"
-        out.append(f"<text x='6' y='{y + 4}' font-size='11' fill='{color}'>t={e['t']:.3f}s</text>")
         if bad:
             out.append(f"<rect x='2' y='{y - row / 2 + 2}' width='{fault_x - 4}' height='{row - 4}' rx='3' "
                        f"fill='#fee2e2' fill-opacity='0.6'/>")
+        out.append(f"<text x='6' y='{y + 4}' font-size='11' fill='{color}' font-weight='{700 if bad else 400}'>"
+                   f"t={e['t']:.3f}s</text>")
         xs = cx[src]
         for d in dests:
             xd = cx.get(d, xs)
@@ -256,7 +260,7 @@ def histogram(values: list[float], marks: dict[str, float | None], *, bins: int 
     if not values:
         return (f"<svg xmlns='http://www.w3.org/2000/svg' class='chart' viewBox='0 0 {width} 60' width='100%' "
                 f"{FONT}><text x='10' y='30' font-size='13' fill='#6b7280'>no saga reached an outcome</text></svg>")
-    hi = max(values) or 1e-3
+    hi = (max(values) or 1e-3) * 1.04
     step = hi / bins
     counts = [0] * bins
     for v in values:
@@ -276,13 +280,15 @@ def histogram(values: list[float], marks: dict[str, float | None], *, bins: int 
                f"<text x='{left - 6}' y='{top + ph}' font-size='11' text-anchor='end' fill='#6b7280'>0</text>"
                f"<text x='14' y='{top + ph / 2}' font-size='11' fill='#6b7280' transform='rotate(-90 14 "
                f"{top + ph / 2})' text-anchor='middle'>sagas</text>")
-    for name, v in marks.items():
+    for n, (name, v) in enumerate(marks.items()):
         if v is None:
             continue
         x = left + v / hi * pw
+        flip = x > width - right - 120
         out.append(f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + ph}' stroke='#1f2937' "
-                   f"stroke-dasharray='4 3'/><text x='{x + 3:.1f}' y='{top + 10}' font-size='11' fill='#1f2937'>"
-                   f"{_e(name)} {_t(v)}s</text>")
+                   f"stroke-dasharray='4 3'/><text x='{x + (-4 if flip else 4):.1f}' y='{top + 12 + 14 * n}' "
+                   f"font-size='11' fill='#1f2937' text-anchor='{'end' if flip else 'start'}' "
+                   f"paint-order='stroke' stroke='#fff' stroke-width='3'>{_e(name)} {_t(v)}s</text>")
     out += _axis(left, width - right, top + ph, 0.0, hi)
     out.append("</svg>")
     return "".join(out)

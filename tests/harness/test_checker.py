@@ -283,3 +283,10 @@ def test_run_result_to_dict_adds_saga_checks_and_repro() -> None:
     assert d["check_result"]["violations"][0]["repro"] == rr.command
     outcomes = {o.name: o for o in saga_check_outcomes(cr)}
     assert not outcomes["no_double_effect"].ok and outcomes["termination"].ok
+
+
+def test_accepts_a_streamed_history() -> None:
+    h = History().happy("o1", 1.0).msg(2.0, "orders.created", "o2")
+    r = check_history(iter(h.records), SAGAS, healed_at=0.0, end_at=100.0)
+    assert r.sagas_checked == 2 and [v.key for v in r.violations] == ["o2"]
+    assert r.convergence_stats()["count"] == 1

@@ -432,7 +432,7 @@ def _finalise(saga: str, key: str, spec: SagaSpec, inst: _Instance, healed_at: f
                     abort_at = i
         elif role == STEP_OK:
             name = spec.steps[step].name
-            if abort_at >= 0:
+            if abort_at >= 0 and succeeded[step] == 0:  # a repeated success is a double effect, below
                 contra.append(i)
                 contra_why.append(f"step '{name}' succeeded ({subject}) after the saga had aborted "
                                   f"({events[abort_at][0].get('subject')})")

@@ -123,6 +123,31 @@ class SagaTracker:
             return len(self.started - self.finished)
 
 
+def _wait_for_convergence(spec: SystemSpec, recorder: Recorder, tracker: SagaTracker, healed_at: float,
+                          quiet: float) -> None:
+    """Wait until every saga is settled and the wire is quiet, or until the deadline after healing.
+
+    "Settled" asks the checker itself: if judging the history as if every deadline had passed finds no
+    termination or compensation failure, nothing is still owed. Otherwise something may still arrive, so we
+    keep waiting -- up to the deadline, after which a missing terminal or compensation is a real failure.
+    """
+    from harness.checker import check_history
+
+    deadline = max((s.deadline for s in spec.sagas.values()), default=10.0)
+    t_end = time.monotonic() + deadline
+    next_judgement = 0.0
+    while time.monotonic() < t_end:
+        is_quiet = time.monotonic() - tracker.last_message_at >= quiet
+        if is_quiet and tracker.pending == 0 and time.monotonic() >= next_judgement:
+            records = list(recorder.records)
+            verdict = check_history(records, spec.sagas, healed_at=healed_at, end_at=healed_at + deadline + 1e-6)
+            owed = [v for v in verdict.violations if v.check in ("termination", "compensation_completeness")]
+            if not owed:
+                return
+            next_judgement = time.monotonic() + 0.5
+        time.sleep(0.05)
+
+
 def _load_invariants(spec: SystemSpec) -> list[tuple[str, Any]]:
     return [(inv.name, load_callable(spec, inv.target, f"invariants.{inv.name}")) for inv in spec.invariants]
 
@@ -183,13 +208,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         healed_at = recorder.now()
         recorder.add({"kind": "phase", "t": healed_at, "phase": "healed"})
         bus.emit(Phase("converging", f"{tracker.pending} sagas still open"))
-        deadline = max((s.deadline for s in spec.sagas.values()), default=10.0)
-        t_conv = time.monotonic()
-        while time.monotonic() - t_conv < deadline:
-            quiet = time.monotonic() - tracker.last_message_at >= opts.quiet
-            if tracker.pending == 0 and quiet:
-                break
-            time.sleep(0.05)
+        _wait_for_convergence(spec, recorder, tracker, healed_at, opts.quiet)
         # invariants (eventually), while the services still run
         inv_outcomes = []
         for name, fn in invariants:
@@ -265,12 +284,16 @@ def _static_contracts(spec: SystemSpec) -> tuple[Any, Any, list[dict[str, str]]]
         return None, None, []
     import contracts
 
-    cs = contracts.load(sources, schemas=[contracts.SubjectSchema(**s) for s in spec.contract_schemas])
+    cs = contracts.load(sources, schemas=[
+        contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
+                                consumers=s["consumers"]) for s in spec.contract_schemas])
     report = contracts.check(cs)
     rows = report.to_dict().get("channels", []) if hasattr(report, "to_dict") else []
     problems = [f"{r.get('subject')}: {p}" for r in rows for p in (r.get("problems") or [])]
     outcome = CheckOutcome("static contract compatibility", bool(report.ok),
                            "every producer matches its consumers" if report.ok else f"{len(problems)} problem(s)",
                            problems[:20])
-    flows = cs.declared_flows() if hasattr(cs, "declared_flows") else []
+    flows = [{"service": svc, "action": action, "subject": ch.subject}
+             for ch in cs.channels.values()
+             for action, group in (("send", ch.producers), ("receive", ch.consumers)) for svc in group]
     return cs, outcome, flows

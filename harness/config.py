@@ -137,6 +137,26 @@ class ChaosSpec:
 
 
 @dataclass(frozen=True)
+class PactTrigger:
+    """How to make a provider emit the message a pact describes, and where to capture it."""
+
+    description: str | None
+    state: str | None
+    capture: str
+    http: dict[str, Any] | None = None
+    publish: dict[str, Any] | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class PactsSpec:
+    """Where the consumers' message pacts live and how each is triggered on the live provider."""
+
+    dir: Path | None = None
+    triggers: tuple[PactTrigger, ...] = ()
+
+
+@dataclass(frozen=True)
 class SystemSpec:
     """The whole system file, validated."""
 
@@ -150,6 +170,7 @@ class SystemSpec:
     invariant_timeout: float
     chaos: ChaosSpec
     contract_schemas: tuple[dict[str, Any], ...] = ()
+    pacts: PactsSpec = PactsSpec()
 
     def contract_sources(self) -> dict[str, list[Path]]:
         """Service name -> its contract files, for the contracts package."""
@@ -501,7 +522,7 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     """Validate an already-parsed system table."""
     ctx = _Ctx(path, display or str(path))
     root = path.resolve().parent
-    _check_keys(ctx, "", raw, ["nats", "services", "sagas", "workload", "invariants", "chaos", "schemas"])
+    _check_keys(ctx, "", raw, ["nats", "services", "sagas", "workload", "invariants", "chaos", "schemas", "pacts"])
 
     def table(key: str) -> dict[str, Any]:
         return _get(ctx, "", raw, key, dict, {})
@@ -536,9 +557,40 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
                                         example='subject = "orders.created"'),
                         "schema": sp, "producers": list(_str_list(ctx, where, s, "producers")),
                         "consumers": list(_str_list(ctx, where, s, "consumers"))})
+    pacts = _load_pacts(ctx, root, table("pacts"), services)
     return SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
                       invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
-                      contract_schemas=tuple(schemas))
+                      contract_schemas=tuple(schemas), pacts=pacts)
+
+
+def _load_pacts(ctx: _Ctx, root: Path, raw: dict[str, Any], services: dict[str, ServiceSpec]) -> PactsSpec:
+    _check_keys(ctx, "pacts", raw, ["dir", "triggers"])
+    d = _get(ctx, "pacts", raw, "dir", str)
+    triggers = []
+    for i, t in enumerate(_get(ctx, "pacts", raw, "triggers", list, [])):
+        where = f"pacts.triggers[{i}]"
+        if not isinstance(t, dict):
+            raise ctx.fail(where, "must be a table with description (or state), capture, and http or publish.")
+        _check_keys(ctx, where, t, ["description", "state", "capture", "http", "publish", "timeout"])
+        desc, state = _get(ctx, where, t, "description", str), _get(ctx, where, t, "state", str)
+        if desc is None and state is None:
+            raise ctx.fail(where, "needs description (the pact's message description) or state (a provider state).")
+        capture = _get(ctx, where, t, "capture", str, required=True, example='capture = "orders.created"')
+        http, publish = _get(ctx, where, t, "http", dict), _get(ctx, where, t, "publish", dict)
+        if (http is None) == (publish is None):
+            raise ctx.fail(where, 'needs exactly one of http = { service = "order", path = "/orders", body = {...} } '
+                                  'or publish = { subject = "...", body = {...} }.')
+        if http is not None:
+            _check_keys(ctx, f"{where}.http", http, ["service", "method", "path", "body"])
+            svc = _get(ctx, f"{where}.http", http, "service", str, required=True, example='service = "order"')
+            if svc not in services:
+                raise ctx.fail(f"{where}.http.service", f"names service '{svc}', which is not defined; "
+                                                        f"{_suggest(svc, sorted(services))}")
+        if publish is not None:
+            _check_keys(ctx, f"{where}.publish", publish, ["subject", "body"])
+            _get(ctx, f"{where}.publish", publish, "subject", str, required=True, example='subject = "orders.created"')
+        triggers.append(PactTrigger(desc, state, capture, http, publish, _duration(ctx, where, t, "timeout", 10.0)))
+    return PactsSpec(root / d if d else None, tuple(triggers))
 
 
 def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:

@@ -1,0 +1,243 @@
+"""`sagaproof contracts check | diff | verify-pacts`: the CLI side of the contracts package.
+
+`check` and `diff` start nothing: they read the contracts named in the system file (or every AsyncAPI
+document under a directory without one). `check --http` and `verify-pacts` bring the system up (no fault
+proxies) to fuzz HTTP entry points with schemathesis and to make providers emit the messages that
+consumers' pacts describe, captured from NATS and judged by pact-python's verifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.config import SystemSpec, find_system_file, load_system_file
+from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, EnvironmentStartError
+
+
+def _has_system_file(d: str) -> bool:
+    try:
+        find_system_file(d)
+        return True
+    except ConfigError:
+        return False
+
+
+def _schemas(spec: SystemSpec) -> list[Any]:
+    import contracts
+
+    return [contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
+                                    consumers=s["consumers"]) for s in spec.contract_schemas]
+
+
+def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
+    import contracts
+
+    if _has_system_file(d):
+        spec = load_system_file(d)
+        if not spec.contract_sources() and not spec.contract_schemas:
+            raise ConfigError(f"{spec.path}: no service names a contract file; add contracts = [\"...yaml\"] to "
+                              f"the services (see docs/system-file.md).")
+        return contracts.load(spec.contract_sources(), _schemas(spec)), spec
+    if not Path(d).is_dir():
+        raise ConfigError(f"{d}: no such directory; pass a directory with sagaproof.toml or AsyncAPI documents.")
+    return contracts.load_dir(d), None
+
+
+def _wrap_contract_errors(fn: Any) -> Any:
+    def inner(*a: Any, **kw: Any) -> Any:
+        import contracts
+
+        try:
+            return fn(*a, **kw)
+        except contracts.ContractsError as exc:
+            raise ConfigError(str(exc)) from None
+
+    return inner
+
+
+@_wrap_contract_errors
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    import contracts
+    from contracts import render
+
+    cs, spec = _load_current(args.dir)
+    report = contracts.check(cs)
+    code = report.exit_code
+    fuzz: list[dict[str, Any]] = []
+    if args.http:
+        if spec is None:
+            raise ConfigError("--http needs a system file (sagaproof.toml) that says how to start the services.")
+        fuzz = _fuzz_http(spec, args.report_dir, console if not args.json else None)
+        if any(not f["ok"] for f in fuzz):
+            code = EXIT_CHECK_FAILED
+    if args.json:
+        out = report.to_dict()
+        if args.http:
+            out["http"] = fuzz
+        console.print_json(json.dumps(out, default=str))
+    else:
+        render.check_table(report, console)
+    return code
+
+
+def _fuzz_http(spec: SystemSpec, report_dir: Path, console: Console | None) -> list[dict[str, Any]]:
+    from contracts import fuzz_openapi
+    from harness.system import System
+
+    targets = [s for s in spec.services.values() if s.openapi]
+    if not targets:
+        raise ConfigError(f"{spec.path}: --http: no service declares openapi = \"/openapi.json\"; add it to the "
+                          f"service that serves an HTTP entry point.")
+    results = []
+    with System(spec, report_dir=report_dir) as system:
+        for svc_spec in targets:
+            svc = system.services[svc_spec.name]
+            rep = fuzz_openapi(svc.url, f"{svc.url}{svc_spec.openapi}", max_examples=50, seed=0)
+            d = rep.to_dict() if hasattr(rep, "to_dict") else {"ok": rep.ok, "failures": [str(f) for f in rep.failures]}
+            d["service"] = svc_spec.name
+            results.append(d)
+            if console is not None:
+                status = "[green]ok[/]" if rep.ok else "[bold red]FAILED[/]"
+                console.print(f"http fuzz {svc_spec.name} {svc_spec.openapi}: {status} "
+                              f"({getattr(rep, 'requests', '?')} requests over {getattr(rep, 'operations', '?')} "
+                              f"operations)")
+                for f in list(rep.failures)[:10]:
+                    console.print(f"  {f}", markup=False)
+    return results
+
+
+def _repo_root(d: Path) -> Path:
+    try:
+        out = subprocess.run(["git", "-C", str(d), "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                             timeout=30, check=True)
+        return Path(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return d.resolve()
+
+
+@_wrap_contract_errors
+def cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    import contracts
+    from contracts import render
+
+    head, spec = _load_current(args.dir)
+    base_dir = Path(args.dir).resolve() if Path(args.dir).is_dir() else Path(args.dir).resolve().parent
+    repo = _repo_root(base_dir)
+    if spec is not None:
+        base = contracts.load_at_git_ref(repo, args.base, spec.contract_sources(), _schemas(spec))
+    else:
+        base = contracts.load_at_git_ref(repo, args.base, Path(args.dir))
+    changes = contracts.diff(base, head)
+    breaking = [c for c in changes if c.breaking_for]
+    if args.json:
+        out = render.diff_to_dict(changes)
+        out["base"] = args.base
+        console.print_json(json.dumps(out, default=str))
+    else:
+        render.diff_table(changes, console)
+        if breaking:
+            console.print(f"against {args.base}: do not deploy until every consumer/producer is updated.")
+    return EXIT_CHECK_FAILED if breaking else EXIT_OK
+
+
+def _make_producer(system: Any, spec: SystemSpec) -> Any:
+    """produce(description, states) for pact verification: fire the trigger, capture the message from NATS."""
+    import nats
+
+    def find(description: str, states: list[dict[str, Any]]) -> Any:
+        names = {s.get("name") for s in states}
+        for t in spec.pacts.triggers:
+            if t.description is not None and t.description == description:
+                return t
+        for t in spec.pacts.triggers:
+            if t.state is not None and t.state in names:
+                return t
+        raise ConfigError(f"{spec.path}: no [[pacts.triggers]] entry for the message {description!r}"
+                          f"{' (states: ' + ', '.join(map(str, names)) + ')' if names else ''}; add one with "
+                          f"description = {json.dumps(description)}, capture = \"<subject>\" and http or publish.")
+
+    async def capture(trigger: Any) -> dict[str, Any]:
+        nc = await nats.connect(system.nats_url)
+        try:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            async def cb(msg: Any) -> None:
+                if not fut.done():
+                    fut.set_result(msg)
+
+            await nc.subscribe(trigger.capture, cb=cb)
+            await nc.flush()
+            if trigger.publish is not None:
+                await nc.publish(trigger.publish["subject"], json.dumps(trigger.publish.get("body", {})).encode())
+                await nc.flush()
+            else:
+                h = trigger.http
+                svc = system.services[h["service"]]
+                resp = await asyncio.to_thread(svc.http.request, h.get("method", "POST").upper(), h.get("path", "/"),
+                                               json_body=h.get("body"))
+                if not resp.ok:
+                    raise RuntimeError(f"trigger {h.get('method', 'POST')} {h.get('path')} answered {resp.status}: "
+                                       f"{resp.text[:200]}")
+            msg = await asyncio.wait_for(fut, trigger.timeout)
+        finally:
+            await nc.close()
+        body = json.loads(msg.data) if msg.data else None
+        return {"body": body, "metadata": {"subject": msg.subject}}
+
+    def produce(description: str, states: list[dict[str, Any]]) -> dict[str, Any]:
+        trigger = find(description, states)
+        try:
+            return system.loop.run(capture(trigger), timeout=trigger.timeout + 5)
+        except TimeoutError:
+            raise RuntimeError(f"no message on {trigger.capture} within {trigger.timeout:g}s after the trigger "
+                               f"for {description!r}") from None
+
+    return produce
+
+
+@_wrap_contract_errors
+def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
+    from contracts import verify_pacts
+    from harness.system import System
+
+    spec = load_system_file(args.dir)
+    pact_dir = args.pacts or spec.pacts.dir
+    if pact_dir is None:
+        raise ConfigError(f"{spec.path}: no pact directory; set [pacts] dir = \"contracts/pacts\" or pass --pacts DIR.")
+    pact_dir = Path(pact_dir)
+    if not pact_dir.is_dir() or not any(pact_dir.glob("*.json")):
+        raise ConfigError(f"{pact_dir}: no pact files (*.json) here; run the consumers' pact tests first, or pass "
+                          f"--pacts DIR.")
+    providers = sorted({json.loads(p.read_text()).get("provider", {}).get("name") for p in pact_dir.glob("*.json")}
+                       - {None})
+    unknown = [p for p in providers if p not in spec.services]
+    if unknown:
+        raise ConfigError(f"{pact_dir}: pacts name provider '{unknown[0]}', which is not a service of {spec.path}; "
+                          f"rename the pact's provider or add the service.")
+    ok = True
+    with System(spec, report_dir=args.report_dir) as system:
+        produce = _make_producer(system, spec)
+        for provider in providers:
+            result = verify_pacts(pact_dir, provider, produce)
+            status = "[green]verified[/]" if result.ok else "[bold red]FAILED[/]"
+            console.print(f"pacts for provider [bold]{provider}[/]: {status} "
+                          f"({len(result.interactions)} interaction(s), {len(result.pact_files)} file(s))")
+            for err in result.errors[:10]:
+                console.print(f"  {err}", markup=False)
+            ok = ok and result.ok
+    if not providers:
+        raise EnvironmentStartError(f"{pact_dir}: the pact files name no provider.")
+    return EXIT_OK if ok else EXIT_CHECK_FAILED
+
+
+def run_contracts_command(args: argparse.Namespace, console: Console) -> int:
+    """Dispatch `sagaproof contracts <command>`."""
+    commands = {"check": cmd_check, "diff": cmd_diff, "verify-pacts": cmd_verify_pacts}
+    return commands[args.contracts_command](args, console)

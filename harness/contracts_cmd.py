@@ -106,7 +106,7 @@ def _fuzz_http(spec: SystemSpec, report_dir: Path, console: Console | None) -> l
             if console is not None:
                 status = "[green]ok[/]" if rep.ok else "[bold red]FAILED[/]"
                 console.print(f"http fuzz {svc_spec.name} {svc_spec.openapi}: {status} "
-                              f"({getattr(rep, 'requests', '?')} requests over {getattr(rep, 'operations', '?')} "
+                              f"({getattr(rep, 'requests', '?')} requests over {len(getattr(rep, 'operations', []) or [])} "
                               f"operations)")
                 for f in list(rep.failures)[:10]:
                     console.print(f"  {f}", markup=False)

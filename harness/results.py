@@ -92,6 +92,7 @@ class RunResult:
             "history_path": self.history_path, "messages_recorded": self.messages_recorded,
             "invariants": [c.to_dict() for c in self.invariants], "shrink": self.shrink,
             "declared_flows": self.declared_flows, "notes": self.notes, "workload": self.workload,
+            "first_failure": next((c.name for c in self.checks if not c.ok), None),
         }
 
 

@@ -123,7 +123,6 @@ def test_probe_timeout_is_reported_and_cli_exits_3(tmp_path: Path):
 
 
 def test_jetstream_message_survives_kill_and_restart_of_its_consumer(tmp_path: Path):
-    import asyncio
 
     import nats
 

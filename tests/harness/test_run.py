@@ -1,0 +1,69 @@
+"""`sagaproof run` end to end on the example shop: real NATS, real services, real fault proxies.
+
+The clean shop must pass at the default settings; each seeded bug must fail with the right check named
+first (the acceptance of the checking issue). Seeds are fixed so a failure here is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAGAPROOF, SHOP
+
+EXPECTED_FIRST = {
+    "no_refund": "compensation_completeness",
+    "double_charge": "no_double_effect",
+    "ack_before_commit": "termination",
+    "lost_terminal": "termination",
+    "early_complete": "no_contradiction",
+    "field_rename": "live contract conformance",
+}
+
+
+def _run(report: Path, *extra: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = subprocess.run([*SAGAPROOF, "run", str(SHOP), "--seed", "1", "--report-dir", str(report), *extra],
+                          capture_output=True, text=True, timeout=timeout)
+    data = json.loads((report / "report.json").read_text()) if (report / "report.json").exists() else {}
+    return proc, data
+
+
+def test_clean_shop_passes_under_faults_and_writes_reports(tmp_path: Path):
+    proc, report = _run(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert report["verdict"] == "pass" and report["first_failure"] is None
+    assert report["faults"], "the default run must inject faults"
+    assert report["messages_recorded"] >= 5 * 200 * 0.9
+    assert report["check_result"]["sagas_checked"] == 200
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    cases = junit.findall(".//testcase")
+    assert {c.get("name") for c in cases} >= {"termination", "no_double_effect", "compensation_completeness"}
+    assert not junit.findall(".//failure")
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    history = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    starts = [r for r in history if r["kind"] == "fault_start"]
+    ends = [r for r in history if r["kind"] == "fault_end"]
+    assert len(starts) == len(ends) == len(report["faults"])
+    assert "seed=1" in proc.stdout.replace(" ", "") or "seed 1" in proc.stdout
+
+
+@pytest.mark.parametrize("bug", sorted(EXPECTED_FIRST))
+def test_each_seeded_bug_fails_with_the_right_check_first(tmp_path: Path, bug: str):
+    proc, report = _run(tmp_path, "--env", f"SHOP_BUG={bug}")
+    assert proc.returncode == 1, f"{bug} was not caught:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    assert report["first_failure"] == EXPECTED_FIRST[bug], proc.stdout[-3000:]
+    assert f"--env SHOP_BUG={bug}" in report["command"] and "--seed 1" in report["command"]
+    assert "Reproduce: sagaproof run" in proc.stdout.replace("\n", " ")
+    failures = ET.parse(tmp_path / "junit.xml").getroot().findall(".//failure")
+    assert failures, "the failing check must show in the JUnit test view"
+
+
+def test_run_with_no_faults_and_bad_env_option(tmp_path: Path):
+    proc = subprocess.run([*SAGAPROOF, "run", str(SHOP), "--env", "NOEQUALS"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "--env 'NOEQUALS' must look like KEY=VALUE" in proc.stderr

@@ -1,1 +1,59 @@
-"""sagaproof contracts package."""
+"""sagaproof contracts: AsyncAPI 3.0 and JSON Schema event contracts for NATS.
+
+Loading (:func:`load`, :func:`load_dir`, :func:`load_at_git_ref`), static checks (:func:`check`,
+:func:`is_compatible`), the breaking-change gate (:func:`diff`), live validation (:class:`LiveValidator`),
+Pact message pacts (:func:`message_pact`, :func:`verify_pacts`) and HTTP fuzzing (:func:`fuzz_openapi`).
+This package never imports ``harness`` or ``chaos``.
+"""
+
+from __future__ import annotations
+
+from contracts import render
+from contracts.check import ChannelRow, CheckReport, Problem, check
+from contracts.compat import Verdict, is_compatible
+from contracts.diff import Change, diff
+from contracts.errors import ContractError, ContractsError, ContractSourceError
+from contracts.live import LiveValidator, Violation
+from contracts.loader import load, load_at_git_ref, load_dir
+from contracts.model import Channel, ContractSet, Message, SubjectSchema
+
+__all__ = [
+    "Change",
+    "Channel",
+    "ChannelRow",
+    "CheckReport",
+    "ContractError",
+    "ContractSet",
+    "ContractSourceError",
+    "ContractsError",
+    "LiveValidator",
+    "Message",
+    "Problem",
+    "SubjectSchema",
+    "Verdict",
+    "Violation",
+    "check",
+    "diff",
+    "fuzz_openapi",
+    "is_compatible",
+    "load",
+    "load_at_git_ref",
+    "load_dir",
+    "message_pact",
+    "render",
+    "verify_pacts",
+]
+
+
+def __getattr__(name: str) -> object:
+    # pact-python and schemathesis are heavy: import them only when these are used.
+    if name == "message_pact":
+        from contracts.pacts import message_pact
+        return message_pact
+    if name == "verify_pacts":
+        from contracts.pacts import verify_pacts
+        return verify_pacts
+    if name == "fuzz_openapi":
+        from contracts.http_fuzz import fuzz_openapi
+        return fuzz_openapi
+    raise AttributeError(f"module 'contracts' has no attribute {name!r}")

@@ -375,7 +375,7 @@ def _find_asyncapi(paths: Iterable[Path], reader: Reader) -> list[Path]:
             continue
         text = reader(p)
         # Cheap pre-filter; the document is parsed properly later.
-        if re.search(r'^\s*"?asyncapi"?\s*:', text, re.MULTILINE):
+        if re.search(r'(^|[{,])\s*["\']?asyncapi["\']?\s*:', text, re.MULTILINE):
             found.append(p)
     return found
 

@@ -1,0 +1,296 @@
+"""``contracts diff``: the breaking-change gate between the contracts at a base (git ref or directory) and
+the working tree.
+
+Each change is classified from the point of view of deploying the changed service alone:
+
+* a producer change is **breaking for consumers** when the new producer schema allows a message that an
+  existing (base) consumer rejects (a required field removed or renamed, a type widened or changed, an
+  enum value added, a subject removed or renamed, ...);
+* a consumer change is **breaking for producers** when the new consumer schema rejects a message an
+  existing (base) producer may send (a new required field producers do not send, a type narrowed, an enum
+  value removed, ...);
+* everything else is safe (``breaking_for`` is ``None``).
+
+Schema-level details come from comparing the two schemas keyword by keyword; whether they break is then
+decided with :func:`contracts.compat.is_compatible` against the actual counterparties in the base. When a
+channel has no counterparty in the set, the direction of the change alone decides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from contracts.check import relevant_messages
+from contracts.compat import _bound, _types, is_compatible
+from contracts.model import Channel, ContractSet, Message
+from contracts.subjects import overlaps
+
+__all__ = ["Change", "diff"]
+
+BreakingFor = Literal["consumers", "producers"] | None
+Direction = Literal["widen", "narrow", "change"]
+
+
+@dataclass
+class Change:
+    """One classified contract change.
+
+    ``path`` is a JSON pointer into the message payload schema (empty for subject-level changes).
+    """
+
+    kind: str
+    subject: str
+    path: str
+    breaking_for: BreakingFor
+    description: str
+    service: str | None = None
+    role: str | None = None  # "producer" | "consumer"
+    message: str | None = None
+
+    @property
+    def breaking(self) -> bool:
+        return self.breaking_for is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "subject": self.subject, "path": self.path, "breaking_for": self.breaking_for,
+                "description": self.description, "service": self.service, "role": self.role,
+                "message": self.message}
+
+
+def _esc(tok: Any) -> str:
+    return str(tok).replace("~", "~0").replace("/", "~1")
+
+
+def _j(v: Any) -> str:
+    return json.dumps(v, default=str)
+
+
+def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Direction, str]]:
+    """Keyword-level differences between a base and a head schema: (kind, path, direction, description)."""
+    out: list[tuple[str, str, Direction, str]] = []
+    if b == h:
+        return out
+    if not isinstance(b, dict) or not isinstance(h, dict):
+        return [("schema-changed", path, "change", f"schema at '{path or '/'}' changed")]
+    bt, ht = _types(b), _types(h)
+    if bt != ht:
+        def wide(ts: set[str] | None) -> set[str]:
+            if ts is None:
+                return {"any"}
+            return ts | ({"integer"} if "number" in ts else set())
+        where = f" of '{path or '/'}'"
+        if ht is None or (bt is not None and wide(bt) <= wide(ht)):
+            out.append(("type-widened", path, "widen", f"type{where} widened from {_j(b.get('type'))} to {_j(h.get('type'))}"))
+        elif bt is None or wide(ht) <= wide(bt):
+            out.append(("type-narrowed", path, "narrow", f"type{where} narrowed from {_j(b.get('type'))} to {_j(h.get('type'))}"))
+        else:
+            out.append(("type-changed", path, "change", f"type{where} changed from {_j(b.get('type'))} to {_j(h.get('type'))}"))
+    breq, hreq = b.get("required", []), h.get("required", [])
+    for k in breq:
+        if k not in hreq:
+            renamed = [n for n in hreq if n not in breq]
+            hint = f" (renamed to '{renamed[0]}'?)" if len(renamed) == 1 else ""
+            out.append(("required-removed", f"{path}/required", "widen", f"required field '{k}' removed{hint}"))
+    for k in hreq:
+        if k not in breq:
+            out.append(("required-added", f"{path}/required", "narrow", f"new required field '{k}'"))
+    bp, hp = b.get("properties", {}) or {}, h.get("properties", {}) or {}
+    bap, hap = b.get("additionalProperties", True), h.get("additionalProperties", True)
+    for k in bp:
+        if k not in hp:
+            d: Direction = "narrow" if hap is False else "widen"
+            out.append(("property-removed", f"{path}/properties/{_esc(k)}", d, f"property '{k}' removed"))
+    for k in hp:
+        if k not in bp:
+            d = "widen" if bap is False else "narrow"
+            out.append(("property-added", f"{path}/properties/{_esc(k)}", d, f"property '{k}' added"))
+        else:
+            out += _schema_changes(bp[k], hp[k], f"{path}/properties/{_esc(k)}")
+    if bap != hap:
+        if bap is False or hap is True:
+            out.append(("additional-properties", f"{path}/additionalProperties", "widen", "additional properties now allowed"))
+        elif hap is False or bap is True:
+            out.append(("additional-properties", f"{path}/additionalProperties", "narrow", "additional properties no longer allowed"))
+        else:
+            out += _schema_changes(bap, hap, f"{path}/additionalProperties")
+    if "enum" in b or "enum" in h:
+        be, he = b.get("enum"), h.get("enum")
+        if be is not None and he is not None:
+            for v in be:
+                if v not in he:
+                    out.append(("enum-value-removed", f"{path}/enum", "narrow", f"enum value {_j(v)} removed"))
+            for v in he:
+                if v not in be:
+                    out.append(("enum-value-added", f"{path}/enum", "widen", f"enum value {_j(v)} added"))
+        elif be is None:
+            out.append(("enum-added", f"{path}/enum", "narrow", f"values restricted to {_j(he)}"))
+        else:
+            out.append(("enum-removed", f"{path}/enum", "widen", "enum restriction removed"))
+    if b.get("const", ...) != h.get("const", ...):
+        out.append(("const-changed", f"{path}/const", "change", f"const changed from {_j(b.get('const'))} to {_j(h.get('const'))}"))
+    if b.get("format") != h.get("format"):
+        d = "narrow" if "format" not in b else "widen" if "format" not in h else "change"
+        out.append(("format-changed", f"{path}/format", d, f"format changed from {_j(b.get('format'))} to {_j(h.get('format'))}"))
+    for lower in (True, False):
+        bb, hb = _bound(b, lower), _bound(h, lower)
+        if bb != hb:
+            name = "minimum" if lower else "maximum"
+            if bb is None or hb is None:
+                d = "narrow" if bb is None else "widen"
+            else:
+                tighter = (hb[0] > bb[0]) if lower else (hb[0] < bb[0])
+                d = "narrow" if tighter or (hb[0] == bb[0] and hb[1]) else "widen"
+            out.append(("bound-changed", f"{path}/{name}", d,
+                        f"{name} of '{path or '/'}' changed from {bb and float(bb[0])} to {hb and float(hb[0])}"))
+    for lo, hi in (("minLength", "maxLength"), ("minItems", "maxItems")):
+        for key, is_min in ((lo, True), (hi, False)):
+            bv, hv = b.get(key), h.get(key)
+            if bv != hv:
+                if bv is None or hv is None:
+                    d = "narrow" if bv is None else "widen"
+                else:
+                    d = "narrow" if (hv > bv) == is_min else "widen"
+                out.append(("bound-changed", f"{path}/{key}", d, f"{key} of '{path or '/'}' changed from {bv} to {hv}"))
+    if b.get("items") != h.get("items"):
+        out += _schema_changes(b.get("items", True), h.get("items", True), f"{path}/items") \
+            if isinstance(b.get("items", {}), dict) and isinstance(h.get("items", {}), dict) \
+            else [("schema-changed", f"{path}/items", "change", f"items of '{path or '/'}' changed")]
+    for key in ("anyOf", "oneOf", "allOf", "pattern", "multipleOf", "uniqueItems", "not"):
+        if b.get(key) != h.get(key):
+            out.append(("schema-changed", f"{path}/{key}", "change", f"{key} of '{path or '/'}' changed"))
+    return out
+
+
+def _related(cs: ContractSet, pattern: str) -> list[Channel]:
+    return [ch for p, ch in cs.channels.items() if overlaps(p, pattern)]
+
+
+def _union(msgs: list[Message]) -> Any:
+    schemas = [m.payload for m in msgs]
+    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+
+
+def _counter_check(role: str, pattern: str, svc: str, msg: Message, base: ContractSet,
+                   max_examples: int) -> tuple[bool | None, str]:
+    """Does the head message break a base counterparty? None when there is no counterparty."""
+    found = False
+    for ch in _related(base, pattern):
+        if role == "producer":
+            for csvc, cmsgs in ch.consumers.items():
+                if csvc == svc:
+                    continue
+                if relevant_messages([msg], cmsgs, ch.subject != pattern) == [msg]:
+                    found = True
+                    v = is_compatible(msg.payload, _union(cmsgs), max_examples=max_examples, confirm_examples=10)
+                    if v.status == "incompatible":
+                        ex = f"; e.g. {_j(v.counterexample)}" if v.has_counterexample else ""
+                        return True, f"{csvc} (base) rejects it: {v.reason}{ex}"
+        else:
+            for psvc, pmsgs in ch.producers.items():
+                if psvc == svc:
+                    continue
+                for pm in relevant_messages(pmsgs, [msg], ch.subject != pattern):
+                    found = True
+                    v = is_compatible(pm.payload, msg.payload, max_examples=max_examples, confirm_examples=10)
+                    if v.status == "incompatible":
+                        ex = f"; e.g. {_j(v.counterexample)}" if v.has_counterexample else ""
+                        return True, f"{psvc} (base) sends {pm.name} it rejects: {v.reason}{ex}"
+    return (False if found else None), ""
+
+
+def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60) -> list[Change]:
+    """Classify every change from *base* to *head* (see the module docstring).
+
+    Example::
+
+        changes = diff(load_at_git_ref(".", "origin/main", "contracts"), load_dir("contracts"))
+        breaking = [c for c in changes if c.breaking]
+    """
+    changes: list[Change] = []
+    added = [p for p in head.channels if p not in base.channels]
+    for pat in sorted(base.channels):
+        bch = base.channels[pat]
+        hch = head.channels.get(pat)
+        if hch is None:
+            names = set(bch.messages)
+            renamed = [p for p in added if names and set(head.channels[p].messages) == names]
+            what = f"subject {pat} renamed to {renamed[0]}" if renamed else f"subject {pat} removed"
+            kind = "subject-renamed" if renamed else "subject-removed"
+            bf: BreakingFor = "consumers" if bch.consumers else None
+            if bch.consumers:
+                what += f"; its consumers ({', '.join(sorted(bch.consumers))}) would receive nothing"
+            changes.append(Change(kind, pat, "", bf, what))
+            continue
+        for role, bside, hside in (("producer", bch.producers, hch.producers), ("consumer", bch.consumers, hch.consumers)):
+            for svc in sorted(set(bside) | set(hside)):
+                changes += _role_changes(role, pat, svc, bside.get(svc), hside.get(svc), bch, base, max_examples)
+    for pat in sorted(added):
+        changes.append(Change("subject-added", pat, "", None, f"subject {pat} added"))
+        hch = head.channels[pat]
+        for svc, msgs in sorted(hch.producers.items()):
+            for m in msgs:
+                broken, why = _counter_check("producer", pat, svc, m, base, max_examples)
+                if broken:
+                    changes.append(Change("producer-added", pat, "", "consumers",
+                                          f"{svc} now sends {m.name} on {pat}; {why}", svc, "producer", m.name))
+    return changes
+
+
+def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hmsgs: list[Message] | None,
+                  bch: Channel, base: ContractSet, max_examples: int) -> list[Change]:
+    out: list[Change] = []
+    other = "consumers" if role == "producer" else "producers"
+    verb = "sends" if role == "producer" else "receives"
+    if hmsgs is None:
+        # The service no longer sends/receives here.
+        counter = bch.consumers if role == "producer" else {}
+        bf: BreakingFor = "consumers" if counter and any(s != svc for s in counter) else None
+        out.append(Change(f"{role}-removed", pat, "", bf, f"{svc} no longer {verb} on {pat}", svc, role))
+        return out
+    if bmsgs is None:
+        bmsgs = []
+        out.append(Change(f"{role}-added", pat, "", None, f"{svc} now {verb} on {pat}", svc, role))
+    bnames = {m.name: m for m in bmsgs}
+    hnames = {m.name: m for m in hmsgs}
+    for name in bnames:
+        if name not in hnames:
+            if role == "producer":
+                bf = "consumers" if any(s != svc for s in bch.consumers) else None
+                out.append(Change("message-removed", pat, "", bf, f"{svc} no longer sends {name} on {pat}", svc, role, name))
+            else:
+                senders = [s for s, ms in bch.producers.items() if s != svc and any(x.name == name for x in ms)]
+                bf = "producers" if senders else None
+                out.append(Change("message-removed", pat, "", bf, f"{svc} no longer accepts {name} on {pat}", svc, role, name))
+    for name, hm in hnames.items():
+        bm = bnames.get(name)
+        if bm is None:
+            broken, why = _counter_check(role, pat, svc, hm, base, max_examples)
+            out.append(Change("message-added", pat, "", other if broken else None,
+                              f"{svc} now {verb} {name} on {pat}" + (f"; {why}" if why else ""), svc, role, name))
+            continue
+        details = _schema_changes(bm.payload, hm.payload)
+        if not details:
+            continue
+        # The risky direction for this role: producers must not widen, consumers must not narrow.
+        risky: set[Direction] = {"widen", "change"} if role == "producer" else {"narrow", "change"}
+        broken, why = (None, "")
+        if any(d in risky for _, _, d, _ in details):
+            broken, why = _counter_check(role, pat, svc, hm, base, max_examples)
+            if broken is None:
+                # No counterparty in the set: compare with the service's own base schema.
+                v = is_compatible(hm.payload, bm.payload, max_examples=max_examples, confirm_examples=0) \
+                    if role == "producer" else \
+                    is_compatible(bm.payload, hm.payload, max_examples=max_examples, confirm_examples=0)
+                broken = v.status != "ok"
+                why = f"{v.reason}" if broken else ""
+        for kind, path, direction, text in details:
+            bf = other if broken and direction in risky else None
+            desc = f"{svc} ({role}) {name}: {text}"
+            if bf and why:
+                desc += f"; {why}"
+            out.append(Change(kind, pat, path, bf, desc, svc, role, name))  # type: ignore[arg-type]
+        if broken and not any(direction in risky for _, _, direction, _ in details):
+            out.append(Change("schema-changed", pat, "", other, f"{svc} ({role}) {name}: {why}", svc, role, name))  # type: ignore[arg-type]
+    return out

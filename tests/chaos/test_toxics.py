@@ -1,0 +1,318 @@
+"""Each toxic's measured effect over real TCP (client -> proxy -> echo server), both directions,
+and what happens to live connections when proxies and toxics change."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from chaos_testkit import Env, connect, recv_exactly, recv_until_closed
+
+TOL = 0.08  # seconds of scheduling slack allowed above a configured delay
+
+
+def round_trip(sock: socket.socket, payload: bytes = b"ping") -> float:
+    t0 = time.monotonic()
+    sock.sendall(payload)
+    assert recv_exactly(sock, len(payload)) == payload
+    return time.monotonic() - t0
+
+
+def test_passthrough_is_byte_exact(env: Env) -> None:
+    sock = connect(env.proxy())
+    blob = os.urandom(1_000_000)
+    sock.sendall(blob[:10])
+    assert recv_exactly(sock, 10) == blob[:10]
+    sock.sendall(blob)
+    assert recv_exactly(sock, len(blob)) == blob
+    sock.close()
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_latency_each_direction(env: Env, stream: str) -> None:
+    sock = connect(env.proxy())
+    assert round_trip(sock) < 0.05
+    env.toxic("echo", "latency", stream=stream, latency=150)  # added to a live connection
+    samples = [round_trip(sock) for _ in range(3)]
+    assert all(0.15 <= s < 0.15 + TOL for s in samples), samples
+    sock.close()
+
+
+def test_latency_both_directions_add_and_jitter_range(env: Env) -> None:
+    env.proxy()
+    env.toxic("echo", "latency", stream="upstream", latency=60)
+    env.toxic("echo", "latency", stream="downstream", latency=60, jitter=40)
+    sock = connect(("127.0.0.1", int(env.api("GET", "/proxies/echo").json()["listen"].rsplit(":", 1)[1])))
+    samples = [round_trip(sock) for _ in range(8)]
+    assert all(0.06 + 0.02 <= s < 0.06 + 0.10 + TOL for s in samples), samples
+    assert max(samples) - min(samples) > 0.005  # jitter varies per chunk
+    sock.close()
+
+
+def test_latency_is_pipelined_not_cumulative(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "latency", latency=200)
+    t0 = time.monotonic()
+    for i in range(5):
+        sock.sendall(b"%d" % i)
+        time.sleep(0.01)
+    assert recv_exactly(sock, 5) == b"01234"
+    assert time.monotonic() - t0 < 0.2 + 0.05 + TOL
+
+
+def test_latency_update_and_removal_apply_live(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "latency", latency=200)
+    assert round_trip(sock) >= 0.2
+    env.api("PATCH", "/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": 20}})
+    assert 0.02 <= round_trip(sock) < 0.02 + TOL
+    assert env.api("DELETE", "/proxies/echo/toxics/latency_downstream").status_code == 204
+    assert round_trip(sock) < 0.05
+    sock.close()
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_bandwidth(env: Env, stream: str) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "bandwidth", stream=stream, rate=200)  # 200 KB/s = 200_000 B/s
+    blob = os.urandom(60_000)
+    t0 = time.monotonic()
+    sock.sendall(blob)
+    assert recv_exactly(sock, len(blob)) == blob
+    elapsed = time.monotonic() - t0
+    assert 0.27 <= elapsed < 0.3 + 0.12, elapsed
+    sock.close()
+
+
+def test_slow_close_delays_the_close(env: Env) -> None:
+    env.proxy("sc", upstream=env.closer_addr)
+    env.toxic("sc", "slow_close", delay=300)
+    sock = connect(("127.0.0.1", int(env.api("GET", "/proxies/sc").json()["listen"].rsplit(":", 1)[1])))
+    assert recv_exactly(sock, 3) == b"bye"
+    t0 = time.monotonic()
+    data, how = recv_until_closed(sock)
+    assert (data, how) == (b"", "eof")
+    assert 0.25 <= time.monotonic() - t0 < 0.3 + TOL
+
+
+def test_timeout_closes_after_idle_and_drops_data(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "timeout", stream="upstream", timeout=300)
+    t0 = time.monotonic()
+    sock.sendall(b"lost")
+    data, how = recv_until_closed(sock)
+    assert data == b"" and how in ("eof", "reset")
+    assert 0.28 <= time.monotonic() - t0 < 0.3 + TOL
+
+
+def test_timeout_timer_restarts_on_each_chunk(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "timeout", stream="upstream", timeout=400)
+    for _ in range(5):
+        sock.sendall(b".")
+        time.sleep(0.15)
+    sock.sendall(b".")
+    last = time.monotonic()
+    data, how = recv_until_closed(sock)
+    assert data == b"" and how in ("eof", "reset")
+    assert 0.37 <= time.monotonic() - last < 0.4 + TOL
+
+
+def test_timeout_zero_holds_forever_and_removal_closes(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "timeout", stream="downstream", timeout=0)
+    sock.sendall(b"hello")
+    data, how = recv_until_closed(sock, limit=0.6)
+    assert (data, how) == (b"", "timeout")
+    assert env.api("DELETE", "/proxies/echo/toxics/timeout_downstream").status_code == 204
+    data, how = recv_until_closed(sock, limit=2)
+    assert data == b"" and how in ("eof", "reset")
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_reset_peer_sends_rst(env: Env, stream: str) -> None:
+    addr = env.proxy()
+    env.toxic("echo", "reset_peer", stream=stream, timeout=0)
+    sock = connect(addr)
+    sock.sendall(b"boom")
+    data, how = recv_until_closed(sock)
+    assert (data, how) == (b"", "reset")
+
+
+def test_reset_peer_waits_timeout(env: Env) -> None:
+    addr = env.proxy()
+    env.toxic("echo", "reset_peer", stream="upstream", timeout=200)
+    sock = connect(addr)
+    t0 = time.monotonic()
+    sock.sendall(b"x")
+    _data, how = recv_until_closed(sock)
+    assert how == "reset"
+    assert 0.19 <= time.monotonic() - t0 < 0.2 + TOL
+
+
+def test_slicer_splits_with_delay_and_keeps_data(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "slicer", average_size=10, size_variation=0, delay=20_000)  # 20 ms between pieces
+    blob = os.urandom(100)
+    t0 = time.monotonic()
+    sock.sendall(blob)
+    assert recv_exactly(sock, 100) == blob
+    assert time.monotonic() - t0 >= 9 * 0.02  # 100 bytes -> pieces of <= 10 bytes -> >= 10 pieces
+
+
+def test_slicer_defaults_pass_through(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "slicer")  # average_size 0: the reference server crashes here; we pass data through
+    blob = os.urandom(5000)
+    sock.sendall(blob)
+    assert recv_exactly(sock, len(blob)) == blob
+    assert env.api("GET", "/version").status_code == 200
+
+
+def test_slicer_cut_points_cover_the_chunk() -> None:
+    import random
+
+    from chaos.toxiproxy._toxics import Slicer
+
+    slicer = Slicer({"average_size": 1024, "size_variation": 512, "delay": 0})
+    points = slicer.split(480_000, random.Random(3))
+    assert points[0] == 0 and points[-1] == 480_000 and points == sorted(points)
+    assert 240 <= len(points) - 1 <= 720
+    exact = Slicer({"average_size": 100, "size_variation": 0, "delay": 0}).split(1600, random.Random(1))
+    assert len(exact) - 1 == 16
+
+
+@pytest.mark.parametrize("limit", [10, 0])
+def test_limit_data_downstream_closes_after_n_bytes(env: Env, limit: int) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "limit_data", stream="downstream", bytes=limit)
+    sock.sendall(b"0123456789abcdefghij")
+    data, how = recv_until_closed(sock)
+    assert data == b"0123456789abcdefghij"[:limit]
+    assert how in ("eof", "reset")
+
+
+def test_limit_data_upstream_is_per_connection(env: Env) -> None:
+    addr = env.proxy("rec", upstream=env.recorder_addr)
+    env.toxic("rec", "limit_data", stream="upstream", bytes=5)
+    for _ in range(2):
+        sock = connect(addr)
+        sock.sendall(b"0123")
+        time.sleep(0.05)
+        sock.sendall(b"456789")
+        _data, how = recv_until_closed(sock)
+        assert how in ("eof", "reset")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and [bytes(b) for b in env.recorded] != [b"01234", b"01234"]:
+        time.sleep(0.01)  # the recorder sees the close shortly after the client does
+    assert [bytes(b) for b in env.recorded] == [b"01234", b"01234"]
+
+
+def test_limit_data_exact_limit_closes(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "limit_data", stream="downstream", bytes=4)
+    sock.sendall(b"abcd")
+    data, how = recv_until_closed(sock)
+    assert (data, how[:3]) in ((b"abcd", "eof"), (b"abcd", "res"))
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_toxicity_zero_never_one_always(env: Env, stream: str) -> None:
+    addr = env.proxy()
+    env.api("POST", "/proxies/echo/toxics", json={"type": "timeout", "stream": stream, "toxicity": 0, "attributes": {"timeout": 0}})
+    for _ in range(10):
+        sock = connect(addr)
+        assert round_trip(sock, b"ok") < 0.1
+        sock.close()
+    env.api("PATCH", f"/proxies/echo/toxics/timeout_{stream}", json={"toxicity": 1})
+    for _ in range(5):
+        sock = connect(addr)
+        sock.sendall(b"lost")
+        data, how = recv_until_closed(sock, limit=0.2)
+        assert (data, how) == (b"", "timeout")
+        sock.close()
+
+
+def test_toxicity_is_per_connection(env: Env) -> None:
+    addr = env.proxy()
+    env.toxic("echo", "timeout", stream="downstream", toxicity=0.5, timeout=0)
+    outcomes = []
+    for _ in range(24):
+        sock = connect(addr)
+        sock.sendall(b"x")
+        sock.settimeout(0.15)
+        try:
+            data = sock.recv(1)
+        except TimeoutError:
+            data = b""
+        outcomes.append(data == b"x")
+        sock.close()
+    assert 3 <= sum(outcomes) <= 21, outcomes
+
+
+def test_disable_closes_live_connections_and_enable_rebinds(env: Env) -> None:
+    addr = env.proxy()
+    sock = connect(addr)
+    assert round_trip(sock) < 0.1
+    resp = env.api("POST", "/proxies/echo", json={"enabled": False})
+    assert resp.json()["enabled"] is False
+    _data, how = recv_until_closed(sock)
+    assert how in ("eof", "reset")
+    with pytest.raises(ConnectionRefusedError):
+        connect(addr, timeout=2)
+    env.toxic("echo", "latency", latency=1)
+    env.api("PATCH", "/proxies/echo", json={"enabled": True})
+    sock = connect(addr)
+    assert round_trip(sock) < 0.1
+    assert [t["name"] for t in env.api("GET", "/proxies/echo/toxics").json()] == ["latency_downstream"]
+
+
+def test_delete_closes_live_connections(env: Env) -> None:
+    sock = connect(env.proxy())
+    assert round_trip(sock) < 0.1
+    env.api("DELETE", "/proxies/echo")
+    _data, how = recv_until_closed(sock)
+    assert how in ("eof", "reset")
+
+
+def test_unreachable_upstream_accepts_then_closes(env: Env) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    addr = env.proxy("dead", upstream=f"127.0.0.1:{dead}")
+    sock = connect(addr)
+    data, how = recv_until_closed(sock)
+    assert data == b"" and how in ("eof", "reset")
+
+
+def test_changing_upstream_drops_connections_keeps_toxics(env: Env) -> None:
+    sock = connect(env.proxy())
+    env.toxic("echo", "latency", latency=1)
+    env.api("PATCH", "/proxies/echo", json={"upstream": env.closer_addr})
+    _data, how = recv_until_closed(sock)
+    assert how in ("eof", "reset")
+    assert len(env.api("GET", "/proxies/echo/toxics").json()) == 1
+
+
+def test_many_toxic_changes_under_load_lose_no_data(env: Env) -> None:
+    sock = connect(env.proxy())
+    blob = os.urandom(400_000)
+    sock.sendall(blob[:1000])
+    got = recv_exactly(sock, 1000)
+
+    def churn() -> None:
+        for _ in range(10):
+            env.toxic("echo", "latency", latency=1)
+            env.toxic("echo", "slicer", stream="upstream", average_size=500, size_variation=100)
+            env.api("DELETE", "/proxies/echo/toxics/latency_downstream")
+            env.api("DELETE", "/proxies/echo/toxics/slicer_upstream")
+
+    t = threading.Thread(target=churn)
+    t.start()
+    sock.sendall(blob[1000:])
+    got += recv_exactly(sock, len(blob) - 1000)
+    t.join()
+    assert got == blob

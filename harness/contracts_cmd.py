@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from harness.config import SystemSpec, find_system_file, load_system_file
-from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, EnvironmentStartError
+from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
 
 
 def _has_system_file(d: str) -> bool:
@@ -147,57 +147,107 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
     return EXIT_CHECK_FAILED if breaking else EXIT_OK
 
 
-def _make_producer(system: Any, spec: SystemSpec) -> Any:
-    """produce(description, states) for pact verification: fire the trigger, capture the message from NATS."""
-    import nats
+def _find_trigger(spec: SystemSpec, description: str, states: list[dict[str, Any]]) -> Any:
+    """The [[pacts.triggers]] entry for a message: by its description first, else by a provider state."""
+    names = [str(s.get("name")) for s in states if isinstance(s, dict) and s.get("name") is not None]
+    for t in spec.pacts.triggers:
+        if t.description is not None and t.description == description:
+            return t
+    for t in spec.pacts.triggers:
+        if t.state is not None and t.state in names:
+            return t
+    raise ConfigError(f"{spec.path}: no [[pacts.triggers]] entry for the message {description!r}"
+                      f"{' (states: ' + ', '.join(names) + ')' if names else ''}; add one with "
+                      f"description = {json.dumps(description)}, capture = \"<subject>\" and http or publish.")
 
-    def find(description: str, states: list[dict[str, Any]]) -> Any:
-        names = {s.get("name") for s in states}
-        for t in spec.pacts.triggers:
-            if t.description is not None and t.description == description:
-                return t
-        for t in spec.pacts.triggers:
-            if t.state is not None and t.state in names:
-                return t
-        raise ConfigError(f"{spec.path}: no [[pacts.triggers]] entry for the message {description!r}"
-                          f"{' (states: ' + ', '.join(map(str, names)) + ')' if names else ''}; add one with "
-                          f"description = {json.dumps(description)}, capture = \"<subject>\" and http or publish.")
+
+def _read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every pact file in the directory, parsed; a file that is not a pact is a ConfigError."""
+    pacts = []
+    for p in sorted(pact_dir.glob("*.json")):
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{p}: not a readable JSON pact file ({exc}); regenerate it with the consumer's "
+                              f"pact tests or remove it.") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("provider"), dict) \
+                or not isinstance(doc.get("interactions", []), list):
+            raise ConfigError(f"{p}: not a pact file (no provider name or interactions list); regenerate it "
+                              f"with the consumer's pact tests or remove it.")
+        pacts.append((p, doc))
+    return pacts
+
+
+def _correlation(spec: SystemSpec, sent: Any) -> dict[str, Any]:
+    """The saga keys (e.g. order_id) the trigger's answer or published body names; the captured message
+    must carry the same values, so a message of an earlier, still running saga is never taken."""
+    if not isinstance(sent, dict):
+        return {}
+    keys = {s.key for s in spec.sagas.values()}
+    return {k: sent[k] for k in keys if isinstance(sent.get(k), str | int)}
+
+
+# pact-python's Verifier gives a message handler 5 s (its request timeout, which verify_pacts does not
+# change); a trigger must fire and capture within that, whatever its own timeout says.
+_PACT_WAIT_LIMIT = 4.5
+
+
+def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = None) -> Any:
+    """produce(description, states) for pact verification: fire the trigger, capture the message from NATS.
+
+    A trigger that fails (an HTTP error, no message in time) is appended to *problems* and produces an
+    empty message, which fails the interaction: pact-python would otherwise report a raising handler
+    only as a traceback on stderr and an empty message.
+    """
+    import nats
 
     async def capture(trigger: Any) -> dict[str, Any]:
         nc = await nats.connect(system.nats_url)
         try:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-            async def cb(msg: Any) -> None:
-                if not fut.done():
-                    fut.set_result(msg)
-
-            await nc.subscribe(trigger.capture, cb=cb)
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            await nc.subscribe(trigger.capture, cb=queue.put)
             await nc.flush()
             if trigger.publish is not None:
-                await nc.publish(trigger.publish["subject"], json.dumps(trigger.publish.get("body", {})).encode())
+                sent = trigger.publish.get("body", {})
+                await nc.publish(trigger.publish["subject"], json.dumps(sent).encode())
                 await nc.flush()
             else:
                 h = trigger.http
                 svc = system.services[h["service"]]
                 resp = await asyncio.to_thread(svc.http.request, h.get("method", "POST").upper(), h.get("path", "/"),
-                                               json_body=h.get("body"))
+                                               json_body=h.get("body"), timeout=_PACT_WAIT_LIMIT)
                 if not resp.ok:
-                    raise RuntimeError(f"trigger {h.get('method', 'POST')} {h.get('path')} answered {resp.status}: "
-                                       f"{resp.text[:200]}")
-            msg = await asyncio.wait_for(fut, trigger.timeout)
+                    raise RuntimeError(f"{h.get('method', 'POST').upper()} {h.get('path', '/')} on {h['service']} "
+                                       f"answered {resp.status}: {resp.text[:200]}")
+                try:
+                    sent = resp.json()
+                except ValueError:
+                    sent = None
+            want = _correlation(spec, sent)
+            while True:
+                msg = await queue.get()
+                try:
+                    body: Any = json.loads(msg.data) if msg.data else None
+                except ValueError:
+                    body = bytes(msg.data)  # pact shows the mismatch against the expected JSON
+                if not want or (isinstance(body, dict) and all(body.get(k) == v for k, v in want.items())):
+                    return {"body": body, "metadata": {"subject": msg.subject}}
         finally:
             await nc.close()
-        body = json.loads(msg.data) if msg.data else None
-        return {"body": body, "metadata": {"subject": msg.subject}}
 
     def produce(description: str, states: list[dict[str, Any]]) -> dict[str, Any]:
-        trigger = find(description, states)
+        trigger = _find_trigger(spec, description, states)
+        wait = min(trigger.timeout, _PACT_WAIT_LIMIT)
         try:
-            return system.loop.run(capture(trigger), timeout=trigger.timeout + 5)
+            return system.loop.run(asyncio.wait_for(capture(trigger), wait), timeout=wait + 1)
         except TimeoutError:
-            raise RuntimeError(f"no message on {trigger.capture} within {trigger.timeout:g}s after the trigger "
-                               f"for {description!r}") from None
+            problem = (f"no message on {trigger.capture} within {wait:g}s after the trigger; check the trigger's "
+                       f"capture subject and that the provider emits it")
+        except Exception as exc:  # noqa: BLE001 - reported with the interaction
+            problem = str(exc) or type(exc).__name__
+        if problems is not None:
+            problems.append(f"{description}: {problem}")
+        return {"body": None, "metadata": {}}
 
     return produce
 
@@ -215,25 +265,36 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
     if not pact_dir.is_dir() or not any(pact_dir.glob("*.json")):
         raise ConfigError(f"{pact_dir}: no pact files (*.json) here; run the consumers' pact tests first, or pass "
                           f"--pacts DIR.")
-    providers = sorted({json.loads(p.read_text()).get("provider", {}).get("name") for p in pact_dir.glob("*.json")}
-                       - {None})
+    pacts = _read_pacts(pact_dir)
+    providers = sorted({doc["provider"].get("name") for _, doc in pacts} - {None})
+    if not providers:
+        raise ConfigError(f"{pact_dir}: the pact files name no provider; regenerate them with the consumers' pact "
+                          f"tests.")
     unknown = [p for p in providers if p not in spec.services]
     if unknown:
         raise ConfigError(f"{pact_dir}: pacts name provider '{unknown[0]}', which is not a service of {spec.path}; "
                           f"rename the pact's provider or add the service.")
+    # Every message needs a trigger: say so now, before anything starts (else it is one failed interaction).
+    for _, doc in pacts:
+        for inter in doc.get("interactions") or []:
+            if isinstance(inter, dict):
+                _find_trigger(spec, str(inter.get("description", "")), list(inter.get("providerStates") or []))
     ok = True
     with System(spec, report_dir=args.report_dir) as system:
-        produce = _make_producer(system, spec)
+        problems: list[str] = []
+        produce = _make_producer(system, spec, problems)
         for provider in providers:
+            del problems[:]
             result = verify_pacts(pact_dir, provider, produce)
-            status = "[green]verified[/]" if result.ok else "[bold red]FAILED[/]"
+            passed = result.ok and not problems
+            status = "[green]verified[/]" if passed else "[bold red]FAILED[/]"
             console.print(f"pacts for provider [bold]{provider}[/]: {status} "
                           f"({len(result.interactions)} interaction(s), {len(result.pact_files)} file(s))")
             for err in result.errors[:10]:
                 console.print(f"  {err}", markup=False)
-            ok = ok and result.ok
-    if not providers:
-        raise EnvironmentStartError(f"{pact_dir}: the pact files name no provider.")
+            for problem in problems[:10]:
+                console.print(f"  trigger failed: {problem}", markup=False)
+            ok = ok and passed
     return EXIT_OK if ok else EXIT_CHECK_FAILED
 
 

@@ -57,6 +57,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+_REAPER = None
+
+
+def _watch(proc: subprocess.Popen[bytes]) -> None:
+    """Register the process group with sagaproof's reaper, so it dies even if the test run is killed."""
+    global _REAPER
+    from harness.reaper import Reaper
+
+    if _REAPER is None:
+        _REAPER = Reaper()
+        _REAPER.start()
+    _REAPER.add_group(proc.pid)
+
+
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -80,6 +94,7 @@ class NatsServer:
             self.proc = subprocess.Popen(
                 [str(NATS_SERVER), "-a", "127.0.0.1", "-p", port, "-js", "-sd", str(self.workdir / "jetstream")],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _watch(self.proc)
         match = wait_for(lambda: re.search(rb"Listening for client connections on 127\.0\.0\.1:(\d+)",
                                            log.read_bytes()), 10, "nats-server to listen")
         wait_for(lambda: b"Server is ready" in log.read_bytes(), 10, "nats-server to be ready")
@@ -116,6 +131,7 @@ class Service:
             self.proc = subprocess.Popen(
                 [sys.executable, f"{self.name}.py"], cwd=SHOP_DIR, env={**self.env, **(extra_env or {})},
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _watch(self.proc)
 
     def wait_ready(self, timeout: float = 10) -> None:
         """Wait until the service listens and its /health says it is connected and consuming."""

@@ -161,7 +161,7 @@ def _pacts_for(pact_dir: Path, provider: str) -> list[Path]:
     return found
 
 
-def verify_pacts(pact_dir: str | Path, provider: str, produce: Produce) -> PactResult:
+def verify_pacts(pact_dir: str | Path, provider: str, produce: Produce, *, request_timeout: float = 5.0) -> PactResult:
     """Verify every pact whose provider is *provider* in *pact_dir* with pact-python's ``Verifier``.
 
     Args:
@@ -169,6 +169,7 @@ def verify_pacts(pact_dir: str | Path, provider: str, produce: Produce) -> PactR
         provider: the provider name (pacts for other providers are skipped).
         produce: ``produce(description, provider_states) -> {"body": ..., "metadata": {...}}``; it makes the
             provider emit the message (e.g. by an HTTP call) and returns what was captured from NATS.
+        request_timeout: seconds pact-python waits for each message (its default is 5).
             ``provider_states`` is a list of ``{"name": ..., "params": {...}}``. ``body`` may be a JSON
             value or raw bytes. An exception fails that interaction.
 
@@ -196,6 +197,7 @@ def verify_pacts(pact_dir: str | Path, provider: str, produce: Produce) -> PactR
         return None
 
     verifier = Verifier(provider).message_handler(handler).state_handler(state, teardown=True)
+    verifier.set_request_timeout(int(request_timeout * 1000))  # how long pact waits for each message
     for f in files:
         verifier.add_source(f)
     errors: list[str] = []

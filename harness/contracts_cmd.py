@@ -187,9 +187,9 @@ def _correlation(spec: SystemSpec, sent: Any) -> dict[str, Any]:
     return {k: sent[k] for k in keys if isinstance(sent.get(k), str | int)}
 
 
-# pact-python's Verifier gives a message handler 5 s (its request timeout, which verify_pacts does not
-# change); a trigger must fire and capture within that, whatever its own timeout says.
-_PACT_WAIT_LIMIT = 4.5
+# pact-python's Verifier waits request_timeout for each message; we give it the longest trigger timeout
+# plus a margin, so a trigger's own timeout is what decides.
+_PACT_WAIT_LIMIT = 120.0
 
 
 def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = None) -> Any:
@@ -285,7 +285,8 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
         produce = _make_producer(system, spec, problems)
         for provider in providers:
             del problems[:]
-            result = verify_pacts(pact_dir, provider, produce)
+            longest = max((t.timeout for t in spec.pacts.triggers), default=10.0)
+            result = verify_pacts(pact_dir, provider, produce, request_timeout=longest + 5.0)
             passed = result.ok and not problems
             status = "[green]verified[/]" if passed else "[bold red]FAILED[/]"
             console.print(f"pacts for provider [bold]{provider}[/]: {status} "

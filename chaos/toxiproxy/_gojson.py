@@ -66,7 +66,9 @@ def _type_error(value: Any, struct_name: str, field: str, go_type: str) -> Decod
     kind = json_kind(value)
     if kind == "number":
         kind = f"number {_number_text(value)}"
-    return DecodeError(f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{field} of type {go_type}")
+    return DecodeError(
+        f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{field} of type {go_type}"
+    )
 
 
 def _number_text(value: Any) -> str:
@@ -163,7 +165,7 @@ def format_float(value: float, *, bits: int = 64) -> str:
     if bits == 32:
         text = ""
         for precision in range(1, 10):
-            text = "%.*g" % (precision, value)
+            text = f"{value:.{precision}g}"
             if to_float32(float(text)) == value:
                 break
     else:

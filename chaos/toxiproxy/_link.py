@@ -134,7 +134,9 @@ class Stub:
 
     __slots__ = ("input", "output", "state", "conn", "rng", "interrupted", "_waiter", "direction")
 
-    def __init__(self, input_pipe: Pipe, output: Sink, conn: Connection, rng: random.Random, direction: str) -> None:
+    def __init__(
+        self, input_pipe: Pipe, output: Sink, conn: Connection, rng: random.Random, direction: str
+    ) -> None:
         self.input = input_pipe
         self.output = output
         self.state: Any = None
@@ -239,7 +241,7 @@ class Stage:
         self.stub.interrupt()
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -261,7 +263,9 @@ async def passthrough(stub: Stub) -> None:
 class Link:
     """One direction of one connection: reader task, toxic stages, destination socket."""
 
-    def __init__(self, conn: Connection, direction: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, conn: Connection, direction: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.conn = conn
         self.direction = direction
         self._reader = reader

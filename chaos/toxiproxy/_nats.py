@@ -33,6 +33,10 @@ _MSG_OPS = {
     "downstream": (b"MSG", b"HMSG"),
 }
 _SIZED_OPS = (b"PUB", b"HPUB", b"MSG", b"HMSG")
+# Longer control lines or bigger payloads than a NATS server accepts mean the stream is not NATS
+# (or is corrupt): pass such bytes through instead of holding them while waiting for a frame end.
+MAX_CONTROL_LINE = 4096
+MAX_PAYLOAD = 64 * 1024 * 1024
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -84,8 +88,11 @@ class NatsParser:
                 self._need = 0
                 self._subject = None
                 continue
-            nl = buf.find(b"\n", pos)
+            nl = buf.find(b"\n", pos, pos + MAX_CONTROL_LINE + 1)
             if nl < 0:
+                if len(buf) - pos > MAX_CONTROL_LINE:
+                    frames.append(Frame(bytes(buf[pos:])))
+                    pos = len(buf)
                 break
             line = bytes(buf[pos : nl + 1])
             parts = line.split()
@@ -95,7 +102,7 @@ class NatsParser:
                     size = int(parts[-1])
                 except ValueError:
                     size = -1
-                if size >= 0:
+                if 0 <= size <= MAX_PAYLOAD:
                     self._need = len(line) + size + 2
                     self._subject = parts[1].decode("utf-8", "replace") if op in ops else None
                     continue  # re-loop: collect the whole frame from pos

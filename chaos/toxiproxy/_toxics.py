@@ -283,9 +283,11 @@ class ToxicConfig:
 
 def decode_attributes(runner: type[Runner], raw: Any, current: dict[str, Any] | None) -> dict[str, Any]:
     """Decode `attributes` onto the current values (zero values for a new toxic)."""
-    values: dict[str, Any] = dict(current) if current is not None else {
-        key: runner.defaults.get(key, _zero(kind)) for key, kind in runner.attrs
-    }
+    values: dict[str, Any] = (
+        dict(current)
+        if current is not None
+        else {key: runner.defaults.get(key, _zero(kind)) for key, kind in runner.attrs}
+    )
     obj = _gojson.require_object(raw, "toxics." + runner.go_name)
     if obj is None:
         return values

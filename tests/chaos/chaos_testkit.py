@@ -109,8 +109,14 @@ class Env:
         host, port = resp.json()["listen"].rsplit(":", 1)
         return host, int(port)
 
-    def toxic(self, proxy: str, type_: str, stream: str = "downstream", toxicity: float = 1.0, **attributes: Any) -> dict[str, Any]:
-        resp = self.api("POST", f"/proxies/{proxy}/toxics", json={"type": type_, "stream": stream, "toxicity": toxicity, "attributes": attributes})
+    def toxic(
+        self, proxy: str, type_: str, stream: str = "downstream", toxicity: float = 1.0, **attributes: Any
+    ) -> dict[str, Any]:
+        resp = self.api(
+            "POST",
+            f"/proxies/{proxy}/toxics",
+            json={"type": type_, "stream": stream, "toxicity": toxicity, "attributes": attributes},
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -232,3 +238,16 @@ class SleeperProcess:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(5)
+
+
+def wait_state(proc: SleeperProcess, accept: set[str], timeout: float = 1.0) -> str:
+    """Poll /proc until the state is one of `accept` (signals are delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    state = proc.state()
+    while state not in accept and time.monotonic() < deadline:
+        time.sleep(0.005)
+        state = proc.state()
+    return state
+
+
+RUNNING = {"S", "R", "D"}

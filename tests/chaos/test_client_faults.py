@@ -7,7 +7,16 @@ import threading
 import time
 
 import pytest
-from chaos_testkit import Env, LoopThread, SleeperProcess, connect, recv_exactly, recv_until_closed
+from chaos_testkit import (
+    RUNNING,
+    Env,
+    LoopThread,
+    SleeperProcess,
+    connect,
+    recv_exactly,
+    recv_until_closed,
+    wait_state,
+)
 from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import NotFound, ProxyExists
@@ -78,7 +87,9 @@ def test_fault_proxy_client(env: Env) -> None:
     name = client.add_toxic("c", "latency", latency=100)
     assert name == "latency_downstream"
     assert rtt(sock) >= 0.1
-    assert client.add_toxic("c", "latency", stream="upstream", toxicity=0.0, name="idle", latency=999) == "idle"
+    assert (
+        client.add_toxic("c", "latency", stream="upstream", toxicity=0.0, name="idle", latency=999) == "idle"
+    )
     assert [t["name"] for t in client.toxics("c")] == ["idle", "latency_downstream"]
     client.remove_toxic("c", "latency_downstream")
     client.remove_toxic("c", "idle")
@@ -179,8 +190,18 @@ def test_fault_context_managers_always_heal(env: Env) -> None:
     sock = connect(addr_of(listen))
     with faults.slice("svc", average_size=4, size_variation=0, delay_us=0):
         assert rtt(sock, b"0123456789" * 10) < 1
-    with faults.drop("svc", "a.>", 0.5), faults.duplicate("svc"), faults.delay_messages("svc"), faults.reorder("svc", direction="upstream"):
-        assert {t["type"] for t in client.toxics("svc")} == {"nats_drop", "nats_duplicate", "nats_delay", "nats_reorder"}
+    with (
+        faults.drop("svc", "a.>", 0.5),
+        faults.duplicate("svc"),
+        faults.delay_messages("svc"),
+        faults.reorder("svc", direction="upstream"),
+    ):
+        assert {t["type"] for t in client.toxics("svc")} == {
+            "nats_drop",
+            "nats_duplicate",
+            "nats_delay",
+            "nats_reorder",
+        }
     with faults.latency("svc", ms=1):
         client.reset()  # healed by someone else meanwhile: exit must not fail
     assert client.toxics("svc") == []
@@ -200,14 +221,14 @@ def test_process_helpers_on_a_real_process() -> None:
     try:
         assert isinstance(proc, ProcessControl)
         seen: list[str] = []
-        watcher = threading.Timer(0.1, lambda: seen.append(proc.state()))
+        watcher = threading.Timer(0.05, lambda: seen.append(wait_state(proc, {"T"}, 0.2)))
         watcher.start()
-        pause(proc, 0.3)
+        pause(proc, 0.4)
         watcher.join()
-        assert seen == ["T"] and proc.state() in ("S", "R")
+        assert seen == ["T"] and wait_state(proc, RUNNING) in RUNNING
         first = proc.proc.pid
         kill(proc, restart_after=0.1)
-        assert proc.starts == 2 and proc.proc.pid != first and proc.state() in ("S", "R")
+        assert proc.starts == 2 and proc.proc.pid != first and wait_state(proc, RUNNING) in RUNNING
         with pytest.raises(ChaosError):
             pause(proc, -1)
     finally:

@@ -71,7 +71,9 @@ def test_parser_handles_any_split() -> None:
             frames += parser.feed(stream[pos : pos + step])
             pos += step
         assert [(f.data, f.subject) for f in frames] == [(f.data, f.subject) for f in whole]
-    up = NatsParser("upstream").feed(b"CONNECT {}\r\nPUB a.b 2\r\nhi\r\nHPUB a.c _R 12 14\r\nNATS/1.0\r\n\r\nhi\r\nSUB a.* 1\r\n")
+    up = NatsParser("upstream").feed(
+        b"CONNECT {}\r\nPUB a.b 2\r\nhi\r\nHPUB a.c _R 12 14\r\nNATS/1.0\r\n\r\nhi\r\nSUB a.* 1\r\n"
+    )
     assert [f.subject for f in up] == [None, "a.b", "a.c", None]
 
 

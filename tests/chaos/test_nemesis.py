@@ -7,13 +7,27 @@ import json
 import time
 
 import pytest
-from chaos_testkit import Env, SleeperProcess
+from chaos_testkit import RUNNING, Env, SleeperProcess, wait_state
 
 from chaos import ChaosError
 from chaos.client import FaultProxyClient
 from chaos.nemesis import FAULT_KINDS, Fault, NemesisRunner, Schedule, ddmin, generate_schedule
 
-MENU = ["latency", "jitter", "partition", "cut", "throttle", "slice", "drop", "duplicate", "delay", "reorder", "kill", "pause", "nats_restart"]
+MENU = [
+    "latency",
+    "jitter",
+    "partition",
+    "cut",
+    "throttle",
+    "slice",
+    "drop",
+    "duplicate",
+    "delay",
+    "reorder",
+    "kill",
+    "pause",
+    "nats_restart",
+]
 
 
 def test_same_seed_same_schedule() -> None:
@@ -28,7 +42,9 @@ def test_same_seed_same_schedule() -> None:
 @pytest.mark.parametrize(("seed", "intensity"), list(itertools.product(range(8), [0.1, 0.5, 0.9, 1.0])))
 def test_schedule_shape(seed: int, intensity: float) -> None:
     targets = ["a", "b"]
-    schedule = generate_schedule(seed, ["latency", "kill", "drop", "nats_restart"], intensity, 30.0, targets, broker_faults=True)
+    schedule = generate_schedule(
+        seed, ["latency", "kill", "drop", "nats_restart"], intensity, 30.0, targets, broker_faults=True
+    )
     by_target: dict[str, list[Fault]] = {}
     for fault in schedule:
         assert 0 <= fault.start and fault.end <= 30.0 + 1e-6 and fault.duration > 0
@@ -48,7 +64,9 @@ def test_schedule_shape(seed: int, intensity: float) -> None:
 
 def test_intensity_zero_and_broker_flag() -> None:
     assert len(generate_schedule(1, MENU, 0.0, 60, ["a"])) == 0
-    assert all(f.kind != "nats_restart" for f in generate_schedule(1, ["nats_restart", "latency"], 0.8, 60, ["a"]))
+    assert all(
+        f.kind != "nats_restart" for f in generate_schedule(1, ["nats_restart", "latency"], 0.8, 60, ["a"])
+    )
     assert len(generate_schedule(1, ["nats_restart"], 0.8, 60, [], broker_faults=True)) > 0
 
 
@@ -114,10 +132,7 @@ def test_runner_executes_reports_and_heals(env: Env) -> None:
         if (kind, fault.id) == ("fault_start", "f003"):
             seen["enabled"] = client.proxies()["svc"]["enabled"]
         if (kind, fault.id) == ("fault_start", "f004"):
-            deadline = time.monotonic() + 0.1
-            while proc.state() != "T" and time.monotonic() < deadline:
-                time.sleep(0.005)  # SIGSTOP is delivered asynchronously; /proc shows it a moment later
-            seen["state"] = proc.state()
+            seen["state"] = wait_state(proc, {"T"}, 0.2)
 
     try:
         runner = NemesisRunner(client, {"svc": proc}, on_event)
@@ -132,7 +147,7 @@ def test_runner_executes_reports_and_heals(env: Env) -> None:
             assert fault.start - 0.01 <= starts[fault.id] < fault.start + 0.15
             assert fault.end - 0.01 <= ends[fault.id] < fault.end + 0.15
         assert client.toxics("svc") == [] and client.proxies()["svc"]["enabled"] is True
-        assert proc.starts == 2 and proc.state() in ("S", "R")
+        assert proc.starts == 2 and wait_state(proc, RUNNING) in RUNNING
     finally:
         proc.stop()
 
@@ -152,15 +167,17 @@ def test_runner_cancel_heals_everything(env: Env) -> None:
     )
     events: list[str] = []
     try:
-        runner = NemesisRunner(client, {"svc": proc}, lambda kind, fault, t: events.append(f"{kind}:{fault.id}"))
+        runner = NemesisRunner(
+            client, {"svc": proc}, lambda kind, fault, t: events.append(f"{kind}:{fault.id}")
+        )
         runner.start(schedule)
         time.sleep(0.3)
-        assert len(client.toxics("svc")) == 2 and proc.state() == "T"
+        assert len(client.toxics("svc")) == 2 and wait_state(proc, {"T"}) == "T"
         t0 = time.monotonic()
         runner.cancel()
         runner.join(5)
         assert time.monotonic() - t0 < 2
-        assert client.toxics("svc") == [] and proc.state() in ("S", "R")
+        assert client.toxics("svc") == [] and wait_state(proc, RUNNING) in RUNNING
         assert sorted(events) == ["fault_end:f001", "fault_end:f002", "fault_start:f001", "fault_start:f002"]
         runner.heal_all()  # idempotent
         with pytest.raises(ChaosError, match="already started"):

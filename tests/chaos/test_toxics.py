@@ -222,7 +222,11 @@ def test_limit_data_exact_limit_closes(env: Env) -> None:
 @pytest.mark.parametrize("stream", ["downstream", "upstream"])
 def test_toxicity_zero_never_one_always(env: Env, stream: str) -> None:
     addr = env.proxy()
-    env.api("POST", "/proxies/echo/toxics", json={"type": "timeout", "stream": stream, "toxicity": 0, "attributes": {"timeout": 0}})
+    env.api(
+        "POST",
+        "/proxies/echo/toxics",
+        json={"type": "timeout", "stream": stream, "toxicity": 0, "attributes": {"timeout": 0}},
+    )
     for _ in range(10):
         sock = connect(addr)
         assert round_trip(sock, b"ok") < 0.1

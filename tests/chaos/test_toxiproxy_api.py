@@ -27,7 +27,9 @@ def test_version_and_request_id(env: Env) -> None:
     assert resp.text == '{"version": "2.12.0"}\n'
     assert resp.headers["Content-Type"] == "application/json;charset=utf-8"
     assert re.fullmatch(r"[0-9a-v]{20}", resp.headers["X-Toxiproxy-Request-Id"])
-    assert env.api("GET", "/version").headers["X-Toxiproxy-Request-Id"] != resp.headers["X-Toxiproxy-Request-Id"]
+    assert (
+        env.api("GET", "/version").headers["X-Toxiproxy-Request-Id"] != resp.headers["X-Toxiproxy-Request-Id"]
+    )
 
 
 def test_router_404_405_and_browser_block(env: Env) -> None:
@@ -36,7 +38,12 @@ def test_router_404_405_and_browser_block(env: Env) -> None:
     assert "X-Toxiproxy-Request-Id" not in resp.headers
     assert env.api("GET", "/proxies/").status_code == 404
     assert env.api("GET", "/metrics").status_code == 404
-    for method, path in (("PUT", "/proxies"), ("GET", "/reset"), ("POST", "/version"), ("PUT", "/proxies/x/toxics")):
+    for method, path in (
+        ("PUT", "/proxies"),
+        ("GET", "/reset"),
+        ("POST", "/version"),
+        ("PUT", "/proxies/x/toxics"),
+    ):
         resp = env.api(method, path)
         assert (resp.status_code, resp.content) == (405, b""), (method, path)
     resp = env.api("GET", "/proxies", headers={"User-Agent": "Mozilla/5.0 (X11)"})
@@ -55,18 +62,36 @@ def test_proxy_crud(env: Env) -> None:
     assert proxy["enabled"] is True and proxy["toxics"] == [] and proxy["Logger"] == {}
     assert env.api("GET", "/proxies/a").json() == proxy
     assert env.api("GET", "/proxies").json() == {"a": proxy}
-    assert error_of(env.api("POST", "/proxies", json={"name": "a", "upstream": "x:1"})) == (409, "proxy already exists")
-    assert error_of(env.api("POST", "/proxies", json={"upstream": "x:1"})) == (400, "missing required field: name")
-    assert error_of(env.api("POST", "/proxies", json={"name": "b"})) == (400, "missing required field: upstream")
+    assert error_of(env.api("POST", "/proxies", json={"name": "a", "upstream": "x:1"})) == (
+        409,
+        "proxy already exists",
+    )
+    assert error_of(env.api("POST", "/proxies", json={"upstream": "x:1"})) == (
+        400,
+        "missing required field: name",
+    )
+    assert error_of(env.api("POST", "/proxies", json={"name": "b"})) == (
+        400,
+        "missing required field: upstream",
+    )
     assert error_of(env.api("POST", "/proxies", data=b"")) == (400, "bad request body: EOF")
-    assert error_of(env.api("POST", "/proxies", data=b'{"name":')) == (400, "bad request body: unexpected EOF")
-    status, message = error_of(env.api("POST", "/proxies", json={"name": "b", "upstream": "x:1", "enabled": "yes"}))
+    assert error_of(env.api("POST", "/proxies", data=b'{"name":')) == (
+        400,
+        "bad request body: unexpected EOF",
+    )
+    status, message = error_of(
+        env.api("POST", "/proxies", json={"name": "b", "upstream": "x:1", "enabled": "yes"})
+    )
     assert status == 400 and message.startswith("bad request body: json: cannot unmarshal string")
     # port in use: 500 with the OS message
     port = proxy["listen"].rsplit(":", 1)[1]
-    status, message = error_of(env.api("POST", "/proxies", json={"name": "b", "listen": f"127.0.0.1:{port}", "upstream": "x:1"}))
+    status, message = error_of(
+        env.api("POST", "/proxies", json={"name": "b", "listen": f"127.0.0.1:{port}", "upstream": "x:1"})
+    )
     assert (status, message) == (500, f"listen tcp 127.0.0.1:{port}: bind: address already in use")
-    status, message = error_of(env.api("POST", "/proxies", json={"name": "b", "listen": "bogus", "upstream": "x:1"}))
+    status, message = error_of(
+        env.api("POST", "/proxies", json={"name": "b", "listen": "bogus", "upstream": "x:1"})
+    )
     assert (status, message) == (500, "listen tcp: address bogus: missing port in address")
     assert "b" not in env.api("GET", "/proxies").json()
     # delete
@@ -82,7 +107,11 @@ def test_disabled_create_keeps_literal_listen(env: Env) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    resp = env.api("POST", "/proxies", json={"name": "d", "listen": "localhost:0", "upstream": env.echo_addr, "enabled": False})
+    resp = env.api(
+        "POST",
+        "/proxies",
+        json={"name": "d", "listen": "localhost:0", "upstream": env.echo_addr, "enabled": False},
+    )
     assert resp.status_code == 201
     assert resp.json()["listen"] == "localhost:0" and resp.json()["enabled"] is False
     resp = env.api("PATCH", "/proxies/d", json={"enabled": True})
@@ -101,14 +130,33 @@ def test_disabled_create_keeps_literal_listen(env: Env) -> None:
 
 def test_toxic_crud(env: Env) -> None:
     env.proxy("p")
-    resp = env.api("POST", "/proxies/p/toxics", json={"type": "latency", "attributes": {"latency": 100, "unknown": 1}})
+    resp = env.api(
+        "POST", "/proxies/p/toxics", json={"type": "latency", "attributes": {"latency": 100, "unknown": 1}}
+    )
     assert resp.status_code == 200
-    assert resp.text == '{"attributes":{"latency":100,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}'
-    resp = env.api("POST", "/proxies/p/toxics", json={"type": "latency", "stream": "upstream", "toxicity": 0.2})
-    assert resp.json() == {"attributes": {"latency": 0, "jitter": 0}, "name": "latency_upstream", "type": "latency", "stream": "upstream", "toxicity": 0.2}
+    assert (
+        resp.text
+        == '{"attributes":{"latency":100,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}'
+    )
+    resp = env.api(
+        "POST", "/proxies/p/toxics", json={"type": "latency", "stream": "upstream", "toxicity": 0.2}
+    )
+    assert resp.json() == {
+        "attributes": {"latency": 0, "jitter": 0},
+        "name": "latency_upstream",
+        "type": "latency",
+        "stream": "upstream",
+        "toxicity": 0.2,
+    }
     assert '"toxicity":0.2}' in resp.text
     resp = env.api("POST", "/proxies/p/toxics", json={"type": "noop"})
-    assert resp.json() == {"attributes": {}, "name": "noop_downstream", "type": "noop", "stream": "downstream", "toxicity": 1}
+    assert resp.json() == {
+        "attributes": {},
+        "name": "noop_downstream",
+        "type": "noop",
+        "stream": "downstream",
+        "toxicity": 1,
+    }
     resp = env.api("POST", "/proxies/p/toxics", json={"type": "slicer", "stream": "UPSTREAM"})
     assert resp.json()["name"] == "slicer_UPSTREAM" and resp.json()["stream"] == "UPSTREAM"
     # upstream toxics first, then downstream, each in insertion order
@@ -121,22 +169,76 @@ def test_toxic_crud(env: Env) -> None:
         "stream was invalid, can be either upstream or downstream",
     )
     assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "latency", "stream": ""}))[0] == 400
-    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "nope"})) == (400, "invalid toxic type")
+    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "nope"})) == (
+        400,
+        "invalid toxic type",
+    )
     assert error_of(env.api("POST", "/proxies/p/toxics", json={})) == (400, "invalid toxic type")
-    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "latency"})) == (409, "toxic already exists")
-    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "timeout", "name": "latency_upstream"})) == (409, "toxic already exists")
-    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "latency", "name": "x", "attributes": {"latency": 1.5}}))[0] == 400
-    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "latency", "name": "x", "attributes": {"latency": "slow"}}))[0] == 400
-    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "latency", "name": "x", "toxicity": "x"}))[0] == 400
-    assert error_of(env.api("POST", "/proxies/q/toxics", json={"type": "latency"})) == (404, "proxy not found")
+    assert error_of(env.api("POST", "/proxies/p/toxics", json={"type": "latency"})) == (
+        409,
+        "toxic already exists",
+    )
+    assert error_of(
+        env.api("POST", "/proxies/p/toxics", json={"type": "timeout", "name": "latency_upstream"})
+    ) == (409, "toxic already exists")
+    assert (
+        error_of(
+            env.api(
+                "POST",
+                "/proxies/p/toxics",
+                json={"type": "latency", "name": "x", "attributes": {"latency": 1.5}},
+            )
+        )[0]
+        == 400
+    )
+    assert (
+        error_of(
+            env.api(
+                "POST",
+                "/proxies/p/toxics",
+                json={"type": "latency", "name": "x", "attributes": {"latency": "slow"}},
+            )
+        )[0]
+        == 400
+    )
+    assert (
+        error_of(
+            env.api("POST", "/proxies/p/toxics", json={"type": "latency", "name": "x", "toxicity": "x"})
+        )[0]
+        == 400
+    )
+    assert error_of(env.api("POST", "/proxies/q/toxics", json={"type": "latency"})) == (
+        404,
+        "proxy not found",
+    )
     # no range validation
-    assert env.api("POST", "/proxies/p/toxics", json={"type": "latency", "name": "neg", "toxicity": 5, "attributes": {"latency": -5}}).status_code == 200
+    assert (
+        env.api(
+            "POST",
+            "/proxies/p/toxics",
+            json={"type": "latency", "name": "neg", "toxicity": 5, "attributes": {"latency": -5}},
+        ).status_code
+        == 200
+    )
     # get / update merges / delete
-    assert env.api("GET", "/proxies/p/toxics/latency_downstream").json()["attributes"] == {"latency": 100, "jitter": 0}
+    assert env.api("GET", "/proxies/p/toxics/latency_downstream").json()["attributes"] == {
+        "latency": 100,
+        "jitter": 0,
+    }
     assert error_of(env.api("GET", "/proxies/p/toxics/none")) == (404, "toxic not found")
     assert error_of(env.api("GET", "/proxies/q/toxics/none")) == (404, "proxy not found")
-    resp = env.api("PATCH", "/proxies/p/toxics/latency_downstream", json={"attributes": {"jitter": 7}, "name": "renamed", "type": "timeout"})
-    assert resp.json() == {"attributes": {"latency": 100, "jitter": 7}, "name": "latency_downstream", "type": "latency", "stream": "downstream", "toxicity": 1}
+    resp = env.api(
+        "PATCH",
+        "/proxies/p/toxics/latency_downstream",
+        json={"attributes": {"jitter": 7}, "name": "renamed", "type": "timeout"},
+    )
+    assert resp.json() == {
+        "attributes": {"latency": 100, "jitter": 7},
+        "name": "latency_downstream",
+        "type": "latency",
+        "stream": "downstream",
+        "toxicity": 1,
+    }
     resp = env.api("POST", "/proxies/p/toxics/latency_downstream", json={"toxicity": 0.5})
     assert resp.json()["toxicity"] == 0.5 and resp.json()["attributes"]["jitter"] == 7
     assert error_of(env.api("PATCH", "/proxies/p/toxics/none", json={})) == (404, "toxic not found")
@@ -161,11 +263,15 @@ def test_populate(env: Env) -> None:
     assert listed[0]["enabled"] is True and len(listed[0]["toxics"]) == 1  # untouched
     assert listed[2]["enabled"] is False and listed[2]["listen"] == "127.0.0.1:0"
     # a changed entry is replaced and loses its toxics
-    resp = env.api("POST", "/populate", json=[{"name": "keep", "listen": "127.0.0.1:0", "upstream": env.echo_addr}])
+    resp = env.api(
+        "POST", "/populate", json=[{"name": "keep", "listen": "127.0.0.1:0", "upstream": env.echo_addr}]
+    )
     assert resp.json()["proxies"][0]["toxics"] == []
     assert env.api("POST", "/populate", json=[]).text == '{"proxies":null}'
     # validation first: nothing is created
-    status, message = error_of(env.api("POST", "/populate", json=[{"name": "x1", "upstream": "a:1"}, {"upstream": "a:1"}]))
+    status, message = error_of(
+        env.api("POST", "/populate", json=[{"name": "x1", "upstream": "a:1"}, {"upstream": "a:1"}])
+    )
     assert (status, message) == (400, "missing required field: name at proxy 2")
     assert "x1" not in env.api("GET", "/proxies").json()
     assert error_of(env.api("POST", "/populate", json={"name": "x"}))[0] == 400
@@ -173,11 +279,19 @@ def test_populate(env: Env) -> None:
     resp = env.api(
         "POST",
         "/populate",
-        json=[{"name": "y1", "listen": "127.0.0.1:0", "upstream": "a:1"}, {"name": "y2", "listen": "bogus", "upstream": "a:1"}, {"name": "y3", "upstream": "a:1", "listen": "127.0.0.1:0"}],
+        json=[
+            {"name": "y1", "listen": "127.0.0.1:0", "upstream": "a:1"},
+            {"name": "y2", "listen": "bogus", "upstream": "a:1"},
+            {"name": "y3", "upstream": "a:1", "listen": "127.0.0.1:0"},
+        ],
     )
     assert resp.status_code == 500
     body = json.loads(resp.text)
-    assert body["status"] == 500 and "missing port" in body["error"] and [p["name"] for p in body["proxies"]] == ["y1"]
+    assert (
+        body["status"] == 500
+        and "missing port" in body["error"]
+        and [p["name"] for p in body["proxies"]] == ["y1"]
+    )
     names = env.api("GET", "/proxies").json()
     assert "y1" in names and "y2" not in names and "y3" not in names
 

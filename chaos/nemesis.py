@@ -1,0 +1,508 @@
+"""The nemesis: seeded fault schedules, their execution in real time, and shrinking.
+
+`generate_schedule(seed, menu, intensity, window, targets)` is a pure function: the same
+inputs give the same `Schedule` (a list of `Fault`s, never two at once on one target).
+`NemesisRunner` executes a schedule against a `FaultProxyClient` (network and message faults,
+by proxy name = target) and a `dict[str, ProcessControl]` (kill, pause, and nats_restart on the
+process named "nats"), reports each fault's start and end through `on_event`, and always heals.
+It runs in a thread of its own (`start()` / `cancel()` / `join()`) or in the caller's thread
+(`run()`), because the harness is synchronous at the top.
+`ddmin` is Zeller's delta debugging, to shrink a failing schedule to the faults that matter.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from chaos.client import FaultProxyClient
+from chaos.errors import ChaosError
+from chaos.faults import ProcessControl
+
+__all__ = [
+    "BROKER_TARGET",
+    "FAULT_KINDS",
+    "NETWORK_KINDS",
+    "PROCESS_KINDS",
+    "Fault",
+    "NemesisRunner",
+    "Schedule",
+    "ddmin",
+    "generate_schedule",
+    "validate_menu",
+]
+
+NETWORK_KINDS = (
+    "latency",
+    "jitter",
+    "partition",
+    "cut",
+    "throttle",
+    "slice",
+    "drop",
+    "duplicate",
+    "delay",
+    "reorder",
+)
+PROCESS_KINDS = ("kill", "pause", "nats_restart")
+FAULT_KINDS = NETWORK_KINDS + PROCESS_KINDS
+BROKER_TARGET = "nats"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault: `kind` on `target` from `start` for `duration` seconds (relative to the run)."""
+
+    id: str
+    kind: str
+    target: str
+    start: float
+    duration: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        try:
+            return cls(
+                id=str(data["id"]),
+                kind=str(data["kind"]),
+                target=str(data["target"]),
+                start=float(data["start"]),
+                duration=float(data["duration"]),
+                params=dict(data.get("params") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChaosError(
+                f"A fault record is malformed ({exc!r} in {data!r}); it needs id, kind, target, start, duration."
+            ) from None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Faults ordered by start time, with the inputs that generated them."""
+
+    seed: int
+    window: float
+    faults: tuple[Fault, ...]
+    menu: tuple[str, ...] = ()
+    intensity: float = 0.0
+
+    def __iter__(self) -> Any:
+        return iter(self.faults)
+
+    def __len__(self) -> int:
+        return len(self.faults)
+
+    def ids(self) -> list[str]:
+        return [f.id for f in self.faults]
+
+    def without(self, ids: Iterable[str]) -> Schedule:
+        """The same schedule minus the faults with these ids (for shrinking)."""
+        drop = set(ids)
+        return Schedule(
+            self.seed,
+            self.window,
+            tuple(f for f in self.faults if f.id not in drop),
+            self.menu,
+            self.intensity,
+        )
+
+    def only(self, ids: Iterable[str]) -> Schedule:
+        """The same schedule with only the faults with these ids."""
+        keep = set(ids)
+        return Schedule(
+            self.seed, self.window, tuple(f for f in self.faults if f.id in keep), self.menu, self.intensity
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "window": self.window,
+            "menu": list(self.menu),
+            "intensity": self.intensity,
+            "faults": [f.to_dict() for f in self.faults],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schedule:
+        faults = tuple(Fault.from_dict(f) for f in data.get("faults", []))
+        return cls(
+            int(data.get("seed", 0)),
+            float(data.get("window", 0.0)),
+            faults,
+            tuple(data.get("menu", ())),
+            float(data.get("intensity", 0.0)),
+        )
+
+
+def validate_menu(menu: Sequence[str]) -> tuple[str, ...]:
+    """Check fault names; raise ChaosError naming the unknown ones and the valid names."""
+    if isinstance(menu, str):
+        menu = [m.strip() for m in menu.split(",") if m.strip()]
+    unknown = [m for m in menu if m not in FAULT_KINDS]
+    if unknown:
+        raise ChaosError(
+            f"Unknown fault name(s) {', '.join(map(repr, unknown))} in the chaos menu; valid names are: {', '.join(FAULT_KINDS)}."
+        )
+    return tuple(dict.fromkeys(menu))
+
+
+def _params(kind: str, rng: random.Random, duration: float) -> dict[str, Any]:
+    if kind == "latency":
+        return {"ms": rng.choice([50, 100, 200, 500]), "jitter": 0}
+    if kind == "jitter":
+        return {"ms": rng.choice([50, 100, 200]), "jitter": rng.choice([50, 100, 200])}
+    if kind == "partition":
+        return {"mode": rng.choice(["disable", "timeout"])}
+    if kind == "cut":
+        return {"after_ms": rng.choice([0, 50, 200])}
+    if kind == "throttle":
+        return {"kbps": rng.choice([1, 5, 20, 100])}
+    if kind == "slice":
+        return {
+            "average_size": rng.choice([8, 32, 128]),
+            "size_variation": rng.choice([0, 4, 16]),
+            "delay_us": rng.choice([0, 100, 1000]),
+        }
+    if kind in ("drop", "duplicate"):
+        return {
+            "subject": ">",
+            "probability": rng.choice([0.1, 0.25, 0.5, 1.0]),
+            "direction": rng.choice(["upstream", "downstream"]),
+        }
+    if kind == "delay":
+        return {
+            "subject": ">",
+            "probability": rng.choice([0.25, 0.5, 1.0]),
+            "delay_ms": rng.choice([100, 300, 1000]),
+            "direction": "downstream",
+        }
+    if kind == "reorder":
+        return {"subject": ">", "probability": rng.choice([0.25, 0.5, 1.0]), "direction": "downstream"}
+    # process faults: the duration is the downtime
+    return {"downtime": round(duration, 3)}
+
+
+def _timeline(
+    rng: random.Random, kinds: Sequence[str], intensity: float, window: float, target: str
+) -> list[tuple[float, float, str, str, dict[str, Any]]]:
+    out: list[tuple[float, float, str, str, dict[str, Any]]] = []
+    if not kinds or intensity <= 0:
+        return out
+    min_d = max(0.2, 0.05 * window)
+    max_d = min(60.0, max(min_d, 0.2 * window))
+
+    def gap(duration: float) -> float:
+        # Mean gap makes the covered fraction of the window about `intensity`.
+        return duration * (1.0 - intensity) / intensity * rng.uniform(0.5, 1.5)
+
+    t = rng.uniform(0.0, gap(max_d) if intensity < 1 else 0.0)
+    while t < window - 0.05:
+        duration = min(rng.uniform(min_d, max_d), window - t)
+        kind = rng.choice(list(kinds))
+        out.append((round(t, 3), round(duration, 3), kind, target, _params(kind, rng, duration)))
+        t += duration + max(0.05, gap(duration))
+    return out
+
+
+def generate_schedule(
+    seed: int,
+    menu: list[str],
+    intensity: float,
+    window: float,
+    targets: list[str],
+    *,
+    broker_faults: bool = False,
+) -> Schedule:
+    """A deterministic fault schedule: same inputs, same schedule.
+
+    Args:
+        seed: the run's seed.
+        menu: fault kinds to draw from (see `FAULT_KINDS`).
+        intensity: 0..1, roughly the fraction of the window each target spends under a fault.
+        window: length of the workload window in seconds.
+        targets: service names (each has a proxy of that name and a process of that name).
+        broker_faults: allow `nats_restart` (target "nats"); otherwise it is left out of the menu.
+
+    Raises:
+        ChaosError: an unknown fault name, an intensity outside 0..1 or a window <= 0.
+    """
+    kinds = validate_menu(menu)
+    if isinstance(intensity, bool) or not isinstance(intensity, (int, float)) or not 0 <= intensity <= 1:
+        raise ChaosError(f"Chaos intensity must be a number between 0 and 1, got {intensity!r}.")
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
+        raise ChaosError(f"The fault window must be a positive number of seconds, got {window!r}.")
+    service_kinds = [k for k in kinds if k != "nats_restart"]
+    events = []
+    for target in dict.fromkeys(targets):
+        events += _timeline(
+            random.Random(f"{seed}:{target}"), service_kinds, intensity, float(window), target
+        )
+    if broker_faults and "nats_restart" in kinds:
+        events += _timeline(
+            random.Random(f"{seed}:{BROKER_TARGET}"),
+            ["nats_restart"],
+            intensity * 0.5,
+            float(window),
+            BROKER_TARGET,
+        )
+    events.sort(key=lambda e: (e[0], e[3]))
+    faults = tuple(
+        Fault(f"f{i:03d}", kind, target, start, duration, params)
+        for i, (start, duration, kind, target, params) in enumerate(events, 1)
+    )
+    return Schedule(int(seed), float(window), faults, kinds, float(intensity))
+
+
+def ddmin(items: Sequence[T], fails: Callable[[list[T]], bool], max_runs: int = 64) -> list[T]:
+    """Shrink `items` (which fail) to a 1-minimal failing subset, calling `fails` at most `max_runs` times.
+
+    If the budget runs out, the smallest failing subset found so far is returned.
+    """
+    current = list(items)
+    n = 2
+    runs = 0
+    while len(current) >= 2:
+        size = len(current)
+        chunks = [current[i * size // n : (i + 1) * size // n] for i in range(n)]
+        reduced = False
+        for i, chunk in enumerate(chunks):
+            if runs >= max_runs:
+                return current
+            runs += 1
+            if chunk and fails(chunk):
+                current, n, reduced = chunk, 2, True
+                break
+            if n > 2:
+                complement = [x for j, c in enumerate(chunks) if j != i for x in c]
+                if runs >= max_runs:
+                    return current
+                runs += 1
+                if fails(complement):
+                    current, n, reduced = complement, max(n - 1, 2), True
+                    break
+        if not reduced:
+            if n >= len(current):
+                break
+            n = min(2 * n, len(current))
+    return current
+
+
+EventCallback = Callable[[str, Fault, float], None]
+
+
+class NemesisRunner:
+    """Executes a schedule in real time and always heals.
+
+    Args:
+        client: client of the Toxiproxy server that owns one proxy per target.
+        processes: ProcessControl per target (and "nats" for nats_restart).
+        on_event: called as `on_event("fault_start"|"fault_end", fault, t)`, t in seconds since the
+            run started (from the runner's thread).
+
+    Use `start(schedule)` to run in a background thread, `cancel()` to stop early (active faults
+    are healed), `join()` to wait; or `run(schedule)` to run in the calling thread.
+    """
+
+    def __init__(
+        self,
+        client: FaultProxyClient | None,
+        processes: dict[str, ProcessControl] | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        from chaos.faults import Faults
+
+        self.client = client
+        self.faults = Faults(client, prefix="nemesis") if client is not None else None
+        self.processes = dict(processes or {})
+        self.on_event = on_event
+        self.errors: list[str] = []
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._paused: set[str] = set()
+        self._down: set[str] = set()
+
+    # ---- control -------------------------------------------------------------------------------
+    def start(self, schedule: Schedule) -> None:
+        if self._thread is not None:
+            raise ChaosError("This NemesisRunner was already started; create a new one for another schedule.")
+        for fault in schedule:
+            self._check(fault)  # fail in the caller's thread, not silently in the runner's
+        self._thread = threading.Thread(
+            target=self.run, args=(schedule,), name="sagaproof-nemesis", daemon=True
+        )
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, schedule: Schedule) -> None:
+        """Execute `schedule` now; returns when it ends or is cancelled, with everything healed."""
+        for fault in schedule:
+            self._check(fault)
+        self._t0 = time.monotonic()
+        timeline: list[tuple[float, int, Fault]] = []
+        for fault in schedule:
+            timeline.append((fault.start, 1, fault))
+            timeline.append((fault.end, 0, fault))  # ends sort before starts at the same instant
+        timeline.sort(key=lambda e: (e[0], e[1]))
+        active: dict[str, Any] = {}
+        try:
+            for at, is_start, fault in timeline:
+                if self._cancel.wait(max(0.0, at - (time.monotonic() - self._t0))):
+                    break
+                if is_start:
+                    cm = self._begin(fault)
+                    if cm is not None:
+                        active[fault.id] = cm
+                        self._emit("fault_start", fault)
+                elif fault.id in active:
+                    self._finish(fault, active.pop(fault.id))
+        finally:
+            for fid, cm in reversed(list(active.items())):
+                fault = next(f for f in schedule if f.id == fid)
+                self._finish(fault, cm)
+
+    def heal_all(self) -> None:
+        """Remove every toxic, enable every proxy, resume paused and restart stopped processes."""
+        if self.client is not None:
+            try:
+                self.client.reset()
+            except ChaosError as exc:
+                self.errors.append(str(exc))
+        for name in list(self._paused):
+            self._proc_call(name, "resume")
+            self._paused.discard(name)
+        for name in list(self._down):
+            self._proc_call(name, "restart")
+            self._down.discard(name)
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _check(self, fault: Fault) -> None:
+        if fault.kind not in FAULT_KINDS:
+            validate_menu([fault.kind])
+        if fault.kind in NETWORK_KINDS and self.faults is None:
+            raise ChaosError(
+                f"Fault {fault.id} ({fault.kind}) needs a Toxiproxy client, but the runner has none."
+            )
+        if fault.kind in PROCESS_KINDS:
+            target = BROKER_TARGET if fault.kind == "nats_restart" else fault.target
+            if target not in self.processes:
+                raise ChaosError(
+                    f"Fault {fault.id} ({fault.kind}) targets process {target!r}, which the runner does not control; known: {', '.join(self.processes) or 'none'}."
+                )
+
+    def _emit(self, kind: str, fault: Fault) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, fault, round(time.monotonic() - self._t0, 6))
+            except Exception as exc:  # a reporting bug must not leave a fault active
+                self.errors.append(f"on_event failed: {exc!r}")
+
+    def _proc_call(self, name: str, method: str) -> bool:
+        try:
+            getattr(self.processes[name], method)()
+            return True
+        except Exception as exc:
+            self.errors.append(f"{method} of {name!r} failed: {exc!r}")
+            return False
+
+    def _begin(self, fault: Fault) -> Any:
+        p = fault.params
+        try:
+            if fault.kind == "kill":
+                if not self._proc_call(fault.target, "kill"):
+                    return None
+                self._down.add(fault.target)
+                return "process"
+            if fault.kind == "nats_restart":
+                if not self._proc_call(BROKER_TARGET, "stop"):
+                    return None
+                self._down.add(BROKER_TARGET)
+                return "process"
+            if fault.kind == "pause":
+                if not self._proc_call(fault.target, "pause"):
+                    return None
+                self._paused.add(fault.target)
+                return "process"
+            assert self.faults is not None
+            f, t = self.faults, fault.target
+            cms = {
+                "latency": lambda: f.latency(t, int(p.get("ms", 100)), int(p.get("jitter", 0))),
+                "jitter": lambda: f.latency(t, int(p.get("ms", 100)), int(p.get("jitter", 50))),
+                "partition": lambda: f.partition(t, mode=p.get("mode", "disable")),
+                "cut": lambda: f.cut(t, after_ms=int(p.get("after_ms", 0))),
+                "throttle": lambda: f.throttle(t, int(p.get("kbps", 10))),
+                "slice": lambda: f.slice(
+                    t,
+                    int(p.get("average_size", 32)),
+                    int(p.get("size_variation", 0)),
+                    int(p.get("delay_us", 0)),
+                ),
+                "drop": lambda: f.drop(
+                    t,
+                    p.get("subject", ">"),
+                    float(p.get("probability", 1.0)),
+                    direction=p.get("direction", "upstream"),
+                ),
+                "duplicate": lambda: f.duplicate(
+                    t,
+                    p.get("subject", ">"),
+                    float(p.get("probability", 1.0)),
+                    direction=p.get("direction", "downstream"),
+                ),
+                "delay": lambda: f.delay_messages(
+                    t,
+                    p.get("subject", ">"),
+                    float(p.get("probability", 1.0)),
+                    int(p.get("delay_ms", 300)),
+                    direction=p.get("direction", "downstream"),
+                ),
+                "reorder": lambda: f.reorder(
+                    t,
+                    p.get("subject", ">"),
+                    float(p.get("probability", 1.0)),
+                    direction=p.get("direction", "downstream"),
+                ),
+            }
+            cm = cms[fault.kind]()
+            cm.__enter__()
+            return cm
+        except ChaosError as exc:
+            self.errors.append(f"{fault.id} {fault.kind} on {fault.target}: {exc}")
+            return None
+
+    def _finish(self, fault: Fault, cm: Any) -> None:
+        try:
+            if cm == "process":
+                if fault.kind == "pause":
+                    if self._proc_call(fault.target, "resume"):
+                        self._paused.discard(fault.target)
+                else:
+                    name = BROKER_TARGET if fault.kind == "nats_restart" else fault.target
+                    if self._proc_call(name, "restart"):
+                        self._down.discard(name)
+            else:
+                cm.__exit__(None, None, None)
+        except ChaosError as exc:
+            self.errors.append(f"healing {fault.id} {fault.kind} on {fault.target}: {exc}")
+        finally:
+            self._emit("fault_end", fault)

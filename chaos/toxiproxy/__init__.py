@@ -1,0 +1,44 @@
+"""A Toxiproxy-compatible fault proxy server (asyncio), with NATS message-level toxics.
+
+It speaks the HTTP API of Toxiproxy 2.x (proxies, toxics, /populate, /reset, /version) so
+any Toxiproxy client works against it. Embedded use:
+
+    server = await chaos.toxiproxy.serve(host="127.0.0.1", port=0, seed=7)
+    ...  # point a client at server.url
+    await server.close()
+
+Standalone: `sagaproof toxiproxy --port 8474` (see `main` / `run_standalone`).
+The OpenAPI 3.1 description of the API is `openapi.json` in this package (`openapi_path()`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chaos.toxiproxy import _nats  # noqa: F401  (registers the NATS message toxics)
+from chaos.toxiproxy._api import VERSION
+from chaos.toxiproxy._nats import subject_matches
+from chaos.toxiproxy._server import ToxiproxyServer, main, run_standalone, serve
+from chaos.toxiproxy._toxics import REGISTRY
+
+
+def toxic_types() -> list[str]:
+    """Names of every toxic type the server accepts."""
+    return sorted(REGISTRY)
+
+
+def openapi_path() -> Path:
+    """Path of the OpenAPI 3.1 description of the API."""
+    return Path(__file__).with_name("openapi.json")
+
+
+__all__ = [
+    "VERSION",
+    "ToxiproxyServer",
+    "main",
+    "openapi_path",
+    "run_standalone",
+    "serve",
+    "subject_matches",
+    "toxic_types",
+]

@@ -1,0 +1,216 @@
+"""The Toxiproxy 2.x HTTP API: routes, middleware (request id, browser blocker, 25 s timeout),
+handlers, status codes and bodies exactly as the reference server answers them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import posixpath
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
+
+from chaos.toxiproxy import _gojson
+from chaos.toxiproxy._http import Request, Response
+from chaos.toxiproxy._proxy import ApiError, ProxyCollection
+
+VERSION = "2.12.0"
+HANDLER_TIMEOUT = 25.0
+
+_JSON = ("Content-Type", "application/json")
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+_XID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
+_VAR = object()
+
+_ROUTES: list[tuple[tuple[object, ...], dict[str, str]]] = [
+    (("proxies",), {"GET": "list_proxies", "POST": "create_proxy"}),
+    (("populate",), {"POST": "populate"}),
+    (
+        ("proxies", _VAR),
+        {"GET": "get_proxy", "POST": "update_proxy", "PATCH": "update_proxy", "DELETE": "delete_proxy"},
+    ),
+    (("proxies", _VAR, "toxics"), {"GET": "list_toxics", "POST": "create_toxic"}),
+    (
+        ("proxies", _VAR, "toxics", _VAR),
+        {"GET": "get_toxic", "POST": "update_toxic", "PATCH": "update_toxic", "DELETE": "delete_toxic"},
+    ),
+    (("reset",), {"POST": "reset"}),
+    (("version",), {"GET": "version"}),
+]
+
+
+class _RequestIds:
+    """20-character ids in the alphabet and shape of Go's xid (time, machine, pid, counter)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+        self._machine = os.urandom(3)
+        self._pid = os.getpid() & 0xFFFF
+
+    def next(self) -> str:
+        raw = (
+            int(time.time()).to_bytes(4, "big")
+            + self._machine
+            + self._pid.to_bytes(2, "big")
+            + (next(self._counter) & 0xFFFFFF).to_bytes(3, "big")
+        )
+        number = int.from_bytes(raw, "big") << 4  # 96 bits -> 100 bits = 20 base32 digits
+        return "".join(_XID_ALPHABET[(number >> (5 * i)) & 31] for i in range(19, -1, -1))
+
+
+def _error(status: int, message: str) -> Response:
+    body = ('{"error":' + _gojson.encode(message) + ',"status":' + str(status) + "}\n").encode()
+    return Response(status, body, [_TEXT, _NOSNIFF])
+
+
+def _ok(status: int, body: str) -> Response:
+    return Response(status, body.encode(), [_JSON])
+
+
+def _clean_path(path: str) -> str:
+    """Gorilla mux's cleanPath: normalise, keep a trailing slash."""
+    if not path:
+        return "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    cleaned = posixpath.normpath(path)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+class Api:
+    """Dispatches requests to handlers over a ProxyCollection."""
+
+    def __init__(self, proxies: ProxyCollection) -> None:
+        self.proxies = proxies
+        self._ids = _RequestIds()
+
+    async def __call__(self, request: Request) -> Response:
+        path = unquote(request.path)
+        cleaned = _clean_path(path)
+        if cleaned != path:
+            return Response(301, b"", [("Location", cleaned)])
+        segments = path.strip("/").split("/") if path != "/" else []
+        if path.endswith("/") and path != "/":
+            segments.append("")  # "/proxies/" does not match "/proxies"
+        match = self._match(segments)
+        if match is None:
+            return Response(404, b"404 page not found\n", [_TEXT, _NOSNIFF])
+        methods, args = match
+        handler_name = methods.get(request.method)
+        if handler_name is None:
+            return Response(405, b"")
+        request_id = ("X-Toxiproxy-Request-Id", self._ids.next())
+        if request.headers.get("user-agent", "").startswith("Mozilla/"):
+            return Response(403, b"User agent not allowed\n", [_TEXT, _NOSNIFF, request_id])
+        handler: Callable[..., Awaitable[Response]] = getattr(self, handler_name)
+        try:
+            response = await asyncio.wait_for(handler(request, *args), HANDLER_TIMEOUT)
+        except TimeoutError:
+            response = Response(503, b"")
+        except ApiError as exc:
+            response = _error(exc.status, exc.message)
+        except _gojson.DecodeError as exc:
+            response = _error(400, f"bad request body: {exc}")
+        except Exception as exc:  # never a traceback to the client; the reference answers 500
+            response = _error(500, str(exc) or type(exc).__name__)
+        response.headers.append(request_id)
+        return response
+
+    @staticmethod
+    def _match(segments: list[str]) -> tuple[dict[str, str], list[str]] | None:
+        for pattern, methods in _ROUTES:
+            if len(pattern) != len(segments):
+                continue
+            args: list[str] = []
+            for want, got in zip(pattern, segments, strict=True):
+                if want is _VAR:
+                    if not got:
+                        break
+                    args.append(got)
+                elif want != got:
+                    break
+            else:
+                return methods, args
+        return None
+
+    # ---- proxies -----------------------------------------------------------------------------
+    async def list_proxies(self, request: Request) -> Response:
+        items = sorted(self.proxies.proxies.items())
+        return _ok(200, "{" + ",".join(f"{_gojson.encode(n)}:{p.to_json()}" for n, p in items) + "}")
+
+    async def create_proxy(self, request: Request) -> Response:
+        proxy = await self.proxies.create(_gojson.decode(request.body))
+        return _ok(201, proxy.to_json())
+
+    async def get_proxy(self, request: Request, name: str) -> Response:
+        return _ok(200, self.proxies.get(name).to_json())
+
+    async def update_proxy(self, request: Request, name: str) -> Response:
+        self.proxies.get(name)
+        proxy = await self.proxies.update(name, _gojson.decode(request.body))
+        return _ok(200, proxy.to_json())
+
+    async def delete_proxy(self, request: Request, name: str) -> Response:
+        await self.proxies.delete(name)
+        return Response(204)
+
+    async def populate(self, request: Request) -> Response:
+        done, error = await self.proxies.populate(_gojson.decode(request.body))
+        listed = "[" + ",".join(p.to_json() for p in done) + "]" if done else "null"
+        if error is not None:
+            body = (
+                '{"error":'
+                + _gojson.encode(error.message)
+                + f',"status":{error.status},"proxies":{listed}}}\n'
+            )
+            return Response(error.status, body.encode(), [_TEXT, _NOSNIFF])
+        return _ok(201, '{"proxies":' + listed + "}")
+
+    async def reset(self, request: Request) -> Response:
+        await self.proxies.reset()
+        return Response(204)
+
+    async def version(self, request: Request) -> Response:
+        return Response(
+            200,
+            ('{"version": "' + VERSION + '"}\n').encode(),
+            [("Content-Type", "application/json;charset=utf-8")],
+        )
+
+    # ---- toxics ------------------------------------------------------------------------------
+    async def list_toxics(self, request: Request, name: str) -> Response:
+        return _ok(200, self.proxies.get(name).toxics_json())
+
+    async def create_toxic(self, request: Request, name: str) -> Response:
+        proxy = self.proxies.get(name)
+        body = _gojson.decode(request.body)
+        async with proxy.lock:
+            toxic = await proxy.add_toxic(body)
+        return _ok(200, toxic.to_json())
+
+    async def get_toxic(self, request: Request, name: str, toxic_name: str) -> Response:
+        toxic = self.proxies.get(name).find_toxic(toxic_name)
+        if toxic is None:
+            raise ApiError(404, "toxic not found")
+        return _ok(200, toxic.to_json())
+
+    async def update_toxic(self, request: Request, name: str, toxic_name: str) -> Response:
+        proxy = self.proxies.get(name)
+        if proxy.find_toxic(toxic_name) is None:
+            raise ApiError(404, "toxic not found")
+        body = _gojson.decode(request.body)
+        async with proxy.lock:
+            toxic = await proxy.update_toxic(toxic_name, body)
+        return _ok(200, toxic.to_json())
+
+    async def delete_toxic(self, request: Request, name: str, toxic_name: str) -> Response:
+        proxy = self.proxies.get(name)
+        async with proxy.lock:
+            await proxy.remove_toxic(toxic_name)
+        return Response(204)

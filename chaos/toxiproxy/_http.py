@@ -1,0 +1,167 @@
+"""A small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length and chunked bodies).
+
+Just enough HTTP for the Toxiproxy API: one request at a time per connection, bodies up to
+`MAX_BODY` bytes, responses always with a Content-Length (except 1xx/204/304), idle
+connections closed after `IDLE_TIMEOUT` seconds, and every request read within
+`READ_TIMEOUT` seconds, like the reference server's Go http.Server settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 8 * 1024 * 1024
+READ_TIMEOUT = 15.0
+IDLE_TIMEOUT = 60.0
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0].split("#", 1)[0]
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        parts = []
+        total = 0
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            try:
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BadRequest("bad chunk size") from None
+            if size == 0:
+                # trailers until an empty line
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                raise _BadRequest("body too large")
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+    length_text = headers.get("content-length")
+    if length_text is None:
+        return b""
+    try:
+        length = int(length_text)
+    except ValueError:
+        raise _BadRequest("bad content-length") from None
+    if length < 0 or length > MAX_BODY:
+        raise _BadRequest("bad content-length")
+    return await reader.readexactly(length) if length else b""
+
+
+def _parse_head(raw: bytes) -> Request:
+    try:
+        text = raw.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
+        raise _BadRequest("bad encoding") from None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
+        raise _BadRequest("malformed request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise _BadRequest("malformed header")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return Request(method=parts[0], target=parts[1], version=parts[2], headers=headers)
+
+
+def _serialize(resp: Response, keep_alive: bool) -> bytes:
+    head = [f"HTTP/1.1 {resp.status} {_reason(resp.status)}"]
+    names = {name.lower() for name, _ in resp.headers}
+    head.extend(f"{name}: {value}" for name, value in resp.headers)
+    head.append("Date: " + email.utils.formatdate(usegmt=True))
+    if resp.status not in (204, 304) and resp.status >= 200 and "content-length" not in names:
+        head.append(f"Content-Length: {len(resp.body)}")
+    if not keep_alive:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + resp.body
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+) -> None:
+    """Serve requests on one connection until the client closes, errs or idles out."""
+    try:
+        while True:
+            try:
+                raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                return
+            except asyncio.LimitOverrunError:
+                writer.write(_serialize(Response(431, b"431 Request Header Fields Too Large"), False))
+                return
+            try:
+                request = _parse_head(raw[:-4])
+                if request.headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.body = await asyncio.wait_for(_read_body(reader, request.headers), READ_TIMEOUT)
+            except (_BadRequest, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                writer.write(
+                    _serialize(
+                        Response(400, b"400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")]),
+                        False,
+                    )
+                )
+                return
+            except (TimeoutError, ConnectionError):
+                return
+            connection = request.headers.get("connection", "").lower()
+            keep_alive = "close" not in connection and (
+                request.version == "HTTP/1.1" or "keep-alive" in connection
+            )
+            response = await handler(request)
+            if request.method == "HEAD":
+                response.body = b""
+            writer.write(_serialize(response, keep_alive))
+            await writer.drain()
+            if not keep_alive:
+                return
+    except (ConnectionError, OSError):
+        return
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()

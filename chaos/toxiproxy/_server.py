@@ -1,0 +1,143 @@
+"""`ToxiproxyServer`: the API listener plus its proxies, embedded or standalone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import sys
+from collections.abc import Sequence
+from types import TracebackType
+
+from chaos.errors import ChaosError
+from chaos.toxiproxy import _http
+from chaos.toxiproxy._api import Api
+from chaos.toxiproxy._proxy import ProxyCollection, join_host_port
+
+
+class ToxiproxyServer:
+    """A running Toxiproxy-compatible server. Create it with `await serve(...)`.
+
+    Attributes:
+        host: the address the API listens on.
+        port: the API's port (the real one when 0 was asked).
+        url: `http://host:port`, for any Toxiproxy client.
+        seed: the seed of the random source (toxicity, jitter, slicer, message toxics).
+    """
+
+    def __init__(self, host: str, seed: int | None) -> None:
+        self.host = host
+        self.port = 0
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.proxies = ProxyCollection(self.rng)
+        self._api = Api(self.proxies)
+        self._server: asyncio.Server | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return "http://" + join_host_port(self.host, self.port)
+
+    async def _start(self, port: int) -> None:
+        try:
+            self._server = await asyncio.start_server(self._on_conn, self.host, port)
+        except OSError as exc:
+            raise ChaosError(
+                f"The Toxiproxy API cannot listen on {join_host_port(self.host, port)} ({exc.strerror or exc}); "
+                "choose another --port or stop what is using it."
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        try:
+            await _http.serve_connection(reader, writer, self._api)
+        except asyncio.CancelledError:
+            writer.close()  # closing the server: end quietly (a cancelled callback task gets logged)
+        finally:
+            self._conn_tasks.discard(task)
+
+    async def close(self) -> None:
+        """Stop the API and close every proxy and connection. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conn_tasks):
+            task.cancel()
+        await self.proxies.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    async def __aenter__(self) -> ToxiproxyServer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def serve(host: str = "127.0.0.1", port: int = 0, seed: int | None = None) -> ToxiproxyServer:
+    """Start a Toxiproxy-compatible server in the running event loop and return it when ready.
+
+    Args:
+        host: API listen address (loopback by default).
+        port: API port; 0 picks a free one (read it back from `.port` / `.url`).
+        seed: seed of the random source, for reproducible toxicity, jitter and message faults.
+
+    Raises:
+        ChaosError: the API address cannot be bound.
+
+    Example:
+        async with await serve(seed=1) as server:
+            print(server.url)
+    """
+    server = ToxiproxyServer(host, seed)
+    await server._start(port)
+    return server
+
+
+def run_standalone(host: str = "127.0.0.1", port: int = 8474, seed: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (the `sagaproof toxiproxy` command); prints where it listens."""
+
+    async def _main() -> None:
+        server = await serve(host, port, seed)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        seed_text = "" if seed is None else f" (seed {seed})"
+        print(f"sagaproof toxiproxy listening on {server.url}{seed_text}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
+    asyncio.run(_main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: `[--host 127.0.0.1] [--port 8474] [--seed N]`; returns an exit code."""
+    parser = argparse.ArgumentParser(
+        prog="sagaproof toxiproxy", description="Toxiproxy-compatible fault proxy server"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="API listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8474, help="API port (default 8474, 0 = any free port)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for toxicity and message faults")
+    args = parser.parse_args(argv)
+    try:
+        run_standalone(args.host, args.port, args.seed)
+    except ChaosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

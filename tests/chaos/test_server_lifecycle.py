@@ -1,0 +1,146 @@
+"""Server lifecycle: public API, idempotent close, seeded reproducibility, standalone command."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from chaos_testkit import LoopThread, connect, start_echo
+
+import chaos
+import chaos.toxiproxy as tp
+from chaos.errors import ChaosError
+
+
+def test_public_api() -> None:
+    assert set(tp.__all__) == {
+        "VERSION",
+        "ToxiproxyServer",
+        "main",
+        "openapi_path",
+        "run_standalone",
+        "serve",
+        "subject_matches",
+        "toxic_types",
+    }
+    for name in tp.__all__:
+        assert hasattr(tp, name), name
+    assert chaos.ChaosError is ChaosError
+    assert "nats_drop" in tp.toxic_types() and "latency" in tp.toxic_types()
+
+
+def test_close_is_idempotent_and_closes_everything() -> None:
+    async def body() -> None:
+        echo = await start_echo()
+        async with await tp.serve() as server:
+            assert server.url == f"http://127.0.0.1:{server.port}" and server.port > 0
+            proxy = await server.proxies.create(
+                {
+                    "name": "p",
+                    "listen": "127.0.0.1:0",
+                    "upstream": f"127.0.0.1:{echo.sockets[0].getsockname()[1]}",
+                }
+            )
+            host, port = proxy.listen.rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"hi")
+            assert await reader.readexactly(2) == b"hi"
+            await server.close()
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+            with pytest.raises(OSError):
+                await asyncio.open_connection(host, int(port))
+        await server.close()
+        echo.close()
+
+    asyncio.run(body())
+
+
+def test_api_port_in_use_is_a_chaos_error() -> None:
+    async def body() -> None:
+        async with await tp.serve() as first:
+            with pytest.raises(ChaosError, match="cannot listen"):
+                await tp.serve(port=first.port)
+
+    asyncio.run(body())
+
+
+def outcomes(seed: int) -> list[bool]:
+    """Per-connection outcome of a toxicity-0.5 timeout toxic on a fresh seeded server."""
+    loop = LoopThread()
+    server = loop.run(tp.serve(seed=seed))
+    echo = loop.run(start_echo())
+    try:
+        http = requests.Session()
+        body = {
+            "name": "s",
+            "listen": "127.0.0.1:0",
+            "upstream": f"127.0.0.1:{echo.sockets[0].getsockname()[1]}",
+        }
+        host, port = http.post(server.url + "/proxies", json=body).json()["listen"].rsplit(":", 1)
+        http.post(
+            server.url + "/proxies/s/toxics",
+            json={"type": "timeout", "toxicity": 0.5, "attributes": {"timeout": 0}},
+        )
+        result = []
+        for _ in range(16):
+            sock = connect((host, int(port)))
+            sock.sendall(b"x")
+            sock.settimeout(0.1)
+            try:
+                result.append(sock.recv(1) == b"x")
+            except TimeoutError:
+                result.append(False)
+            sock.close()
+        return result
+    finally:
+        loop.run(server.close())
+        echo.close()
+        loop.stop()
+
+
+def test_same_seed_same_fault_outcomes() -> None:
+    first = outcomes(99)
+    assert first == outcomes(99)
+    assert 0 < sum(first) < 16
+
+
+def test_standalone_command_prints_address_and_stops_on_sigterm() -> None:
+    code = "import chaos.toxiproxy as t, sys; sys.exit(t.main(['--port', '0', '--seed', '5']))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.fullmatch(r"sagaproof toxiproxy listening on (http://127\.0\.0\.1:\d+) \(seed 5\)\n", line)
+        assert found, line
+        assert requests.get(found.group(1) + "/version", timeout=5).json() == {"version": tp.VERSION}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_standalone_command_bad_port_exits_2() -> None:
+    loop = LoopThread()
+    server = loop.run(tp.serve())
+    try:
+        code = f"import chaos.toxiproxy as t, sys; sys.exit(t.main(['--port', '{server.port}']))"
+        t0 = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+        assert done.returncode == 2 and time.monotonic() - t0 < 20
+        assert (
+            done.stderr.startswith("error: The Toxiproxy API cannot listen on 127.0.0.1:")
+            and "Traceback" not in done.stderr
+        )
+    finally:
+        loop.run(server.close())
+        loop.stop()

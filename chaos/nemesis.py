@@ -196,11 +196,10 @@ def _params(kind: str, rng: random.Random, duration: float) -> dict[str, Any]:
     return {"downtime": round(duration, 3)}
 
 
-def _timeline(
-    rng: random.Random, kinds: Sequence[str], intensity: float, window: float, target: str
-) -> list[tuple[float, float, str, str, dict[str, Any]]]:
-    out: list[tuple[float, float, str, str, dict[str, Any]]] = []
-    if not kinds or intensity <= 0:
+def _slots(rng: random.Random, intensity: float, window: float) -> list[tuple[float, float]]:
+    """(start, duration) of the faults of one target: about `intensity` of the window covered, no overlap."""
+    out: list[tuple[float, float]] = []
+    if intensity <= 0:
         return out
     min_d = max(0.2, 0.05 * window)
     max_d = min(60.0, max(min_d, 0.2 * window))
@@ -212,10 +211,28 @@ def _timeline(
     t = rng.uniform(0.0, gap(max_d) if intensity < 1 else 0.0)
     while t < window - 0.05:
         duration = min(rng.uniform(min_d, max_d), window - t)
-        kind = rng.choice(list(kinds))
-        out.append((round(t, 3), round(duration, 3), kind, target, _params(kind, rng, duration)))
+        out.append((round(t, 3), round(duration, 3)))
         t += duration + max(0.05, gap(duration))
     return out
+
+
+class _Deck:
+    """Deals fault kinds like cards from a shuffled deck of the menu, reshuffled when empty.
+
+    Every kind of the menu is dealt once before any is dealt twice, so a short run still exercises the
+    whole menu (a uniform draw would often leave out the one fault that exposes a bug).
+    """
+
+    def __init__(self, rng: random.Random, kinds: Sequence[str]):
+        self.rng = rng
+        self.kinds = list(kinds)
+        self.cards: list[str] = []
+
+    def deal(self) -> str:
+        if not self.cards:
+            self.cards = list(self.kinds)
+            self.rng.shuffle(self.cards)
+        return self.cards.pop()
 
 
 def generate_schedule(
@@ -246,19 +263,20 @@ def generate_schedule(
     if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
         raise ChaosError(f"The fault window must be a positive number of seconds, got {window!r}.")
     service_kinds = [k for k in kinds if k != "nats_restart"]
-    events = []
-    for target in dict.fromkeys(targets):
-        events += _timeline(
-            random.Random(f"{seed}:{target}"), service_kinds, intensity, float(window), target
-        )
+    events: list[tuple[float, float, str, str, dict[str, Any]]] = []
+    slots: list[tuple[float, float, str]] = []
+    if service_kinds:
+        for target in dict.fromkeys(targets):
+            slots += [(start, d, target) for start, d in _slots(random.Random(f"{seed}:{target}"), intensity, float(window))]
+    slots.sort(key=lambda s: (s[0], s[2]))
+    deck = _Deck(random.Random(f"{seed}:deck"), service_kinds)
+    for i, (start, duration, target) in enumerate(slots):
+        kind = deck.deal()
+        events.append((start, duration, kind, target, _params(kind, random.Random(f"{seed}:params:{i}"), duration)))
     if broker_faults and "nats_restart" in kinds:
-        events += _timeline(
-            random.Random(f"{seed}:{BROKER_TARGET}"),
-            ["nats_restart"],
-            intensity * 0.5,
-            float(window),
-            BROKER_TARGET,
-        )
+        rng = random.Random(f"{seed}:{BROKER_TARGET}")
+        for start, duration in _slots(rng, intensity * 0.5, float(window)):
+            events.append((start, duration, "nats_restart", BROKER_TARGET, _params("nats_restart", rng, duration)))
     events.sort(key=lambda e: (e[0], e[3]))
     faults = tuple(
         Fault(f"f{i:03d}", kind, target, start, duration, params)

@@ -22,21 +22,43 @@ from harness.errors import ConfigError, EnvironmentStartError
 from harness.events import EventBus, FaultHealed, FaultInjected
 
 
+def _client(system: Any) -> Any:
+    """The fault proxy client of this run, starting the embedded server on first use."""
+    from chaos.client import FaultProxyClient
+
+    if system.proxies is None:
+        url = system.spec.chaos.toxiproxy_url
+        if url is None:
+            from chaos.toxiproxy import serve
+
+            system.proxy_server = system.loop.run(serve(host="127.0.0.1", port=0, seed=system.seed), timeout=15)
+            url = system.proxy_server.url
+        system.proxies = FaultProxyClient(url)
+    return system.proxies
+
+
+def route_proxy(system: Any, i: int, j: int, port: int) -> int:
+    """A proxy `nats-route-i-j` for node i's route to node j's cluster port; returns the port to dial."""
+    from chaos.errors import ChaosError
+
+    client = _client(system)
+    name = f"nats-route-{i}-{j}"
+    try:
+        if name in client.proxies():
+            client.delete_proxy(name)
+        listen = client.create_proxy(name, upstream=f"127.0.0.1:{port}", listen="127.0.0.1:0")
+    except ChaosError as exc:
+        raise EnvironmentStartError(f"the fault proxies for the NATS cluster routes could not be set up: {exc}") from None
+    return int(listen.rsplit(":", 1)[1])
+
+
 def start_links(system: Any, upstreams: dict[str, str]) -> dict[str, str]:
     """Create one proxy per service toward its NATS node; return service -> NATS URL through its proxy."""
     from urllib.parse import urlsplit
 
-    from chaos.client import FaultProxyClient
     from chaos.errors import ChaosError
 
-    url = system.spec.chaos.toxiproxy_url
-    if url is None:
-        from chaos.toxiproxy import serve
-
-        system.proxy_server = system.loop.run(serve(host="127.0.0.1", port=0, seed=system.seed), timeout=15)
-        url = system.proxy_server.url
-    client = FaultProxyClient(url)
-    system.proxies = client
+    client = _client(system)
     out = {}
     try:
         existing = client.proxies()
@@ -258,6 +280,24 @@ class ChaosHandle:
 
         with self.paused(service):
             time.sleep(seconds)
+
+    @contextmanager
+    def isolate_nats_node(self, node: int) -> Iterator[None]:
+        """Cut one node of a 3-node cluster off from its peers (its route proxies are disabled both ways)."""
+        nats = self.system.nats
+        if nats is None or len(nats.nodes) < 2 or self.system.proxies is None:
+            raise ConfigError("isolate_nats_node needs an embedded cluster (nats.cluster = 3) with chaos links on.")
+        names = [f"nats-route-{a}-{b}" for a in range(len(nats.nodes)) for b in range(len(nats.nodes))
+                 if a != b and node in (a, b)]
+        fault = self._start("nats_isolate", f"nats-{node}", {"routes": names})
+        for name in names:
+            self.system.proxies.disable(name)
+        try:
+            yield
+        finally:
+            for name in names:
+                self.system.proxies.enable(name)
+            self._end(fault)
 
     def restart_nats(self, node: int = 0) -> None:
         """Kill a NATS node and bring it back with its JetStream data."""

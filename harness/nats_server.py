@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import EnvironmentStartError
 from harness.process import ManagedProcess, tail
@@ -78,6 +79,7 @@ class NatsCluster:
         self._reaper = reaper
         self._binary = binary
         self.nodes: list[NatsNode] = []
+        self.cluster_ports: list[int] = []
 
     # ------------------------------------------------------------------ urls
     def client_url(self, index: int = 0, *, credentials: bool = True) -> str:
@@ -114,10 +116,15 @@ class NatsCluster:
         node.config_path.write_text("\n".join(lines) + "\n")
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 20.0) -> None:
-        """Start every node and wait until each one's /healthz is ok."""
+    def start(self, timeout: float = 20.0, route_via: Any = None) -> None:
+        """Start every node and wait until each one's /healthz is ok.
+
+        ``route_via(i, j, port) -> port``, when given, is asked for the port node i must dial to reach node j's
+        cluster port (a fault proxy in chaos runs, so a node can be cut off from its peers).
+        """
         binary = self._binary or find_nats_server()
         cluster_ports = [free_port() for _ in range(self.size)] if self.size > 1 else []
+        self.cluster_ports = cluster_ports
         for i in range(self.size):
             store = self.run_dir / f"nats-{i}" / "store"
             store.mkdir(parents=True, exist_ok=True)
@@ -126,7 +133,8 @@ class NatsCluster:
             proc = ManagedProcess(f"nats-{i}", [binary, "-c", str(conf)], cwd=self.run_dir, env=dict(os.environ),
                                   log_path=log_path, reaper=self._reaper, stop_timeout=5.0)
             node = NatsNode(i, free_port(), free_port(), cluster_ports[i] if cluster_ports else None, store, conf, proc)
-            self._write_config(node, [p for j, p in enumerate(cluster_ports) if j != i])
+            peers = [route_via(i, j, p) if route_via else p for j, p in enumerate(cluster_ports) if j != i]
+            self._write_config(node, peers)
             self.nodes.append(node)
         for node in self.nodes:
             node.process.start()

@@ -245,7 +245,12 @@ class System:
         t = time.monotonic()
         if self.spec.nats.embedded:
             self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper)
-            self.nats.start()
+            route_via = None
+            if self.chaos_links and self.spec.nats.cluster > 1:
+                from harness.chaos_control import route_proxy
+
+                route_via = lambda i, j, port: route_proxy(self, i, j, port)  # noqa: E731
+            self.nats.start(route_via=route_via)
         self._ensure_streams()
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
         # Services

@@ -2,7 +2,8 @@
 
 * ``orders.created``: if ``amount`` is above the customer's credit limit (``SHOP_CREDIT_LIMIT``
   cents, default 100000) publish ``payments.failed``; otherwise charge it and publish
-  ``payments.completed`` (carrying the items and address the next steps need).
+  ``payments.completed`` (carrying the items and address the next steps need). Charging asks the card
+  network first (simulated: ``SHOP_PAYMENT_GATEWAY_MS``, default 10 ms, outside the transaction).
 * ``inventory.failed`` or ``shipping.failed``: refund what was charged for the order and publish
   ``payments.refunded``.  Nothing charged, or refunded already: nothing to do.
 
@@ -12,6 +13,7 @@ balance is everything charged minus everything refunded.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import uuid
@@ -22,6 +24,7 @@ from shop_common import Event, Settings, ShopService, new_event
 settings = Settings.from_env("payment", default_port=8002)
 BUG = settings.bug
 CREDIT_LIMIT = int(os.environ.get("SHOP_CREDIT_LIMIT", "100000"))
+GATEWAY_DELAY = float(os.environ.get("SHOP_PAYMENT_GATEWAY_MS", "10")) / 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -32,7 +35,12 @@ CREATE TABLE IF NOT EXISTS payments (
 """
 
 
-def charge(db: sqlite3.Connection, event: Event) -> list[Event]:
+async def ask_gateway(event: Event) -> None:
+    """The card network's authorisation round trip (simulated: SHOP_PAYMENT_GATEWAY_MS, default 10 ms)."""
+    await asyncio.sleep(GATEWAY_DELAY)
+
+
+def charge(db: sqlite3.Connection, event: Event, _authorised: None = None) -> list[Event]:
     order_id, amount = event["order_id"], event["amount"]
     if amount > CREDIT_LIMIT:
         reason = f"amount {amount} exceeds the credit limit {CREDIT_LIMIT}"
@@ -78,7 +86,7 @@ def state(db: sqlite3.Connection) -> dict[str, Any]:
 service = ShopService(settings, schema=SCHEMA, state_fn=state,
                       # double_charge: no dedupe, so a redelivered orders.created is charged again.
                       dedupe=BUG != "double_charge")
-service.on("orders.created", charge)
+service.on("orders.created", charge, prepare=ask_gateway)
 if BUG != "no_refund":  # no_refund: nobody subscribed payment to inventory.failed
     service.on("inventory.failed", refund)
 service.on("shipping.failed", refund)

@@ -20,7 +20,7 @@ from typing import Any
 from shop_common import Event, Settings, ShopService, new_event
 
 settings = Settings.from_env("shipping", default_port=8004)
-CARRIER_DELAY = float(os.environ.get("SHOP_SHIPPING_DELAY_MS", "10")) / 1000
+CARRIER_DELAY = float(os.environ.get("SHOP_SHIPPING_DELAY_MS", "20")) / 1000
 COUNTRIES = frozenset({"BE", "DE", "DK", "ES", "FR", "GB", "IE", "IT", "NL", "SE", "US"})
 
 SCHEMA = """

@@ -192,3 +192,14 @@ def test_runner_rejects_unknown_targets(env: Env) -> None:
         runner.run(Schedule(1, 1.0, (Fault("f1", "kill", "ghost", 0, 0.1),)))
     with pytest.raises(ChaosError, match="valid names"):
         runner.run(Schedule(1, 1.0, (Fault("f1", "meteor", "x", 0, 0.1),)))
+
+
+def test_every_kind_of_the_menu_is_dealt_before_any_repeats():
+    from chaos.nemesis import generate_schedule
+
+    menu = ["latency", "partition", "cut", "kill", "pause", "duplicate", "drop"]
+    for seed in range(1, 30):
+        sched = generate_schedule(seed, menu, 0.5, 4.0, ["order", "payment", "inventory", "shipping"])
+        kinds = [f.kind for f in sched]
+        assert len(kinds) >= len(menu), f"seed {seed}: only {len(kinds)} slots"
+        assert set(kinds) == set(menu), f"seed {seed}: {sorted(set(menu) - set(kinds))} never dealt"

@@ -178,10 +178,12 @@ def _params(kind: str, rng: random.Random, duration: float) -> dict[str, Any]:
             "delay_us": rng.choice([0, 100, 1000]),
         }
     if kind in ("drop", "duplicate"):
+        # Downstream (deliveries to the service) is what tests a consumer's idempotency; upstream duplicates
+        # mostly test the broker's de-duplication, so they are drawn less often.
         return {
             "subject": ">",
             "probability": rng.choice([0.1, 0.25, 0.5, 1.0]),
-            "direction": rng.choice(["upstream", "downstream"]),
+            "direction": rng.choice(["upstream", "downstream", "downstream"]),
         }
     if kind == "delay":
         return {
@@ -216,23 +218,42 @@ def _slots(rng: random.Random, intensity: float, window: float) -> list[tuple[fl
     return out
 
 
-class _Deck:
-    """Deals fault kinds like cards from a shuffled deck of the menu, reshuffled when empty.
+def _crash_loop(rng: random.Random, start: float, duration: float, target: str
+                ) -> list[tuple[float, float, str, str, dict[str, Any]]]:
+    """A kill slot becomes a crash loop: kill -9, down briefly, restart, and (if the slot is long enough)
+    killed again while it works through the backlog that built up while it was down -- the moment a
+    consumer that acks too early, or is not idempotent, loses or repeats work. Each crash is its own fault."""
+    out = []
+    t, end = start, start + duration
+    crashes = min(3, 1 + int(duration / 0.25))
+    for n in range(crashes):
+        down = min(rng.uniform(0.1, 0.2), max(0.05, end - t))
+        params: dict[str, Any] = {"downtime": round(down, 3), "crash": n + 1, "of": crashes}
+        if n:
+            # killed again this long after it came back up (ready), i.e. while it works through its backlog
+            params["up_for"] = round(rng.uniform(0.02, 0.12), 3)
+        out.append((round(t, 3), round(down, 3), "kill", target, params))
+        # The restart itself waits for the service to be ready; the next crash follows right after, while
+        # it works through its first batch of backlog.
+        t += down + rng.uniform(0.05, 0.1)
+        if t >= end - 0.05:
+            break
+    return out
 
-    Every kind of the menu is dealt once before any is dealt twice, so a short run still exercises the
-    whole menu (a uniform draw would often leave out the one fault that exposes a bug).
+
+def _deal(rng: random.Random, kinds: Sequence[str], slots_per_target: list[int]) -> list[list[str]]:
+    """Kinds for each target's slots, dealt Latin-square style from one shuffled order of the menu.
+
+    Target i reads the shuffled menu cyclically from offset i * stride (stride = menu size / targets, rounded
+    up), so (a) one target never meets the same fault twice before it has met every other one, and (b) over
+    all targets the whole menu is used as soon as there are enough slots. A uniform draw would often leave
+    out, by chance, the one fault that exposes a bug, or hit one service with the same fault again and again.
     """
-
-    def __init__(self, rng: random.Random, kinds: Sequence[str]):
-        self.rng = rng
-        self.kinds = list(kinds)
-        self.cards: list[str] = []
-
-    def deal(self) -> str:
-        if not self.cards:
-            self.cards = list(self.kinds)
-            self.rng.shuffle(self.cards)
-        return self.cards.pop()
+    order = list(kinds)
+    rng.shuffle(order)
+    n = len(order)
+    stride = max(1, -(-n // max(1, len(slots_per_target))))
+    return [[order[(i * stride + j) % n] for j in range(count)] for i, count in enumerate(slots_per_target)]
 
 
 def generate_schedule(
@@ -264,15 +285,18 @@ def generate_schedule(
         raise ChaosError(f"The fault window must be a positive number of seconds, got {window!r}.")
     service_kinds = [k for k in kinds if k != "nats_restart"]
     events: list[tuple[float, float, str, str, dict[str, Any]]] = []
-    slots: list[tuple[float, float, str]] = []
-    if service_kinds:
-        for target in dict.fromkeys(targets):
-            slots += [(start, d, target) for start, d in _slots(random.Random(f"{seed}:{target}"), intensity, float(window))]
+    per_target = [_slots(random.Random(f"{seed}:{t}"), intensity, float(window)) if service_kinds else []
+                  for t in dict.fromkeys(targets)]
+    dealt = _deal(random.Random(f"{seed}:deal"), service_kinds, [len(x) for x in per_target])
+    slots = [(start, d, target, kind) for target, ts, ks in zip(dict.fromkeys(targets), per_target, dealt, strict=True)
+             for (start, d), kind in zip(ts, ks, strict=True)]
     slots.sort(key=lambda s: (s[0], s[2]))
-    deck = _Deck(random.Random(f"{seed}:deck"), service_kinds)
-    for i, (start, duration, target) in enumerate(slots):
-        kind = deck.deal()
-        events.append((start, duration, kind, target, _params(kind, random.Random(f"{seed}:params:{i}"), duration)))
+    for i, (start, duration, target, kind) in enumerate(slots):
+        rng = random.Random(f"{seed}:params:{i}")
+        if kind == "kill":
+            events += _crash_loop(rng, start, duration, target)
+        else:
+            events.append((start, duration, kind, target, _params(kind, rng, duration)))
     if broker_faults and "nats_restart" in kinds:
         rng = random.Random(f"{seed}:{BROKER_TARGET}")
         for start, duration in _slots(rng, intensity * 0.5, float(window)):
@@ -353,6 +377,7 @@ class NemesisRunner:
         self._t0 = 0.0
         self._paused: set[str] = set()
         self._down: set[str] = set()
+        self._ready_at: dict[str, float] = {}
 
     # ---- control -------------------------------------------------------------------------------
     def start(self, schedule: Schedule) -> None:
@@ -447,6 +472,9 @@ class NemesisRunner:
         p = fault.params
         try:
             if fault.kind == "kill":
+                ready = self._ready_at.get(fault.target)
+                if ready is not None and "up_for" in p:  # a crash loop: let it start on its backlog first
+                    self._cancel.wait(max(0.0, ready + float(p["up_for"]) - time.monotonic()))
                 if not self._proc_call(fault.target, "kill"):
                     return None
                 self._down.add(fault.target)
@@ -518,6 +546,7 @@ class NemesisRunner:
                     name = BROKER_TARGET if fault.kind == "nats_restart" else fault.target
                     if self._proc_call(name, "restart"):
                         self._down.discard(name)
+                        self._ready_at[name] = time.monotonic()
             else:
                 cm.__exit__(None, None, None)
         except ChaosError as exc:

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--intensity", type=_intensity_arg, default=None, help="0..1, how much of the time faults are on")
     run.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where reports and logs go")
     run.add_argument("--shrink", action="store_true", help="on failure, find a minimal failing fault schedule")
+    run.add_argument("--shrink-runs", type=int, default=8, metavar="N", help="at most N re-runs when shrinking (default 8)")
     run.add_argument("--no-chaos", action="store_true", help="no fault proxies and no faults")
     run.add_argument("--schedule", type=Path, default=None, metavar="FILE",
                      help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
@@ -225,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               f"minimal-schedule.json a shrinking run wrote.") from None
     opts = RunOptions(schedule=schedule, seed=args.seed, sagas=args.sagas, duration=args.duration, faults=args.faults,
                       intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
+                      shrink_runs=args.shrink_runs,
                       chaos=not args.no_chaos and spec.chaos.enabled, env=env, system_arg=args.dir)
     bus = EventBus()
     total = args.sagas or (0 if args.duration else spec.workload.sagas)

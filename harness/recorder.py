@@ -46,13 +46,14 @@ class Recorder:
 
     def __init__(self, urls: list[str], history_path: Path, *, t0: float,
                  validator: Any = None, producer_of: Callable[[str], str | None] | None = None,
-                 on_message: Callable[[dict[str, Any]], None] | None = None):
+                 on_message: Callable[[dict[str, Any]], None] | None = None, pending_limit: int = 1_000_000):
         self.urls = urls
         self.history_path = history_path
         self.t0 = t0  # wall-clock time (time.time()) of the run's start; records carry t = seconds since
         self.validator = validator
         self.producer_of = producer_of or (lambda subject: None)
         self.on_message = on_message
+        self.pending_limit = pending_limit
         self.records: list[dict[str, Any]] = []
         self.violations: list[dict[str, Any]] = []
         self.problems: list[str] = []
@@ -138,7 +139,7 @@ class Recorder:
                 return cb
 
             await js.subscribe(">", stream=name, ordered_consumer=True, cb=make_cb(name),
-                               pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+                               pending_msgs_limit=self.pending_limit, pending_bytes_limit=512 * 1024 * 1024)
 
         async def core_cb(msg: Any) -> None:
             subject = msg.subject
@@ -149,7 +150,7 @@ class Recorder:
                     return  # recorded from its stream, with its sequence
             self._on_message(subject, msg.data, msg.headers, None, None, self.now())
 
-        await self._nc.subscribe(">", cb=core_cb, pending_msgs_limit=1_000_000,
+        await self._nc.subscribe(">", cb=core_cb, pending_msgs_limit=self.pending_limit,
                                  pending_bytes_limit=512 * 1024 * 1024)
         await self._nc.flush()
 

@@ -2,7 +2,8 @@
 
 Shrinking is delta debugging (:func:`chaos.nemesis.ddmin`) over the faults the nemesis actually injected:
 the run is repeated with the same seed and a subset of the schedule, and a subset "fails" when the same
-check fails again. The budget is bounded (``MAX_SHRINK_RUNS`` re-runs); the smallest failing schedule found
+check fails again. The empty schedule is tried first (a bug that needs no fault
+shrinks to no fault). The budget is bounded (``--shrink-runs``, default ``MAX_SHRINK_RUNS`` re-runs); the smallest failing schedule found
 is written to ``minimal-schedule.json`` with the command that replays it.
 """
 
@@ -54,14 +55,18 @@ def shrink(spec: SystemSpec, opts: Any, result: Any, console: Console, bus: Even
         runs.append({"faults": [f["id"] for f in subset], "failed": failed})
         return failed
 
-    minimal = ddmin(faults, fails, max_runs=MAX_SHRINK_RUNS)
+    budget = getattr(opts, "shrink_runs", MAX_SHRINK_RUNS)
+    if fails([]):  # the bug needs no fault at all: the smallest schedule is the empty one
+        minimal: list[dict[str, Any]] = []
+    else:
+        minimal = ddmin(faults, fails, max_runs=max(1, budget - 1))
     shutil.rmtree(work, ignore_errors=True)
     clean = [{k: v for k, v in f.items() if k not in ("started_at", "ended_at")} for f in minimal]
     path = Path(opts.report_dir) / "minimal-schedule.json"
     path.write_text(json.dumps(clean, indent=2))
     command = f"{result.command} --schedule {path}"
     return {"check": target, "original": len(faults), "minimal": clean, "runs": runs, "command": command,
-            "complete": len(runs) < MAX_SHRINK_RUNS}
+            "complete": len(runs) < budget}
 
 
 def finish_run(spec: SystemSpec, opts: Any, result: Any, history: list[dict[str, Any]], console: Console,

@@ -36,6 +36,7 @@ class RunOptions:
     intensity: float | None = None
     report_dir: Path = Path("sagaproof-report")
     shrink: bool = False
+    shrink_runs: int = 8
     chaos: bool = True
     env: dict[str, str] = field(default_factory=dict)
     quiet: float = 1.0

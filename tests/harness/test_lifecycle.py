@@ -209,3 +209,57 @@ def test_three_node_cluster_replicates_streams(tmp_path: Path):
         assert system.loop.run(info()) == 3
         system.restart_nats(2)
         assert system.services["gamma"].http.get("/health").status == 200
+
+
+def test_an_existing_nats_url_is_used_and_nothing_is_started(tmp_path: Path):
+    from harness.nats_server import NatsCluster
+    from harness.reaper import Reaper
+
+    reaper = Reaper()
+    reaper.start()
+    external = NatsCluster(tmp_path / "ext", tmp_path / "extlogs", reaper=reaper)
+    try:
+        external.start()
+        raw = tomllib.loads((MINI / "sagaproof.toml").read_text())
+        raw["nats"]["url"] = external.client_url(0, credentials=False)
+        raw["nats"]["user"] = external.user
+        raw["nats"]["password"] = external.password
+        spec = parse_system(raw, MINI / "sagaproof.toml")
+        with System(spec, report_dir=tmp_path / "r") as system:
+            assert system.nats is None
+            assert system.nats_url == external.url
+            assert not (tmp_path / "r" / "logs" / "nats.log").exists()
+            assert system.services["alpha"].http.get("/health").status == 200
+        assert external.nodes[0].process.running, "the harness must not stop a NATS it did not start"
+    finally:
+        external.stop()
+        reaper.close()
+
+
+def test_toxiproxy_command_serves_toxiproxy_clients(tmp_path: Path):
+    from harness.nats_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([*SAGAPROOF, "toxiproxy", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        import requests
+        from toxiproxy import Toxiproxy
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/version", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+        Toxiproxy.update_api_consumer("127.0.0.1", port)
+        proxy = Toxiproxy().create(upstream=f"127.0.0.1:{free_port()}", name="api", listen="127.0.0.1:0")
+        proxy.add_toxic(type="latency", attributes={"latency": 100})
+        assert [t.name for t in proxy.toxics().values()] == ["latency_downstream"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -67,3 +67,19 @@ def test_run_with_no_faults_and_bad_env_option(tmp_path: Path):
                           timeout=60)
     assert proc.returncode == 2
     assert "--env 'NOEQUALS' must look like KEY=VALUE" in proc.stderr
+
+
+def test_shrink_finds_a_smaller_failing_schedule_and_its_replay_command(tmp_path: Path):
+    proc, report = _run(tmp_path, "--env", "SHOP_BUG=double_charge", "--sagas", "60", "--shrink", "--shrink-runs",
+                        "4", timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    shrink = report["shrink"]
+    assert shrink is not None, proc.stdout[-3000:]
+    assert shrink["check"] == "no_double_effect"
+    assert 1 <= len(shrink["minimal"]) < shrink["original"]
+    # only a fault on payment's link or process can make payment see orders.created twice
+    assert any(f["target"] == "payment" for f in shrink["minimal"]), shrink["minimal"]
+    assert shrink["runs"][0] == {"faults": [], "failed": False}, "the empty schedule is tried first"
+    assert "--schedule" in shrink["command"]
+    replay = json.loads((tmp_path / "minimal-schedule.json").read_text())
+    assert [f["id"] for f in replay] == [f["id"] for f in shrink["minimal"]]

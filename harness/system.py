@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.aio import LoopThread
 from harness.config import ServiceSpec, SystemSpec, expand
-from harness.errors import EnvironmentStartError, SagaproofError, ServiceCrashed
+from harness.errors import ConfigError, EnvironmentStartError, SagaproofError, ServiceCrashed
 from harness.events import EventBus, NatsReady, ServiceReady, ServiceStarting, ServiceStopped, SystemUp
 from harness.http import ServiceHTTP
 from harness.nats_server import NatsCluster, free_port
@@ -236,6 +236,7 @@ class System:
         return self
 
     def _start(self) -> None:
+        self._check_programs()
         self.reaper.start()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix="sagaproof-run-"))
@@ -269,11 +270,6 @@ class System:
             values = {"port": str(ports[name]), "nats_url": service_urls[name], "data_dir": str(data_dir),
                       "python": sys.executable, "name": name, "system_dir": str(self.spec.root)}
             argv = [expand(a, values) for a in svc_spec.command]
-            if shutil.which(argv[0], path=os.environ.get("PATH")) is None and not (svc_spec.cwd / argv[0]).exists() \
-                    and not Path(argv[0]).is_absolute():
-                raise EnvironmentStartError(
-                    f"service '{name}': the program '{argv[0]}' was not found on PATH or in {svc_spec.cwd}; "
-                    f"fix [services.{name}].command.")
             env = dict(os.environ) if svc_spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
             env.update({k: expand(v, values) for k, v in svc_spec.env.items()})
             env.update(self.extra_env)
@@ -317,6 +313,21 @@ class System:
         path = self.report_dir / "system.json"
         path.write_text(json.dumps(data, indent=2))
         return path
+
+    def _check_programs(self) -> None:
+        """Every service's program must exist before anything starts (a config mistake: exit 2)."""
+        for name, svc_spec in self.spec.services.items():
+            program = expand(svc_spec.command[0], {"python": sys.executable, "name": name,
+                                                  "system_dir": str(self.spec.root)})
+            if "{" in program:
+                continue  # built from a run-time placeholder; the start-up itself will tell
+            if Path(program).is_absolute() or "/" in program:
+                found = (svc_spec.cwd / program).exists()
+            else:
+                found = shutil.which(program) is not None or (svc_spec.cwd / program).exists()
+            if not found:
+                raise ConfigError(f"{self.spec.path}: services.{name}.command: the program '{program}' was not "
+                                  f"found on PATH or in {svc_spec.cwd}; install it or fix the command.")
 
     def _ensure_streams(self) -> None:
         if not self.spec.nats.streams:

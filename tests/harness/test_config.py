@@ -93,3 +93,13 @@ def test_the_documented_example_loads():
                                           ("soon", None), (-1, None), (True, None)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_missing_program_is_a_config_error_before_anything_starts(tmp_path: Path):
+    (tmp_path / "sagaproof.toml").write_text('[services.api]\ncommand = ["no-such-program-xyz", "x"]\n'
+                                             '[workload]\nservice = "api"\n')
+    proc = subprocess.run([*SAGAPROOF, "up", str(tmp_path), "--report-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "services.api.command: the program 'no-such-program-xyz' was not found" in proc.stderr
+    assert not (tmp_path / "r" / "logs" / "nats.log").exists(), "nothing may start for a config mistake"

@@ -3,7 +3,8 @@
 ``--sagaproof-system DIR`` (or the ``sagaproof_system`` ini key) names the system under test; the
 session-scoped ``sagaproof_system`` fixture brings it up once, hands tests the running-system handle
 (:class:`harness.system.System`: ``.services[name]`` with kill/pause/restart and ``.http``, ``.nats_url``,
-``.chaos`` fault context managers, ``.eventually(...)``, ``.history()`` and ``.check_sagas()``), and tears it
+``.chaos`` fault context managers, ``.start_sagas(n)``, ``.eventually(...)``, ``.mark()``, ``.history()`` and
+``.check_sagas()``), and tears it
 down at the end of the session. Service logs are written to a scratch directory and copied next to the
 test run (``--sagaproof-logs``, default ``.sagaproof/failed-logs/<test>``) only for tests that failed.
 """
@@ -65,6 +66,7 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
     except SagaproofError as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         pytest.fail(f"sagaproof could not bring the system up: {exc}", pytrace=False)
+    system.start_recording()
     config.stash[_SYSTEM_KEY] = system
     try:
         yield system

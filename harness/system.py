@@ -189,6 +189,7 @@ class System:
         self.proxy_server: Any = None  # chaos.toxiproxy server when embedded
         self.proxies: Any = None  # chaos.client.FaultProxyClient when chaos links are on
         self.proxy_names: dict[str, str] = {}
+        self.recorder: Any = None
         self.run_dir: Path | None = None
         self.reaper = Reaper()
         self._state = "new"
@@ -352,6 +353,11 @@ class System:
                         fut.result()
                     except Exception as exc:  # noqa: BLE001
                         errors.append(exc)
+        if self.recorder is not None and self.loop is not None:
+            try:
+                self.loop.run(self.recorder.stop(), timeout=15)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
         if self.proxy_server is not None and self.loop is not None:
             try:
                 self.loop.run(self.proxy_server.close(), timeout=15)
@@ -365,6 +371,66 @@ class System:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.reaper.remove_path(str(self.run_dir))
         self.reaper.close()
+
+    # ------------------------------------------------------------------ tests' handle
+    def start_recording(self) -> Any:
+        """Record every message (and every fault of ``system.chaos``) from now on; idempotent."""
+        import time as _time
+
+        from harness.recorder import Recorder
+
+        if self.recorder is None:
+            if self.loop is None:
+                raise SagaproofError("start the system before recording its history.")
+            self.recorder = Recorder(self.nats_urls, self.report_dir / "events.jsonl", t0=_time.time())
+            self.loop.run(self.recorder.start(), timeout=30)
+            self.chaos.recorder = self.recorder
+        return self.recorder
+
+    def mark(self) -> float:
+        """The current history time (seconds), to check only what happens after this point."""
+        return self.start_recording().now()
+
+    def history(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """The recorded history (messages, faults), in time order, from `since` on."""
+        rec = self.start_recording()
+        return sorted((r for r in list(rec.records) if r.get("t", 0.0) >= since),
+                      key=lambda r: (r.get("t", 0.0), r.get("seq", 0)))
+
+    def start_sagas(self, count: int | None = None, *, seed: int = 0) -> Any:
+        """Start sagas the way the system file's [workload] says (blocking); returns the WorkloadResult."""
+        from harness.workload import Workload, body_factory, http_sender, nats_sender
+
+        w = self.spec.workload
+        send = http_sender(self, w) if w.via == "http" else nats_sender(self, w)
+        return Workload(w, send, body_factory(self.spec), seed=seed, bus=self.bus, count=count).run()
+
+    def check_sagas(self, since: float = 0.0, *, wait: float | None = None) -> Any:
+        """Run the saga checker over the history since `since`, after waiting (at most `wait`, default the
+        longest saga deadline) until nothing is owed; returns a CheckResult (``.ok``, ``.violations``)."""
+        from harness.checker import check_history
+
+        deadline = max((sg.deadline for sg in self.spec.sagas.values()), default=10.0) if wait is None else wait
+        end = time.monotonic() + deadline
+        while True:
+            records = self.history(since)
+            now = self.recorder.now()
+            judged = check_history(records, self.spec.sagas, healed_at=since, end_at=now + deadline + 1e-6)
+            owed = [v for v in judged.violations if v.check in ("termination", "compensation_completeness")]
+            if not owed or time.monotonic() >= end:
+                break
+            time.sleep(0.2)
+        return check_history(self.history(since), self.spec.sagas, healed_at=since,
+                             end_at=self.recorder.now() if owed else self.recorder.now() + deadline + 1e-6)
+
+    def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
+        """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
+        from harness.runner import eventually as _eventually
+
+        __tracebackhide__ = True
+        ok, why = _eventually(fn, timeout, interval)
+        if not ok:
+            raise AssertionError(f"not true within {timeout:g}s: {why}")
 
     # ------------------------------------------------------------------ helpers
     def restart_nats(self, index: int = 0) -> None:

@@ -52,3 +52,33 @@ def test_missing_system_is_a_usage_error(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["*pass --sagaproof-system DIR or set*"])
     assert result.ret != 0
+
+
+def test_a_chaos_test_on_the_shop_with_workload_faults_and_the_saga_checker(pytester: pytest.Pytester):
+    from tests.conftest import SHOP
+
+    pytester.makepyfile(
+        """
+        def test_payment_crash_is_survived(sagaproof_system):
+            system = sagaproof_system
+            since = system.mark()
+            with system.chaos.latency("inventory", ms=50):
+                started = system.start_sagas(40)
+                system.chaos.kill("payment", restart_after=0.3)
+            assert started.started == 40
+            result = system.check_sagas(since)
+            assert result.ok, [v.message() for v in result.violations]
+            assert result.sagas_checked == 40
+            kinds = [r["fault"]["kind"] for r in system.history(since) if r["kind"] == "fault_start"]
+            assert kinds == ["latency", "kill"]
+
+            def all_terminal():
+                orders = system.services["order"].http.get("/state").json()["orders"]
+                assert all(o["status"] != "PENDING" for o in orders.values()), "some orders are still pending"
+
+            system.eventually(all_terminal, timeout=10)
+        """
+    )
+    result = pytester.runpytest_subprocess("--sagaproof-system", str(SHOP), "--sagaproof-chaos-links",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -50,6 +50,7 @@ class ManagedProcess:
         self._lock = threading.RLock()
         self.ignored_sigterm = False
         self.starts = 0
+        self.log_offset = 0
 
     # ------------------------------------------------------------------ state
     @property
@@ -76,6 +77,7 @@ class ManagedProcess:
                 raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(self.log_path, "ab", buffering=0)
+            self.log_offset = log.tell()  # where this start's output begins (log-line probes read from here)
             try:
                 if self.starts:
                     log.write(f"\n--- sagaproof: restarting {self.name} ---\n".encode())

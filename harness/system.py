@@ -127,7 +127,7 @@ def _crash_message(svc: Service, what: str) -> ServiceCrashed:
 def _probe(svc: Service) -> None:
     ready = svc.spec.ready
     deadline = time.monotonic() + ready.timeout
-    log_offset = 0
+    log_offset = svc.process.log_offset  # only what this start wrote counts
     pattern = re.compile(ready.target) if ready.kind == "log" else None
     while True:
         if not svc.process.running:

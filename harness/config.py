@@ -599,6 +599,11 @@ def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
     import sys
 
     module_name, _, func = ref.partition(":")
+    # Import our own packages first: a system directory often has a folder named like one of them
+    # (examples/shop/contracts holds AsyncAPI files), which must not shadow the real package afterwards.
+    import chaos  # noqa: F401
+    import contracts  # noqa: F401
+
     root = str(system.root)
     if root not in sys.path:
         sys.path.insert(0, root)

@@ -254,8 +254,9 @@ def test_toxiproxy_command_serves_toxiproxy_clients(tmp_path: Path):
             except requests.ConnectionError:
                 assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
                 time.sleep(0.05)
-        Toxiproxy.update_api_consumer("127.0.0.1", port)
-        proxy = Toxiproxy().create(upstream=f"127.0.0.1:{free_port()}", name="api", listen="127.0.0.1:0")
+        client = Toxiproxy()
+        client.update_api_consumer("127.0.0.1", port)
+        proxy = client.create(upstream=f"127.0.0.1:{free_port()}", name="api", listen="127.0.0.1:0")
         proxy.add_toxic(type="latency", attributes={"latency": 100})
         assert [t.name for t in proxy.toxics().values()] == ["latency_downstream"]
         proc.send_signal(signal.SIGTERM)

@@ -70,8 +70,8 @@ def test_run_with_no_faults_and_bad_env_option(tmp_path: Path):
 
 
 def test_shrink_finds_a_smaller_failing_schedule_and_its_replay_command(tmp_path: Path):
-    proc, report = _run(tmp_path, "--env", "SHOP_BUG=double_charge", "--sagas", "60", "--shrink", "--shrink-runs",
-                        "4", timeout=600)
+    proc, report = _run(tmp_path, "--env", "SHOP_BUG=double_charge", "--faults", "duplicate,kill", "--shrink",
+                        "--shrink-runs", "3", timeout=600)
     assert proc.returncode == 1, proc.stdout[-3000:]
     shrink = report["shrink"]
     assert shrink is not None, proc.stdout[-3000:]

@@ -203,8 +203,9 @@ def _slots(rng: random.Random, intensity: float, window: float) -> list[tuple[fl
     out: list[tuple[float, float]] = []
     if intensity <= 0:
         return out
-    min_d = max(0.2, 0.05 * window)
-    max_d = min(60.0, max(min_d, 0.2 * window))
+    # Many short faults rather than a few long ones: each target meets more of the menu in a short run.
+    min_d = max(0.15, 0.03 * window)
+    max_d = min(30.0, max(min_d, 0.12 * window))
 
     def gap(duration: float) -> float:
         # Mean gap makes the covered fraction of the window about `intensity`.

@@ -282,10 +282,6 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def entry() -> None:
-    sys.exit(main())
-
-
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

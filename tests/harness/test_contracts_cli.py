@@ -82,3 +82,12 @@ def test_diff_against_a_git_ref(tmp_path: Path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     missing = _cli("contracts", "diff", str(shop), "--base", "no-such-ref")
     assert missing.returncode == 2 and "no-such-ref" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_check_http_fuzzes_the_order_services_openapi(tmp_path: Path):
+    proc = _cli("contracts", "check", str(SHOP), "--http", "--json", "--report-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    (order,) = out["http"]
+    assert order["service"] == "order" and order["ok"] is True
+    assert (tmp_path / "logs" / "order.log").is_file()

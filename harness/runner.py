@@ -215,9 +215,11 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         for name, fn in invariants:
             bus.emit(Phase("invariant", name))
             ok, why = eventually(lambda fn=fn: fn(system), spec.invariant_timeout)
-            inv_outcomes.append(CheckOutcome(f"invariant {name}", ok, "holds" if ok else why, [] if ok else [why]))
+            first = (why.splitlines() or [""])[0]
+            summary = "holds" if ok else (first if len(first) <= 160 else first[:157] + "...")
+            inv_outcomes.append(CheckOutcome(f"invariant {name}", ok, summary, [] if ok else why.splitlines()))
             if not ok:
-                bus.emit(ViolationFound(f"invariant {name}", why))
+                bus.emit(ViolationFound(f"invariant {name}", summary))
         system.loop.run(recorder.drain(), timeout=30)
         end_at = recorder.now()
         recorder.add({"kind": "phase", "t": end_at, "phase": "converged"})

@@ -83,3 +83,44 @@ def test_shrink_finds_a_smaller_failing_schedule_and_its_replay_command(tmp_path
     assert "--schedule" in shrink["command"]
     replay = json.loads((tmp_path / "minimal-schedule.json").read_text())
     assert [f["id"] for f in replay] == [f["id"] for f in shrink["minimal"]]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupting_a_run_mid_chaos_leaves_nothing_running(tmp_path: Path, sig: str):
+    import signal
+    import time
+
+    from tests.conftest import pid_alive
+
+    proc = subprocess.Popen([*SAGAPROOF, "run", str(SHOP), "--seed", "3", "--report-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "system.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workload and the nemesis are running now
+        manifest = json.loads((tmp_path / "system.json").read_text())
+        pids = [s["pid"] for s in manifest["services"]] + [n["pid"] for n in manifest["nats"]]
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (130 if sig == "SIGINT" else 143), err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in pids if pid_alive(p)], "a service or NATS outlived an interrupted run"
+    # services restarted by the nemesis have new pids: look for any process that still uses the run's directory
+    run_dir = manifest["run_dir"].encode()
+    survivors = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if run_dir in (entry / "environ").read_bytes() or run_dir in (entry / "cmdline").read_bytes():
+                    survivors.append(int(entry.name))
+            except OSError:
+                pass
+    assert not [p for p in survivors if pid_alive(p)], f"processes of the run outlived it: {survivors}"

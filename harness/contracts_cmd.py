@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -286,17 +287,66 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
         for provider in providers:
             del problems[:]
             longest = max((t.timeout for t in spec.pacts.triggers), default=10.0)
-            result = verify_pacts(pact_dir, provider, produce, request_timeout=longest + 5.0)
+            log = system.log_dir / f"pact-verifier-{provider}.log"
+            with _output_to(log):  # pact-python's verifier prints from native code: keep it in the report dir
+                result = verify_pacts(pact_dir, provider, produce, request_timeout=longest + 5.0)
             passed = result.ok and not problems
             status = "[green]verified[/]" if passed else "[bold red]FAILED[/]"
             console.print(f"pacts for provider [bold]{provider}[/]: {status} "
                           f"({len(result.interactions)} interaction(s), {len(result.pact_files)} file(s))")
-            for err in result.errors[:10]:
-                console.print(f"  {err}", markup=False)
+            for line in _mismatch_lines(result.errors)[:20]:
+                console.print(f"  {line}", markup=False, soft_wrap=True)
             for problem in problems[:10]:
-                console.print(f"  trigger failed: {problem}", markup=False)
+                console.print(f"  trigger failed: {problem}", markup=False, soft_wrap=True)
+            if not passed:
+                console.print(f"  pact-python's full output: {log}", markup=False, soft_wrap=True)
             ok = ok and passed
     return EXIT_OK if ok else EXIT_CHECK_FAILED
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Any:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so native code too) to a file."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _mismatch_lines(errors: list[str]) -> list[str]:
+    """pact-python's errors as one readable line per mismatch (interaction, JSON path, what differs)."""
+    out: list[str] = []
+    for err in errors:
+        for raw in str(err).splitlines():
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                if raw.strip() and not raw.startswith("Failed to execute verifier"):
+                    out.append(raw.strip())
+                continue
+            mismatch = data.get("mismatch") if isinstance(data, dict) else None
+            if not isinstance(mismatch, dict):
+                out.append(raw.strip())
+                continue
+            where = str(data.get("interaction", "")).replace("Verifying a pact between ", "")
+            for m in mismatch.get("mismatches") or [mismatch]:
+                out.append(f"{where}: at {m.get('path', '$')}: {m.get('mismatch', m)}")
+    return out
 
 
 def run_contracts_command(args: argparse.Namespace, console: Console) -> int:

@@ -91,24 +91,22 @@ class FaultProxyClient:
                     f"Cannot {what}: {_server_message(exc.args[0] if exc.args else '')}; fix the toxic's type, stream or attributes.",
                     status=400,
                 ) from None
-            except requests.ConnectionError:
-                raise ChaosError(
-                    f"Cannot {what}: no Toxiproxy server answers at {self.url}; start it or fix the URL."
-                ) from None
             except requests.RequestException as exc:
-                raise ChaosError(f"Cannot {what}: the request to {self.url} failed ({exc}).") from None
+                raise self._transport_error(what, exc) from None
             finally:
                 APIConsumer.host, APIConsumer.port = saved
+
+    def _transport_error(self, what: str, exc: requests.RequestException) -> ChaosError:
+        """The one sentence for a request that never got an answer."""
+        if isinstance(exc, requests.ConnectionError):
+            return ChaosError(f"Cannot {what}: no Toxiproxy server answers at {self.url}; start it or fix the URL.")
+        return ChaosError(f"Cannot {what}: the request to {self.url} failed ({exc}).")
 
     def _request(self, what: str, method: str, path: str, body: Any = None) -> requests.Response:
         try:
             resp = requests.request(method, self.url + path, json=body, timeout=REQUEST_TIMEOUT)
-        except requests.ConnectionError:
-            raise ChaosError(
-                f"Cannot {what}: no Toxiproxy server answers at {self.url}; start it or fix the URL."
-            ) from None
         except requests.RequestException as exc:
-            raise ChaosError(f"Cannot {what}: the request to {self.url} failed ({exc}).") from None
+            raise self._transport_error(what, exc) from None
         if resp.status_code >= 400:
             raise ChaosError(
                 f"Cannot {what}: Toxiproxy answered {resp.status_code} ({_server_message(resp.content)}).",

@@ -292,6 +292,24 @@ def check_history(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpe
             gc.enable()
 
 
+OWED_CHECKS = ("termination", "compensation_completeness")
+
+
+def judge_as_if_due(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], *,
+                    healed_at: float) -> tuple[CheckResult, list[SagaViolation]]:
+    """Check the history as if every deadline had already passed; also return what is still *owed*.
+
+    The owed violations (a missing outcome or compensation) may yet be mended by messages still on their way;
+    the others cannot. A caller that waits for convergence stops waiting once nothing is owed, and otherwise
+    keeps waiting until the deadlines really pass.
+    """
+    records = list(records)
+    last = max((float(r.get("t") or 0.0) for r in records), default=healed_at)
+    due = max(last, healed_at) + max((s.deadline for s in sagas.values()), default=0.0)  # every deadline passed
+    result = check_history(records, sagas, healed_at=healed_at, end_at=due)
+    return result, [v for v in result.violations if v.check in OWED_CHECKS]
+
+
 def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], healed_at: float,
            end_at: float) -> CheckResult:
     index = _subject_index(sagas)

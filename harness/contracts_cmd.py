@@ -30,7 +30,8 @@ def _has_system_file(d: str) -> bool:
         return False
 
 
-def _schemas(spec: SystemSpec) -> list[Any]:
+def contract_schemas(spec: SystemSpec) -> list[Any]:
+    """The system file's plain JSON Schema mappings ([[schemas]]) as contracts.SubjectSchema objects."""
     import contracts
 
     return [contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
@@ -45,7 +46,7 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
         if not spec.contract_sources() and not spec.contract_schemas:
             raise ConfigError(f"{spec.path}: no service names a contract file; add contracts = [\"...yaml\"] to "
                               f"the services (see docs/system-file.md).")
-        return contracts.load(spec.contract_sources(), _schemas(spec)), spec
+        return contracts.load(spec.contract_sources(), contract_schemas(spec)), spec
     if not Path(d).is_dir():
         raise ConfigError(f"{d}: no such directory; pass a directory with sagaproof.toml or AsyncAPI documents.")
     return contracts.load_dir(d), None
@@ -132,7 +133,7 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
     base_dir = Path(args.dir).resolve() if Path(args.dir).is_dir() else Path(args.dir).resolve().parent
     repo = _repo_root(base_dir)
     if spec is not None:
-        base = contracts.load_at_git_ref(repo, args.base, spec.contract_sources(), _schemas(spec))
+        base = contracts.load_at_git_ref(repo, args.base, spec.contract_sources(), contract_schemas(spec))
     else:
         base = contracts.load_at_git_ref(repo, args.base, Path(args.dir))
     changes = contracts.diff(base, head)

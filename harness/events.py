@@ -75,12 +75,6 @@ class FaultHealed(Event):
 
 
 @dataclass(frozen=True)
-class MessageRecorded(Event):
-    subject: str
-    count: int
-
-
-@dataclass(frozen=True)
 class ViolationFound(Event):
     check: str
     summary: str

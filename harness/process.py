@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,24 +151,6 @@ class ManagedProcess:
                 self._signal_group(signal.SIGCONT)
             self._paused = False
 
-    def wait_exit(self, timeout: float) -> int | None:
-        if self._proc is None:
-            return None
-        try:
-            return self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
     def log_tail(self, lines: int = 20) -> list[str]:
         return tail(self.log_path, lines)
 
-
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
-    """Poll `predicate` until it is true or `timeout` seconds pass (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)

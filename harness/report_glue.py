@@ -37,7 +37,7 @@ def shrink(spec: SystemSpec, opts: Any, result: Any, console: Console, bus: Even
     from harness.runner import run
 
     target = _first_failed_check(result)
-    faults = [f for f in result.faults]
+    faults = list(result.faults)
     if not faults or target is None:
         return None
     work = Path(opts.report_dir) / "shrink"

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.config import SystemSpec, load_callable
 from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
-from harness.events import EventBus, Phase, RunFinished, RunStarted, ViolationFound
+from harness.events import EventBus, Phase, RunFinished, RunStarted, SagaChecked, ViolationFound
 from harness.recorder import Recorder
 from harness.system import System
 from harness.workload import Workload, body_factory, http_sender, nats_sender
@@ -132,7 +132,7 @@ def _wait_for_convergence(spec: SystemSpec, recorder: Recorder, tracker: SagaTra
     termination or compensation failure, nothing is still owed. Otherwise something may still arrive, so we
     keep waiting -- up to the deadline, after which a missing terminal or compensation is a real failure.
     """
-    from harness.checker import check_history
+    from harness.checker import judge_as_if_due
 
     deadline = max((s.deadline for s in spec.sagas.values()), default=10.0)
     t_end = time.monotonic() + deadline
@@ -140,9 +140,7 @@ def _wait_for_convergence(spec: SystemSpec, recorder: Recorder, tracker: SagaTra
     while time.monotonic() < t_end:
         is_quiet = time.monotonic() - tracker.last_message_at >= quiet
         if is_quiet and tracker.pending == 0 and time.monotonic() >= next_judgement:
-            records = list(recorder.records)
-            verdict = check_history(records, spec.sagas, healed_at=healed_at, end_at=healed_at + deadline + 1e-6)
-            owed = [v for v in verdict.violations if v.check in ("termination", "compensation_completeness")]
+            _, owed = judge_as_if_due(list(recorder.records), spec.sagas, healed_at=healed_at)
             if not owed:
                 return
             next_judgement = time.monotonic() + 0.5
@@ -229,6 +227,11 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
     from harness.checker import check_history
 
     check_result = check_history(recorder.records, spec.sagas, healed_at=healed_at, end_at=end_at)
+    bus.emit(SagaChecked(check_result.sagas_checked, len(check_result.violations)))
+    for svc in system.services.values():
+        if svc.process.ignored_sigterm:  # a finding about the service: it will not shut down cleanly either
+            notes.append(f"service '{svc.name}' ignored SIGTERM for {svc.spec.stop_timeout:g}s at teardown and "
+                         f"was killed; make it exit on SIGTERM.")
     from harness.results import saga_check_outcomes
 
     check_result = check_result.with_repro(command) or check_result
@@ -286,14 +289,15 @@ def _static_contracts(spec: SystemSpec) -> tuple[Any, Any, list[dict[str, str]]]
     if not sources and not spec.contract_schemas:
         return None, None, []
     import contracts
+    from harness.contracts_cmd import contract_schemas
 
-    cs = contracts.load(sources, schemas=[
-        contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
-                                consumers=s["consumers"]) for s in spec.contract_schemas])
+    try:
+        cs = contracts.load(sources, contract_schemas(spec))
+    except contracts.ContractsError as exc:  # an invalid document is bad input: one sentence, exit 2
+        raise ConfigError(str(exc)) from None
     report = contracts.check(cs)
-    rows = report.to_dict().get("channels", []) if hasattr(report, "to_dict") else []
-    problems = [f"{r.get('subject')}: {p}" for r in rows for p in (r.get("problems") or [])]
-    outcome = CheckOutcome("static contract compatibility", bool(report.ok),
+    problems = [f"{p.subject}: {p.message}" for p in report.errors]
+    outcome = CheckOutcome("static contract compatibility", report.ok,
                            "every producer matches its consumers" if report.ok else f"{len(problems)} problem(s)",
                            problems[:20])
     flows = [{"service": svc, "action": action, "subject": ch.subject}

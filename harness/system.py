@@ -408,20 +408,18 @@ class System:
     def check_sagas(self, since: float = 0.0, *, wait: float | None = None) -> Any:
         """Run the saga checker over the history since `since`, after waiting (at most `wait`, default the
         longest saga deadline) until nothing is owed; returns a CheckResult (``.ok``, ``.violations``)."""
-        from harness.checker import check_history
+        from harness.checker import check_history, judge_as_if_due
 
         deadline = max((sg.deadline for sg in self.spec.sagas.values()), default=10.0) if wait is None else wait
         end = time.monotonic() + deadline
         while True:
-            records = self.history(since)
-            now = self.recorder.now()
-            judged = check_history(records, self.spec.sagas, healed_at=since, end_at=now + deadline + 1e-6)
-            owed = [v for v in judged.violations if v.check in ("termination", "compensation_completeness")]
-            if not owed or time.monotonic() >= end:
-                break
+            judged, owed = judge_as_if_due(self.history(since), self.spec.sagas, healed_at=since)
+            if not owed:
+                return judged
+            if time.monotonic() >= end:
+                return check_history(self.history(since), self.spec.sagas, healed_at=since,
+                                     end_at=self.recorder.now())
             time.sleep(0.2)
-        return check_history(self.history(since), self.spec.sagas, healed_at=since,
-                             end_at=self.recorder.now() if owed else self.recorder.now() + deadline + 1e-6)
 
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""

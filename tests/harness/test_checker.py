@@ -290,3 +290,24 @@ def test_accepts_a_streamed_history() -> None:
     r = check_history(iter(h.records), SAGAS, healed_at=0.0, end_at=100.0)
     assert r.sagas_checked == 2 and [v.key for v in r.violations] == ["o2"]
     assert r.convergence_stats()["count"] == 1
+
+
+def test_judge_as_if_due_separates_what_is_still_owed():
+    from harness.checker import judge_as_if_due
+
+    spec = SagaSpec("checkout", "order_id", "orders.created", ("orders.completed",), ("orders.cancelled",),
+                    (StepSpec("charge", "payment", "payments.completed", "payments.failed", "payments.refunded"),),
+                    deadline=30.0)
+
+    def msg(t: float, subject: str, key: str) -> dict:
+        return {"kind": "message", "t": t, "subject": subject, "data": {"order_id": key, "event_id": f"{key}{t}"}}
+
+    open_saga = [msg(0.1, "orders.created", "a"), msg(0.2, "payments.completed", "a")]
+    _, owed = judge_as_if_due(open_saga, {"checkout": spec}, healed_at=0.0)
+    assert [v.check for v in owed] == ["termination"]
+    unrefunded = open_saga + [msg(0.3, "orders.cancelled", "a")]
+    _, owed = judge_as_if_due(unrefunded, {"checkout": spec}, healed_at=0.0)
+    assert [v.check for v in owed] == ["compensation_completeness"]
+    done = unrefunded + [msg(0.4, "payments.refunded", "a")]
+    result, owed = judge_as_if_due(done, {"checkout": spec}, healed_at=0.0)
+    assert owed == [] and result.ok

@@ -91,3 +91,14 @@ def test_check_http_fuzzes_the_order_services_openapi(tmp_path: Path):
     (order,) = out["http"]
     assert order["service"] == "order" and order["ok"] is True
     assert (tmp_path / "logs" / "order.log").is_file()
+
+
+def test_run_with_an_invalid_contract_is_exit_2_before_anything_starts(tmp_path: Path):
+    shop = _shop_copy(tmp_path)
+    doc = yaml.safe_load((shop / "contracts" / "payment.yaml").read_text())
+    doc["asyncapi"] = "2.6.0"
+    (shop / "contracts" / "payment.yaml").write_text(yaml.safe_dump(doc))
+    proc = _cli("run", str(shop), "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "payment.yaml" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "logs").exists()

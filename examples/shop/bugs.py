@@ -1,0 +1,14 @@
+"""The shop's seeded bugs (SHOP_BUG=<name>) and the check a harness must name first for each.
+
+The README's bug table explains the fault that makes each one show; this mapping is what the end-to-end
+tests and benchmarks/acceptance.py hold `sagaproof run` to.
+"""
+
+EXPECTED_FIRST = {
+    "no_refund": "compensation_completeness",
+    "double_charge": "no_double_effect",
+    "ack_before_commit": "termination",
+    "lost_terminal": "termination",
+    "early_complete": "no_contradiction",
+    "field_rename": "live contract conformance",
+}

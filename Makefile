@@ -16,11 +16,11 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check harness contracts chaos examples tests benchmarks
+	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness contracts chaos examples tests benchmarks
+	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py

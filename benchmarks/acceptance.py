@@ -35,7 +35,7 @@ EXPECTED_FIRST = _shop_bugs().EXPECTED_FIRST
 
 def run(seed: int, bug: str | None) -> tuple[int, str | None, float, int]:
     report = Path(tempfile.mkdtemp(prefix="sp-accept-"))
-    cmd = [sys.executable, "-m", "harness.cli", "run", "examples/shop", "--seed", str(seed), "--report-dir", str(report)]
+    cmd = [sys.executable, "-m", "sagaproof", "run", "examples/shop", "--seed", str(seed), "--report-dir", str(report)]
     if bug:
         cmd += ["--env", f"SHOP_BUG={bug}"]
     t0 = time.monotonic()

@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from harness.checker import check_history
-from harness.config import SagaSpec, StepSpec
+from sagaproof.harness.checker import check_history
+from sagaproof.harness.config import SagaSpec, StepSpec
 
 SPEC = SagaSpec(
     name="checkout", key="order_id", start="orders.created", success=("orders.completed",),

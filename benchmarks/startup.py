@@ -18,10 +18,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from sagaproof.harness.nats_server import find_nats_server, free_port
 
-from harness.nats_server import find_nats_server, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 RUNS = 5
 
@@ -29,7 +29,7 @@ RUNS = 5
 def time_harness(system_dir: Path) -> float:
     report = Path(tempfile.mkdtemp(prefix="sp-bench-"))
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "up", str(system_dir), "--report-dir", str(report)],
+    proc = subprocess.Popen([sys.executable, "-m", "sagaproof", "up", str(system_dir), "--report-dir", str(report)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         while not (report / "system.json").exists():

@@ -11,9 +11,8 @@ import sys
 import time
 
 import jsonschema_rs
-
-from contracts.live import LiveValidator
-from contracts.model import Channel, ContractSet, Message
+from sagaproof.contracts.live import LiveValidator
+from sagaproof.contracts.model import Channel, ContractSet, Message
 
 SCHEMA = {
     "type": "object",

@@ -9,6 +9,6 @@ Submodules:
 This package never imports `harness` or `contracts`.
 """
 
-from chaos.errors import ChaosError
+from sagaproof.chaos.errors import ChaosError
 
 __all__ = ["ChaosError"]

@@ -19,12 +19,11 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
+from sagaproof.chaos.errors import ChaosError
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 from toxiproxy.proxy import Proxy
 from toxiproxy.server import Toxiproxy
-
-from chaos.errors import ChaosError
 
 __all__ = ["FaultProxyClient"]
 

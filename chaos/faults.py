@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
-from chaos.client import FaultProxyClient
-from chaos.errors import ChaosError
+from sagaproof.chaos.client import FaultProxyClient
+from sagaproof.chaos.errors import ChaosError
 
 __all__ = ["DIRECTIONS", "Faults", "ProcessControl", "kill", "pause"]
 

@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from chaos.client import FaultProxyClient
-from chaos.errors import ChaosError
-from chaos.faults import ProcessControl
+from sagaproof.chaos.client import FaultProxyClient
+from sagaproof.chaos.errors import ChaosError
+from sagaproof.chaos.faults import ProcessControl
+
+from sagaproof.faultkinds import FAULT_KINDS, NETWORK_KINDS, PROCESS_KINDS
 
 __all__ = [
     "BROKER_TARGET",
@@ -36,20 +38,6 @@ __all__ = [
     "validate_menu",
 ]
 
-NETWORK_KINDS = (
-    "latency",
-    "jitter",
-    "partition",
-    "cut",
-    "throttle",
-    "slice",
-    "drop",
-    "duplicate",
-    "delay",
-    "reorder",
-)
-PROCESS_KINDS = ("kill", "pause", "nats_restart")
-FAULT_KINDS = NETWORK_KINDS + PROCESS_KINDS
 BROKER_TARGET = "nats"
 
 T = TypeVar("T")
@@ -366,7 +354,7 @@ class NemesisRunner:
         processes: dict[str, ProcessControl] | None = None,
         on_event: EventCallback | None = None,
     ) -> None:
-        from chaos.faults import Faults
+        from sagaproof.chaos.faults import Faults
 
         self.client = client
         self.faults = Faults(client, prefix="nemesis") if client is not None else None

@@ -8,14 +8,14 @@ This package never imports ``harness`` or ``chaos``.
 
 from __future__ import annotations
 
-from contracts import render
-from contracts.check import ChannelRow, CheckReport, Problem, check
-from contracts.compat import Verdict, is_compatible
-from contracts.diff import Change, diff
-from contracts.errors import ContractError, ContractsError, ContractSourceError
-from contracts.live import LiveValidator, Violation
-from contracts.loader import load, load_at_git_ref, load_dir
-from contracts.model import Channel, ContractSet, Message, SubjectSchema
+from sagaproof.contracts import render
+from sagaproof.contracts.check import ChannelRow, CheckReport, Problem, check
+from sagaproof.contracts.compat import Verdict, is_compatible
+from sagaproof.contracts.diff import Change, diff
+from sagaproof.contracts.errors import ContractError, ContractsError, ContractSourceError
+from sagaproof.contracts.live import LiveValidator, Violation
+from sagaproof.contracts.loader import load, load_at_git_ref, load_dir
+from sagaproof.contracts.model import Channel, ContractSet, Message, SubjectSchema
 
 __all__ = [
     "Change",
@@ -48,12 +48,12 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # pact-python and schemathesis are heavy: import them only when these are used.
     if name == "message_pact":
-        from contracts.pacts import message_pact
+        from sagaproof.contracts.pacts import message_pact
         return message_pact
     if name == "verify_pacts":
-        from contracts.pacts import verify_pacts
+        from sagaproof.contracts.pacts import verify_pacts
         return verify_pacts
     if name == "fuzz_openapi":
-        from contracts.http_fuzz import fuzz_openapi
+        from sagaproof.contracts.http_fuzz import fuzz_openapi
         return fuzz_openapi
     raise AttributeError(f"module 'contracts' has no attribute {name!r}")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from contracts.compat import Verdict, is_compatible
-from contracts.model import ContractSet, Message
-from contracts.subjects import overlaps
+from sagaproof.contracts.compat import Verdict, is_compatible
+from sagaproof.contracts.model import ContractSet, Message
+from sagaproof.contracts.subjects import overlaps
 
 __all__ = ["ChannelRow", "CheckReport", "Problem", "check", "relevant_messages"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
-from contracts.generate import NOT_FOUND, compile_validator, search
+from sagaproof.contracts.generate import NOT_FOUND, compile_validator, search
 
 __all__ = ["Verdict", "is_compatible"]
 

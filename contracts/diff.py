@@ -22,10 +22,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from contracts.check import relevant_messages
-from contracts.compat import _bound, _types, is_compatible
-from contracts.model import Channel, ContractSet, Message
-from contracts.subjects import overlaps
+from sagaproof.contracts.check import relevant_messages
+from sagaproof.contracts.compat import _bound, _types, is_compatible
+from sagaproof.contracts.model import Channel, ContractSet, Message
+from sagaproof.contracts.subjects import overlaps
 
 __all__ = ["Change", "diff"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ContractSourceError
+from sagaproof.contracts.errors import ContractSourceError
 
 __all__ = ["FuzzFailure", "FuzzReport", "fuzz_openapi"]
 

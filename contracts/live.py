@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jsonschema_rs
-
-from contracts.model import ContractSet
+from sagaproof.contracts.model import ContractSet
 
 __all__ = ["LiveValidator", "Violation"]
 

@@ -20,10 +20,9 @@ from typing import Any
 
 import jsonschema_rs
 import yaml
-
-from contracts.errors import ContractError, ContractSourceError
-from contracts.model import Channel, ContractSet, Message, SubjectSchema
-from contracts.subjects import address_to_pattern, is_valid_pattern
+from sagaproof.contracts.errors import ContractError, ContractSourceError
+from sagaproof.contracts.model import Channel, ContractSet, Message, SubjectSchema
+from sagaproof.contracts.subjects import address_to_pattern, is_valid_pattern
 
 __all__ = ["load", "load_at_git_ref", "load_dir", "normalize_schema"]
 

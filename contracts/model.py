@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from contracts.subjects import matches
+from sagaproof.contracts.subjects import matches
 
 __all__ = ["Channel", "ContractSet", "Message", "SubjectSchema"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ContractsError, ContractSourceError
+from sagaproof.contracts.errors import ContractsError, ContractSourceError
 
 __all__ = ["MessagePact", "PactConsumerError", "PactInteraction", "PactResult", "message_pact", "verify_pacts"]
 

@@ -8,9 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from contracts.check import CheckReport
-from contracts.diff import Change
+from sagaproof.contracts.check import CheckReport
+from sagaproof.contracts.diff import Change
 
 __all__ = ["check_table", "diff_table", "diff_to_dict"]
 

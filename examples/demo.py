@@ -19,7 +19,7 @@ SEED = "1"
 
 def run(title: str, report_dir: str, *extra: str) -> int:
     print(f"\n=== {title} ===", flush=True)
-    cmd = [sys.executable, "-m", "harness.cli", "run", "examples/shop", "--seed", SEED, "--report-dir", report_dir, *extra]
+    cmd = [sys.executable, "-m", "sagaproof", "run", "examples/shop", "--seed", SEED, "--report-dir", report_dir, *extra]
     print("$ sagaproof " + " ".join(cmd[3:]), flush=True)
     return subprocess.run(cmd, cwd=ROOT).returncode
 

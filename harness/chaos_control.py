@@ -18,18 +18,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.errors import ConfigError, EnvironmentStartError
-from harness.events import EventBus, FaultHealed, FaultInjected
+from sagaproof.harness.errors import ConfigError, EnvironmentStartError
+from sagaproof.harness.events import EventBus, FaultHealed, FaultInjected
 
 
 def _client(system: Any) -> Any:
     """The fault proxy client of this run, starting the embedded server on first use."""
-    from chaos.client import FaultProxyClient
+    from sagaproof.chaos.client import FaultProxyClient
 
     if system.proxies is None:
         url = system.spec.chaos.toxiproxy_url
         if url is None:
-            from chaos.toxiproxy import serve
+            from sagaproof.chaos.toxiproxy import serve
 
             system.proxy_server = system.loop.run(serve(host="127.0.0.1", port=0, seed=system.seed), timeout=15)
             url = system.proxy_server.url
@@ -39,7 +39,7 @@ def _client(system: Any) -> Any:
 
 def route_proxy(system: Any, i: int, j: int, port: int) -> int:
     """A proxy `nats-route-i-j` for node i's route to node j's cluster port; returns the port to dial."""
-    from chaos.errors import ChaosError
+    from sagaproof.chaos.errors import ChaosError
 
     client = _client(system)
     name = f"nats-route-{i}-{j}"
@@ -56,7 +56,7 @@ def start_links(system: Any, upstreams: dict[str, str]) -> dict[str, str]:
     """Create one proxy per service toward its NATS node; return service -> NATS URL through its proxy."""
     from urllib.parse import urlsplit
 
-    from chaos.errors import ChaosError
+    from sagaproof.chaos.errors import ChaosError
 
     client = _client(system)
     out = {}
@@ -158,7 +158,7 @@ class ChaosHandle:
             raise ConfigError("network faults need fault proxies; start the system with chaos links "
                               "(sagaproof run does; in pytest pass --sagaproof-chaos-links or set "
                               "sagaproof_chaos_links = true).")
-        from chaos.faults import Faults
+        from sagaproof.chaos.faults import Faults
 
         return Faults(self.system.proxies, prefix="test")
 
@@ -330,8 +330,8 @@ class NemesisHandle:
 
 def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
     """The run's fault schedule: generated from the seed, or the fixed one given (shrinking)."""
-    from chaos.errors import ChaosError
-    from chaos.nemesis import Fault, Schedule, generate_schedule
+    from sagaproof.chaos.errors import ChaosError
+    from sagaproof.chaos.nemesis import Fault, Schedule, generate_schedule
 
     menu = list(opts.faults if opts.faults is not None else system_spec.chaos.faults)
     intensity = opts.intensity if opts.intensity is not None else system_spec.chaos.intensity
@@ -347,7 +347,7 @@ def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
 
 def start_nemesis(system: Any, spec: Any, opts: Any, seed: int, window: float, recorder: Any, bus: EventBus) -> NemesisHandle:
     """Generate the schedule and run it in a thread; every fault start/end goes into the history."""
-    from chaos.nemesis import NemesisRunner
+    from sagaproof.chaos.nemesis import NemesisRunner
 
     schedule = make_schedule(spec, opts, seed, window)
     executed: list[dict[str, Any]] = []

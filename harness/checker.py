@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import SagaSpec
+from sagaproof.harness.config import SagaSpec
 
 # Checks, most important first. The order is the order violations are reported in:
 #  1. no_contradiction: the system told the world two incompatible outcomes; nothing downstream can be right.

@@ -17,10 +17,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-from harness.config import FAULT_KINDS, load_system_file, parse_duration
-from harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError
-from harness.events import (
+from sagaproof.harness.config import FAULT_KINDS, load_system_file, parse_duration
+from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError
+from sagaproof.harness.events import (
     Event,
     EventBus,
     FaultHealed,
@@ -178,7 +177,7 @@ class Progress:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.system import System
+    from sagaproof.harness.system import System
 
     spec = load_system_file(args.dir)
     bus = EventBus()
@@ -205,8 +204,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_system_file(args.dir)
-    from harness.report_glue import finish_run
-    from harness.runner import RunOptions, run
+    from sagaproof.harness.report_glue import finish_run
+    from sagaproof.harness.runner import RunOptions, run
 
     env = {}
     for item in args.env:
@@ -237,13 +236,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:
-    from harness.contracts_cmd import run_contracts_command
+    from sagaproof.harness.contracts_cmd import run_contracts_command
 
     return run_contracts_command(args, console)
 
 
 def cmd_toxiproxy(args: argparse.Namespace) -> int:
-    from chaos.toxiproxy import run_standalone
+    from sagaproof.chaos.toxiproxy import run_standalone
 
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         err_console.print(f"sagaproof: note: the fault proxy API listens on {args.host}, not only loopback.")

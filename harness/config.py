@@ -17,16 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from sagaproof.harness.errors import ConfigError
+
+from sagaproof.faultkinds import FAULT_KINDS
 
 SYSTEM_FILE = "sagaproof.toml"
 PLACEHOLDERS = ("port", "nats_url", "data_dir", "python", "name", "system_dir")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-FAULT_KINDS = (
-    "latency", "jitter", "partition", "cut", "throttle", "slice", "drop", "duplicate", "delay",
-    "reorder", "kill", "pause", "nats_restart",
-)
 
 
 @dataclass(frozen=True)
@@ -599,11 +597,6 @@ def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
     import sys
 
     module_name, _, func = ref.partition(":")
-    # Import our own packages first: a system directory often has a folder named like one of them
-    # (examples/shop/contracts holds AsyncAPI files), which must not shadow the real package afterwards.
-    import chaos  # noqa: F401
-    import contracts  # noqa: F401
-
     root = str(system.root)
     if root not in sys.path:
         sys.path.insert(0, root)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-
-from harness.config import SystemSpec, find_system_file, load_system_file
-from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
+from sagaproof.harness.config import SystemSpec, find_system_file, load_system_file
+from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
 
 
 def _has_system_file(d: str) -> bool:
@@ -32,14 +31,14 @@ def _has_system_file(d: str) -> bool:
 
 def contract_schemas(spec: SystemSpec) -> list[Any]:
     """The system file's plain JSON Schema mappings ([[schemas]]) as contracts.SubjectSchema objects."""
-    import contracts
+    from sagaproof import contracts
 
     return [contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
                                     consumers=s["consumers"]) for s in spec.contract_schemas]
 
 
 def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
-    import contracts
+    from sagaproof import contracts
 
     if _has_system_file(d):
         spec = load_system_file(d)
@@ -54,7 +53,7 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
 
 def _wrap_contract_errors(fn: Any) -> Any:
     def inner(*a: Any, **kw: Any) -> Any:
-        import contracts
+        from sagaproof import contracts
 
         try:
             return fn(*a, **kw)
@@ -66,8 +65,9 @@ def _wrap_contract_errors(fn: Any) -> Any:
 
 @_wrap_contract_errors
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    import contracts
-    from contracts import render
+    from sagaproof.contracts import render
+
+    from sagaproof import contracts
 
     cs, spec = _load_current(args.dir)
     report = contracts.check(cs)
@@ -90,8 +90,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def _fuzz_http(spec: SystemSpec, report_dir: Path, console: Console | None) -> list[dict[str, Any]]:
-    from contracts import fuzz_openapi
-    from harness.system import System
+    from sagaproof.contracts import fuzz_openapi
+    from sagaproof.harness.system import System
 
     targets = [s for s in spec.services.values() if s.openapi]
     if not targets:
@@ -126,8 +126,9 @@ def _repo_root(d: Path) -> Path:
 
 @_wrap_contract_errors
 def cmd_diff(args: argparse.Namespace, console: Console) -> int:
-    import contracts
-    from contracts import render
+    from sagaproof.contracts import render
+
+    from sagaproof import contracts
 
     head, spec = _load_current(args.dir)
     base_dir = Path(args.dir).resolve() if Path(args.dir).is_dir() else Path(args.dir).resolve().parent
@@ -256,8 +257,8 @@ def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = N
 
 @_wrap_contract_errors
 def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
-    from contracts import verify_pacts
-    from harness.system import System
+    from sagaproof.contracts import verify_pacts
+    from sagaproof.harness.system import System
 
     spec = load_system_file(args.dir)
     pact_dir = args.pacts or spec.pacts.dir

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.reaper import Reaper
+from sagaproof.harness.reaper import Reaper
 
 
 def tail(path: Path, lines: int = 20) -> list[str]:

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.errors import SagaproofError
+from sagaproof.harness.errors import SagaproofError
 
 _SYSTEM_KEY = pytest.StashKey[Any]()
 
@@ -49,8 +48,8 @@ def _system_dir(config: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The running system under test, brought up once per session."""
-    from harness.config import load_system_file
-    from harness.system import System
+    from sagaproof.harness.config import load_system_file
+    from sagaproof.harness.system import System
 
     config = request.config
     try:

@@ -24,21 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sagaproof.subjects import matches as subject_matches
+
 _IGNORED_PREFIXES = ("$JS.", "_INBOX.", "$SYS.", "$KV.", "$O.", "_R_.")
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: `*` matches one token, `>` one or more trailing tokens."""
-    p = pattern.split(".")
-    s = subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s):
-            return False
-        if tok != "*" and tok != s[i]:
-            return False
-    return len(p) == len(s)
 
 
 class Recorder:

@@ -17,9 +17,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-from harness.config import SystemSpec
-from harness.events import EventBus, Phase
+from sagaproof.harness.config import SystemSpec
+from sagaproof.harness.events import EventBus, Phase
 
 MAX_SHRINK_RUNS = 8
 
@@ -33,8 +32,8 @@ def _first_failed_check(result: Any) -> str | None:
 
 def shrink(spec: SystemSpec, opts: Any, result: Any, console: Console, bus: EventBus) -> dict[str, Any] | None:
     """Find a smaller fault schedule that still fails the same check; None if nothing to shrink."""
-    from chaos.nemesis import ddmin
-    from harness.runner import run
+    from sagaproof.chaos.nemesis import ddmin
+    from sagaproof.harness.runner import run
 
     target = _first_failed_check(result)
     faults = list(result.faults)
@@ -72,7 +71,7 @@ def shrink(spec: SystemSpec, opts: Any, result: Any, console: Console, bus: Even
 def finish_run(spec: SystemSpec, opts: Any, result: Any, history: list[dict[str, Any]], console: Console,
                bus: EventBus) -> int:
     """Shrink if asked, write the reports, print the summary; return the exit code."""
-    from harness.report import write_reports
+    from sagaproof.harness.report import write_reports
 
     if opts.shrink and result.verdict == "fail":
         result.shrink = shrink(spec, opts, result, console, bus)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.checker import CHECK_TITLES, CHECKS, CheckResult
+from sagaproof.harness.checker import CHECK_TITLES, CHECKS, CheckResult
 
 VERDICTS = ("pass", "fail", "error")
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.config import SystemSpec, load_callable
-from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
-from harness.events import EventBus, Phase, RunFinished, RunStarted, SagaChecked, ViolationFound
-from harness.recorder import Recorder
-from harness.system import System
-from harness.workload import Workload, body_factory, http_sender, nats_sender
+from sagaproof.harness.config import SystemSpec, load_callable
+from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
+from sagaproof.harness.events import EventBus, Phase, RunFinished, RunStarted, SagaChecked, ViolationFound
+from sagaproof.harness.recorder import Recorder
+from sagaproof.harness.system import System
+from sagaproof.harness.workload import Workload, body_factory, http_sender, nats_sender
 
 
 @dataclass
@@ -132,7 +132,7 @@ def _wait_for_convergence(spec: SystemSpec, recorder: Recorder, tracker: SagaTra
     termination or compensation failure, nothing is still owed. Otherwise something may still arrive, so we
     keep waiting -- up to the deadline, after which a missing terminal or compensation is a real failure.
     """
-    from harness.checker import judge_as_if_due
+    from sagaproof.harness.checker import judge_as_if_due
 
     deadline = max((s.deadline for s in spec.sagas.values()), default=10.0)
     t_end = time.monotonic() + deadline
@@ -153,7 +153,7 @@ def _load_invariants(spec: SystemSpec) -> list[tuple[str, Any]]:
 
 def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tuple[int, Any]:
     """One complete run; returns (exit code, RunResult). Environment errors propagate (exit 3)."""
-    from harness.results import CheckOutcome, RunResult
+    from sagaproof.harness.results import CheckOutcome, RunResult
 
     bus = bus or EventBus()
     seed = opts.resolved_seed()
@@ -181,7 +181,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
     with System(spec, report_dir=report_dir, env=opts.env, bus=bus, chaos_links=opts.chaos, seed=seed) as system:
         validator = None
         if contract_set is not None:
-            from contracts import LiveValidator
+            from sagaproof.contracts import LiveValidator
 
             validator = LiveValidator(contract_set)
         producer_of = _producer_lookup(contract_set)
@@ -195,7 +195,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         window = opts.duration if opts.duration is not None else (workload.count / spec.workload.rate)
         nemesis = None
         if opts.chaos:
-            from harness.chaos_control import start_nemesis
+            from sagaproof.harness.chaos_control import start_nemesis
 
             nemesis = start_nemesis(system, spec, opts, seed, window, recorder, bus)
         try:
@@ -224,7 +224,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         system.loop.run(recorder.stop(), timeout=30)
         services = system.describe()
     # 2. checks over the history
-    from harness.checker import check_history
+    from sagaproof.harness.checker import check_history
 
     check_result = check_history(recorder.records, spec.sagas, healed_at=healed_at, end_at=end_at)
     bus.emit(SagaChecked(check_result.sagas_checked, len(check_result.violations)))
@@ -232,7 +232,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         if svc.process.ignored_sigterm:  # a finding about the service: it will not shut down cleanly either
             notes.append(f"service '{svc.name}' ignored SIGTERM for {svc.spec.stop_timeout:g}s at teardown and "
                          f"was killed; make it exit on SIGTERM.")
-    from harness.results import saga_check_outcomes
+    from sagaproof.harness.results import saga_check_outcomes
 
     check_result = check_result.with_repro(command) or check_result
     checks.extend(saga_check_outcomes(check_result))
@@ -283,13 +283,14 @@ def _producer_lookup(contract_set: Any) -> Any:
 
 def _static_contracts(spec: SystemSpec) -> tuple[Any, Any, list[dict[str, str]]]:
     """Load and check the contracts named in the system file (None when it names none)."""
-    from harness.results import CheckOutcome
+    from sagaproof.harness.results import CheckOutcome
 
     sources = spec.contract_sources()
     if not sources and not spec.contract_schemas:
         return None, None, []
-    import contracts
-    from harness.contracts_cmd import contract_schemas
+    from sagaproof.harness.contracts_cmd import contract_schemas
+
+    from sagaproof import contracts
 
     try:
         cs = contracts.load(sources, contract_schemas(spec))

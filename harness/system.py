@@ -24,14 +24,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness.aio import LoopThread
-from harness.config import ServiceSpec, SystemSpec, expand
-from harness.errors import ConfigError, EnvironmentStartError, SagaproofError, ServiceCrashed
-from harness.events import EventBus, NatsReady, ServiceReady, ServiceStarting, ServiceStopped, SystemUp
-from harness.http import ServiceHTTP
-from harness.nats_server import NatsCluster, free_port
-from harness.process import ManagedProcess, tail
-from harness.reaper import Reaper
+from sagaproof.harness.aio import LoopThread
+from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
+from sagaproof.harness.errors import ConfigError, EnvironmentStartError, SagaproofError, ServiceCrashed
+from sagaproof.harness.events import (
+    EventBus,
+    NatsReady,
+    ServiceReady,
+    ServiceStarting,
+    ServiceStopped,
+    SystemUp,
+)
+from sagaproof.harness.http import ServiceHTTP
+from sagaproof.harness.nats_server import NatsCluster, free_port
+from sagaproof.harness.process import ManagedProcess, tail
+from sagaproof.harness.reaper import Reaper
 
 
 class Service:
@@ -195,7 +202,7 @@ class System:
         self._state = "new"
         self._lock = threading.Lock()
         self.started_seconds: float | None = None
-        from harness.chaos_control import ChaosHandle
+        from sagaproof.harness.chaos_control import ChaosHandle
 
         self.chaos = ChaosHandle(self)
 
@@ -249,7 +256,7 @@ class System:
             self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper)
             route_via = None
             if self.chaos_links and self.spec.nats.cluster > 1:
-                from harness.chaos_control import route_proxy
+                from sagaproof.harness.chaos_control import route_proxy
 
                 route_via = lambda i, j, port: route_proxy(self, i, j, port)  # noqa: E731
             self.nats.start(route_via=route_via)
@@ -259,7 +266,7 @@ class System:
         ports = {name: free_port() for name in self.spec.services}
         node_urls = self.nats_urls
         if self.chaos_links:
-            from harness.chaos_control import start_links
+            from sagaproof.harness.chaos_control import start_links
 
             upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(self.spec.services)}
             service_urls = start_links(self, upstreams)
@@ -377,7 +384,7 @@ class System:
         """Record every message (and every fault of ``system.chaos``) from now on; idempotent."""
         import time as _time
 
-        from harness.recorder import Recorder
+        from sagaproof.harness.recorder import Recorder
 
         if self.recorder is None:
             if self.loop is None:
@@ -399,7 +406,7 @@ class System:
 
     def start_sagas(self, count: int | None = None, *, seed: int = 0) -> Any:
         """Start sagas the way the system file's [workload] says (blocking); returns the WorkloadResult."""
-        from harness.workload import Workload, body_factory, http_sender, nats_sender
+        from sagaproof.harness.workload import Workload, body_factory, http_sender, nats_sender
 
         w = self.spec.workload
         send = http_sender(self, w) if w.via == "http" else nats_sender(self, w)
@@ -408,7 +415,7 @@ class System:
     def check_sagas(self, since: float = 0.0, *, wait: float | None = None) -> Any:
         """Run the saga checker over the history since `since`, after waiting (at most `wait`, default the
         longest saga deadline) until nothing is owed; returns a CheckResult (``.ok``, ``.violations``)."""
-        from harness.checker import check_history, judge_as_if_due
+        from sagaproof.harness.checker import check_history, judge_as_if_due
 
         deadline = max((sg.deadline for sg in self.spec.sagas.values()), default=10.0) if wait is None else wait
         end = time.monotonic() + deadline
@@ -423,7 +430,7 @@ class System:
 
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
-        from harness.runner import eventually as _eventually
+        from sagaproof.harness.runner import eventually as _eventually
 
         __tracebackhide__ = True
         ok, why = _eventually(fn, timeout, interval)

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import SystemSpec, WorkloadSpec, load_callable
-from harness.events import EventBus, SagaStarted
+from sagaproof.harness.config import SystemSpec, WorkloadSpec, load_callable
+from sagaproof.harness.events import EventBus, SagaStarted
 
 
 @dataclass
@@ -124,7 +124,7 @@ def http_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], N
 
 def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], None]:
     """Publish each body on the workload subject (JetStream publish when a stream captures it)."""
-    from harness.recorder import subject_matches
+    from sagaproof.subjects import matches as subject_matches
 
     captured = any(subject_matches(p, spec.subject or "") for s in system.spec.nats.streams for p in s.subjects)
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MINI = ROOT / "tests" / "fixtures" / "mini"
 SHOP = ROOT / "examples" / "shop"
 PYTHON = sys.executable
-SAGAPROOF = [sys.executable, "-m", "harness.cli"]
+SAGAPROOF = [sys.executable, "-m", "sagaproof"]
 
 
 def pid_alive(pid: int) -> bool:

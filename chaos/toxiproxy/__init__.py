@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos.toxiproxy import _nats  # noqa: F401  (registers the NATS message toxics)
-from chaos.toxiproxy._api import VERSION
-from chaos.toxiproxy._nats import subject_matches
-from chaos.toxiproxy._server import ToxiproxyServer, main, run_standalone, serve
-from chaos.toxiproxy._toxics import REGISTRY
+from sagaproof.chaos.toxiproxy import _nats  # noqa: F401  (registers the NATS message toxics)
+from sagaproof.chaos.toxiproxy._api import VERSION
+from sagaproof.chaos.toxiproxy._nats import subject_matches
+from sagaproof.chaos.toxiproxy._server import ToxiproxyServer, main, run_standalone, serve
+from sagaproof.chaos.toxiproxy._toxics import REGISTRY
 
 
 def toxic_types() -> list[str]:

@@ -11,9 +11,9 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from chaos.toxiproxy import _gojson
-from chaos.toxiproxy._http import Request, Response
-from chaos.toxiproxy._proxy import ApiError, ProxyCollection
+from sagaproof.chaos.toxiproxy import _gojson
+from sagaproof.chaos.toxiproxy._http import Request, Response
+from sagaproof.chaos.toxiproxy._proxy import ApiError, ProxyCollection
 
 VERSION = "2.12.0"
 HANDLER_TIMEOUT = 25.0

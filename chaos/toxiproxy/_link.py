@@ -28,7 +28,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chaos.toxiproxy._toxics import ToxicConfig
+    from sagaproof.chaos.toxiproxy._toxics import ToxicConfig
 
 READ_SIZE = 32 * 1024
 STOP_TIMEOUT = 5.0

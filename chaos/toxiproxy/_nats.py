@@ -25,8 +25,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
-from chaos.toxiproxy._toxics import Runner, register
+from sagaproof.chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
+from sagaproof.chaos.toxiproxy._toxics import Runner, register
+
+from sagaproof.subjects import matches
 
 _MSG_OPS = {
     "upstream": (b"PUB", b"HPUB"),
@@ -40,19 +42,8 @@ MAX_PAYLOAD = 64 * 1024 * 1024
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
-    """True if a NATS subject matches a pattern with `*` and `>` wildcards ("" matches all)."""
-    if not pattern or pattern == ">":
-        return True
-    ptoks = pattern.split(".")
-    stoks = subject.split(".")
-    for i, ptok in enumerate(ptoks):
-        if ptok == ">":
-            return len(stoks) > i
-        if i >= len(stoks):
-            return False
-        if ptok != "*" and ptok != stoks[i]:
-            return False
-    return len(stoks) == len(ptoks)
+    """True if a NATS subject matches a toxic's `subject` attribute; "" (the default) means every message."""
+    return not pattern or matches(pattern, subject)
 
 
 @dataclass

@@ -17,9 +17,9 @@ import random
 import socket
 from typing import Any
 
-from chaos.toxiproxy import _gojson
-from chaos.toxiproxy._link import Connection
-from chaos.toxiproxy._toxics import REGISTRY, ToxicConfig, decode_attributes
+from sagaproof.chaos.toxiproxy import _gojson
+from sagaproof.chaos.toxiproxy._link import Connection
+from sagaproof.chaos.toxiproxy._toxics import REGISTRY, ToxicConfig, decode_attributes
 
 DIAL_TIMEOUT = 10.0
 

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from types import TracebackType
 
-from chaos.errors import ChaosError
-from chaos.toxiproxy import _http
-from chaos.toxiproxy._api import Api
-from chaos.toxiproxy._proxy import ProxyCollection, join_host_port
+from sagaproof.chaos.errors import ChaosError
+from sagaproof.chaos.toxiproxy import _http
+from sagaproof.chaos.toxiproxy._api import Api
+from sagaproof.chaos.toxiproxy._proxy import ProxyCollection, join_host_port
 
 
 class ToxiproxyServer:

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from chaos.toxiproxy import _gojson
-from chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
+from sagaproof.chaos.toxiproxy import _gojson
+from sagaproof.chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
 
 # Attribute kinds: "int" (Go int64), "float" (float64), "string".
 AttrSpec = tuple[str, str]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.results import RunResult
+from sagaproof.harness.results import RunResult
 
 __all__ = ["render_html", "write_reports"]
 
@@ -26,8 +26,8 @@ def write_reports(result: RunResult, report_dir: Path, history: list[dict[str, A
     Returns:
         ``{"report.json": path, "junit.xml": path, "report.html": path}``.
     """
-    from harness.report.html import render_html
-    from harness.report.junit import write_junit
+    from sagaproof.harness.report.html import render_html
+    from sagaproof.harness.report.junit import write_junit
 
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +42,6 @@ def write_reports(result: RunResult, report_dir: Path, history: list[dict[str, A
 
 def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
     """The HTML report as a string (see :mod:`harness.report.html`)."""
-    from harness.report.html import render_html as _render
+    from sagaproof.harness.report.html import render_html as _render
 
     return _render(result, history)

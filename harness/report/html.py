@@ -12,9 +12,9 @@ import json
 from html import escape
 from typing import Any
 
-from harness.checker import CHECK_TITLES, SagaViolation
-from harness.report import svg
-from harness.results import CheckOutcome, RunResult
+from sagaproof.harness.checker import CHECK_TITLES, SagaViolation
+from sagaproof.harness.report import svg
+from sagaproof.harness.results import CheckOutcome, RunResult
 
 MAX_SAGA_DIAGRAMS = 30
 MAX_CONTRACT_ROWS = 200

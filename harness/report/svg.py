@@ -4,24 +4,16 @@ the choreography map. Pure functions from data to an ``<svg>`` string; no script
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-FAULT_COLORS = {
-    "latency": "#d97706", "jitter": "#ca8a04", "partition": "#dc2626", "cut": "#b91c1c", "throttle": "#9333ea",
-    "slice": "#7c3aed", "drop": "#db2777", "duplicate": "#2563eb", "delay": "#ea580c", "reorder": "#0891b2",
-    "kill": "#111827", "pause": "#4b5563", "nats_restart": "#0f766e",
-}
+from sagaproof.faultkinds import fault_colour as fault_color
+from sagaproof.subjects import pattern_regex as subject_matcher
+
 PHASE_COLORS = {"workload_start": "#2563eb", "workload_end": "#2563eb", "healed": "#16a34a", "converged": "#059669",
                 "checks_done": "#6b7280"}
 FONT = "font-family='ui-sans-serif,system-ui,-apple-system,Segoe UI,Roboto,sans-serif'"
-
-
-def fault_color(kind: str | None) -> str:
-    """The colour of a fault kind (grey for unknown kinds)."""
-    return FAULT_COLORS.get(kind or "", "#6b7280")
 
 
 def fault_label(f: dict[str, Any]) -> str:
@@ -295,17 +287,6 @@ def histogram(values: list[float], marks: dict[str, float | None], *, bins: int 
 
 
 # --------------------------------------------------------------------------- choreography map
-
-
-def subject_matcher(pattern: str) -> re.Pattern[str]:
-    """A regex for a NATS subject pattern: '*' or '{param}' match one token, '>' the rest."""
-    parts = []
-    for tok in pattern.split("."):
-        if tok == ">":
-            parts.append(r"[^.]+(?:\.[^.]+)*")
-            break
-        parts.append(r"[^.]+" if tok == "*" or re.fullmatch(r"\{[^}]*\}", tok) else re.escape(tok))
-    return re.compile(r"\.".join(parts) + r"\Z")
 
 
 def choreography_model(observed: dict[tuple[str, str], int], declared: list[dict[str, Any]]) -> dict[str, Any]:

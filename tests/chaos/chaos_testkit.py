@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-import chaos.toxiproxy as tp
+import sagaproof.chaos.toxiproxy as tp
 
 
 class LoopThread:

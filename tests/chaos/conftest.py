@@ -3,26 +3,12 @@ an asyncio loop in a background thread (as the harness runs them), and a real na
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# This directory is named like the package under test. Pytest puts `tests/` on sys.path, where
-# `chaos` would resolve to this directory as a namespace package (the editable install's finder
-# comes after the path finder). A regular package anywhere on sys.path wins over a namespace
-# portion, so make the repository root importable and forget a namespace `chaos` if one was made.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.append(_ROOT)
-if getattr(sys.modules.get("chaos"), "__file__", "") is None:
-    for _name in [m for m in sys.modules if m == "chaos" or m.startswith("chaos.")]:
-        del sys.modules[_name]
-
-from chaos_testkit import NATS_BIN, Env, LoopThread, NatsServer, start_echo  # noqa: E402
-
-import chaos.toxiproxy as tp  # noqa: E402
+import sagaproof.chaos.toxiproxy as tp
+from chaos_testkit import NATS_BIN, Env, LoopThread, NatsServer, start_echo
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+import sagaproof.chaos.toxiproxy as tp
 import schemathesis
 from chaos_testkit import Env
 from hypothesis import HealthCheck, given, settings
@@ -21,8 +22,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-import chaos.toxiproxy as tp
 
 CHECKS = [
     not_a_server_error,

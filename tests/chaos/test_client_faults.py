@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import sagaproof.chaos.toxiproxy as tp
 from chaos_testkit import (
     RUNNING,
     Env,
@@ -17,14 +18,12 @@ from chaos_testkit import (
     recv_until_closed,
     wait_state,
 )
+from sagaproof.chaos import ChaosError
+from sagaproof.chaos.client import FaultProxyClient
+from sagaproof.chaos.faults import Faults, ProcessControl, kill, pause
 from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import NotFound, ProxyExists
-
-import chaos.toxiproxy as tp
-from chaos import ChaosError
-from chaos.client import FaultProxyClient
-from chaos.faults import Faults, ProcessControl, kill, pause
 
 
 def addr_of(listen: str) -> tuple[str, int]:

@@ -10,8 +10,7 @@ from typing import Any
 import nats
 import pytest
 from chaos_testkit import Env, NatsServer
-
-from chaos.toxiproxy._nats import NatsParser, subject_matches
+from sagaproof.chaos.toxiproxy._nats import NatsParser, subject_matches
 
 Body = Callable[[str, str], Awaitable[None]]
 

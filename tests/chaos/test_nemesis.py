@@ -8,10 +8,9 @@ import time
 
 import pytest
 from chaos_testkit import RUNNING, Env, SleeperProcess, wait_state
-
-from chaos import ChaosError
-from chaos.client import FaultProxyClient
-from chaos.nemesis import FAULT_KINDS, Fault, NemesisRunner, Schedule, ddmin, generate_schedule
+from sagaproof.chaos import ChaosError
+from sagaproof.chaos.client import FaultProxyClient
+from sagaproof.chaos.nemesis import FAULT_KINDS, Fault, NemesisRunner, Schedule, ddmin, generate_schedule
 
 MENU = [
     "latency",
@@ -195,7 +194,7 @@ def test_runner_rejects_unknown_targets(env: Env) -> None:
 
 
 def test_every_kind_of_the_menu_is_dealt_before_any_repeats():
-    from chaos.nemesis import generate_schedule
+    from sagaproof.chaos.nemesis import generate_schedule
 
     menu = ["latency", "partition", "cut", "kill", "pause", "duplicate", "drop"]
     for seed in range(1, 30):

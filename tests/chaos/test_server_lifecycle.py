@@ -11,11 +11,11 @@ import time
 
 import pytest
 import requests
+import sagaproof.chaos.toxiproxy as tp
 from chaos_testkit import LoopThread, connect, start_echo
+from sagaproof.chaos.errors import ChaosError
 
-import chaos
-import chaos.toxiproxy as tp
-from chaos.errors import ChaosError
+from sagaproof import chaos
 
 
 def test_public_api() -> None:

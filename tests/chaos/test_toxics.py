@@ -175,7 +175,7 @@ def test_slicer_defaults_pass_through(env: Env) -> None:
 def test_slicer_cut_points_cover_the_chunk() -> None:
     import random
 
-    from chaos.toxiproxy._toxics import Slicer
+    from sagaproof.chaos.toxiproxy._toxics import Slicer
 
     slicer = Slicer({"average_size": 1024, "size_variation": 512, "delay": 0})
     points = slicer.split(480_000, random.Random(3))

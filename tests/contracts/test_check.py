@@ -12,7 +12,7 @@ import yaml
 from contracts_testkit import EXAMPLE_SHOP, SHOP_FIXTURE, SHOP_SERVICES
 from rich.console import Console
 
-import contracts
+from sagaproof import contracts
 
 
 def test_fixture_shop_passes_fast() -> None:

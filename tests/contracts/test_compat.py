@@ -6,8 +6,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-
-from contracts.compat import is_compatible
+from sagaproof.contracts.compat import is_compatible
 
 OBJ = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}
 

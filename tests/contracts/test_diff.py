@@ -11,7 +11,7 @@ import pytest
 import yaml
 from contracts_testkit import SHOP_FIXTURE
 
-import contracts
+from sagaproof import contracts
 
 
 def _edit(path: Path, fn) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contracts
+from sagaproof import contracts
 
 
 def test_all_is_sorted_and_resolves() -> None:

@@ -9,8 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from contracts.http_fuzz import fuzz_openapi
+from sagaproof.contracts.http_fuzz import fuzz_openapi
 
 DOC: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -100,7 +99,7 @@ def test_nonconforming_response_is_found(server: _Server) -> None:
 
 
 def test_missing_document_is_a_clear_error(tmp_path: Any) -> None:
-    from contracts.errors import ContractSourceError
+    from sagaproof.contracts.errors import ContractSourceError
 
     with pytest.raises(ContractSourceError, match="does not exist"):
         fuzz_openapi("http://127.0.0.1:9", tmp_path / "openapi.json")

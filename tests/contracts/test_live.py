@@ -6,7 +6,7 @@ import json
 
 from contracts_testkit import SHOP_FIXTURE
 
-import contracts
+from sagaproof import contracts
 
 GOOD = {"order_id": "2a0f19e1-1655-5703-aedb-03bbff5171e1", "customer": "c", "total": {"amount": 1, "currency": "EUR"},
         "items": [{"sku": "A", "qty": 1}]}

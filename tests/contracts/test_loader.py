@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 from contracts_testkit import EXAMPLE_SHOP, SHOP_FIXTURE
+from sagaproof.contracts import ContractError, SubjectSchema
 
-import contracts
-from contracts import ContractError, SubjectSchema
+from sagaproof import contracts
 
 
 def _doc(**over: object) -> dict:

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from pact import match
-
-from contracts.pacts import PactConsumerError, message_pact, verify_pacts
+from sagaproof.contracts.pacts import PactConsumerError, message_pact, verify_pacts
 
 ORDER_ID = "2a0f19e1-1655-5703-aedb-03bbff5171e1"
 
@@ -83,7 +82,7 @@ def test_no_pact_for_provider_and_missing_dir(tmp_path: Path) -> None:
     _write_pact(tmp_path)
     r = verify_pacts(tmp_path, "shipping", lambda d, s: {"body": {}})
     assert r.ok and r.interactions == []
-    from contracts.errors import ContractSourceError
+    from sagaproof.contracts.errors import ContractSourceError
 
     with pytest.raises(ContractSourceError):
         verify_pacts(tmp_path / "nope", "order", lambda d, s: {"body": {}})

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from contracts.subjects import address_to_pattern, is_valid_pattern, matches, overlaps
+from sagaproof.contracts.subjects import address_to_pattern, is_valid_pattern, matches, overlaps
 
 
 @pytest.mark.parametrize(("pattern", "subject", "expected"), [

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop"
 PACTS = SHOP / "contracts" / "pacts"
-SAGAPROOF = [sys.executable, "-m", "harness.cli"]
+SAGAPROOF = [sys.executable, "-m", "sagaproof"]
 
 
 def _verify(system_dir: Path, report_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -104,8 +104,8 @@ def test_a_broken_pact_file_is_a_usage_error(tmp_path: Path, content: str, needl
 
 
 def test_correlation_takes_only_the_triggered_sagas_message() -> None:
-    from harness.config import load_system_file
-    from harness.contracts_cmd import _correlation
+    from sagaproof.harness.config import load_system_file
+    from sagaproof.harness.contracts_cmd import _correlation
 
     spec = load_system_file(str(SHOP))
     assert _correlation(spec, {"order_id": "o-1", "status": "PENDING"}) == {"order_id": "o-1"}

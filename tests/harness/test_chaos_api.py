@@ -12,10 +12,10 @@ from pathlib import Path
 
 import nats
 import pytest
+from sagaproof.harness.config import load_system_file, parse_system
+from sagaproof.harness.errors import ConfigError
+from sagaproof.harness.system import System
 
-from harness.config import load_system_file, parse_system
-from harness.errors import ConfigError
-from harness.system import System
 from tests.conftest import MINI
 
 

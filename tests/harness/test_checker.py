@@ -7,10 +7,9 @@ import itertools
 from typing import Any
 
 import pytest
-
-from harness.checker import CHECKS, check_history
-from harness.config import SagaSpec, StepSpec
-from harness.results import CheckOutcome, RunResult, saga_check_outcomes
+from sagaproof.harness.checker import CHECKS, check_history
+from sagaproof.harness.config import SagaSpec, StepSpec
+from sagaproof.harness.results import CheckOutcome, RunResult, saga_check_outcomes
 
 CHECKOUT = SagaSpec(
     name="checkout", key="order_id", start="orders.created", success=("orders.completed",),
@@ -293,7 +292,7 @@ def test_accepts_a_streamed_history() -> None:
 
 
 def test_judge_as_if_due_separates_what_is_still_owed():
-    from harness.checker import judge_as_if_due
+    from sagaproof.harness.checker import judge_as_if_due
 
     spec = SagaSpec("checkout", "order_id", "orders.created", ("orders.completed",), ("orders.cancelled",),
                     (StepSpec("charge", "payment", "payments.completed", "payments.failed", "payments.refunded"),),

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sagaproof.harness.config import load_system_file, parse_duration
+from sagaproof.harness.errors import ConfigError
 
-from harness.config import load_system_file, parse_duration
-from harness.errors import ConfigError
 from tests.conftest import SAGAPROOF
 
 GOOD_SERVICE = """

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import nats
+from sagaproof.harness.config import load_system_file
+from sagaproof.harness.recorder import Recorder, subject_matches
+from sagaproof.harness.system import System
 
-from harness.config import load_system_file
-from harness.recorder import Recorder, subject_matches
-from harness.system import System
 from tests.conftest import MINI
 
 

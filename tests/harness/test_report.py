@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.checker import CHECKS, check_history
-from harness.config import SagaSpec, StepSpec
-from harness.report import render_html, write_reports
-from harness.results import CheckOutcome, RunResult
+from sagaproof.harness.checker import CHECKS, check_history
+from sagaproof.harness.config import SagaSpec, StepSpec
+from sagaproof.harness.report import render_html, write_reports
+from sagaproof.harness.results import CheckOutcome, RunResult
 
 CHECKOUT = SagaSpec(
     name="checkout", key="order_id", start="orders.created", success=("orders.completed",),

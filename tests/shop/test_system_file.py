@@ -8,10 +8,9 @@ import random
 import time
 
 import pytest
+from sagaproof.harness.config import load_callable, load_system_file
+from sagaproof.harness.system import System
 from shop_fixture import SHOP_DIR
-
-from harness.config import load_callable, load_system_file
-from harness.system import System
 
 
 def run_workload(system: System, spec, count: int) -> None:

@@ -9,9 +9,8 @@ from typing import Any
 
 import pact_events as ev
 from consumer_kit import PACT_DIR, deliver, state
+from sagaproof.contracts.pacts import message_pact
 from shop_common import new_event
-
-from contracts.pacts import message_pact
 
 
 def _available(inventory: ModuleType, sku: str) -> int:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pact_events as ev
 from consumer_kit import PACT_DIR, deliver
-
-from contracts.pacts import message_pact
+from sagaproof.contracts.pacts import message_pact
 
 
 def _place(order: ModuleType, order_id: str) -> None:

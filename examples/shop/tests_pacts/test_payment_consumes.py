@@ -10,9 +10,8 @@ from typing import Any
 import pact_events as ev
 from consumer_kit import PACT_DIR, deliver, state
 from pact import match
+from sagaproof.contracts.pacts import message_pact
 from shop_common import new_event
-
-from contracts.pacts import message_pact
 
 
 def _charge(payment: ModuleType, order_id: str, amount: int = 4200) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pact_events as ev
 from consumer_kit import PACT_DIR, deliver, state
-
-from contracts.pacts import message_pact
+from sagaproof.contracts.pacts import message_pact
 
 
 def test_shipping_consumes_inventory_reserved(service: Callable[[str], ModuleType]) -> None:

@@ -328,6 +328,38 @@ class NemesisHandle:
         return self.executed
 
 
+def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any, ...]:
+    """The faults of a fixed schedule (a JSON list of fault records), or ConfigError naming the bad one."""
+    from sagaproof.chaos.errors import ChaosError
+    from sagaproof.chaos.nemesis import BROKER_TARGET, Fault
+    from sagaproof.faultkinds import FAULT_KINDS
+
+    hint = "pass the minimal-schedule.json a shrinking run wrote, or a list of {id, kind, target, start, duration}."
+    if not isinstance(records, list):
+        raise ConfigError(f"{source}: a schedule is a JSON list of faults, not a JSON {type(records).__name__}; {hint}")
+    targets = [*system_spec.services, BROKER_TARGET]
+    faults = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ConfigError(f"{source}: fault #{i + 1} is not a JSON object; {hint}")
+        try:
+            fault = Fault.from_dict(record)
+        except ChaosError:
+            missing = [k for k in ("id", "kind", "target", "start", "duration") if k not in record]
+            what = f"lacks {', '.join(missing)}" if missing else "has a start or duration that is not a number"
+            raise ConfigError(f"{source}: fault #{i + 1} {what}; {hint}") from None
+        if fault.kind not in FAULT_KINDS:
+            raise ConfigError(f"{source}: fault #{i + 1} has unknown kind '{fault.kind}'; "
+                              f"the kinds are: {', '.join(FAULT_KINDS)}.")
+        if fault.target not in targets:
+            raise ConfigError(f"{source}: fault #{i + 1} targets '{fault.target}', which is not a service of this "
+                              f"system; the targets are: {', '.join(targets)}.")
+        if fault.start < 0 or fault.duration < 0:
+            raise ConfigError(f"{source}: fault #{i + 1} has a negative start or duration; use seconds >= 0.")
+        faults.append(fault)
+    return tuple(faults)
+
+
 def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
     """The run's fault schedule: generated from the seed, or the fixed one given (shrinking)."""
     from sagaproof.chaos.errors import ChaosError
@@ -336,7 +368,7 @@ def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
     menu = list(opts.faults if opts.faults is not None else system_spec.chaos.faults)
     intensity = opts.intensity if opts.intensity is not None else system_spec.chaos.intensity
     if opts.schedule is not None:
-        faults = tuple(Fault.from_dict(f) for f in opts.schedule)
+        faults = validate_schedule(opts.schedule, system_spec, "--schedule")
         return Schedule(seed, window, faults, tuple(menu), float(intensity))
     try:
         return generate_schedule(seed, menu, intensity, max(window, 0.5), list(system_spec.services),

@@ -67,6 +67,42 @@ def _faults_arg(text: str) -> tuple[str, ...]:
     return names
 
 
+def _count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return value
+
+
+def _port_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (0 to 65535; 0 picks a free one)")
+    return value
+
+
+def _os_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def ensure_writable_dir(path: Path, what: str) -> None:
+    """Create *path* if needed and check a file can be written in it; ConfigError (exit 2) if not."""
+    probe = Path(path) / ".sagaproof-write-probe"
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot write there ({_os_reason(exc)}); choose a directory you can "
+                          f"write to.") from None
+
+
 def _intensity_arg(text: str) -> float:
     try:
         v = float(text)
@@ -90,14 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
     run.add_argument("--seed", type=int, default=None, help="seed of the workload and the fault schedule")
     g = run.add_mutually_exclusive_group()
-    g.add_argument("--sagas", type=int, default=None, help="how many sagas to start (default: the system file's)")
+    g.add_argument("--sagas", type=_count_arg, default=None, help="how many sagas to start (default: the system file's)")
     g.add_argument("--duration", type=_duration_arg, default=None, help="drive the workload for this long, e.g. 30m")
     run.add_argument("--faults", type=_faults_arg, default=None,
                      help=f"comma-separated fault menu, or 'none' ({', '.join(FAULT_KINDS)})")
     run.add_argument("--intensity", type=_intensity_arg, default=None, help="0..1, how much of the time faults are on")
     run.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where reports and logs go")
     run.add_argument("--shrink", action="store_true", help="on failure, find a minimal failing fault schedule")
-    run.add_argument("--shrink-runs", type=int, default=8, metavar="N", help="at most N re-runs when shrinking (default 8)")
+    run.add_argument("--shrink-runs", type=_count_arg, default=8, metavar="N", help="at most N re-runs when shrinking (default 8)")
     run.add_argument("--no-chaos", action="store_true", help="no fault proxies and no faults")
     run.add_argument("--schedule", type=Path, default=None, metavar="FILE",
                      help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
@@ -121,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
     tp.add_argument("--host", default="127.0.0.1", help="API listen host (default 127.0.0.1)")
-    tp.add_argument("--port", type=int, default=8474, help="API listen port (default 8474)")
+    tp.add_argument("--port", type=_port_arg, default=8474, help="API listen port (default 8474)")
     tp.add_argument("--seed", type=int, default=None, help="seed of the toxics' random source")
     return p
 
@@ -180,6 +216,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from sagaproof.harness.system import System
 
     spec = load_system_file(args.dir)
+    ensure_writable_dir(args.report_dir, "--report-dir")
     bus = EventBus()
     bus.subscribe(lambda e: isinstance(e, ServiceReady) and console.print(
         f"  {e.service} ready on :{e.port} ({e.seconds:.2f}s)"))
@@ -204,6 +241,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_system_file(args.dir)
+    ensure_writable_dir(args.report_dir, "--report-dir")
     from sagaproof.harness.report_glue import finish_run
     from sagaproof.harness.runner import RunOptions, run
 
@@ -217,12 +255,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.schedule is not None:
         import json
 
+        from sagaproof.harness.chaos_control import validate_schedule
+
         try:
             schedule = json.loads(args.schedule.read_text())
-            assert isinstance(schedule, list) and all(isinstance(f, dict) for f in schedule)
-        except (OSError, ValueError, AssertionError):
-            raise ConfigError(f"--schedule {args.schedule}: not a readable JSON list of faults; pass the "
-                              f"minimal-schedule.json a shrinking run wrote.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--schedule {args.schedule}: cannot be read ({_os_reason(exc)}); give the path of a "
+                              f"schedule file such as a shrinking run's minimal-schedule.json.") from None
+        except ValueError as exc:
+            raise ConfigError(f"--schedule {args.schedule}: not valid JSON ({exc}); pass the minimal-schedule.json "
+                              f"a shrinking run wrote.") from None
+        validate_schedule(schedule, spec, f"--schedule {args.schedule}")
     opts = RunOptions(schedule=schedule, seed=args.seed, sagas=args.sagas, duration=args.duration, faults=args.faults,
                       intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
                       shrink_runs=args.shrink_runs,
@@ -246,7 +289,12 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         err_console.print(f"sagaproof: note: the fault proxy API listens on {args.host}, not only loopback.")
-    run_standalone(args.host, args.port, args.seed)
+    from sagaproof.chaos.errors import ChaosError
+
+    try:
+        run_standalone(args.host, args.port, args.seed)
+    except ChaosError as exc:  # the port is taken or the address is not ours: bad usage
+        raise ConfigError(str(exc)) from None
     return 0
 
 

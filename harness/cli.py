@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env for every service")
 
-    con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts")
+    con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts, record-deployment, can-i-deploy")
     csub = con.add_subparsers(dest="contracts_command", required=True, parser_class=_Parser)
     chk = csub.add_parser("check", help="static producer/consumer compatibility (no services started)")
     chk.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml, or of AsyncAPI files")
@@ -154,6 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml")
     ver.add_argument("--pacts", type=Path, default=None, help="pact directory (default: from the system file)")
     ver.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"))
+    rec = csub.add_parser("record-deployment", help="record which commit of its contracts a service runs in an "
+                                                    "environment (deployments/ENV.toml)")
+    rec.add_argument("services", nargs="+", metavar="SERVICE", help="the service(s) deployed")
+    rec.add_argument("--env", required=True, help="the environment, e.g. prod (its file is deployments/ENV.toml)")
+    rec.add_argument("--ref", default=None, help="the git ref deployed (default HEAD); recorded as its commit id")
+    rec.add_argument("--undeploy", action="store_true", help="remove the service(s) from the environment")
+    rec.add_argument("--dir", default=".", help="directory with sagaproof.toml, or of AsyncAPI files (default: .)")
+    rec.add_argument("--deployments", type=Path, default=None, metavar="DIR",
+                     help="where the environment files are (default: deployments/ next to the system file)")
+    cid = csub.add_parser("can-i-deploy", help="check candidates against what runs in an environment, both ways")
+    cid.add_argument("services", nargs="+", metavar="SERVICE", help="the service(s) to deploy together")
+    cid.add_argument("--to", required=True, metavar="ENV", help="the environment, as recorded by record-deployment")
+    cid.add_argument("--ref", default=None, help="the git ref to deploy (default: the work tree)")
+    cid.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cid.add_argument("--peer-contracts", action="append", default=[], metavar="NAME=PATH_OR_GIT_URL@REF",
+                     help="a running peer's contracts from another directory or repository (repeatable)")
+    cid.add_argument("--dir", default=".", help="directory with sagaproof.toml, or of AsyncAPI files (default: .)")
+    cid.add_argument("--deployments", type=Path, default=None, metavar="DIR",
+                     help="where the environment files are (default: deployments/ next to the system file)")
 
     tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
     tp.add_argument("--host", default="127.0.0.1", help="API listen host (default 127.0.0.1)")

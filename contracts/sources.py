@@ -417,7 +417,8 @@ class Tree:
     def _require(self, service: str, rels: list[str]) -> None:
         for rel in rels:
             if not self.source.exists(rel):
-                raise ContractSourceError(f"{service}'s contract {rel} does not exist in {self.where()}.")
+                raise ContractSourceError(f"{service} has no contract in {self.where()} ({rel} does not exist "
+                                          f"there); pass a ref or directory in which it has its contracts.")
 
     def load_service(self, service: str) -> ContractSet | None:
         """*service*'s contracts here (only its side of each channel), or None when it has none.

@@ -270,12 +270,13 @@ def _base_tree(system: _SystemDir, base: str) -> tuple[Any, bool]:
             counts = {o: found(o) for o in options}
             chosen = max(options, key=lambda o: counts[o]) if any(counts.values()) else None
         if chosen is None:
-            looked = ", ".join(sorted({f for s in system.work_tree().services()
-                                       for f in Tree(source, "", system.layout).contract_files(s)})[:4])
-            what = f"a {system.file_name} or the contract files ({looked})" if system.file_name else \
-                "an AsyncAPI document"
-            raise ConfigError(f"--base {base}: no contract found there (neither it nor its {system.rel or '.'} holds "
-                              f"{what}); give the system's directory or the repository root of the old version.")
+            files = sorted({f for s in system.work_tree().services()
+                            for f in Tree(source, "", system.layout).contract_files(s)})
+            looked = [f"{o}/{system.file_name}" if o else system.file_name for o in options if system.file_name]
+            looked += files[:2] + (["..."] if len(files) > 2 else [])
+            what = ", ".join(looked) if looked else "an AsyncAPI document"
+            raise ConfigError(f"--base {base}: no contract found in that directory (looked for {what}); give the "
+                              f"system's directory or the repository root of the old version.")
         return _tree_at(system, source, chosen)
     if system.top is None:
         raise ConfigError(f"--base {base}: no such directory, and {system.dir} is not in a git repository, so it "
@@ -286,31 +287,34 @@ def _base_tree(system: _SystemDir, base: str) -> tuple[Any, bool]:
 def _load_base(system: _SystemDir, tree: Any, layout_found: bool, base: str) -> Any:
     """The base contracts, failing closed: no contract there, or a service of the system without one, is a
     ConfigError (exit 2), never an empty base that makes every change look like an addition."""
-    where = f"--base {base} ({tree.where()})"
+    from sagaproof.contracts.sources import GitSource
+
+    where = f"--base {base}: in {tree.where()}"
+    hint = "a git ref at which the system has its contracts" if isinstance(tree.source, GitSource) else \
+        "the system's directory or the repository root of the old version"
     if tree.layout.services is None:
         if not tree.asyncapi_files():
-            raise ConfigError(f"{where}: no AsyncAPI document there; pass the ref or directory of the old version "
-                              f"of {system.dir}.")
+            raise ConfigError(f"{where} there is no AsyncAPI document; pass the ref or directory of the old "
+                              f"version of {system.dir}.")
         return tree.load_all()
     head_services = system.work_tree().services()
     if layout_found:
         declared = set(tree.layout.services)
         for svc in head_services:
             if svc in declared and not tree.contract_files(svc):
-                raise ConfigError(f"{where}: service {svc} of the system has no contract there (its system file "
-                                  f"names none), so nothing can be compared; pass a base in which it has one.")
+                raise ConfigError(f"{where} service {svc} of the system has no contract (its system file names "
+                                  f"none), so nothing can be compared; pass a base in which it has one.")
     else:
         missing = {svc: [f for f in tree.contract_files(svc) if not tree.source.exists(f)] for svc in head_services}
         if all(missing[s] and len(missing[s]) == len(tree.contract_files(s)) for s in head_services):
             looked = ", ".join(f for s in head_services for f in tree.contract_files(s))
-            raise ConfigError(f"{where}: no contract found there (looked for {looked}); pass a base that has the "
-                              f"contracts: the system's directory or the repository root of the old version.")
+            raise ConfigError(f"{where} no contract is found (looked for {looked}); pass {hint}.")
         for svc, files in missing.items():
             if files:
-                raise ConfigError(f"{where}: service {svc} of the system has no contract there ({files[0]} does "
-                                  f"not exist), so nothing can be compared; pass a base in which it has one.")
+                raise ConfigError(f"{where} service {svc} of the system has no contract ({files[0]} does not "
+                                  f"exist), so nothing can be compared; pass a base in which it has one.")
     if not tree.services():
-        raise ConfigError(f"{where}: no service has a contract there; pass a base that has the contracts.")
+        raise ConfigError(f"{where} no service has a contract; pass {hint}.")
     return tree.load_all()
 
 

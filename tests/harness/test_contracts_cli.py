@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import SAGAPROOF, SHOP
@@ -102,3 +103,122 @@ def test_run_with_an_invalid_contract_is_exit_2_before_anything_starts(tmp_path:
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "payment.yaml" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r" / "logs").exists()
+
+
+# ---------------------------------------------------------------------------- diff fails closed
+
+
+def _git(repo: Path, *args: str) -> str:
+    git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "-C", str(repo)]
+    return subprocess.run([*git, *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def shop_repo(tmp_path: Path) -> Path:
+    """A repository made by the test: c0 has no contracts yet, c1 adds the shop under examples/shop."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "README.md").write_text("x\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "c0")
+    _git(repo, "tag", "c0")
+    shutil.copytree(SHOP, repo / "examples" / "shop", ignore=shutil.ignore_patterns("__pycache__", ".shop-data"))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "c1")
+    _git(repo, "tag", "c1")
+    return repo
+
+
+def _one_sentence_exit_2(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "no breaking change" not in proc.stdout
+    for n in needles:
+        assert n in proc.stderr, proc.stderr
+
+
+def test_diff_base_directory_may_be_the_systems_directory_or_the_repository_root(shop_repo: Path, tmp_path: Path):
+    old_root = tmp_path / "old"
+    shutil.copytree(shop_repo, old_root, ignore=shutil.ignore_patterns(".git"))
+    shop = shop_repo / "examples" / "shop"
+    for base in (old_root, old_root / "examples" / "shop"):
+        same = _cli("contracts", "diff", str(shop), "--base", str(base))
+        assert same.returncode == 0 and "no contract changes" in same.stdout, same.stdout + same.stderr
+    _rename_required_field(shop / "contracts" / "order.yaml", "order_id", "orderId")
+    for base in (old_root, old_root / "examples" / "shop", "c1"):
+        proc = _cli("contracts", "diff", str(shop), "--base", str(base), "--json")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert any(c["breaking_for"] == "consumers" for c in json.loads(proc.stdout)["changes"])
+
+
+def test_diff_fails_closed_when_the_base_has_no_contracts(shop_repo: Path, tmp_path: Path):
+    shop = shop_repo / "examples" / "shop"
+    _rename_required_field(shop / "contracts" / "order.yaml", "order_id", "orderId")  # a breaking change
+    old = tmp_path / "old"
+    shutil.copytree(shop_repo, old, ignore=shutil.ignore_patterns(".git"))
+    (tmp_path / "empty").mkdir()
+    # the old contracts/ folder (neither the system's directory nor the repository root), an empty folder
+    for base in (old / "examples" / "shop" / "contracts", tmp_path / "empty"):
+        _one_sentence_exit_2(_cli("contracts", "diff", str(shop), "--base", str(base)), str(base),
+                             "system's directory or the repository root")
+    # a git ref from before the contracts existed
+    _one_sentence_exit_2(_cli("contracts", "diff", str(shop), "--base", "c0"), "c0", "no contract")
+    # an old system file in which a service of the system names no contract
+    toml = old / "examples" / "shop" / "sagaproof.toml"
+    toml.write_text(toml.read_text().replace('contracts = ["contracts/payment.yaml"]\n', ""))
+    _one_sentence_exit_2(_cli("contracts", "diff", str(shop), "--base", str(old)), "payment")
+
+
+def test_diff_a_service_new_since_the_base_is_an_addition(shop_repo: Path):
+    shop = shop_repo / "examples" / "shop"
+    doc = yaml.safe_load((shop / "contracts" / "shipping.yaml").read_text())
+    doc["info"]["title"] = "audit"
+    doc["operations"] = {k: v for k, v in doc["operations"].items() if v["action"] == "receive"}
+    (shop / "contracts" / "audit.yaml").write_text(yaml.safe_dump(doc))
+    toml = shop / "sagaproof.toml"
+    toml.write_text(toml.read_text() + '\n[services.audit]\ncommand = ["true"]\ncontracts = ["contracts/audit.yaml"]\n')
+    proc = _cli("contracts", "diff", str(shop), "--base", "c1", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert any(c["service"] == "audit" and c["verdict"] == "safe" for c in json.loads(proc.stdout)["changes"])
+
+
+def test_diff_reports_a_consumer_of_a_subject_nobody_sends(shop_repo: Path):
+    shop = shop_repo / "examples" / "shop"
+    doc = yaml.safe_load((shop / "contracts" / "payment.yaml").read_text())
+    (name, chan), = [(k, v) for k, v in doc["channels"].items() if v["address"] == "orders.created"]
+    doc["channels"]["placed"] = {**chan, "address": "orders.placed"}
+    doc["operations"]["onPlaced"] = {"action": "receive", "channel": {"$ref": "#/channels/placed"}}
+    (shop / "contracts" / "payment.yaml").write_text(yaml.safe_dump(doc))
+    proc = _cli("contracts", "diff", str(shop), "--base", "c1", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (change,) = [c for c in json.loads(proc.stdout)["changes"] if c["kind"] == "no-producer"]
+    assert change["subject"] == "orders.placed" and change["service"] == "payment"
+    assert change["breaking_for"] == "consumers" and "no service sends" in change["description"]
+
+
+def test_diff_reports_undecided_changes_as_undecided_and_exits_1(tmp_path: Path):
+    from tests.contracts.deploy_testkit import INT, doc, git, make_repo, write
+
+    repo = make_repo(tmp_path)
+    shop = repo / "shop"
+    # the producer sends order_id matching one pattern; the consumer starts asking another: no counterexample
+    # exists, and the structural check cannot prove it. The gate must not call that safe.
+    write(shop / "contracts" / "order.yaml", doc("order", "send", {"order_id": {"type": "string", "pattern": "^[a-z]{1,12}$"},
+                                                                   "amount": INT}, ["order_id", "amount"]))
+    git(repo, "commit", "-qam", "order_id pattern")
+    git(repo, "tag", "patterned")
+    write(shop / "contracts" / "payment.yaml", doc("payment", "receive", {"order_id": {"type": "string", "pattern": "^[a-z]+$"},
+                                                                         "amount": INT}, ["order_id", "amount"]))
+    proc = _cli("contracts", "diff", str(shop), "--base", "patterned", "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["undecided"] is True and out["breaking"] is False, proc.stdout + proc.stderr
+    assert any(c["verdict"] == "undecided" and c["service"] == "payment" for c in out["changes"]), out
+    table = _cli("contracts", "diff", str(shop), "--base", "patterned")
+    assert table.returncode == 1 and "undecided" in table.stdout and "no breaking change" not in table.stdout
+
+
+def test_check_writes_nothing_into_the_working_directory(tmp_path: Path):
+    proc = _cli("contracts", "check", str(SHOP), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -350,7 +350,7 @@ class _Checker:
                 key = ("exclusiveMinimum" if cb and cb[1] else "minimum") if lower else \
                       ("exclusiveMaximum" if cb and cb[1] else "maximum")
                 what = "below" if lower else "above"
-                return _No(f"the producer may send a number {what} the consumer's {key} {c[key]}", f"{cptr}/{key}",
+                return _No(f"the producer may send a number {what} the consumer's {key} {_num(c[key])}", f"{cptr}/{key}",
                            steps, p, c)
         if "multipleOf" in c:
             m = Fraction(str(c["multipleOf"]))
@@ -358,32 +358,32 @@ class _Checker:
             if k is None and _types(p) == {"integer"}:
                 k = 1
             if k is None or (Fraction(str(k)) / m).denominator != 1:
-                return _No(f"the producer's numbers are not all multiples of {c['multipleOf']}", f"{cptr}/multipleOf",
+                return _No(f"the producer's numbers are not all multiples of {_num(c['multipleOf'])}", f"{cptr}/multipleOf",
                            steps, p, c)
         return YES
 
     def _strings(self, p: dict[str, Any], c: dict[str, Any], cptr: str, steps: list[Any]) -> _Res:
         if p.get("minLength", 0) < c.get("minLength", 0):
-            return _No(f"the producer may send a string shorter than the consumer's minLength {c['minLength']}",
+            return _No(f"the producer may send a string shorter than the consumer's minLength {_num(c['minLength'])}",
                        f"{cptr}/minLength", steps, p, c)
         if "maxLength" in c and p.get("maxLength", float("inf")) > c["maxLength"]:
-            return _No(f"the producer may send a string longer than the consumer's maxLength {c['maxLength']}",
+            return _No(f"the producer may send a string longer than the consumer's maxLength {_num(c['maxLength'])}",
                        f"{cptr}/maxLength", steps, p, c)
         if "format" in c and p.get("format") != c["format"]:
             return _No(f"the consumer requires format '{c['format']}', the producer "
                        + (f"declares '{p['format']}'" if "format" in p else "declares no format"),
                        f"{cptr}/format", steps, p, c, certain="pattern" not in p)
         if "pattern" in c and p.get("pattern") != c["pattern"]:
-            return _No(f"the consumer requires pattern {c['pattern']!r}", f"{cptr}/pattern", steps, p, c,
+            return _No(f"the consumer requires pattern {_short(c['pattern'], 200)}", f"{cptr}/pattern", steps, p, c,
                        certain=False)
         return YES
 
     def _arrays(self, p: dict[str, Any], c: dict[str, Any], cptr: str, steps: list[Any]) -> _Res:
         if p.get("minItems", 0) < c.get("minItems", 0):
-            return _No(f"the producer may send fewer items than the consumer's minItems {c['minItems']}",
+            return _No(f"the producer may send fewer items than the consumer's minItems {_num(c['minItems'])}",
                        f"{cptr}/minItems", steps, p, c)
         if "maxItems" in c and p.get("maxItems", float("inf")) > c["maxItems"]:
-            return _No(f"the producer may send more items than the consumer's maxItems {c['maxItems']}",
+            return _No(f"the producer may send more items than the consumer's maxItems {_num(c['maxItems'])}",
                        f"{cptr}/maxItems", steps, p, c)
         if c.get("uniqueItems") and not p.get("uniqueItems") and p.get("maxItems", 2) > 1:
             return _No("the consumer requires unique items; the producer may repeat one", f"{cptr}/uniqueItems",
@@ -439,6 +439,11 @@ class _Checker:
             if isinstance(r, _Unknown):
                 unknown = r
         return unknown or YES
+
+
+def _num(v: Any) -> str:
+    """A number as JSON Schema writes it: 1, not 1.0."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else _short(v)
 
 
 def _short(v: Any, limit: int = 60) -> str:

@@ -268,7 +268,8 @@ def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: Contract
         _require_map(onode, ofile, optr, "an operation")
         action = onode.get("action")
         if action not in ("send", "receive"):
-            raise ContractError(ofile, f"{optr}/action", f"action must be 'send' or 'receive', not {action!r}")
+            raise ContractError(ofile, f"{optr}/action", f"action must be 'send' or 'receive', not {json.dumps(action)}"
+                                if action is not None else "the operation has no action; set it to 'send' or 'receive'")
         cref = onode.get("channel")
         if not isinstance(cref, dict) or not isinstance(cref.get("$ref"), str):
             raise ContractError(ofile, f"{optr}/channel", "the operation needs 'channel' as a $ref to one of the document's channels")

@@ -73,3 +73,10 @@ def test_outside_the_subset_is_decided_by_search() -> None:
     # Compatible but not provable structurally: unknown, never "incompatible" without a witness.
     v = is_compatible({"type": "string", "pattern": "^a"}, {"type": "string", "pattern": "^[ab]"})
     assert v.status in ("ok", "unknown")
+
+
+def test_reasons_write_numbers_and_patterns_as_json() -> None:
+    v = is_compatible({"type": "number"}, {"type": "number", "minimum": 1.0}, confirm_examples=0)
+    assert v.status == "incompatible" and "minimum 1" in v.reason and "1.0" not in v.reason, v.reason
+    v = is_compatible({"type": "string"}, {"type": "string", "maxLength": 3.0}, confirm_examples=0)
+    assert "maxLength 3" in v.reason and "3.0" not in v.reason, v.reason

@@ -140,3 +140,21 @@ def test_diff_render_and_json(shop_copy: Path) -> None:
     assert "breaking change" in text and "consumers" in text
     d = contracts.render.diff_to_dict(changes)
     assert d["breaking"] is True and json.dumps(d)
+
+
+def test_change_wording_uses_json_terms() -> None:
+    from sagaproof.contracts.diff import _schema_changes
+
+    base = {"type": "object", "properties": {"n": {"minimum": 1.0}, "s": {"type": "string"}, "c": {"const": None}}}
+    head = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 2, "maximum": 10.5},
+                                             "s": {"type": "string", "maxLength": 3.0, "format": "uuid"},
+                                             "c": {}}}
+    texts = [t for _, _, _, t in _schema_changes(base, head)]
+    joined = " | ".join(texts)
+    assert "None" not in joined and "1.0" not in joined and "3.0" not in joined, joined
+    assert "type of '/properties/n' narrowed from no type keyword to \"integer\"" in joined
+    assert "minimum of '/properties/n' changed from 1 to 2" in joined
+    assert "maximum of '/properties/n' changed from no maximum to 10.5" in joined
+    assert "maxLength of '/properties/s' changed from no maxLength to 3" in joined
+    assert "format changed from no format keyword to \"uuid\"" in joined
+    assert "const changed from null to no const keyword" in joined

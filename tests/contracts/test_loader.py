@@ -61,6 +61,7 @@ def test_load_with_explicit_services(tmp_path: Path) -> None:
     (_doc(channels={"c": {"address": "a..b"}}), "/channels/c/address", "not a valid NATS subject"),
     (_doc(operations={"o": {"action": "publish", "channel": {"$ref": "#/channels/c"}}}),
      "/operations/o/action", "'send' or 'receive'"),
+    (_doc(operations={"o": {"channel": {"$ref": "#/channels/c"}}}), "/operations/o/action", "has no action"),
     (_doc(operations={"o": {"action": "send", "channel": {"$ref": "#/channels/nope"}}}),
      "/operations/o/channel/$ref", "does not exist"),
     (_doc(operations={"o": {"action": "send", "channel": "c"}}), "/operations/o/channel", "$ref"),

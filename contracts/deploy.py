@@ -59,11 +59,16 @@ class Environment:
     path: Path
     services: dict[str, Deployment] = field(default_factory=dict)
 
-    def record(self, service: str, sha: str, *, ref_name: str | None = None,
+    def record(self, service: str, sha: str, *, ref_name: str | None = None, clear_previous: bool = False,
                now: _dt.datetime | None = None) -> Deployment:
-        """*service* now runs commit *sha*; what ran before becomes ``previous`` (unless it is the same)."""
+        """*service* now runs commit *sha*; what ran before becomes ``previous`` (unless it is the same).
+
+        With *clear_previous*, no previous version is kept: the streams hold no message of it any more.
+        """
         old = self.services.get(service)
         previous = old.previous if old is not None and old.ref == sha else (old.ref if old is not None else None)
+        if clear_previous:
+            previous = None
         when = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         dep = Deployment(service, sha, previous, ref_name, when)
         self.services[service] = dep

@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--env", required=True, help="the environment, e.g. prod (its file is deployments/ENV.toml)")
     rec.add_argument("--ref", default=None, help="the git ref deployed (default HEAD); recorded as its commit id")
     rec.add_argument("--undeploy", action="store_true", help="remove the service(s) from the environment")
+    rec.add_argument("--clear-previous", action="store_true",
+                     help="keep no previous version: the streams hold no message of it any more")
     rec.add_argument("--dir", default=".", help="directory with sagaproof.toml, or of AsyncAPI files (default: .)")
     rec.add_argument("--deployments", type=Path, default=None, metavar="DIR",
                      help="where the environment files are (default: deployments/ next to the system file)")

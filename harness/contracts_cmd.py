@@ -364,8 +364,9 @@ def cmd_record_deployment(args: argparse.Namespace, console: Console) -> int:
     top = system.require_git("record-deployment")
     env = read_environment(_deployments_dir(system, args.deployments), args.env, missing_ok=not args.undeploy)
     if args.undeploy:
-        if args.ref is not None:
-            raise ConfigError("--undeploy takes no --ref: it removes the service from the environment.")
+        if args.ref is not None or args.clear_previous:
+            raise ConfigError("--undeploy takes no --ref or --clear-previous: it removes the service from the "
+                              "environment.")
         for svc in args.services:
             env.undeploy(svc)
         env.write()
@@ -383,7 +384,8 @@ def cmd_record_deployment(args: argparse.Namespace, console: Console) -> int:
         if tree.load_service(svc) is None:  # pragma: no cover - services() lists only services with contracts
             raise ConfigError(f"{svc} has no contract at {ref}.")
     for svc in args.services:
-        dep = env.record(svc, source.sha, ref_name=None if source.sha.startswith(ref) else ref)
+        dep = env.record(svc, source.sha, ref_name=None if source.sha.startswith(ref) or ref == "HEAD" else ref,
+                         clear_previous=args.clear_previous)
         was = f" (replacing {dep.previous[:7]})" if dep.previous else ""
         console.print(f"{args.env}: {svc} runs {source.sha[:7]}{was}", markup=False, soft_wrap=True)
     env.write()

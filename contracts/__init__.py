@@ -1,16 +1,20 @@
 """sagaproof contracts: AsyncAPI 3.0 and JSON Schema event contracts for NATS.
 
-Loading (:func:`load`, :func:`load_dir`, :func:`load_at_git_ref`), static checks (:func:`check`,
-:func:`is_compatible`), the breaking-change gate (:func:`diff`), live validation (:class:`LiveValidator`),
-Pact message pacts (:func:`message_pact`, :func:`verify_pacts`) and HTTP fuzzing (:func:`fuzz_openapi`).
+Loading (:func:`load`, :func:`load_dir`, :func:`load_at_git_ref`; work trees, directories, git commits and
+other repositories in :mod:`sagaproof.contracts.sources`), static checks (:func:`check`,
+:func:`is_compatible`), the breaking-change gate (:func:`diff`), what runs where and can-i-deploy
+(:func:`read_environment`, :func:`can_i_deploy`), live validation (:class:`LiveValidator`), Pact message
+pacts (:func:`message_pact`, :func:`verify_pacts`) and HTTP fuzzing (:func:`fuzz_openapi`).
 This package never imports ``harness`` or ``chaos``.
 """
 
 from __future__ import annotations
 
 from sagaproof.contracts import render
+from sagaproof.contracts.can_i_deploy import Matrix, Row, Version, can_i_deploy
 from sagaproof.contracts.check import ChannelRow, CheckReport, Problem, check
 from sagaproof.contracts.compat import Verdict, is_compatible
+from sagaproof.contracts.deploy import Deployment, Environment, read_environment
 from sagaproof.contracts.diff import Change, diff
 from sagaproof.contracts.errors import ContractError, ContractsError, ContractSourceError
 from sagaproof.contracts.live import LiveValidator, Violation
@@ -26,12 +30,18 @@ __all__ = [
     "ContractSet",
     "ContractSourceError",
     "ContractsError",
+    "Deployment",
+    "Environment",
     "LiveValidator",
+    "Matrix",
     "Message",
     "Problem",
+    "Row",
     "SubjectSchema",
     "Verdict",
+    "Version",
     "Violation",
+    "can_i_deploy",
     "check",
     "diff",
     "fuzz_openapi",
@@ -40,6 +50,7 @@ __all__ = [
     "load_at_git_ref",
     "load_dir",
     "message_pact",
+    "read_environment",
     "render",
     "verify_pacts",
 ]

@@ -347,8 +347,11 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
 # ---------------------------------------------------------------------------- deployments
 
 
-def _deployments_dir(system: _SystemDir, given: Path | None) -> Path:
-    return given if given is not None else system.dir / "deployments"
+def _deployments_dir(d: str, given: Path | None) -> Path:
+    """--deployments, else deployments/ next to the system file (as the user wrote the directory)."""
+    if given is not None:
+        return given
+    return (Path(d) if Path(d).is_dir() else Path(d).parent) / "deployments"
 
 
 def _services_hint(names: list[str]) -> str:
@@ -362,7 +365,7 @@ def cmd_record_deployment(args: argparse.Namespace, console: Console) -> int:
 
     system = _system_dir(args.dir)
     top = system.require_git("record-deployment")
-    env = read_environment(_deployments_dir(system, args.deployments), args.env, missing_ok=not args.undeploy)
+    env = read_environment(_deployments_dir(args.dir, args.deployments), args.env, missing_ok=not args.undeploy)
     if args.undeploy:
         if args.ref is not None or args.clear_previous:
             raise ConfigError("--undeploy takes no --ref or --clear-previous: it removes the service from the "
@@ -474,7 +477,7 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
 
     system = _system_dir(args.dir)
     top = system.require_git("can-i-deploy")
-    env = read_environment(_deployments_dir(system, args.deployments), args.to)
+    env = read_environment(_deployments_dir(args.dir, args.deployments), args.to)
     names = list(dict.fromkeys(args.services))
     if args.ref is None:
         cand_tree, label, ref_id = system.work_tree(), "work tree", "work tree"

@@ -130,3 +130,10 @@ def test_nightly_recipe_prints_and_keeps_its_seed(tmp_path: Path):
     seed = (out / "SEED").read_text().split()[-1]
     assert f"seed: {seed}" in proc.stdout
     assert json.loads((out / "report.json").read_text())["seed"] == int(seed)
+
+
+def test_docs_show_the_recipes_as_they_are():
+    doc = (ROOT / "docs" / "ci.md").read_text()
+    for name in ("gate.sh", "pr-contracts.sh"):
+        body = [line for line in (RECIPES / name).read_text().splitlines() if line and not line.startswith("#")]
+        assert all(line in doc for line in body), [line for line in body if line not in doc]

@@ -410,7 +410,8 @@ def load_at_git_ref(repo_dir: str | Path, ref: str, sources: Mapping[str, Iterab
     """Load the contracts as they were at git *ref* (or, if *ref* is a directory, from that base directory).
 
     *sources* is either the same mapping :func:`load` takes (paths as in the working tree) or a contracts
-    directory (as :func:`load_dir`). Files that did not exist at *ref* are skipped (their services are new).
+    directory (as :func:`load_dir`). Files that did not exist at *ref* are skipped (their services are new),
+    but when none exists there it is a :class:`ContractSourceError`, not an empty set.
     """
     repo = Path(repo_dir).resolve()
     base_dir = Path(ref)
@@ -455,9 +456,15 @@ def load_at_git_ref(repo_dir: str | Path, ref: str, sources: Mapping[str, Iterab
             listing = _git(top, "ls-tree", "-r", "--name-only", ref, "--", rel)
             candidates = [top / line for line in listing.splitlines() if line]
         files = _find_asyncapi(candidates, reader)
+        if not files:
+            raise ContractSourceError(f"No AsyncAPI document found under {d} at {ref}; pass a ref or directory "
+                                      f"that has the contracts.")
         return _build({None: files}, [], reader)
     srcs = {svc: [Path(p) for p in paths if exists(Path(p))] for svc, paths in sources.items()}
     plain = [s for s in schemas if exists(Path(s.schema_path))]
+    if not any(srcs.values()) and not plain:
+        # Fail closed: an empty base would make every change look like an addition.
+        raise ContractSourceError(f"No contract file exists at {ref}; pass a ref or directory that has the contracts.")
     return _build(srcs, plain, reader)
 
 

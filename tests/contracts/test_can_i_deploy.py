@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_testkit import ORDER, git, make_repo, pact, sagaproof, write
+from deploy_testkit import ORDER, STR, git, make_repo, pact, sagaproof, write
 
 from tests.conftest import SAGAPROOF
 
@@ -302,3 +302,41 @@ def test_bad_inputs_are_one_sentence_and_exit_2(repo: Path, peer_repo: Path, tmp
     plain = tmp_path / "plain"
     shutil.copytree(repo / "shop", plain)
     _assert_one_sentence(_cli("can-i-deploy", "order", "--to", "prod", "--dir", str(plain)), "not in a git repository")
+
+
+# ---------------------------------------------------------------------------- the engine alone
+
+
+def _version(tmp_path: Path, service: str, action: str, props: dict[str, Any], required: list[str],
+             ref: str = "r1") -> Any:
+    from deploy_testkit import doc
+
+    from sagaproof import contracts
+
+    path = tmp_path / ref / f"{service}.yaml"
+    write(path, doc(service, action, props, required))
+    return contracts.Version(service, ref, ref, contracts.load({service: [path]}))
+
+
+def test_undecided_is_not_safe(tmp_path: Path) -> None:
+    from sagaproof import contracts
+
+    # the consumer asks a pattern the producer's pattern may or may not satisfy: no proof, no counterexample
+    producer = _version(tmp_path, "order", "send", {"order_id": {"type": "string", "pattern": "^[a-z]{1,12}$"}},
+                        ["order_id"])
+    consumer = _version(tmp_path, "payment", "receive", {"order_id": {"type": "string", "pattern": "^[a-z]+$"}},
+                        ["order_id"], ref="r2")
+    m = contracts.can_i_deploy([consumer], {"order": producer}, {}, environment="prod")
+    (row,) = m.rows
+    assert row.verdict == "undecided" and not m.ok and m.exit_code == 1
+    assert "1 undecided" in m.summary()
+
+
+def test_empty_environment_and_notes(tmp_path: Path) -> None:
+    from sagaproof import contracts
+
+    consumer = _version(tmp_path, "payment", "receive", {"order_id": STR}, ["order_id"])
+    m = contracts.can_i_deploy([consumer], {}, {}, environment="qa")
+    assert m.ok and m.rows == [] and m.exit_code == 0
+    assert m.notes == ["payment r1 receives orders.created, which nothing running in qa (or deployed with it) sends"]
+

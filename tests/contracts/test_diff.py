@@ -158,3 +158,18 @@ def test_change_wording_uses_json_terms() -> None:
     assert "maxLength of '/properties/s' changed from no maxLength to 3" in joined
     assert "format changed from no format keyword to \"uuid\"" in joined
     assert "const changed from null to no const keyword" in joined
+
+
+def test_load_at_git_ref_without_any_contract_fails_closed(repo: Path) -> None:
+    # a commit with nothing in it (as a ref from before the contracts existed)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(repo), "PATH": "/usr/bin:/bin"}
+    tree = subprocess.run(["git", "-C", str(repo), "mktree"], input="", capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(repo), "commit-tree", tree, "-m", "empty"], capture_output=True,
+                            text=True, check=True, env=env).stdout.strip()
+    _git(repo, "tag", "empty", commit)
+    with pytest.raises(contracts.ContractSourceError, match="No AsyncAPI document"):
+        contracts.load_at_git_ref(repo, "empty", repo / "contracts")
+    with pytest.raises(contracts.ContractSourceError, match="No contract file"):
+        contracts.load_at_git_ref(repo, "empty", {"order": [repo / "contracts/order.yaml"]})

@@ -20,13 +20,18 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from sagaproof.harness.config import SystemSpec, find_system_file, load_system_file
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
+
+if TYPE_CHECKING:  # the contracts package is imported when a command runs
+    from sagaproof.contracts.can_i_deploy import Version
+    from sagaproof.contracts.sources import Layout, Source, Tree
 
 
 def _has_system_file(d: str) -> bool:
@@ -135,9 +140,9 @@ class _SystemDir:
     file_name: str | None  # "sagaproof.toml" / "pyproject.toml", None for a directory of AsyncAPI documents
     top: Path | None  # the git repository's top directory
     rel: str  # the system's directory relative to top ("" at the top, or when not in git)
-    layout: Any
+    layout: Layout
 
-    def work_tree(self) -> Any:
+    def work_tree(self) -> Tree:
         from sagaproof.contracts.sources import DirSource, Tree
 
         return Tree(DirSource(self.top or self.dir, label="work tree"), self.rel, self.layout)
@@ -171,7 +176,7 @@ def _rel(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
 
-def _layout_from_spec(spec: SystemSpec) -> Any:
+def _layout_from_spec(spec: SystemSpec) -> Layout:
     from sagaproof.contracts.sources import Layout
 
     from sagaproof import contracts
@@ -194,7 +199,7 @@ def _strs(v: Any) -> tuple[str, ...]:
     return tuple(x for x in v if isinstance(x, str)) if isinstance(v, list) else ()
 
 
-def _layout_from_text(text: str, file_name: str) -> Any:
+def _layout_from_text(text: str, file_name: str) -> Layout | None:
     """The layout a system file at some git ref gives, read loosely (only the keys about contracts); None when
     the text is not a system file."""
     from sagaproof.contracts.sources import Layout
@@ -206,7 +211,8 @@ def _layout_from_text(text: str, file_name: str) -> Any:
     except tomllib.TOMLDecodeError:
         return None
     if file_name == "pyproject.toml":
-        data = data.get("tool", {}).get("sagaproof")
+        tool = data.get("tool")
+        data = tool.get("sagaproof") if isinstance(tool, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         return None
     services = {n: _strs(s.get("contracts")) for n, s in data["services"].items() if isinstance(s, dict)}
@@ -222,7 +228,7 @@ def _layout_from_text(text: str, file_name: str) -> Any:
     return Layout(services, schemas, pacts.get("dir") if isinstance(pacts.get("dir"), str) else None, stored)
 
 
-def _layout_at(system: _SystemDir, source: Any, rel: str) -> tuple[Any, bool]:
+def _layout_at(system: _SystemDir, source: Source, rel: str) -> tuple[Layout, bool]:
     """(layout, found): the system file at *source* if there is one, else the work tree's layout."""
     from sagaproof.contracts.sources import Layout
 
@@ -236,7 +242,7 @@ def _layout_at(system: _SystemDir, source: Any, rel: str) -> tuple[Any, bool]:
     return (system.layout if system.file_name else Layout()), False
 
 
-def _tree_at(system: _SystemDir, source: Any, rel: str | None = None) -> tuple[Any, bool]:
+def _tree_at(system: _SystemDir, source: Source, rel: str | None = None) -> tuple[Tree, bool]:
     from sagaproof.contracts.sources import Tree
 
     rel = system.rel if rel is None else rel
@@ -247,7 +253,7 @@ def _tree_at(system: _SystemDir, source: Any, rel: str | None = None) -> tuple[A
 # ---------------------------------------------------------------------------- diff
 
 
-def _base_tree(system: _SystemDir, base: str) -> tuple[Any, bool]:
+def _base_tree(system: _SystemDir, base: str) -> tuple[Tree, bool]:
     """The contracts at --base: a directory (the system's directory or the repository root) or a git ref."""
     from sagaproof.contracts.sources import DirSource, GitSource, Tree
 
@@ -284,7 +290,7 @@ def _base_tree(system: _SystemDir, base: str) -> tuple[Any, bool]:
     return _tree_at(system, GitSource.resolve(system.top, base))
 
 
-def _load_base(system: _SystemDir, tree: Any, layout_found: bool, base: str) -> Any:
+def _load_base(system: _SystemDir, tree: Tree, layout_found: bool, base: str) -> Any:
     """The base contracts, failing closed: no contract there, or a service of the system without one, is a
     ConfigError (exit 2), never an empty base that makes every change look like an addition."""
     from sagaproof.contracts.sources import GitSource
@@ -400,12 +406,12 @@ _SCP_URL = re.compile(r"^[\w.-]+@[\w.-]+:")
 
 
 def _peer_versions(spec_values: list[str], system: _SystemDir, stack: contextlib.ExitStack,
-                   candidates: set[str]) -> dict[str, Any]:
+                   candidates: set[str]) -> dict[str, Version]:
     """--peer-contracts NAME=PATH_OR_GIT_URL[@REF]: a peer's version read from another directory or repository."""
     from sagaproof.contracts.can_i_deploy import Version
-    from sagaproof.contracts.sources import DirSource, GitSource, Tree, clone_source, git_toplevel
+    from sagaproof.contracts.sources import DirSource, GitSource, Layout, Tree, clone_source, git_toplevel
 
-    out: dict[str, Any] = {}
+    out: dict[str, Version] = {}
     for value in spec_values:
         name, sep, loc = value.partition("=")
         if not sep or not name or not loc:
@@ -446,8 +452,6 @@ def _peer_versions(spec_values: list[str], system: _SystemDir, stack: contextlib
                 layout = _layout_from_text(source.read(path), fname)
                 if layout is not None:
                     break
-        from sagaproof.contracts.sources import Layout
-
         tree = Tree(source, rel, layout or Layout())
         cs = tree.load_service(name)
         if cs is None:
@@ -458,7 +462,8 @@ def _peer_versions(spec_values: list[str], system: _SystemDir, stack: contextlib
     return out
 
 
-def _stored(layout: Any) -> Any:
+def _stored(layout: Layout) -> Callable[[str, str], bool] | None:
+    """Whether a message on a producer's and a consumer's subject pattern may be kept in a stream."""
     from sagaproof.contracts.subjects import overlaps
 
     subjects = layout.stored_subjects
@@ -500,8 +505,9 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
             try:
                 source = GitSource.resolve(top, sha)
             except ContractSourceError as exc:
-                raise ConfigError(f"{env.path}: {svc}'s {what} commit {sha[:7]} is not in this repository "
-                                  f"({exc}).") from None
+                shallow = " (this clone is shallow)" if "shallow" in str(exc) else ""
+                raise ConfigError(f"{env.path}: {svc}'s {what} commit {sha[:7]} is not in this repository{shallow}; "
+                                  f"fetch the whole history, or record a commit that is in it.") from None
             trees[sha] = _tree_at(system, source)[0]
         tree = trees[sha]
         cs = tree.load_service(svc)

@@ -377,9 +377,9 @@ def can_i_deploy(candidates: Iterable[Version], running: dict[str, Version], pre
             for old in left:
                 if live is None or old.ref != live.ref:
                     add(old, c, "stored messages")
-    for p in cands.values():
+    for cand in cands.values():
         for q in after.values():
-            add(p, q, "messages")
+            add(cand, q, "messages")
 
     rows: list[Row] = []
     for pv, cv, kind in pairs.values():
@@ -395,12 +395,12 @@ def can_i_deploy(candidates: Iterable[Version], running: dict[str, Version], pre
             if key in seen:
                 continue
             seen.add(key)
-            pv = after.get(pact.provider)
-            if pv is None:
+            provider = after.get(pact.provider)
+            if provider is None:
                 notes.append(f"{qv.service} {qv.label} has a pact with {pact.provider}, which does not run in "
                              f"{environment}; not checked")
                 continue
-            rows.append(_pact_row(pact, pv, qv))
+            rows.append(_pact_row(pact, provider, qv))
     for c in cands.values():
         for cpat, _ in c.receives():
             if not any(overlaps(ppat, cpat) for v in after.values() for ppat, _ in v.sends()):

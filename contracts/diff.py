@@ -308,7 +308,7 @@ def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60) -> lis
 def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hmsgs: list[Message] | None,
                   bch: Channel, base: ContractSet, max_examples: int) -> list[Change]:
     out: list[Change] = []
-    other = "consumers" if role == "producer" else "producers"
+    other: BreakingFor = "consumers" if role == "producer" else "producers"
     verb = "sends" if role == "producer" else "receives"
     if hmsgs is None:
         # The service no longer sends/receives here.
@@ -333,10 +333,10 @@ def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hm
     for name, hm in hnames.items():
         bm = bnames.get(name)
         if bm is None:
-            state, why = _counter_check(role, pat, svc, hm, base, max_examples)
-            out.append(Change("message-added", pat, "", other if state == "breaking" else None,  # type: ignore[arg-type]
+            added, why = _counter_check(role, pat, svc, hm, base, max_examples)
+            out.append(Change("message-added", pat, "", other if added == "breaking" else None,
                               f"{svc} now {verb} {name} on {pat}" + (f"; {why}" if why else ""), svc, role, name,
-                              undecided=state == "undecided"))
+                              undecided=added == "undecided"))
             continue
         details = _schema_changes(bm.payload, hm.payload)
         if not details:
@@ -360,9 +360,9 @@ def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hm
             desc = f"{svc} ({role}) {name}: {text}"
             if (bf or (state == "undecided" and risky_here)) and why:
                 desc += f"; {why}"
-            out.append(Change(kind, pat, path, bf, desc, svc, role, name,  # type: ignore[arg-type]
+            out.append(Change(kind, pat, path, bf, desc, svc, role, name,
                               undecided=state == "undecided" and risky_here))
         if state in ("breaking", "undecided") and not any(direction in risky for _, _, direction, _ in details):
-            out.append(Change("schema-changed", pat, "", other if state == "breaking" else None,  # type: ignore[arg-type]
+            out.append(Change("schema-changed", pat, "", other if state == "breaking" else None,
                               f"{svc} ({role}) {name}: {why}", svc, role, name, undecided=state == "undecided"))
     return out

@@ -292,7 +292,7 @@ def _read_pact(text: str, file: str) -> list[PactMessage]:
                     readable = False
         else:
             content = contents
-        meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        meta: dict[str, Any] = item["metadata"] if isinstance(item.get("metadata"), dict) else {}
         if not meta and isinstance(contents, dict) and isinstance(contents.get("metadata"), dict):
             meta = contents["metadata"]
         subject = meta.get("subject") if isinstance(meta.get("subject"), str) else None
@@ -397,11 +397,12 @@ class Tree:
                     raise ContractSourceError(f"No AsyncAPI document found in {self.where()}.")
                 self._all = self._load({None: files}, [])
             else:
-                sources = {s: [self._rel(f) for f in fs] for s, fs in self.layout.services.items() if fs}
+                sources: dict[str | None, list[str]] = {s: [self._rel(f) for f in fs]
+                                                        for s, fs in self.layout.services.items() if fs}
                 if not sources and not self.layout.schemas:
                     raise ContractSourceError(f"No service has a contract in {self.where()}.")
                 for svc, rels in sources.items():
-                    self._require(svc, rels)
+                    self._require(str(svc), rels)
                 self._all = self._load(dict(sources), list(self.layout.schemas))
         return self._all
 

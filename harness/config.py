@@ -79,18 +79,34 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class StepSpec:
-    """A saga step: its success event, failure event and (optional) compensation event."""
+    """A saga step: its success event, and optionally its failure and compensation events.
+
+    ``after`` names what the step waits for (other steps, ``one_of`` groups, or the saga's own start and
+    outcome subjects); steps without it are unordered. A step without ``compensation`` has nothing to undo.
+    ``optional`` steps may be skipped; ``retriable`` steps may fail and then succeed; steps sharing a
+    ``one_of`` label are alternatives (at most one of them succeeds).
+    """
 
     name: str
     service: str
     success: str
     failure: str | None = None
     compensation: str | None = None
+    after: tuple[str, ...] = ()
+    optional: bool = False
+    retriable: bool = False
+    one_of: str | None = None
 
 
 @dataclass(frozen=True)
 class SagaSpec:
-    """A choreographed saga: correlation key, start event, steps and terminal events."""
+    """A choreographed saga: correlation key, start event, steps and terminal events.
+
+    ``key`` is a field of every event's JSON payload, or a dotted path into it (``data.order_id``);
+    ``event_id`` likewise names the field that identifies an event (wire duplicates share it).
+    ``compensation_order`` is ``"any"`` (compensations of different steps in any order) or ``"reverse"``
+    (a cascade: a step is undone only after every step that came after it was undone).
+    """
 
     name: str
     key: str
@@ -99,6 +115,34 @@ class SagaSpec:
     abort: tuple[str, ...]
     steps: tuple[StepSpec, ...]
     deadline: float = 30.0
+    event_id: str = "event_id"
+    compensation_order: str = "any"
+
+    def key_of(self, data: Any) -> Any:
+        """The correlation key in an event payload (None when it has none)."""
+        return field_at(data, self.key)
+
+    def step(self, name: str) -> StepSpec:
+        """The step called ``name``."""
+        for st in self.steps:
+            if st.name == name:
+                return st
+        raise KeyError(name)
+
+
+def field_at(data: Any, path: str) -> Any:
+    """The value at ``path`` in a JSON object: the field of that exact name, else the dotted path into
+    nested objects (``"data.order_id"``); None when there is none."""
+    if not isinstance(data, dict):
+        return None
+    value = data.get(path)
+    if value is not None or "." not in path:
+        return value
+    for part in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
 
 
 @dataclass(frozen=True)
@@ -114,6 +158,8 @@ class WorkloadSpec:
     path: str = "/"
     subject: str | None = None
     body: str | None = None
+    saga: str | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +215,7 @@ class SystemSpec:
     chaos: ChaosSpec
     contract_schemas: tuple[dict[str, Any], ...] = ()
     pacts: PactsSpec = PactsSpec()
+    env: dict[str, str] = field(default_factory=dict)
 
     def contract_sources(self) -> dict[str, list[Path]]:
         """Service name -> its contract files, for the contracts package."""
@@ -336,7 +383,17 @@ def _load_ready(ctx: _Ctx, where: str, raw: Any) -> ReadySpec:
     return ReadySpec(kind, target, timeout)
 
 
-def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any) -> ServiceSpec:
+def _load_env(ctx: _Ctx, where: str, raw: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for k, v in raw.items():
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ctx.fail(f"{where}.{k}", f"must be a string, not {_typename(v)} ({v!r}).")
+        _check_placeholders(ctx, f"{where}.{k}", str(v))
+        env[k] = str(v)
+    return env
+
+
+def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any, shared_env: dict[str, str]) -> ServiceSpec:
     where = f"services.{name}"
     if not re.match(r"^[A-Za-z0-9_-]+$", name):
         raise ctx.fail(where, "service names may use letters, digits, '-' and '_' only; rename it.")
@@ -362,13 +419,7 @@ def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any) -> ServiceSpec:
     cwd = root / _get(ctx, where, raw, "cwd", str, ".")
     if not cwd.is_dir():
         raise ctx.fail(f"{where}.cwd", f"directory {cwd} does not exist; give a path relative to {root}.")
-    env_raw = _get(ctx, where, raw, "env", dict, {})
-    env: dict[str, str] = {}
-    for k, v in env_raw.items():
-        if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise ctx.fail(f"{where}.env.{k}", f"must be a string, not {_typename(v)} ({v!r}).")
-        _check_placeholders(ctx, f"{where}.env.{k}", str(v))
-        env[k] = str(v)
+    env = {**shared_env, **_load_env(ctx, f"{where}.env", _get(ctx, where, raw, "env", dict, {}))}
     contracts = []
     for c in _str_list(ctx, where, raw, "contracts"):
         p = root / c
@@ -388,23 +439,39 @@ def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any) -> ServiceSpec:
     )
 
 
+_STEP_KEYS = ["name", "service", "success", "failure", "compensation", "after", "optional", "retriable", "one_of"]
+# Two roles one subject may play in a saga, because the checker can still tell what each event means: the
+# compensation or failure that also ends the saga (the service that undoes or fails announces the end), and
+# the last step's success that is also the saga's success.
+_DOUBLE_ROLES = {frozenset({"compensation", "abort"}), frozenset({"failure", "abort"}),
+                 frozenset({"success", "outcome success"})}
+
+
 def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec]) -> SagaSpec:
     where = f"sagas.{name}"
     if not isinstance(raw, dict):
         raise ctx.fail(where, "must be a table with key, start, success, abort and steps.")
-    _check_keys(ctx, where, raw, ["key", "start", "success", "abort", "steps", "deadline"])
+    _check_keys(ctx, where, raw, ["key", "start", "success", "abort", "steps", "deadline", "event_id",
+                                  "compensation_order"])
     key = _get(ctx, where, raw, "key", str, required=True, example='key = "order_id"')
+    if not key or key.startswith(".") or key.endswith(".") or ".." in key:
+        raise ctx.fail(f"{where}.key", f"must be a field name or a dotted path such as \"data.order_id\", not {key!r}.")
     start = _get(ctx, where, raw, "start", str, required=True, example='start = "orders.created"')
     success = _str_list(ctx, where, raw, "success", required=True, example='success = ["orders.completed"]')
     abort = _str_list(ctx, where, raw, "abort", default=())
-    steps = []
+    event_id = _get(ctx, where, raw, "event_id", str, "event_id")
+    order = _get(ctx, where, raw, "compensation_order", str, "any")
+    if order not in ("any", "reverse"):
+        raise ctx.fail(f"{where}.compensation_order", f"must be \"any\" (compensations in any order) or \"reverse\" "
+                                                      f"(a cascade: undo in reverse order of success), not {order!r}.")
+    steps: list[StepSpec] = []
     raw_steps = _get(ctx, where, raw, "steps", list, [])
     seen: set[str] = set()
     for i, s in enumerate(raw_steps):
         sw = f"{where}.steps[{i}]"
         if not isinstance(s, dict):
             raise ctx.fail(sw, f"must be a table: [[{where}.steps]] name = ..., service = ..., success = ...")
-        _check_keys(ctx, sw, s, ["name", "service", "success", "failure", "compensation"])
+        _check_keys(ctx, sw, s, _STEP_KEYS)
         sname = _get(ctx, sw, s, "name", str, required=True, example='name = "charge"')
         if sname in seen:
             raise ctx.fail(f"{sw}.name", f"step '{sname}' appears twice; give each step its own name.")
@@ -413,15 +480,114 @@ def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec])
         if service not in services:
             raise ctx.fail(f"{sw}.service", f"names service '{service}', which is not defined; "
                                             f"{_suggest(service, sorted(services)) if services else 'add a [services.' + service + '] table.'}")
-        steps.append(StepSpec(sname, service, _get(ctx, sw, s, "success", str, required=True,
-                                                    example='success = "payments.completed"'),
-                              _get(ctx, sw, s, "failure", str), _get(ctx, sw, s, "compensation", str)))
-    return SagaSpec(name, key, start, success, abort, tuple(steps), _duration(ctx, where, raw, "deadline", 30.0))
+        steps.append(StepSpec(
+            sname, service, _get(ctx, sw, s, "success", str, required=True, example='success = "payments.completed"'),
+            _get(ctx, sw, s, "failure", str), _get(ctx, sw, s, "compensation", str),
+            after=_str_list(ctx, sw, s, "after"), optional=_get(ctx, sw, s, "optional", bool, False),
+            retriable=_get(ctx, sw, s, "retriable", bool, False), one_of=_get(ctx, sw, s, "one_of", str)))
+    spec = SagaSpec(name, key, start, success, abort, tuple(steps), _duration(ctx, where, raw, "deadline", 30.0),
+                    event_id, order)
+    _check_roles(ctx, spec)
+    _check_after(ctx, spec)
+    return spec
 
 
-def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSpec]) -> WorkloadSpec:
+def saga_roles(spec: SagaSpec) -> dict[str, list[tuple[str, str | None]]]:
+    """Subject -> the roles it plays in the saga, each (role, step name or None): role is "start",
+    "outcome success", "abort", or a step's "success", "failure" or "compensation"."""
+    roles: dict[str, list[tuple[str, str | None]]] = {}
+
+    def add(subject: str | None, role: str, step: str | None = None) -> None:
+        if subject:
+            entry = (role, step)
+            if entry not in roles.setdefault(subject, []):
+                roles[subject].append(entry)
+
+    add(spec.start, "start")
+    for s in spec.success:
+        add(s, "outcome success")
+    for s in spec.abort:
+        add(s, "abort")
+    for st in spec.steps:
+        add(st.success, "success", st.name)
+        add(st.failure, "failure", st.name)
+        add(st.compensation, "compensation", st.name)
+    return roles
+
+
+def _role_text(role: str, step: str | None) -> str:
+    if step is None:
+        return {"start": "the saga's start", "outcome success": "a success outcome", "abort": "an abort outcome"}[role]
+    return f"step '{step}' {role}"
+
+
+def _check_roles(ctx: _Ctx, spec: SagaSpec) -> None:
+    """A subject may play one role, or one of the double roles the checker can tell apart."""
+    where = f"sagas.{spec.name}"
+    for subject, roles in saga_roles(spec).items():
+        if len(roles) < 2:
+            continue
+        steps = {st for _, st in roles if st is not None}
+        kinds = frozenset(r for r, _ in roles)
+        if len(roles) == 2 and len(steps) <= 1 and kinds in _DOUBLE_ROLES:
+            continue
+        a, b = roles[0], roles[1]
+        raise ctx.fail(where, f"subject '{subject}' is both {_role_text(*a)} and {_role_text(*b)}, and the checker "
+                              f"cannot tell which an event on it means; give each its own subject (a subject may "
+                              f"only double as a compensation or failure that ends the saga, listed in abort, or "
+                              f"as the last step's success that is also in success).")
+
+
+def _check_after(ctx: _Ctx, spec: SagaSpec) -> None:
+    where = f"sagas.{spec.name}"
+    names = {st.name for st in spec.steps}
+    groups: dict[str, list[str]] = {}
+    for st in spec.steps:
+        if st.one_of is not None:
+            if st.one_of in names:
+                raise ctx.fail(f"{where}.steps.{st.name}.one_of", f"'{st.one_of}' is also a step's name; give the "
+                                                                  f"group of alternatives a name of its own.")
+            groups.setdefault(st.one_of, []).append(st.name)
+    subjects = {spec.start, *spec.success, *spec.abort}
+    known = sorted(names | set(groups) | subjects)
+    for st in spec.steps:
+        for dep in st.after:
+            if dep == st.name:
+                raise ctx.fail(f"{where}.steps.{st.name}.after", "a step cannot come after itself; remove it.")
+            if dep not in names and dep not in groups and dep not in subjects:
+                raise ctx.fail(f"{where}.steps.{st.name}.after",
+                               f"'{dep}' is not a step, a one_of group or a subject of this saga; "
+                               f"{_suggest(dep, known)}")
+    # No cycles: depth-first over step -> steps (and groups) it comes after.
+    deps: dict[str, set[str]] = {}
+    for st in spec.steps:
+        out: set[str] = set()
+        for dep in st.after:
+            out.update(groups.get(dep, [dep] if dep in names else []))
+        deps[st.name] = out
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = " -> ".join([*path[path.index(n):], n])
+            raise ctx.fail(f"{where}.steps.{n}.after", f"the steps wait for each other in a cycle ({cycle}); "
+                                                        f"remove one of these 'after' entries.")
+        state[n] = 1
+        for d in sorted(deps.get(n, ())):
+            visit(d, [*path, n])
+        state[n] = 2
+
+    for st in spec.steps:
+        visit(st.name, [])
+
+
+def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSpec],
+                   saga_specs: dict[str, SagaSpec]) -> WorkloadSpec:
     w = "workload"
-    _check_keys(ctx, w, raw, ["sagas", "rate", "concurrency", "via", "service", "method", "path", "subject", "body"])
+    _check_keys(ctx, w, raw, ["sagas", "rate", "concurrency", "via", "service", "method", "path", "subject", "body",
+                              "saga", "key"])
     sagas = _get(ctx, w, raw, "sagas", int, 20)
     if sagas < 0:
         raise ctx.fail("workload.sagas", f"must be 0 or more, not {sagas}.")
@@ -454,7 +620,18 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
     path = _get(ctx, w, raw, "path", str, "/")
     if not path.startswith("/"):
         raise ctx.fail("workload.path", f"must start with '/', not {path!r}.")
-    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body)
+    saga = _get(ctx, w, raw, "saga", str)
+    if saga is not None and saga not in saga_specs:
+        raise ctx.fail("workload.saga", f"names saga '{saga}', which is not defined; "
+                                        f"{_suggest(saga, sorted(saga_specs)) if saga_specs else 'add a [sagas.' + saga + '] table.'}")
+    if saga is None and len(saga_specs) > 1 and raw:
+        if via == "publish":
+            saga = next((n for n, sg in saga_specs.items() if sg.start == subject), None)
+        if saga is None:
+            raise ctx.fail("workload.saga", f"is missing; the system has {len(saga_specs)} sagas, so name the one a "
+                                            f"start request begins, e.g. saga = \"{next(iter(saga_specs))}\".")
+    key = _get(ctx, w, raw, "key", str)
+    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body, saga, key)
 
 
 def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
@@ -520,18 +697,20 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     """Validate an already-parsed system table."""
     ctx = _Ctx(path, display or str(path))
     root = path.resolve().parent
-    _check_keys(ctx, "", raw, ["nats", "services", "sagas", "workload", "invariants", "chaos", "schemas", "pacts"])
+    _check_keys(ctx, "", raw, ["nats", "env", "services", "sagas", "workload", "invariants", "chaos", "schemas",
+                               "pacts"])
 
     def table(key: str) -> dict[str, Any]:
         return _get(ctx, "", raw, key, dict, {})
 
     nats = _load_nats(ctx, table("nats"))
+    shared_env = _load_env(ctx, "env", table("env"))
     services_raw = table("services")
     if not services_raw:
         raise ctx.fail("services", "no services are defined; add at least one [services.NAME] table with a command.")
-    services = {n: _load_service(ctx, root, n, s) for n, s in services_raw.items()}
+    services = {n: _load_service(ctx, root, n, s, shared_env) for n, s in services_raw.items()}
     sagas = {n: _load_saga(ctx, n, s, services) for n, s in table("sagas").items()}
-    workload = _load_workload(ctx, table("workload"), services)
+    workload = _load_workload(ctx, table("workload"), services, sagas)
     inv_raw = dict(table("invariants"))
     inv_timeout = _duration(ctx, "invariants", inv_raw, "timeout", 20.0)
     inv_raw.pop("timeout", None)
@@ -556,9 +735,55 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
                         "schema": sp, "producers": list(_str_list(ctx, where, s, "producers")),
                         "consumers": list(_str_list(ctx, where, s, "consumers"))})
     pacts = _load_pacts(ctx, root, table("pacts"), services)
-    return SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
+    spec = SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
                       invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
-                      contract_schemas=tuple(schemas), pacts=pacts)
+                      contract_schemas=tuple(schemas), pacts=pacts, env=shared_env)
+    if sagas:
+        _check_sagas_against_contracts(ctx, spec)
+    return spec
+
+
+def _check_sagas_against_contracts(ctx: _Ctx, spec: SystemSpec) -> None:
+    """Model mistakes the contracts reveal: a step whose service never sends its success subject, and a saga
+    subject that no contract sends. Skipped when the contracts cannot be loaded (their own checks say why)
+    and, for the second, when some service has no contract (the subject may be its)."""
+    sources = spec.contract_sources()
+    if not sources and not spec.contract_schemas:
+        return
+    from sagaproof import contracts
+
+    try:
+        cs = contracts.load(sources, [contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"],
+                                                              producers=s["producers"], consumers=s["consumers"])
+                                      for s in spec.contract_schemas])
+    except contracts.ContractsError:
+        return
+    with_contract = set(sources) | {p for s in spec.contract_schemas for p in s["producers"]}
+    covered = set(spec.services) <= with_contract
+    sent = sorted({ch.subject for ch in cs.channels.values() if ch.producers})
+    for saga in spec.sagas.values():
+        where = f"sagas.{saga.name}"
+        for subject, roles in saga_roles(saga).items():
+            senders = cs.sender_of(subject)
+            role, step_name = roles[0]
+            if not senders:
+                if covered:
+                    close = difflib.get_close_matches(subject, sent, n=1)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
+                    raise ctx.fail(where, f"subject '{subject}' ({_role_text(role, step_name)}) is sent by no service's "
+                                          f"contract; {hint}fix the subject, or declare a send operation for it in the "
+                                          f"contract of the service that publishes it.")
+                continue
+            for role, step_name in roles:
+                if role != "success" or step_name is None:
+                    continue
+                st = saga.step(step_name)
+                if st.service in with_contract and st.service not in senders:
+                    raise ctx.fail(f"{where}.steps.{st.name}.service",
+                                   f"service '{st.service}' never sends '{subject}' per its contracts, but "
+                                   f"{' and '.join(repr(x) for x in senders)} "
+                                   f"{'does' if len(senders) == 1 else 'do'}; set service = \"{senders[0]}\" or add a "
+                                   f"send operation for '{subject}' to {st.service}'s contract.")
 
 
 def _load_pacts(ctx: _Ctx, root: Path, raw: dict[str, Any], services: dict[str, ServiceSpec]) -> PactsSpec:

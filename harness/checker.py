@@ -628,7 +628,7 @@ def judge_as_if_due(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaS
     and otherwise keeps waiting until the deadlines really pass.
     """
     records = list(records)
-    last = max((float(r.get("t") or 0.0) for r in records), default=healed_at)
+    last = max((float(r.get("completed") or r.get("t") or 0.0) for r in records), default=healed_at)
     due = max(last, healed_at) + max((s.deadline for s in sagas.values()), default=0.0)  # every deadline passed
     result = check_history(records, sagas, healed_at=healed_at, end_at=due)
     return result, [v for v in result.violations if v.check in OWED_CHECKS]

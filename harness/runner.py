@@ -98,7 +98,7 @@ class SagaTracker:
             self.starts[saga.start] = name
             for t in (*saga.success, *saga.abort):
                 self.terminals[t] = name
-        self.keys = {name: saga.key for name, saga in spec.sagas.items()}
+        self.key_of = {name: saga.key_of for name, saga in spec.sagas.items()}
         self.started: set[tuple[str, Any]] = set()
         self.finished: set[tuple[str, Any]] = set()
         self.last_message_at = time.monotonic()
@@ -113,10 +113,10 @@ class SagaTracker:
         with self._lock:
             if subject in self.starts:
                 name = self.starts[subject]
-                self.started.add((name, data.get(self.keys[name])))
+                self.started.add((name, self.key_of[name](data)))
             if subject in self.terminals:
                 name = self.terminals[subject]
-                self.finished.add((name, data.get(self.keys[name])))
+                self.finished.add((name, self.key_of[name](data)))
 
     @property
     def pending(self) -> int:
@@ -191,7 +191,8 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         bus.emit(Phase("workload", f"{opts.sagas or spec.workload.sagas} sagas"))
         recorder.add({"kind": "phase", "t": recorder.now(), "phase": "workload_start"})
         send = http_sender(system, spec.workload) if spec.workload.via == "http" else nats_sender(system, spec.workload)
-        workload = Workload(spec.workload, send, body, seed=seed, bus=bus, count=opts.sagas, duration=opts.duration)
+        workload = Workload(spec.workload, send, body, seed=seed, bus=bus, count=opts.sagas, duration=opts.duration,
+                            recorder=recorder, sagas=spec.sagas)
         window = opts.duration if opts.duration is not None else (workload.count / spec.workload.rate)
         nemesis = None
         if opts.chaos:
@@ -259,7 +260,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         services=services, history_path=str(report_dir / "events.jsonl"), messages_recorded=recorder.messages,
         invariants=inv_outcomes, shrink=None, declared_flows=declared_flows, notes=notes,
         workload={"requested": wres.requested, "started": wres.started, "failed": wres.failed,
-                  "retries": wres.retries, "seconds": round(wres.seconds, 3)},
+                  "unknown": wres.unknown, "retries": wres.retries, "seconds": round(wres.seconds, 3)},
     )
     bus.emit(RunFinished(result.verdict, exit_code, str(report_dir)))
     return exit_code, (result, recorder.records)

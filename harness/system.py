@@ -410,7 +410,8 @@ class System:
 
         w = self.spec.workload
         send = http_sender(self, w) if w.via == "http" else nats_sender(self, w)
-        return Workload(w, send, body_factory(self.spec), seed=seed, bus=self.bus, count=count).run()
+        return Workload(w, send, body_factory(self.spec), seed=seed, bus=self.bus, count=count,
+                        recorder=self.recorder, sagas=self.spec.sagas).run()
 
     def check_sagas(self, since: float = 0.0, *, wait: float | None = None) -> Any:
         """Run the saga checker over the history since `since`, after waiting (at most `wait`, default the

@@ -4,6 +4,13 @@ Bodies come from the system file's ``workload.body`` callable ``(index, rng) -> 
 ``random.Random`` seeded from the run's seed, so the same seed starts the same sagas. A start that fails
 (the entry service is down, NATS is cut) is retried with backoff for a bounded time; what never got in
 is counted, not hidden.
+
+Each start request is also an *operation* of the client's view, in the manner of Jepsen and Maelstrom: when a
+recorder is given, one ``{"kind": "operation"}`` record per request goes into the history with the saga it
+starts, its correlation key (from the answer, else from the request body), when it was invoked and completed,
+and its outcome: ``ok`` (accepted), ``fail`` (definitely not accepted: refused, or answered 4xx) or ``unknown``
+(it may or may not have got in: a time-out, a dropped connection, a 5xx). The checker holds an accepted
+request to have started its saga on the wire (``no_lost_request``); an unknown one owes nothing.
 """
 
 from __future__ import annotations
@@ -18,20 +25,50 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagaproof.harness.config import SystemSpec, WorkloadSpec, load_callable
+from sagaproof.harness.config import SagaSpec, SystemSpec, WorkloadSpec, field_at, load_callable
 from sagaproof.harness.events import EventBus, SagaStarted
+
+
+class RequestRejected(Exception):
+    """A start request that definitely did not get in (refused, or answered 4xx): its outcome is ``fail``."""
 
 
 @dataclass
 class WorkloadResult:
-    """What the workload did."""
+    """What the workload did: ``started`` requests were accepted, ``failed`` were not (of which ``unknown`` may
+    have got in all the same, and the rest were definitely refused)."""
 
     requested: int = 0
     started: int = 0
     failed: int = 0
+    unknown: int = 0
     retries: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+
+
+def start_saga(spec: WorkloadSpec, sagas: dict[str, SagaSpec]) -> SagaSpec | None:
+    """The saga a start request begins: ``workload.saga``, else the only saga, else the one started by the
+    published subject."""
+    if spec.saga:
+        return sagas.get(spec.saga)
+    if len(sagas) == 1:
+        return next(iter(sagas.values()))
+    return next((s for s in sagas.values() if spec.via == "publish" and s.start == spec.subject), None)
+
+
+def request_key(spec: WorkloadSpec, saga: SagaSpec | None, answer: Any, body: Any) -> Any:
+    """The correlation key of a start request: at ``workload.key`` (else the saga's key path, else its last
+    field name) in the answer, else in the request body; None when neither names it."""
+    if saga is None and not spec.key:
+        return None
+    paths = [spec.key] if spec.key else [saga.key, saga.key.rsplit(".", 1)[-1]]  # type: ignore[union-attr]
+    for doc in (answer, body):
+        for path in dict.fromkeys(paths):
+            value = field_at(doc, path)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return value
+    return None
 
 
 def body_factory(system: SystemSpec) -> Callable[[int, random.Random], dict[str, Any]]:
@@ -44,10 +81,16 @@ def body_factory(system: SystemSpec) -> Callable[[int, random.Random], dict[str,
 class Workload:
     """Drives saga starts; call :meth:`run` from a thread (it blocks until done or stopped)."""
 
-    def __init__(self, spec: WorkloadSpec, send: Callable[[dict[str, Any]], None],
+    def __init__(self, spec: WorkloadSpec, send: Callable[[dict[str, Any]], Any],
                  body: Callable[[int, random.Random], dict[str, Any]], *, seed: int, bus: EventBus | None = None,
-                 count: int | None = None, duration: float | None = None, retry_for: float = 15.0):
+                 count: int | None = None, duration: float | None = None, retry_for: float = 15.0,
+                 recorder: Any = None, sagas: dict[str, SagaSpec] | None = None):
+        """``send(body)`` makes one request and returns the answer's JSON (or None); it raises
+        :class:`RequestRejected` when the request definitely did not get in, anything else when it may have.
+        With a ``recorder`` (``.add(record)``, ``.now()``), each request becomes an operation record."""
         self.spec = spec
+        self.recorder = recorder
+        self.saga = start_saga(spec, sagas or {})
         self.send = send
         self.body = body
         self.seed = seed
@@ -62,22 +105,42 @@ class Workload:
     def stop(self) -> None:
         self._stop.set()
 
+    def _record(self, index: int, body: dict[str, Any], invoked: float, outcome: str, detail: str, attempts: int,
+                answer: Any = None) -> None:
+        if self.recorder is None:
+            return
+        s = self.spec
+        self.recorder.add({
+            "kind": "operation", "t": invoked, "op": index, "saga": self.saga.name if self.saga else None,
+            "key": request_key(s, self.saga, answer, body), "invoked": invoked, "completed": self.recorder.now(),
+            "outcome": outcome, "detail": detail, "attempts": attempts,
+            "request": f"{s.method} {s.path}" if s.via == "http" else f"publish {s.subject}"})
+
     def _one(self, index: int, body: dict[str, Any]) -> None:
         deadline = time.monotonic() + self.retry_for
         delay = 0.05
+        invoked = self.recorder.now() if self.recorder is not None else 0.0
+        attempts = 0
+        maybe_in = False  # some attempt may have got in without our hearing so
         while True:
+            attempts += 1
             try:
-                self.send(body)
+                answer = self.send(body)
                 with self._lock:
                     self.result.started += 1
+                self._record(index, body, invoked, "ok", "accepted", attempts, answer)
                 self.bus.emit(SagaStarted(index, True))
                 return
             except Exception as exc:  # noqa: BLE001 - the entry point may be down under faults
+                maybe_in = maybe_in or not isinstance(exc, RequestRejected)
                 if time.monotonic() + delay > deadline or self._stop.is_set():
                     with self._lock:
                         self.result.failed += 1
+                        self.result.unknown += maybe_in
                         if len(self.result.errors) < 20:
                             self.result.errors.append(f"saga {index}: {exc}")
+                    self._record(index, body, invoked, "unknown" if maybe_in else "fail",
+                                 str(exc) or type(exc).__name__, attempts)
                     self.bus.emit(SagaStarted(index, False, str(exc)))
                     return
                 with self._lock:
@@ -110,19 +173,30 @@ class Workload:
         return self.result
 
 
-def http_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], None]:
-    """Send each body to the entry service over HTTP; a non-2xx answer is an error."""
+def http_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], Any]:
+    """Send each body to the entry service over HTTP; returns the answer's JSON. A refused connection or a 4xx
+    answer is a definite failure (:class:`RequestRejected`); a time-out, a dropped connection or a 5xx may have
+    got in."""
     svc = system.services[spec.service]
 
-    def send(body: dict[str, Any]) -> None:
-        resp = svc.http.request(spec.method, spec.path, json_body=body, timeout=10)
+    def send(body: dict[str, Any]) -> Any:
+        try:
+            resp = svc.http.request(spec.method, spec.path, json_body=body, timeout=10)
+        except ConnectionRefusedError:
+            raise RequestRejected(f"{spec.method} {spec.path}: connection refused") from None
+        if 400 <= resp.status < 500:
+            raise RequestRejected(f"{spec.method} {spec.path} answered {resp.status}: {resp.text[:200]}")
         if not 200 <= resp.status < 300:
             raise RuntimeError(f"{spec.method} {spec.path} answered {resp.status}: {resp.text[:200]}")
+        try:
+            return resp.json()
+        except ValueError:
+            return None
 
     return send
 
 
-def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], None]:
+def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], Any]:
     """Publish each body on the workload subject (JetStream publish when a stream captures it)."""
     from sagaproof.subjects import matches as subject_matches
 
@@ -143,7 +217,8 @@ def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], N
             await nc.publish(spec.subject, data)
             await nc.flush(timeout=5)
 
-    def send(body: dict[str, Any]) -> None:
+    def send(body: dict[str, Any]) -> Any:
         system.loop.run(publish(body), timeout=10)
+        return None
 
     return send

@@ -26,9 +26,16 @@ __all__ = ["Verdict", "is_compatible"]
 
 Status = Literal["ok", "incompatible", "unknown"]
 
+# Keywords that never constrain a value: annotations, identifiers, and definitions (every $ref is inlined
+# before this module sees a schema). Vendor extensions (x-...) are annotations too, see _inert().
 _ANNOT = {"title", "description", "$comment", "examples", "example", "deprecated", "readOnly", "writeOnly",
-          "default", "$schema", "$id", "$anchor", "discriminator", "x-parser-schema-id", "contentMediaType",
-          "contentEncoding", "externalDocs"}
+          "default", "$schema", "$id", "$anchor", "$dynamicAnchor", "discriminator", "x-parser-schema-id",
+          "contentMediaType", "contentEncoding", "contentSchema", "externalDocs", "$defs", "definitions"}
+
+
+def _inert(key: str) -> bool:
+    """True for a keyword that does not constrain the value (an annotation or an x- extension)."""
+    return key in _ANNOT or key.startswith("x-")
 _HANDLED = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "minimum", "maximum", "exclusiveMinimum",
             "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "format", "pattern", "items",
             "minItems", "maxItems", "uniqueItems", "required", "properties", "additionalProperties"}
@@ -112,7 +119,7 @@ def _types(s: dict[str, Any]) -> set[str] | None:
 
 
 def _trivial(s: Any) -> bool:
-    return s is True or (isinstance(s, dict) and all(k in _ANNOT for k in s))
+    return s is True or (isinstance(s, dict) and all(_inert(k) for k in s))
 
 
 def _bound(s: dict[str, Any], lower: bool) -> tuple[Fraction, bool] | None:
@@ -152,7 +159,7 @@ def _merge(parts: list[Any]) -> dict[str, Any] | None:
         if not isinstance(part, dict):
             return None
         for k, v in part.items():
-            if k in _ANNOT:
+            if _inert(k):
                 continue
             if k in out and out[k] != v:
                 return None
@@ -299,7 +306,7 @@ class _Checker:
                            steps, p, c, certain=False)
 
         for k, v in c.items():
-            if k in _ANNOT or k in _HANDLED:
+            if k in _HANDLED or _inert(k):
                 continue
             if k in _EQ_SAFE and p.get(k) == v:
                 continue

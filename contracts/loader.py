@@ -4,19 +4,24 @@ The AsyncAPI structure is checked here (there is no official AsyncAPI 3.0 schema
 ``asyncapi: 3.0.x``, ``info.title``/``info.version``, channels with an ``address``, messages, operations
 with ``action: send|receive`` and a ``channel`` reference, and payload/header schemas that are valid
 JSON Schema (meta-validated with jsonschema-rs). ``$ref`` is resolved within a document and across files,
-relative to the file that holds the reference. Every problem raises :class:`ContractError` naming the
-file, the JSON pointer and what is wrong.
+relative to the file that holds the reference; a team's own JSON Schema files work unchanged: a ``$ref`` by
+URI finds the file whose ``$id`` it names (next to the referring file, by the same relative path as between
+the two ``$id``s, or by file name under its directory), and their ``$schema`` dialect is kept. Every problem
+raises :class:`ContractError` naming the file, the JSON pointer and what is wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import posixpath
 import re
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema_rs
 import yaml
@@ -88,6 +93,8 @@ class _Resolver:
         self.reader = reader
         self.docs: dict[Path, Any] = {}
         self._inlined: dict[tuple[Path, str], Any] = {}
+        self.ids: dict[str, Path] = {}  # $id of a loaded document -> its file
+        self.dialects: set[str] = set()  # $schema of the documents inlined into the current schema
 
     def doc(self, path: Path, referrer: tuple[Path, str] | None = None) -> Any:
         if path not in self.docs:
@@ -104,6 +111,9 @@ class _Resolver:
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
                 problem = getattr(exc, "problem", None) or str(exc)
                 raise ContractError(path, "", f"is not valid YAML/JSON{where}: {problem}") from None
+            doc = self.docs[path]
+            if isinstance(doc, dict) and isinstance(doc.get("$id"), str):
+                self.ids.setdefault(doc["$id"].split("#")[0], path)
         return self.docs[path]
 
     def at(self, path: Path, pointer: str, referrer: tuple[Path, str]) -> Any:
@@ -123,13 +133,42 @@ class _Resolver:
                                     f"$ref target {path.name}#{pointer} does not exist")
         return node
 
-    @staticmethod
-    def split(ref: str, base: Path) -> tuple[Path, str]:
+    def split(self, ref: str, base: Path) -> tuple[Path, str]:
         file_part, _, frag = ref.partition("#")
-        if file_part.startswith(("http://", "https://")):
-            raise ContractError(base, "", f"remote $ref '{ref}' is not supported; vendor the file next to the contract")
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", file_part):  # an absolute URI: some document's $id
+            target = self._by_id(file_part, base)
+            if target is None:
+                raise ContractError(base, "", f"$ref '{ref}' names no file here: no schema file next to {base.name} "
+                                              f"has that $id; put the file whose $id it is next to the contract")
+            return target, frag
         target = Path(os.path.normpath(base.parent / file_part)) if file_part else base
         return target, frag
+
+    def _by_id(self, uri: str, base: Path) -> Path | None:
+        """The file whose ``$id`` is *uri*: one loaded already, the one at the same relative path from the
+        referring file as between the two ``$id``s, or a file of that name under the referring file's directory."""
+        if uri in self.ids:
+            return self.ids[uri]
+        candidates: list[Path] = []
+        base_doc = self.docs.get(base)
+        base_id = base_doc.get("$id") if isinstance(base_doc, dict) else None
+        if isinstance(base_id, str):
+            b, u = urlsplit(base_id), urlsplit(uri)
+            if (b.scheme, b.netloc) == (u.scheme, u.netloc):
+                rel = os.path.relpath(u.path or "/", posixpath.dirname(b.path) or "/")
+                candidates.append(Path(os.path.normpath(base.parent / rel)))
+        name = posixpath.basename(urlsplit(uri).path)
+        if name:
+            with contextlib.suppress(OSError):
+                candidates.extend(sorted(base.parent.rglob(name)))
+        for path in candidates:
+            try:
+                doc = self.doc(path)
+            except (ContractSourceError, ContractError):
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("$id"), str) and doc["$id"].split("#")[0] == uri:
+                return path
+        return None
 
     def deref(self, node: Any, file: Path, ptr: str) -> tuple[Any, Path, str]:
         """Follow ``$ref`` at the top of *node* (not inside it); return the node and where it lives."""
@@ -162,9 +201,12 @@ class _Resolver:
             if key not in self._inlined:
                 target = self.at(tfile, tptr, (file, f"{ptr}/$ref"))
                 self._inlined[key] = self.inline(target, tfile, tptr, stack | {key})
+            root = self.docs.get(tfile)
+            if isinstance(root, dict) and isinstance(root.get("$schema"), str):
+                self.dialects.add(root["$schema"])
             resolved = self._inlined[key]
             siblings = {k: v for k, v in node.items() if k != "$ref"}
-            if any(k not in _ANNOTATIONS for k in siblings):
+            if any(k not in _ANNOTATIONS and not k.startswith("x-") for k in siblings):
                 return {"allOf": [resolved, self.inline(siblings, file, ptr, stack)]}
             return resolved
         return {k: (v if k in _DATA_KEYS else self.inline(v, file, f"{ptr}/{_esc(k)}", stack))
@@ -182,7 +224,11 @@ def _schema(res: _Resolver, node: Any, file: Path, ptr: str, what: str) -> Any:
         node, file, ptr = res.deref(node["schema"], file, f"{ptr}/schema")
     if not isinstance(node, (dict, bool)):
         raise ContractError(file, ptr, f"{what} schema must be an object or a boolean, not {type(node).__name__}")
+    res.dialects = set()
     schema = normalize_schema(res.inline(node, file, ptr))
+    if isinstance(schema, dict) and "$schema" not in schema and len(res.dialects) == 1:
+        # The team's schema files share one dialect (draft-07, say): validate the whole payload in it.
+        schema = {"$schema": next(iter(res.dialects)), **schema}
     try:
         jsonschema_rs.meta.validate(schema)
     except jsonschema_rs.ValidationError as exc:

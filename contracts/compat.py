@@ -16,6 +16,7 @@ Two parts:
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -370,6 +371,11 @@ class _Checker:
         return YES
 
     def _strings(self, p: dict[str, Any], c: dict[str, Any], cptr: str, steps: list[Any]) -> _Res:
+        bounds = _pattern_length(p["pattern"]) if isinstance(p.get("pattern"), str) else None
+        if bounds is not None:  # a pattern such as ^[A-Z]{3}$ fixes the length as surely as minLength does
+            p = {**p, "minLength": max(p.get("minLength", 0), bounds[0])}
+            if bounds[1] is not None:
+                p["maxLength"] = min(p.get("maxLength", bounds[1]), bounds[1])
         if p.get("minLength", 0) < c.get("minLength", 0):
             return _No(f"the producer may send a string shorter than the consumer's minLength {_num(c['minLength'])}",
                        f"{cptr}/minLength", steps, p, c)
@@ -451,6 +457,39 @@ class _Checker:
 def _num(v: Any) -> str:
     """A number as JSON Schema writes it: 1, not 1.0."""
     return str(int(v)) if isinstance(v, float) and v.is_integer() else _short(v)
+
+
+_ATOM = re.compile(r"(\[(?:\\.|[^\]\\])+\]|\\[dDwWsS]|\\[^\w]|[^\\^$.|?*+()\[\]{}]|\.)"
+                   r"(\{(\d+)(,(\d*))?\}|[?*+])?")
+
+
+def _pattern_length(pattern: str) -> tuple[int, int | None] | None:
+    """(min, max) length of the strings an anchored pattern of single-character atoms matches, e.g.
+    ``^[A-Za-z0-9_-]{1,64}$`` -> (1, 64), ``^\\d{4}-\\d{2}$`` -> (7, 7); None for any other pattern."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$"):
+        return None
+    body, lo, hi = pattern[1:-1], 0, 0
+    pos = 0
+    while pos < len(body):
+        m = _ATOM.match(body, pos)
+        if m is None:
+            return None
+        quant = m.group(2)
+        if quant is None:
+            a, b = 1, 1
+        elif quant == "?":
+            a, b = 0, 1
+        elif quant == "*":
+            a, b = 0, None
+        elif quant == "+":
+            a, b = 1, None
+        else:
+            a = int(m.group(3))
+            b = a if m.group(4) is None else (int(m.group(5)) if m.group(5) else None)
+        lo += a
+        hi = None if hi is None or b is None else hi + b
+        pos = m.end()
+    return lo, hi
 
 
 def _short(v: Any, limit: int = 60) -> str:

@@ -817,16 +817,33 @@ def _load_pacts(ctx: _Ctx, root: Path, raw: dict[str, Any], services: dict[str, 
 
 
 def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
-    """Import `module:function` relative to the system file's directory; ConfigError if it cannot be."""
+    """Import `module:function` relative to the system file's directory; ConfigError if it cannot be.
+
+    Two systems may both have, say, a ``workload.py``: when a module of that name from another directory is
+    imported already, this system's file is loaded under a name of its own.
+    """
     import importlib
+    import importlib.util
     import sys
 
     module_name, _, func = ref.partition(":")
     root = str(system.root)
     if root not in sys.path:
         sys.path.insert(0, root)
+    own = system.root / (module_name.replace(".", "/") + ".py")
+    loaded = sys.modules.get(module_name)
     try:
-        module = importlib.import_module(module_name)
+        if loaded is not None and own.is_file() and Path(getattr(loaded, "__file__", "") or "").resolve() != own.resolve():
+            alias = f"_sagaproof_{abs(hash(root)):x}_{module_name}"
+            module = sys.modules.get(alias)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(alias, own)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[alias] = module
+                spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{system.path}: {key}: cannot import module '{module_name}' ({exc}); "
                           f"put {module_name.replace('.', '/')}.py next to the system file.") from None

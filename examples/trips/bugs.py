@@ -1,0 +1,13 @@
+"""The trip bookings' seeded bugs (TRIPS_BUG=<name>) and the check a harness must name first for each.
+
+The README's bug table explains the fault that makes each one show; this mapping is what the end-to-end
+tests and benchmarks/acceptance.py hold `sagaproof run` to.
+"""
+
+EXPECTED_FIRST = {
+    "early_confirm": "no_contradiction",
+    "skip_screening": "step_order",
+    "lost_release": "compensation_completeness",
+    "retry_new_key": "invariant money_conserved",
+    "lost_while_away": "termination",
+}

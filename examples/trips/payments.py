@@ -135,11 +135,8 @@ service = TripService(settings, schema=SCHEMA, state_fn=state)
 # parallel with the screening, instead of once it is approved.
 service.on("trip.requested" if BUG == "skip_screening" else "risk.approved", charge, group="charges",
            prepare=capture, transient=charge_failed)
-# lost_while_away: "refunds are urgent", so their triggers come from a plain NATS subscription instead of
-# the durable consumer -- and whatever is published while payments is down or cut off is never seen.
 for subject in ("flight.unavailable", "hotel.unavailable"):
-    service.on(subject, refund, group="refunds", delivery="core" if BUG == "lost_while_away" else "durable",
-               prepare=refund_at_bank)
+    service.on(subject, refund, group="refunds", prepare=refund_at_bank)
 
 if __name__ == "__main__":
     service.run()

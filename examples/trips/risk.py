@@ -18,6 +18,7 @@ from typing import Any
 from trips_common import Event, Settings, TripService, env_ms, new_event, now_iso, trip_of
 
 settings = Settings.from_env("risk", default_port=8102)
+BUG = settings.bug
 LIMIT = int(os.environ.get("TRIPS_LIMIT", "500000"))
 SCORING = env_ms("TRIPS_RISK_MS", 20)
 
@@ -51,7 +52,10 @@ def state(db: sqlite3.Connection) -> dict[str, Any]:
 
 
 service = TripService(settings, schema=SCHEMA, state_fn=state)
-service.on("trip.requested", screen, concurrent=True, prepare=score)
+# lost_while_away: "a trip must never be scored twice", so risk takes trips from a plain NATS subscription,
+# which delivers at most once -- and every trip requested while risk is down or cut off is never screened.
+service.on("trip.requested", screen, concurrent=True, prepare=score,
+           delivery="core" if BUG == "lost_while_away" else "durable")
 
 if __name__ == "__main__":
     service.run()

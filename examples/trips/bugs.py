@@ -6,7 +6,7 @@ tests and benchmarks/acceptance.py hold `sagaproof run` to.
 
 EXPECTED_FIRST = {
     "early_confirm": "no_contradiction",
-    "skip_screening": "step_order",
+    "early_hold": "step_order",
     "lost_release": "compensation_completeness",
     "retry_new_key": "invariant money_conserved",
     "lost_while_away": "termination",

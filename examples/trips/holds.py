@@ -35,7 +35,10 @@ class Holds:
 CREATE TABLE IF NOT EXISTS holds (
     trip_id TEXT PRIMARY KEY, hold_id TEXT, status TEXT NOT NULL, detail TEXT, reason TEXT, updated_at TEXT NOT NULL);
 """)
-        self.service.on("payment.charged", self.hold, group="holds", concurrent=True, prepare=self.ask_supplier)
+        # early_hold: "so that the seat is not lost while the bank thinks", flights holds as soon as the trip is
+        # approved, instead of once it is paid.
+        trigger = "risk.approved" if self.bug == "early_hold" and kind == "flight" else "payment.charged"
+        self.service.on(trigger, self.hold, group="holds", concurrent=True, prepare=self.ask_supplier)
         self.service.on(released_by, self.release, group="releases")
 
     async def ask_supplier(self, event: Event) -> str | None:

@@ -131,10 +131,7 @@ def state(db: sqlite3.Connection) -> dict[str, Any]:
 
 
 service = TripService(settings, schema=SCHEMA, state_fn=state)
-# skip_screening: "to save the screening's latency", payments charges as soon as a trip is requested, in
-# parallel with the screening, instead of once it is approved.
-service.on("trip.requested" if BUG == "skip_screening" else "risk.approved", charge, group="charges",
-           prepare=capture, transient=charge_failed)
+service.on("risk.approved", charge, group="charges", prepare=capture, transient=charge_failed)
 for subject in ("flight.unavailable", "hotel.unavailable"):
     service.on(subject, refund, group="refunds", prepare=refund_at_bank)
 

@@ -22,15 +22,14 @@ def test_early_confirm_confirms_a_trip_whose_hotel_then_fails(make_trips, bug):
     assert trips.trips()[trip_id]["status"] == ("CONFIRMED" if bug else "CANCELLED")
 
 
-@pytest.mark.parametrize("bug", [None, "skip_screening"], ids=["clean", "skip_screening"])
-def test_skip_screening_charges_a_trip_the_screening_rejects(make_trips, bug):
+@pytest.mark.parametrize("bug", [None, "early_hold"], ids=["clean", "early_hold"])
+def test_early_hold_holds_a_seat_before_the_trip_is_paid(make_trips, bug):
+    # No fault: the flaky bank's first answer times out, so the charge comes 0.3 s after the approval.
     trips = make_trips(env(bug))
-    trip_id = trips.book("rejected")
-    assert trips.wait_terminal([trip_id])[trip_id]["status"] == "REJECTED"
-    trips.wait_idle()
-    captures = trips.state("payments")["bank"].get(trip_id, [])
-    assert [c["amount"] - c["refunded"] for c in captures] == ([captures[0]["amount"]] if bug else [])
-    assert ("payment.charged" in trips.subjects(trip_id)) == bool(bug)
+    trip_id = trips.book("flaky_bank")
+    assert trips.wait_terminal([trip_id])[trip_id]["status"] == "CONFIRMED"
+    subjects = trips.subjects(trip_id)
+    assert (subjects.index("flight.held") < subjects.index("payment.charged")) == bool(bug)
 
 
 @pytest.mark.parametrize("bug", [None, "lost_release"], ids=["clean", "lost_release"])

@@ -69,6 +69,8 @@ SLOW_MODULES = {
     "tests/test_ci_recipes.py",
     "tests/shop/test_bugs.py",
     "tests/shop/test_clean_shop.py",
+    "tests/trips/test_run.py",
+    "tests/trips/test_bugs.py",
     "tests/contracts/test_verify_pacts_cli.py",
     "tests/chaos/test_api_fuzz.py",
     "tests/contracts/test_http_fuzz.py",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from sagaproof.harness.config import SystemSpec, find_system_file, load_system_file
+from sagaproof.harness.config import SystemSpec, field_at, find_system_file, load_system_file
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
 
 if TYPE_CHECKING:  # the contracts package is imported when a command runs
@@ -568,8 +568,10 @@ def _correlation(spec: SystemSpec, sent: Any) -> dict[str, Any]:
     must carry the same values, so a message of an earlier, still running saga is never taken."""
     if not isinstance(sent, dict):
         return {}
-    keys = {s.key for s in spec.sagas.values()}
-    return {k: sent[k] for k in keys if isinstance(sent.get(k), str | int)}
+    from sagaproof.harness.workload import request_key
+
+    keys = {s.key: request_key(spec.workload, s, sent, None) for s in spec.sagas.values()}  # data.order_id too
+    return {k: v for k, v in keys.items() if v is not None}
 
 
 # pact-python's Verifier waits request_timeout for each message; we give it the longest trigger timeout
@@ -615,7 +617,7 @@ def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = N
                     body: Any = json.loads(msg.data) if msg.data else None
                 except ValueError:
                     body = bytes(msg.data)  # pact shows the mismatch against the expected JSON
-                if not want or (isinstance(body, dict) and all(body.get(k) == v for k, v in want.items())):
+                if not want or (isinstance(body, dict) and all(field_at(body, k) == v for k, v in want.items())):
                     return {"body": body, "metadata": {"subject": msg.subject}}
         finally:
             await nc.close()

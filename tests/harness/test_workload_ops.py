@@ -107,3 +107,23 @@ def test_the_key_comes_from_the_answer_else_from_the_body():
     assert request_key(spec, SAGA, None, {"trip_id": "from-body"}) == "from-body"
     assert request_key(spec, SAGA, {"other": 1}, {}) is None
     assert request_key(WorkloadSpec(key="id"), SAGA, {"id": 7}, {}) == 7
+
+
+def test_a_lost_request_reads_in_every_report(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from sagaproof.harness.report import write_reports
+    from sagaproof.harness.results import RunResult, saga_check_outcomes
+
+    history = [{"kind": "operation", "t": 1.0, "op": 7, "saga": "booking", "key": "t-7", "invoked": 1.0,
+                "completed": 1.2, "outcome": "ok", "detail": "accepted", "request": "POST /trips"}]
+    result = check_history(history, {"booking": SAGA}, healed_at=0.0, end_at=60.0)
+    run = RunResult(seed=1, system_path="examples/trips", command="sagaproof run examples/trips --seed 1",
+                    verdict="fail", exit_code=1, check_result=result, checks=saga_check_outcomes(result))
+    paths = write_reports(run, tmp_path, history)
+    message = result.violations[0].message()
+    assert "No lost request violated: saga 'booking' key t-7" in message and "events seen: none" in message
+    assert "start request 7 (POST /trips) was accepted at t=1.200s" in message
+    assert "t-7" in paths["report.html"].read_text()
+    failures = ET.parse(paths["junit.xml"]).getroot().findall(".//failure")
+    assert any("trip.requested for data.trip_id t-7 never appeared" in (f.text or "") for f in failures)

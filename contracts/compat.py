@@ -468,13 +468,15 @@ def _pattern_length(pattern: str) -> tuple[int, int | None] | None:
     ``^[A-Za-z0-9_-]{1,64}$`` -> (1, 64), ``^\\d{4}-\\d{2}$`` -> (7, 7); None for any other pattern."""
     if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$"):
         return None
-    body, lo, hi = pattern[1:-1], 0, 0
+    body, lo = pattern[1:-1], 0
+    hi: int | None = 0
     pos = 0
     while pos < len(body):
         m = _ATOM.match(body, pos)
         if m is None:
             return None
         quant = m.group(2)
+        b: int | None
         if quant is None:
             a, b = 1, 1
         elif quant == "?":

@@ -400,7 +400,7 @@ def _dig(data: Any, parts: tuple[str, ...]) -> Any:
 
 # A finding: (check, indexes of the events it is about, text builder). The text builder gets T(i) (the time
 # of event i as text) and S(i) (its subject), so one analysis serves every instance with the same roles.
-Finding = tuple[str, tuple[int, ...], Callable[[Callable[[int], str], Callable[[int], str]], str]]
+Finding = tuple[str, tuple[int, ...], Callable[..., str]]
 
 
 class _Analysis:
@@ -775,23 +775,23 @@ def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], hea
         if outcome != "ok":
             continue
         name = op.get("saga")
-        m = by_name.get(name) if name else (models[0] if len(models) == 1 else None)
+        model = by_name.get(name) if name else (models[0] if len(models) == 1 else None)
         key = op.get("key")
-        if m is None or key is None:
+        if model is None or key is None:
             ops["unkeyed"] += 1
             continue
         key = str(key)
-        inst = instances[m.index].get(key)
-        if inst is not None and m.analysis(tuple(inst[0::2])).start >= 0:
+        inst = instances[model.index].get(key)
+        if inst is not None and model.analysis(tuple(inst[0::2])).start >= 0:
             counts["no_lost_request"]["passed"] += 1
             continue
         done = float(op.get("completed") or op.get("t") or 0.0)
-        due = max(healed_at, done) + m.spec.deadline
+        due = max(healed_at, done) + model.spec.deadline
         if end_at < due:
             counts["no_lost_request"]["pending"] += 1
             continue
         counts["no_lost_request"]["failed"] += 1
-        found.append((_RANK["no_lost_request"], done, key, _lost_request(m, key, op, inst, due, faults, timeline)))
+        found.append((_RANK["no_lost_request"], done, key, _lost_request(model, key, op, inst, due, faults, timeline)))
 
     found.sort(key=lambda x: (x[0], x[1], x[2]))
     result.violations = [v for *_, v in found]
@@ -876,8 +876,8 @@ def _judge(m: _Model, key: str, inst: list[Any], a: _Analysis, deadline: float, 
             texts.append(text)
         mk.extend(marks)
 
-    for check, marks, text in a.findings:
-        note(check, text(T, S), marks)
+    for check, about, text in a.findings:
+        note(check, text(T, S), about)
     if a.owed and end_at >= deadline_at:  # before the deadline, a compensation may still arrive
         for s, marks in a.owed:
             st = m.spec.steps[s]
@@ -897,9 +897,9 @@ def _judge(m: _Model, key: str, inst: list[Any], a: _Analysis, deadline: float, 
     out = []
     for check in CHECKS:
         if check in by_check:
-            texts, marks = by_check[check]
+            texts, marked = by_check[check]
             expected = EXPECTED.get(check) or f"exactly one terminal event ({terminals}) by t={deadline_at:.3f}s"
-            out.append(_violation(m, key, check, expected, "; ".join(texts), inst, marks, faults, timeline))
+            out.append(_violation(m, key, check, expected, "; ".join(texts), inst, marked, faults, timeline))
     return out
 
 

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sagaproof.harness.errors import ConfigError
 
@@ -851,4 +851,4 @@ def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ConfigError(f"{system.path}: {key}: module '{module_name}' has no function '{func}'; "
                           f"define it or fix the name.")
-    return fn
+    return cast(Callable[..., Any], fn)

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from sagaproof import contracts
 from sagaproof.contracts import is_compatible
+
+from sagaproof import contracts
 
 PRODUCER = {"type": "object", "additionalProperties": False, "required": ["id", "amount"],
             "properties": {"id": {"type": "string", "minLength": 1}, "amount": {"type": "integer", "minimum": 1}}}

@@ -1,6 +1,6 @@
 """Each seeded bug of the trips example, shown for real: under the conditions that trigger it the buggy system
 reaches a wrong outcome, while the correct system, under the same conditions, does not. (Catching the bug
-is sagaproof's job, see test_run.py; these tests only prove there is something to catch.)"""
+is sagaproof's job, see test_trips_run.py; these tests only prove there is something to catch.)"""
 
 from __future__ import annotations
 

@@ -87,6 +87,15 @@ def _port_arg(text: str) -> int:
     return value
 
 
+def _seeds_arg(text: str) -> list[int]:
+    from sagaproof.harness.shards import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _os_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
@@ -124,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the full job: contracts, workload with faults, checks, reports")
     run.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
-    run.add_argument("--seed", type=int, default=None, help="seed of the workload and the fault schedule")
+    sg = run.add_mutually_exclusive_group()
+    sg.add_argument("--seed", type=int, default=None, help="seed of the workload and the fault schedule")
+    sg.add_argument("--seeds", type=_seeds_arg, default=None, metavar="LIST",
+                    help="run many seeds, each in its own environment: 1-100, or 1,5,9 (see --jobs)")
+    run.add_argument("--jobs", type=_count_arg, default=None, metavar="N",
+                     help="with --seeds: how many seeds run at once on this machine (default 1)")
     g = run.add_mutually_exclusive_group()
     g.add_argument("--sagas", type=_count_arg, default=None, help="how many sagas to start (default: the system file's)")
     g.add_argument("--duration", type=_duration_arg, default=None, help="drive the workload for this long, e.g. 30m")
@@ -175,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("--dir", default=".", help="directory with sagaproof.toml, or of AsyncAPI files (default: .)")
     cid.add_argument("--deployments", type=Path, default=None, metavar="DIR",
                      help="where the environment files are (default: deployments/ next to the system file)")
+
+    mg = sub.add_parser("merge", help="merge report directories (runs, sharded runs, CI shards) into one report")
+    mg.add_argument("inputs", nargs="+", type=Path, metavar="REPORT_DIR", help="report directories to merge")
+    mg.add_argument("--report-dir", type=Path, required=True, help="where the merged report goes (a new directory)")
 
     tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
     tp.add_argument("--host", default="127.0.0.1", help="API listen host (default 127.0.0.1)")
@@ -263,6 +281,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_system_file(args.dir)
     ensure_writable_dir(args.report_dir, "--report-dir")
+    if args.jobs is not None and args.seeds is None:
+        raise ConfigError("--jobs runs several seeds at once and needs --seeds, e.g. --seeds 1-20 --jobs 4.")
+    if args.seeds is not None:
+        from sagaproof.harness.shards import cmd_run_shards
+
+        return cmd_run_shards(args, console)
     from sagaproof.harness.report_glue import finish_run
     from sagaproof.harness.runner import RunOptions, run
 
@@ -305,6 +329,17 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return run_contracts_command(args, console)
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from sagaproof.harness.merge import exit_code_of, merge_dirs
+    from sagaproof.harness.shards import print_summary
+
+    ensure_writable_dir(args.report_dir, "--report-dir")
+    entries, paths = merge_dirs(list(args.inputs), args.report_dir)
+    print_summary(console, entries, None, None, None)
+    console.print(f"Report: {paths['report.html']}")
+    return exit_code_of(entries)
+
+
 def cmd_toxiproxy(args: argparse.Namespace) -> int:
     from sagaproof.chaos.toxiproxy import run_standalone
 
@@ -319,7 +354,8 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "run": cmd_run, "contracts": cmd_contracts, "toxiproxy": cmd_toxiproxy}
+COMMANDS = {"up": cmd_up, "run": cmd_run, "contracts": cmd_contracts, "toxiproxy": cmd_toxiproxy,
+            "merge": cmd_merge}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,6 +75,7 @@ SLOW_MODULES = {
     "tests/chaos/test_api_fuzz.py",
     "tests/contracts/test_http_fuzz.py",
     "tests/test_packaging.py",
+    "tests/harness/test_sharded_run.py",
 }
 
 

@@ -382,6 +382,16 @@ def start_nemesis(system: Any, spec: Any, opts: Any, seed: int, window: float, r
     """Generate the schedule and run it in a thread; every fault start/end goes into the history."""
     from sagaproof.chaos.nemesis import NemesisRunner
 
+    client = system.proxies
+    if any(getattr(s.spec, "attached", False) for s in system.services.values()):
+        from dataclasses import replace
+
+        from sagaproof.harness.attach import ProxyNames, usable_menu
+
+        menu, notes = usable_menu(system, list(opts.faults if opts.faults is not None else spec.chaos.faults))
+        system.notes.extend(notes)
+        opts = replace(opts, faults=tuple(menu))  # the replay command keeps the user's menu: the same cut is made
+        client = ProxyNames(system.proxies, system.proxy_names) if system.proxies is not None else None
     schedule = make_schedule(spec, opts, seed, window)
     executed: list[dict[str, Any]] = []
     by_id: dict[str, dict[str, Any]] = {}
@@ -407,6 +417,6 @@ def start_nemesis(system: Any, spec: Any, opts: Any, seed: int, window: float, r
     processes: dict[str, Any] = {name: ServiceControl(svc) for name, svc in system.services.items()}
     if system.nats is not None:
         processes["nats"] = NatsControl(system)
-    runner = NemesisRunner(system.proxies, processes, on_event=on_event)
+    runner = NemesisRunner(client, processes, on_event=on_event)
     runner.start(schedule)
     return NemesisHandle(runner, schedule, executed)

@@ -47,6 +47,12 @@ class NatsSpec:
     password: str | None = None
     cluster: int = 1
     streams: tuple[StreamSpec, ...] = ()
+    # attach mode (an existing NATS at url): credentials and TLS, see _load_nats_access
+    creds: Path | None = None
+    nkey: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -75,6 +81,16 @@ class ServiceSpec:
     contracts: tuple[Path, ...] = ()
     openapi: str | None = None
     stop_timeout: float = 5.0
+    # attach mode (a service given by its base URL instead of a command), see _load_attached_service
+    url: str | None = None
+    proxy: str | None = None
+    commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    command_timeout: float = 60.0
+
+    @property
+    def attached(self) -> bool:
+        """True if the service runs elsewhere (given by `url`) and the harness only talks to it."""
+        return self.url is not None
 
 
 @dataclass(frozen=True)
@@ -329,7 +345,7 @@ def _str_list(ctx: _Ctx, where: str, table: dict[str, Any], key: str, *, default
 
 
 def _load_nats(ctx: _Ctx, raw: dict[str, Any]) -> NatsSpec:
-    _check_keys(ctx, "nats", raw, ["url", "user", "password", "cluster", "streams"])
+    _check_keys(ctx, "nats", raw, ["url", "user", "password", "cluster", "streams", *NATS_ACCESS_KEYS])
     url = _get(ctx, "nats", raw, "url", str)
     if url is not None and not re.match(r"^(nats|tls)://[^\s]+$", url):
         raise ctx.fail("nats.url", f"must look like nats://127.0.0.1:4222, not {url!r}.")
@@ -704,11 +720,14 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
         return _get(ctx, "", raw, key, dict, {})
 
     nats = _load_nats(ctx, table("nats"))
+    nats = _load_nats_access(ctx, root, table("nats"), nats)
     shared_env = _load_env(ctx, "env", table("env"))
     services_raw = table("services")
     if not services_raw:
         raise ctx.fail("services", "no services are defined; add at least one [services.NAME] table with a command.")
-    services = {n: _load_service(ctx, root, n, s, shared_env) for n, s in services_raw.items()}
+    services = {n: (_load_attached_service(ctx, root, n, s, nats) if _is_attached(s)
+                    else _load_service(ctx, root, n, s, shared_env))
+                for n, s in services_raw.items()}
     sagas = {n: _load_saga(ctx, n, s, services) for n, s in table("sagas").items()}
     workload = _load_workload(ctx, table("workload"), services, sagas)
     inv_raw = dict(table("invariants"))
@@ -852,3 +871,124 @@ def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
         raise ConfigError(f"{system.path}: {key}: module '{module_name}' has no function '{func}'; "
                           f"define it or fix the name.")
     return cast(Callable[..., Any], fn)
+
+
+# --------------------------------------------------------------------------- attach mode (a deployed system)
+
+NATS_ACCESS_KEYS = ("creds", "nkey", "tls")
+COMMAND_KINDS = ("kill", "restart", "pause", "resume")
+COMMAND_PLACEHOLDERS = ("name", "url", "host", "port", "proxy", "python", "system_dir")
+_SERVICE_URL_RE = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?(/[^\s]*)?$")
+
+
+def _is_attached(raw: Any) -> bool:
+    return isinstance(raw, dict) and "url" in raw
+
+
+def _existing_file(ctx: _Ctx, root: Path, key: str, value: Any, what: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ctx.fail(key, f"must be the path of {what} (a string), not {value!r}.")
+    p = root / value
+    if not p.is_file():
+        raise ctx.fail(key, f"file {p} does not exist; give the path of {what}, absolute or relative to {root}.")
+    return p
+
+
+def _load_nats_access(ctx: _Ctx, root: Path, raw: dict[str, Any], nats: NatsSpec) -> NatsSpec:
+    """[nats] creds, nkey and tls: how the harness itself connects to an existing NATS (nats.url)."""
+    from dataclasses import replace
+
+    given = [k for k in NATS_ACCESS_KEYS if k in raw]
+    if not given:
+        return nats
+    if nats.url is None:
+        raise ctx.fail(f"nats.{given[0]}", "is for an existing NATS; set nats.url to it (the embedded NATS the "
+                                           "harness starts has its own generated credentials).")
+    if "creds" in raw and "nkey" in raw:
+        raise ctx.fail("nats.nkey", "cannot be combined with nats.creds (a .creds file holds its own nkey seed); "
+                                    "keep one of them.")
+    creds = _existing_file(ctx, root, "nats.creds", raw["creds"], "a NATS credentials file (.creds)") \
+        if "creds" in raw else None
+    nkey = _existing_file(ctx, root, "nats.nkey", raw["nkey"], "a file holding an nkey seed (SU...)") \
+        if "nkey" in raw else None
+    if nkey is not None:
+        seed = nkey.read_text(encoding="utf-8", errors="replace").strip()
+        if not seed.startswith("SU"):
+            raise ctx.fail("nats.nkey", f"file {nkey} does not hold a user nkey seed (a line starting with SU); "
+                                        f"give the seed file `nk -gen user` wrote, not the public key.")
+    ca = cert = key = None
+    if "tls" in raw:
+        tls = raw["tls"]
+        if not isinstance(tls, dict):
+            raise ctx.fail("nats.tls", 'must be a table such as { ca = "ca.pem", cert = "client.pem", '
+                                       'key = "client-key.pem" }.')
+        _check_keys(ctx, "nats.tls", tls, ["ca", "cert", "key"])
+        ca = _existing_file(ctx, root, "nats.tls.ca", tls["ca"], "a CA certificate (PEM)") if "ca" in tls else None
+        cert = _existing_file(ctx, root, "nats.tls.cert", tls["cert"], "a client certificate (PEM)") \
+            if "cert" in tls else None
+        key = _existing_file(ctx, root, "nats.tls.key", tls["key"], "the client certificate's key (PEM)") \
+            if "key" in tls else None
+        if (cert is None) != (key is None):
+            raise ctx.fail("nats.tls", "needs both cert and key for a client certificate (or neither); add the "
+                                       "missing one.")
+    return replace(nats, creds=creds, nkey=nkey, tls_ca=ca, tls_cert=cert, tls_key=key)
+
+
+def _command(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        try:
+            argv = tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ctx.fail(key, f"cannot be split like a shell line ({exc}); use a list instead.") from None
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        argv = tuple(value)
+    else:
+        raise ctx.fail(key, f'must be a command as a list of strings, e.g. ["kubectl", "delete", "pod", '
+                            f'"-l", "app={{name}}"], not {value!r}.')
+    if not argv:
+        raise ctx.fail(key, "is empty; give the program to run and its arguments.")
+    for part in argv:
+        for m in _PLACEHOLDER_RE.finditer(part):
+            if m.group(1) not in COMMAND_PLACEHOLDERS:
+                raise ctx.fail(key, f"unknown placeholder '{{{m.group(1)}}}'; the placeholders of fault commands "
+                                    f"are {', '.join('{' + p + '}' for p in COMMAND_PLACEHOLDERS)}.")
+    return argv
+
+
+def _load_attached_service(ctx: _Ctx, root: Path, name: str, raw: dict[str, Any], nats: NatsSpec) -> ServiceSpec:
+    """A service the harness does not start: its base URL, readiness probe, Toxiproxy proxy and fault commands."""
+    where = f"services.{name}"
+    if not re.match(r"^[A-Za-z0-9_-]+$", name):
+        raise ctx.fail(where, "service names may use letters, digits, '-' and '_' only; rename it.")
+    if "command" in raw:
+        raise ctx.fail(where, "has both url and command; give command for a service the harness starts, or url "
+                              "for one that already runs (attach mode), not both.")
+    _check_keys(ctx, where, raw, ["url", "ready", "contracts", "openapi", "proxy", "commands"])
+    url = _get(ctx, where, raw, "url", str)
+    if not _SERVICE_URL_RE.match(url or ""):
+        raise ctx.fail(f"{where}.url", f"must be the service's HTTP base URL such as http://payment:8080, "
+                                       f"not {url!r}.")
+    if nats.url is None:
+        raise ctx.fail(f"{where}.url", "an attached service talks to the NATS it already uses; set nats.url to "
+                                       "it (the harness starts NATS only for services it starts).")
+    ready = _load_ready(ctx, f"{where}.ready", raw.get("ready"))
+    if ready.kind == "log":
+        raise ctx.fail(f"{where}.ready.log", "needs the service's output, which an attached service does not give "
+                                             "the harness; probe it with { http = \"/health\" } or { tcp = true }.")
+    proxy = _get(ctx, where, raw, "proxy", str)
+    commands_raw = _get(ctx, where, raw, "commands", dict, {})
+    _check_keys(ctx, f"{where}.commands", commands_raw, [*COMMAND_KINDS, "timeout"])
+    commands = {k: _command(ctx, f"{where}.commands.{k}", v) for k, v in commands_raw.items() if k != "timeout"}
+    timeout = _duration(ctx, f"{where}.commands", commands_raw, "timeout", 60.0)
+    contracts = []
+    for c in _str_list(ctx, where, raw, "contracts"):
+        p = root / c
+        if not p.is_file():
+            raise ctx.fail(f"{where}.contracts", f"file {p} does not exist; give a path relative to {root}.")
+        contracts.append(p)
+    openapi = _get(ctx, where, raw, "openapi", str)
+    if openapi is not None and not openapi.startswith("/"):
+        raise ctx.fail(f"{where}.openapi", f"must be the HTTP path the service serves its OpenAPI document on, "
+                                           f"such as \"/openapi.json\", not {openapi!r}.")
+    return ServiceSpec(name=name, command=(), cwd=root, ready=ready, contracts=tuple(contracts), openapi=openapi,
+                       url=url.rstrip("/"), proxy=proxy, commands=commands, command_timeout=timeout)

@@ -34,8 +34,10 @@ class Recorder:
 
     def __init__(self, urls: list[str], history_path: Path, *, t0: float,
                  validator: Any = None, producer_of: Callable[[str], str | None] | None = None,
-                 on_message: Callable[[dict[str, Any]], None] | None = None, pending_limit: int = 1_000_000):
+                 on_message: Callable[[dict[str, Any]], None] | None = None, pending_limit: int = 1_000_000,
+                 connect_options: dict[str, Any] | None = None):
         self.urls = urls
+        self.connect_options = dict(connect_options or {})  # credentials and TLS of an existing NATS (attach mode)
         self.history_path = history_path
         self.t0 = t0  # wall-clock time (time.time()) of the run's start; records carry t = seconds since
         self.validator = validator
@@ -105,7 +107,8 @@ class Recorder:
                 self.problems.append(f"the recorder fell behind (slow consumer: {exc}); messages may be missing")
 
         self._nc = await nats.connect(servers=self.urls, error_cb=error_cb, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.2, pending_size=256 * 1024 * 1024, name="sagaproof-recorder")
+                                      reconnect_time_wait=0.2, pending_size=256 * 1024 * 1024, name="sagaproof-recorder",
+                                      **self.connect_options)
         js = self._nc.jetstream()
         streams = await js.streams_info()
         for info in streams:

@@ -186,7 +186,8 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
             validator = LiveValidator(contract_set)
         producer_of = _producer_lookup(contract_set)
         recorder = Recorder(system.nats_urls, report_dir / "events.jsonl", t0=wall_t0, validator=validator,
-                            producer_of=producer_of, on_message=tracker.on_message)
+                            producer_of=producer_of, on_message=tracker.on_message,
+                            connect_options=system.nats_options)
         system.loop.run(recorder.start(), timeout=30)
         bus.emit(Phase("workload", f"{opts.sagas or spec.workload.sagas} sagas"))
         recorder.add({"kind": "phase", "t": recorder.now(), "phase": "workload_start"})
@@ -199,6 +200,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
             from sagaproof.harness.chaos_control import start_nemesis
 
             nemesis = start_nemesis(system, spec, opts, seed, window, recorder, bus)
+        notes.extend(system.notes)  # e.g. fault kinds attach mode cannot inject
         try:
             wres = workload.run()
         finally:

@@ -197,6 +197,7 @@ class System:
         self.proxies: Any = None  # chaos.client.FaultProxyClient when chaos links are on
         self.proxy_names: dict[str, str] = {}
         self.recorder: Any = None
+        self.notes: list[str] = []  # what the run should tell its reader about the environment (attach mode)
         self.run_dir: Path | None = None
         self.reaper = Reaper()
         self._state = "new"
@@ -218,7 +219,18 @@ class System:
     def nats_urls(self) -> list[str]:
         if self.nats is not None:
             return self.nats.urls
-        return [self.nats_url]
+        from sagaproof.harness.attach import split_urls
+
+        # nats.url may list a cluster's servers, comma-separated
+        return [_with_credentials(u, self.spec.nats.user, self.spec.nats.password)
+                for u in split_urls(self.spec.nats.url or "")]
+
+    @property
+    def nats_options(self) -> dict[str, Any]:
+        """nats-py connect() arguments for [nats] creds, nkey and tls (attach mode); empty for embedded NATS."""
+        from sagaproof.harness.attach import nats_connect_options
+
+        return nats_connect_options(self.spec.nats)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> System:
@@ -262,17 +274,18 @@ class System:
             self.nats.start(route_via=route_via)
         self._ensure_streams()
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
-        # Services
-        ports = {name: free_port() for name in self.spec.services}
+        # Services (those given by url are attached: running already, see harness/attach.py)
+        own = {name: s for name, s in self.spec.services.items() if not s.attached}
+        ports = {name: free_port() for name in own}
         node_urls = self.nats_urls
-        if self.chaos_links:
+        if self.chaos_links and own:
             from sagaproof.harness.chaos_control import start_links
 
-            upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(self.spec.services)}
+            upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(own)}
             service_urls = start_links(self, upstreams)
         else:
-            service_urls = {name: node_urls[i % len(node_urls)] for i, name in enumerate(self.spec.services)}
-        for name, svc_spec in self.spec.services.items():
+            service_urls = {name: node_urls[i % len(node_urls)] for i, name in enumerate(own)}
+        for name, svc_spec in own.items():
             data_dir = self.run_dir / "data" / name
             data_dir.mkdir(parents=True, exist_ok=True)
             values = {"port": str(ports[name]), "nats_url": service_urls[name], "data_dir": str(data_dir),
@@ -286,7 +299,13 @@ class System:
             proc = ManagedProcess(name, argv, cwd=svc_spec.cwd, env=env, log_path=log_path, reaper=self.reaper,
                                   stop_timeout=svc_spec.stop_timeout)
             self.services[name] = Service(self, svc_spec, ports[name], data_dir, log_path, service_urls[name], proc)
-        for svc in self.services.values():
+        attached = {name: s for name, s in self.spec.services.items() if s.attached}
+        if attached:
+            from sagaproof.harness.attach import attach_services
+
+            found = {**self.services, **attach_services(self, attached)}
+            self.services = {name: found[name] for name in self.spec.services}  # the system file's order
+        for svc in (self.services[name] for name in own):
             self.bus.emit(ServiceStarting(svc.name, svc.port))
             try:
                 svc.process.start()
@@ -325,6 +344,8 @@ class System:
     def _check_programs(self) -> None:
         """Every service's program must exist before anything starts (a config mistake: exit 2)."""
         for name, svc_spec in self.spec.services.items():
+            if svc_spec.attached:
+                continue  # not ours to start
             program = expand(svc_spec.command[0], {"python": sys.executable, "name": name,
                                                   "system_dir": str(self.spec.root)})
             if "{" in program:
@@ -342,7 +363,7 @@ class System:
             return
         assert self.loop is not None
         replicas_default = self.spec.nats.cluster if self.spec.nats.embedded else 1
-        self.loop.run(_create_streams(self.nats_urls, self.spec, replicas_default), timeout=60)
+        self.loop.run(_create_streams(self.nats_urls, self.spec, replicas_default, self.nats_options), timeout=60)
 
     def close(self) -> None:
         """Stop services, proxies and NATS; free ports; idempotent and safe after a failed start."""
@@ -389,7 +410,8 @@ class System:
         if self.recorder is None:
             if self.loop is None:
                 raise SagaproofError("start the system before recording its history.")
-            self.recorder = Recorder(self.nats_urls, self.report_dir / "events.jsonl", t0=_time.time())
+            self.recorder = Recorder(self.nats_urls, self.report_dir / "events.jsonl", t0=_time.time(),
+                                     connect_options=self.nats_options)
             self.loop.run(self.recorder.start(), timeout=30)
             self.chaos.recorder = self.recorder
         return self.recorder
@@ -462,12 +484,21 @@ def _hide_password(url: str) -> str:
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int) -> None:
+async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int,
+                          options: dict[str, Any] | None = None) -> None:
     import nats
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import BadRequestError, ServiceUnavailableError
 
-    nc = await nats.connect(servers=urls, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True)
+    try:
+        nc = await nats.connect(servers=urls, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True,
+                                **(options or {}))
+    except Exception as exc:  # noqa: BLE001 - nats-py raises many kinds; all mean "cannot reach NATS"
+        if spec.nats.embedded:
+            raise
+        raise EnvironmentStartError(f"NATS at {_hide_password(spec.nats.url or '')} could not be reached "
+                                    f"({type(exc).__name__}: {exc}); check nats.url and its credentials and TLS "
+                                    f"settings.") from None
     try:
         js = nc.jetstream(timeout=10)
         for s in spec.nats.streams:

@@ -76,6 +76,7 @@ SLOW_MODULES = {
     "tests/contracts/test_http_fuzz.py",
     "tests/test_packaging.py",
     "tests/harness/test_sharded_run.py",
+    "tests/harness/test_attach.py",
 }
 
 

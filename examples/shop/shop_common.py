@@ -69,6 +69,7 @@ class Settings:
     data_dir: Path
     bug: str
     ack_wait: float
+    nats_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, name: str, default_port: int) -> Settings:
@@ -86,7 +87,26 @@ class Settings:
             data_dir=Path(env.get("DATA_DIR", f".shop-data/{name}")),
             bug=env.get("SHOP_BUG", ""),
             ack_wait=ack_wait,
+            nats_options=_nats_access(env),
         )
+
+
+def _nats_access(env: Any) -> dict[str, Any]:
+    """nats-py connect options from ``NATS_CREDS`` (a .creds file), ``NATS_NKEY`` (a seed file) and
+    ``NATS_TLS_CA`` / ``NATS_TLS_CERT`` / ``NATS_TLS_KEY``, for a NATS that asks for them (none by default)."""
+    options: dict[str, Any] = {}
+    if env.get("NATS_CREDS"):
+        options["user_credentials"] = env["NATS_CREDS"]
+    if env.get("NATS_NKEY"):
+        options["nkeys_seed"] = env["NATS_NKEY"]
+    if env.get("NATS_TLS_CA") or env.get("NATS_TLS_CERT"):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=env.get("NATS_TLS_CA") or None)
+        if env.get("NATS_TLS_CERT"):
+            ctx.load_cert_chain(env["NATS_TLS_CERT"], env.get("NATS_TLS_KEY") or None)
+        options["tls"] = ctx
+    return options
 
 
 def now_iso() -> str:
@@ -458,6 +478,7 @@ class ShopService:
             self.settings.nats_url, name=self.settings.name, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, connect_timeout=2, ping_interval=2, max_outstanding_pings=2,
             error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+            **self.settings.nats_options,
         )
 
     async def _setup(self) -> Any:

@@ -1,0 +1,156 @@
+"""Attach mode end to end: sagaproof drives a shop it did not start (a slow module).
+
+The test deploys the shop itself (tests/harness/attach_kit.py): nats-server, a `sagaproof toxiproxy` server with
+one proxy per service's NATS link, and the four services, whose process faults are the small script
+tests/fixtures/attach/svcctl.py (as kubectl would be). The acceptance: the same verdicts as embedded mode
+(the clean shop passes over 3 seeds; no_refund and lost_terminal are caught with the check embedded mode names);
+fault kinds with no way to inject them are left out with a note; a 3-node cluster with TLS and an nkey per
+service works, and the harness really uses the credentials it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAGAPROOF, SHOP, pid_alive
+from tests.harness.attach_kit import SERVICES, DeployedShop, Nats, Tls, Toxiproxy, write_attached_system
+
+
+def _expected_first() -> dict[str, str]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("shop_bugs", SHOP / "bugs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EXPECTED_FIRST
+
+
+EXPECTED_FIRST = _expected_first()
+
+
+def _deploy(root: Path, bug: str | None = None, *, toxiproxy: bool = True) -> Iterator[DeployedShop]:
+    nats = Nats(root / "nats")
+    tp = Toxiproxy() if toxiproxy else None
+    shop = None
+    try:
+        nats.start()
+        if tp is not None:
+            tp.start(root / "toxiproxy.log")
+        shop = DeployedShop(root / "shop", nats, tp, bug=bug)
+        shop.root.mkdir(parents=True)
+        yield shop.start()
+    finally:
+        if shop is not None:
+            shop.stop()
+        if tp is not None:
+            tp.stop()
+        nats.stop()
+
+
+@pytest.fixture(scope="module")
+def clean_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedShop]:
+    yield from _deploy(tmp_path_factory.mktemp("deployed-clean"))
+
+
+def _run(system: Path, report: Path, *argv: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = subprocess.run([*SAGAPROOF, "run", str(system), "--report-dir", str(report), *argv], capture_output=True,
+                          text=True, timeout=timeout)
+    path = report / "report.json"
+    return proc, (json.loads(path.read_text()) if path.is_file() else {})
+
+
+def test_clean_shop_attached_passes_over_three_seeds_with_every_fault_kind(clean_shop: DeployedShop, tmp_path: Path):
+    system = write_attached_system(tmp_path / "sys", clean_shop)
+    before = set(clean_shop.pids())
+    proc, merged = _run(system, tmp_path / "rep", "--seeds", "1-3", "--sagas", "40")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert (merged["passed"], merged["failed"], merged["errors"]) == (3, 0, 0)
+    kinds = set()
+    for seed in (1, 2, 3):
+        run = json.loads((tmp_path / "rep" / f"seed-{seed}" / "report.json").read_text())
+        assert run["notes"] == [], run["notes"]  # the whole menu could be injected
+        kinds |= {f["kind"] for f in run["faults"]}
+        assert [s["name"] for s in run["services"]] == list(SERVICES)
+    assert {"kill", "pause"} <= kinds and kinds & {"latency", "partition", "cut"} and kinds & {"duplicate", "drop"}
+    # Process faults went through the fault commands, on the processes the test started (and restarted).
+    logs = "".join(p.read_text() for p in (tmp_path / "rep").glob("seed-*/logs/*.commands.log"))
+    assert "svcctl kill" in logs and "svcctl restart" in logs and "svcctl pause" in logs and "svcctl resume" in logs
+    assert set(clean_shop.pids()) > before, "a kill is healed by the restart command (a new process)"
+    # The harness started no service: every service process is one svcctl started, and they all still run.
+    for name in SERVICES:
+        state = json.loads((clean_shop.state / f"{name}.json").read_text())
+        assert pid_alive(state["pid"]), f"{name} was left down"
+
+
+@pytest.mark.parametrize("bug", ["no_refund", "lost_terminal"])
+def test_seeded_bug_is_caught_in_attach_mode_as_in_embedded_mode(tmp_path: Path, bug: str):
+    for shop in _deploy(tmp_path / "deployed", bug):
+        system = write_attached_system(tmp_path / "sys", shop)
+        proc, report = _run(system, tmp_path / "rep", "--seed", "1")  # test_run.py's settings for embedded mode
+        assert proc.returncode == 1, f"{bug} was not caught:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        assert report["first_failure"] == EXPECTED_FIRST[bug], proc.stdout[-3000:]
+        assert "Reproduce: sagaproof run" in proc.stdout.replace("\n", " ")
+
+
+def test_fault_kinds_with_no_way_to_inject_them_are_left_out_with_a_note(clean_shop: DeployedShop, tmp_path: Path):
+    system = write_attached_system(tmp_path / "sys", clean_shop, commands=("kill", "restart"), proxies=False,
+                                   faults='["latency", "cut", "kill", "pause", "duplicate"]')
+    proc, report = _run(system, tmp_path / "rep", "--seed", "2", "--sagas", "30")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    notes = "\n".join(report["notes"])
+    for kind in ("latency", "cut", "duplicate"):
+        assert f"fault '{kind}' left out of the menu: no proxy named for order, payment, inventory, shipping" in notes
+    assert "fault 'pause' left out of the menu: no pause and resume commands for order" in notes
+    assert "fault 'kill'" not in notes
+    assert {f["kind"] for f in report["faults"]} == {"kill"}, report["faults"]
+    assert "left out of the menu" in proc.stdout
+
+
+def test_a_proxy_the_toxiproxy_does_not_have_is_one_sentence_and_exit_3(clean_shop: DeployedShop, tmp_path: Path):
+    system = write_attached_system(tmp_path / "sys", clean_shop)
+    toml = system / "sagaproof.toml"
+    toml.write_text(toml.read_text().replace('proxy = "payment-nats"', 'proxy = "payment-natz"'))
+    proc, _ = _run(system, tmp_path / "rep", "--seed", "1", "--sagas", "5", timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "services.payment.proxy names 'payment-natz'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make the test certificates")
+def test_three_node_cluster_with_tls_and_an_nkey_per_service(tmp_path: Path):
+    tls = Tls.make(tmp_path / "tls")
+    seeds = {who: tmp_path / f"{who}.nk" for who in (*SERVICES, "sagaproof")}
+    nats = Nats(tmp_path / "nats", size=3, tls=tls, nkeys=seeds)
+    tp = Toxiproxy()
+    shop = DeployedShop(tmp_path / "shop", nats, tp)
+    shop.root.mkdir()
+    tls_env = {"NATS_TLS_CA": str(tls.ca), "NATS_TLS_CERT": str(tls.client_cert), "NATS_TLS_KEY": str(tls.client_key)}
+    try:
+        nats.start()
+        tp.start(tmp_path / "toxiproxy.log")
+        shop.start({name: {**tls_env, "NATS_NKEY": str(seeds[name])} for name in SERVICES})
+        access = (f'nkey = "{seeds["sagaproof"]}"\n'
+                  f'tls = {{ ca = "{tls.ca}", cert = "{tls.client_cert}", key = "{tls.client_key}" }}')
+        system = write_attached_system(tmp_path / "sys", shop, nats_access=access)
+        proc, report = _run(system, tmp_path / "rep", "--seed", "3", "--sagas", "40")
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert report["check_result"]["sagas_checked"] == 40 and report["messages_recorded"] >= 40 * 5
+        notes = "\n".join(report["notes"])
+        assert "fault 'duplicate' left out of the menu: the NATS links are TLS-encrypted" in notes
+        assert {f["kind"] for f in report["faults"]} & {"kill", "pause", "latency", "partition", "cut"}
+
+        # The harness really authenticates with what it is given: without its nkey the cluster refuses it.
+        toml = system / "sagaproof.toml"
+        toml.write_text(toml.read_text().replace(f'nkey = "{seeds["sagaproof"]}"', ""))
+        proc, _ = _run(system, tmp_path / "rep2", "--seed", "3", "--sagas", "5", timeout=180)
+        assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "could not be reached" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        shop.stop()
+        tp.stop()
+        nats.stop()

@@ -81,7 +81,24 @@ def nats_connect_options(nats: NatsSpec) -> dict[str, Any]:
                                             f"[nats] tls could not be loaded ({exc}); give a matching PEM "
                                             f"certificate and key.") from None
         options["tls"] = ctx
+        _quiet_asyncio_ssl_note()
     return options
+
+
+def _quiet_asyncio_ssl_note() -> None:
+    """asyncio logs "returning true from eof_received() has no effect when using ssl" whenever a TLS peer hangs up
+    (nats-py's reader returns True); it is noise on the terminal, not something the user can act on."""
+    import logging
+
+    log = logging.getLogger("asyncio")
+    if not any(getattr(f, "_sagaproof", False) for f in log.filters):
+        class _Filter(logging.Filter):
+            _sagaproof = True
+
+            def filter(self, record: logging.LogRecord) -> bool:
+                return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+        log.addFilter(_Filter())
 
 
 def split_urls(url: str) -> list[str]:

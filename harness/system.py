@@ -490,15 +490,20 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import BadRequestError, ServiceUnavailableError
 
+    seen: list[str] = []
+
+    async def error_cb(exc: Exception) -> None:  # nats-py prints a traceback without one
+        seen.append(f"{type(exc).__name__}: {exc}".strip())
+
     try:
         nc = await nats.connect(servers=urls, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True,
-                                **(options or {}))
+                                error_cb=error_cb, **(options or {}))
     except Exception as exc:  # noqa: BLE001 - nats-py raises many kinds; all mean "cannot reach NATS"
         if spec.nats.embedded:
             raise
+        why = seen[-1] if seen else f"{type(exc).__name__}: {exc}"
         raise EnvironmentStartError(f"NATS at {_hide_password(spec.nats.url or '')} could not be reached "
-                                    f"({type(exc).__name__}: {exc}); check nats.url and its credentials and TLS "
-                                    f"settings.") from None
+                                    f"({why}); check nats.url and its credentials and TLS settings.") from None
     try:
         js = nc.jetstream(timeout=10)
         for s in spec.nats.streams:

@@ -187,7 +187,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         producer_of = _producer_lookup(contract_set)
         recorder = Recorder(system.nats_urls, report_dir / "events.jsonl", t0=wall_t0, validator=validator,
                             producer_of=producer_of, on_message=tracker.on_message,
-                            connect_options=system.nats_options)
+                            connect_options=system.nats_options, from_now=not spec.nats.embedded)
         system.loop.run(recorder.start(), timeout=30)
         bus.emit(Phase("workload", f"{opts.sagas or spec.workload.sagas} sagas"))
         recorder.add({"kind": "phase", "t": recorder.now(), "phase": "workload_start"})

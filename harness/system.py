@@ -411,7 +411,7 @@ class System:
             if self.loop is None:
                 raise SagaproofError("start the system before recording its history.")
             self.recorder = Recorder(self.nats_urls, self.report_dir / "events.jsonl", t0=_time.time(),
-                                     connect_options=self.nats_options)
+                                     connect_options=self.nats_options, from_now=not self.spec.nats.embedded)
             self.loop.run(self.recorder.start(), timeout=30)
             self.chaos.recorder = self.recorder
         return self.recorder

@@ -99,7 +99,7 @@ def _collect(history: list[dict[str, Any]], result: RunResult) -> dict[str, Any]
     rate = [0] * nb
     for rec in history:
         if rec.get("kind") == "message":
-            rate[min(nb - 1, int(float(rec.get("t") or 0.0) / bucket))] += 1
+            rate[max(0, min(nb - 1, int(float(rec.get("t") or 0.0) / bucket)))] += 1  # t < 0: clock skew
     faults.sort(key=lambda f: (float(f.get("start") or 0.0), str(f.get("id"))))
     return {"end": end, "phases": phases, "faults": faults, "rate": rate, "bucket": bucket, "observed": observed}
 

@@ -286,7 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         from sagaproof.harness.shards import cmd_run_shards
 
-        return cmd_run_shards(args, console)
+        return cmd_run_shards(args, console, spec)
     from sagaproof.harness.report_glue import finish_run
     from sagaproof.harness.runner import RunOptions, run
 

@@ -217,12 +217,18 @@ def run_shards(argv_for: Any, seeds: list[int], jobs: int, report_dir: Path, *, 
     return [outcomes[s] for s in seeds if s in outcomes]
 
 
-def cmd_run_shards(args: Any, console: Any) -> int:
+def cmd_run_shards(args: Any, console: Any, spec: Any = None) -> int:
     """``sagaproof run DIR --seeds ... --jobs N``: run the seeds, print one summary, write the merged report."""
     from sagaproof.harness.merge import entry_from_outcome, exit_code_of, write_merged
 
     seeds: list[int] = args.seeds
     jobs = args.jobs or 1
+    attached = [n for n, s in (spec.services.items() if spec is not None else []) if s.attached]
+    if jobs > 1 and attached:
+        # Two runs on one deployment would each record the other's sagas, and judge them unfinished at its end.
+        raise ConfigError(f"--jobs {jobs}: the attached services ({', '.join(attached)}) are one deployment that "
+                          f"every seed shares, so their seeds must run one at a time; use --jobs 1, or shard over "
+                          f"machines that each have their own deployment.")
     report_dir = Path(args.report_dir)
     for p in ("report.json", "junit.xml", "report.html"):
         (report_dir / p).unlink(missing_ok=True)

@@ -192,3 +192,11 @@ def test_fault_commands_run_with_placeholders_and_fail_with_one_sentence(tmp_pat
     with pytest.raises(FaultCommandError, match="has no resume command"):
         svc.resume()
     assert sys.executable in (tmp_path / "logs" / "payment.commands.log").read_text()
+
+
+def test_seeds_of_an_attached_system_cannot_run_at_once(tmp_path: Path):
+    (tmp_path / "sagaproof.toml").write_text(ATTACHED)
+    proc = subprocess.run([*SAGAPROOF, "run", str(tmp_path), "--seeds", "1-4", "--jobs", "2", "--report-dir",
+                           str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "must run one at a time" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "r").glob("seed-*"))

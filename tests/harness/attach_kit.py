@@ -101,6 +101,7 @@ class Nats:
     size: int = 1
     tls: Tls | None = None
     nkeys: dict[str, Path] = field(default_factory=dict)  # who -> seed file (users of the servers)
+    auth_config: str = ""  # e.g. Operator.server_config (JWT auth) instead of nkey users
     ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
 
@@ -115,6 +116,8 @@ class Nats:
             d.mkdir(parents=True, exist_ok=True)
             lines = [f'server_name: "attach-n{i}"', f"listen: 127.0.0.1:{self.ports[i]}", f"http: 127.0.0.1:{http[i]}",
                      f"jetstream {{ store_dir: {json.dumps(str(d / 'store'))} }}"]
+            if self.auth_config:
+                lines.append(self.auth_config)
             if users:
                 lines.append("authorization { users = [ " +
                              ", ".join(f"{{ nkey: {pub} }}" for pub in users.values()) + " ] }")
@@ -264,3 +267,69 @@ def write_attached_system(d: Path, shop: DeployedShop, *, commands: tuple[str, .
     (d / "sagaproof.toml").write_text("\n".join(lines) + "\n")
     assert not re.search(r"^command\s*=", (d / "sagaproof.toml").read_text(), re.M)
     return d
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _new_key(prefix: int) -> tuple[bytes, str]:
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    return seed, nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+def _jwt(issuer_seed: bytes, issuer: str, subject: str, name: str, nats: dict) -> str:
+    """A NATS JWT (v2): claims signed with the issuer's nkey (ed25519), as `nsc` would write it."""
+    import base64
+    import hashlib
+
+    import nkeys
+
+    claims = {"jti": "", "iat": int(time.time()), "iss": issuer, "name": name, "sub": subject,
+              "nats": {**nats, "version": 2}}
+    claims["jti"] = base64.b32encode(hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).digest()) \
+        .decode().rstrip("=")
+    signing_input = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode()) + "." + \
+        _b64(json.dumps(claims).encode())
+    signature = nkeys.from_seed(bytearray(issuer_seed)).sign(signing_input.encode())
+    return signing_input + "." + _b64(signature)
+
+
+@dataclass
+class Operator:
+    """Decentralised (JWT) auth for a nats-server: an operator, an account with JetStream, `.creds` per user."""
+
+    root: Path
+    server_config: str = ""
+    creds: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, root: Path, users: tuple[str, ...]) -> Operator:
+        import nkeys
+
+        root.mkdir(parents=True, exist_ok=True)
+        op_seed, op = _new_key(nkeys.PREFIX_BYTE_OPERATOR)
+        acc_seed, acc = _new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        sys_seed, sys_acc = _new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True,
+                     "conn": -1, "leaf": -1}
+        operator_jwt = _jwt(op_seed, op, op, "sagaproof-test", {"type": "operator", "system_account": sys_acc})
+        account_jwt = _jwt(op_seed, op, acc, "SHOP", {"type": "account", "limits": {
+            **unlimited, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}})
+        system_jwt = _jwt(op_seed, op, sys_acc, "SYS", {"type": "account", "limits": unlimited})
+        out = cls(root)
+        out.server_config = (f'operator: "{operator_jwt}"\nsystem_account: {sys_acc}\nresolver: MEMORY\n'
+                             f'resolver_preload: {{ {acc}: "{account_jwt}", {sys_acc}: "{system_jwt}" }}')
+        for who in users:
+            seed, pub = _new_key(nkeys.PREFIX_BYTE_USER)
+            user_jwt = _jwt(acc_seed, acc, pub, who, {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1,
+                                                      "payload": -1})
+            path = root / f"{who}.creds"
+            path.write_text(f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+                            f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n")
+            out.creds[who] = path
+        return out

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAGAPROOF, SHOP, pid_alive
-from tests.harness.attach_kit import SERVICES, DeployedShop, Nats, Tls, Toxiproxy, write_attached_system
+from tests.harness.attach_kit import (
+    SERVICES,
+    DeployedShop,
+    Nats,
+    Operator,
+    Tls,
+    Toxiproxy,
+    write_attached_system,
+)
 
 
 def _expected_first() -> dict[str, str]:
@@ -152,6 +160,32 @@ def test_three_node_cluster_with_tls_and_an_nkey_per_service(tmp_path: Path):
         proc, _ = _run(system, tmp_path / "rep2", "--seed", "3", "--sagas", "5", timeout=180)
         assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert "could not be reached" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        shop.stop()
+        tp.stop()
+        nats.stop()
+
+
+def test_nats_with_jwt_auth_and_a_creds_file_per_service(tmp_path: Path):
+    operator = Operator.make(tmp_path / "auth", (*SERVICES, "sagaproof"))
+    nats = Nats(tmp_path / "nats", auth_config=operator.server_config)
+    tp = Toxiproxy()
+    shop = DeployedShop(tmp_path / "shop", nats, tp)
+    shop.root.mkdir()
+    try:
+        nats.start()
+        tp.start(tmp_path / "toxiproxy.log")
+        shop.start({name: {"NATS_CREDS": str(operator.creds[name])} for name in SERVICES})
+        system = write_attached_system(tmp_path / "sys", shop, nats_access=f'creds = "{operator.creds["sagaproof"]}"')
+        proc, report = _run(system, tmp_path / "rep", "--seed", "4", "--sagas", "30")
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert report["check_result"]["sagas_checked"] == 30 and report["notes"] == []
+
+        toml = system / "sagaproof.toml"
+        toml.write_text(toml.read_text().replace(f'creds = "{operator.creds["sagaproof"]}"', ""))
+        proc, _ = _run(system, tmp_path / "rep2", "--seed", "4", "--sagas", "5", timeout=180)
+        assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "could not be reached" in proc.stderr and "Authorization" in proc.stderr
     finally:
         shop.stop()
         tp.stop()

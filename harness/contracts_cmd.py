@@ -589,7 +589,7 @@ def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = N
     import nats
 
     async def capture(trigger: Any) -> dict[str, Any]:
-        nc = await nats.connect(system.nats_url)
+        nc = await nats.connect(servers=system.nats_urls, **system.nats_options)  # attach: creds/TLS of [nats]
         try:
             queue: asyncio.Queue[Any] = asyncio.Queue()
             await nc.subscribe(trigger.capture, cb=queue.put)

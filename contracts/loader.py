@@ -35,6 +35,7 @@ Reader = Callable[[Path], str]
 
 _VERSION = re.compile(r"^3\.0\.\d+$")
 _SUFFIXES = {".yaml", ".yml", ".json"}
+DELIVERY_INTENTS = ("at-most-once", "at-least-once")  # values of a receive operation's x-sagaproof-delivery
 # Keys whose values are data, not schemas: never look for $ref inside them.
 _DATA_KEYS = {"enum", "const", "examples", "example", "default"}
 _ANNOTATIONS = {"title", "description", "$comment", "examples", "example", "deprecated", "readOnly",
@@ -346,6 +347,13 @@ def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: Contract
         else:
             chosen = list(msgs.values())
         ch = cs.channel(pattern)
+        if "x-sagaproof-delivery" in onode:
+            intent = onode["x-sagaproof-delivery"]
+            if action != "receive" or intent not in DELIVERY_INTENTS:
+                raise ContractError(ofile, f"{optr}/x-sagaproof-delivery",
+                                    f"x-sagaproof-delivery must be one of {', '.join(DELIVERY_INTENTS)} on a receive "
+                                    f"operation, not {intent!r} on a {action} operation")
+            ch.delivery[service] = intent
         side = ch.producers if action == "send" else ch.consumers
         bucket = side.setdefault(service, [])
         for m in chosen:

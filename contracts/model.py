@@ -49,7 +49,9 @@ class Channel:
     """A subject pattern with the services that send and receive on it.
 
     ``producers``/``consumers`` map service name to the messages that service sends/receives there;
-    ``messages`` holds every message declared for the channel (by any document), keyed by name.
+    ``messages`` holds every message declared for the channel (by any document), keyed by name;
+    ``delivery`` maps a receiving service to the delivery guarantee its receive operation states with the
+    extension key ``x-sagaproof-delivery`` (``at-most-once``: losing messages while it is away is intended).
     """
 
     subject: str
@@ -57,6 +59,7 @@ class Channel:
     consumers: dict[str, list[Message]] = field(default_factory=dict)
     messages: dict[str, Message] = field(default_factory=dict)
     declared_in: list[str] = field(default_factory=list)
+    delivery: dict[str, str] = field(default_factory=dict)  # receiver -> "at-most-once" | "at-least-once" (x-sagaproof-delivery)
 
 
 class ContractSet:

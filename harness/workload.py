@@ -44,6 +44,7 @@ class WorkloadResult:
     unknown: int = 0
     retries: int = 0
     seconds: float = 0.0
+    held_back: float = 0.0  # seconds the workload waited because [workload] max_open sagas were open
     errors: list[str] = field(default_factory=list)
 
 
@@ -84,7 +85,8 @@ class Workload:
     def __init__(self, spec: WorkloadSpec, send: Callable[[dict[str, Any]], Any],
                  body: Callable[[int, random.Random], dict[str, Any]], *, seed: int, bus: EventBus | None = None,
                  count: int | None = None, duration: float | None = None, retry_for: float = 15.0,
-                 recorder: Any = None, sagas: dict[str, SagaSpec] | None = None):
+                 recorder: Any = None, sagas: dict[str, SagaSpec] | None = None,
+                 open_sagas: Callable[[], int] | None = None):
         """``send(body)`` makes one request and returns the answer's JSON (or None); it raises
         :class:`RequestRejected` when the request definitely did not get in, anything else when it may have.
         With a ``recorder`` (``.add(record)``, ``.now()``), each request becomes an operation record."""
@@ -98,6 +100,8 @@ class Workload:
         self.count = spec.sagas if count is None else count
         self.duration = duration
         self.retry_for = retry_for
+        self.open_sagas = open_sagas  # sagas open now; starts wait while `open_limit` are open
+        self.open_limit = spec.open_limit()
         self.result = WorkloadResult()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -152,6 +156,7 @@ class Workload:
         """Start sagas at `rate` per second until `count` are started (or `duration` passes)."""
         rng = random.Random(self.seed)
         t0 = time.monotonic()
+        pace0 = t0  # the rate's origin; moves on by each pause for max_open, so the rate resumes without a burst
         interval = 1.0 / self.spec.rate
         limit = self.count if self.duration is None else 10**9
         # bodies are drawn up front in order, so the same seed gives the same sagas regardless of timing
@@ -160,10 +165,20 @@ class Workload:
             while i < limit and not self._stop.is_set():
                 if self.duration is not None and time.monotonic() - t0 >= self.duration:
                     break
-                target = t0 + i * interval
+                target = pace0 + i * interval
                 now = time.monotonic()
                 if target > now:
                     if self._stop.wait(target - now):
+                        break
+                if self.open_sagas is not None and self.open_sagas() >= self.open_limit:
+                    waited = time.monotonic()
+                    while self.open_sagas() >= self.open_limit and not self._stop.wait(0.02):
+                        if self.duration is not None and time.monotonic() - t0 >= self.duration:
+                            break
+                    waited = time.monotonic() - waited
+                    self.result.held_back += waited
+                    pace0 += waited
+                    if self._stop.is_set() or (self.duration is not None and time.monotonic() - t0 >= self.duration):
                         break
                 body = self.body(i, rng)
                 self.result.requested += 1

@@ -66,6 +66,7 @@ def kill_group_quietly(pid: int) -> None:
 # everything. One list here rather than a marker in each file, so the fast tier is defined in one place.
 SLOW_MODULES = {
     "tests/harness/test_run.py",
+    "tests/harness/test_broker_run.py",
     "tests/test_ci_recipes.py",
     "tests/shop/test_bugs.py",
     "tests/shop/test_clean_shop.py",

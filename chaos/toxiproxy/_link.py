@@ -399,6 +399,11 @@ class Connection:
         self.up = Link(self, "upstream", client[0], upstream[1])
         self.down = Link(self, "downstream", upstream[0], client[1])
         self.done = asyncio.get_running_loop().create_future()
+        observe = getattr(proxy, "observe", None)  # chaos.observe: taps both socket ends, bytes unchanged
+        self.observation = observe(self) if observe is not None else None
+        if self.observation is not None:
+            for link in (self.up, self.down):
+                link.tail = link.head = self.observation.tap(link.direction, link.tail)
 
     def link(self, direction: str) -> Link:
         return self.up if direction == "upstream" else self.down
@@ -423,4 +428,6 @@ class Connection:
         self.down.cancel()
         if not self.done.done():
             self.done.set_result(None)
+        if self.observation is not None:
+            self.observation.close()
         self.proxy._forget(self)

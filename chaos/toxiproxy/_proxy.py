@@ -105,6 +105,7 @@ class Proxy:
         self.upstream_toxics: list[ToxicConfig] = []
         self.downstream_toxics: list[ToxicConfig] = []
         self.connections: set[Connection] = set()
+        self.observe: Any = None  # connection -> observation (chaos.observe.attach), or None
         self.lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -5,10 +5,10 @@ tests and benchmarks/acceptance.py hold `sagaproof run` to.
 """
 
 EXPECTED_FIRST = {
-    "no_refund": "compensation_completeness",
+    "no_refund": "consumption",
     "double_charge": "no_double_effect",
     "ack_before_commit": "termination",
-    "lost_terminal": "termination",
+    "lost_terminal": "delivery guarantee",
     "early_complete": "no_contradiction",
     "field_rename": "live contract conformance",
 }

@@ -2,7 +2,8 @@
 
 Top to bottom, in the order a person needs it: the verdict and the command that reproduces the run; the
 checks; the fault timeline; each failing saga as a sequence diagram with the faults overlaid and its text;
-contract violations; the convergence histogram; the choreography map; the minimal failing schedule; the
+contract violations; the consumers (subject x consumer matrix, redelivery coverage, subscriptions, consumers
+and reconnects per service); the convergence histogram; the choreography map; the minimal failing schedule; the
 services and notes.
 """
 
@@ -13,7 +14,7 @@ from html import escape
 from typing import Any
 
 from sagaproof.harness.checker import CHECK_TITLES, SagaViolation
-from sagaproof.harness.report import svg
+from sagaproof.harness.report import consumers, svg
 from sagaproof.harness.results import CheckOutcome, RunResult
 
 MAX_SAGA_DIAGRAMS = 30
@@ -259,6 +260,8 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
         parts.append("<section id='contracts'><h2>Contract violations</h2><p>None: every recorded message matched "
                      "its contract.</p></section>")
 
+    parts.append(consumers.render(result.broker, result.convergence))
+
     # Convergence.
     if cr is not None:
         st = cr.convergence_stats()
@@ -271,9 +274,14 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
                      f"{svg.histogram(list(cr.convergence.values()), {'p50': st['p50'], 'p95': st['p95']})}</section>")
 
     # Choreography map.
-    model = svg.choreography_model(info["observed"], result.declared_flows)
+    not_taken = {(str(x["service"]), str(x["subject"])): str(x["how"])
+                 for x in (result.broker or {}).get("not_taken") or []}
+    model = svg.choreography_model(info["observed"], result.declared_flows, not_taken)
     items = [f"<li>declared but never seen: <code>{_e(s)}</code> {_e(a)}s <code>{_e(subj)}</code></li>"
              for s, a, subj in model["never_seen"]]
+    items += [f"<li>declared receiver never took {'any' if status == 'not_taken' else 'all'} of it: <code>{_e(svc)}</code> "
+              f"receives <code>{_e(p)}</code> (see the consumption check)</li>"
+              for svc, p, status in model["receives"] if status in ("not_taken", "partly")]
     items += [f"<li>undeclared traffic: <code>{_e(s)}</code> published <code>{_e(subj)}</code> ({c} messages), "
               f"which no contract declares it sends</li>" for s, subj, c in model["undeclared"]]
     note = "" if result.declared_flows else "<p class='muted'>No declared flows were given, so every edge is " \

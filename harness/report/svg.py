@@ -289,13 +289,16 @@ def histogram(values: list[float], marks: dict[str, float | None], *, bins: int 
 # --------------------------------------------------------------------------- choreography map
 
 
-def choreography_model(observed: dict[tuple[str, str], int], declared: list[dict[str, Any]]) -> dict[str, Any]:
+def choreography_model(observed: dict[tuple[str, str], int], declared: list[dict[str, Any]],
+                       not_taken: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """Compare observed (producer, subject) -> count with declared flows.
 
     Returns ``{"sends": [(service, subject, count, status)], "receives": [(service, subject, status)],
     "undeclared_subjects": [...], "never_seen": [(service, action, subject)], "undeclared": [(service,
     subject, count)]}``; send status is ``ok``, ``undeclared`` (traffic no contract declares) or ``missing``
-    (declared, never seen); receive status is ``ok`` or ``missing`` (the subject never appeared).
+    (declared, never seen); receive status is ``ok``, ``missing`` (the subject never appeared), ``not_taken``
+    (the receiver acknowledged none of its messages) or ``partly`` (only some), from `not_taken`
+    ((service, pattern) -> "none" | "some", the consumption check's view).
     """
     dsend = [(str(d.get("service")), str(d.get("subject"))) for d in declared if d.get("action") == "send"]
     drecv = [(str(d.get("service")), str(d.get("subject"))) for d in declared if d.get("action") == "receive"]
@@ -318,7 +321,9 @@ def choreography_model(observed: dict[tuple[str, str], int], declared: list[dict
     receives = []
     for svc, p in drecv:
         seen = any(matchers[p].match(s) for s in observed_subjects)
-        receives.append((svc, p, "ok" if seen else "missing"))
+        taken = (not_taken or {}).get((svc, p))
+        status = "missing" if not seen else ("not_taken" if taken == "none" else "partly" if taken else "ok")
+        receives.append((svc, p, status))
         if not seen:
             never_seen.append((svc, "receive", p))
     declared_any = [p for _, p in dsend + drecv]
@@ -374,12 +379,14 @@ def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
     for svc, s, status in receives:
         if s not in my:
             continue
-        color, dash, w = ("#9ca3af", "", 1.4) if status == "ok" else style["missing"]
+        color, dash, w = {"ok": ("#9ca3af", "", 1.4), "not_taken": ("#dc2626", "2 3", 2.6),
+                          "partly": ("#dc2626", "8 3", 2.0)}.get(status, style["missing"])
         y0, y1 = my[s], ry[svc]
+        tip = {"ok": "", "missing": ": never seen on the wire", "not_taken": ": never took (acknowledged) any of it",
+               "partly": ": took only some of it"}[status]
         out.append(f"<path d='M{xm + 95},{y0:.1f} C{xm + 230},{y0:.1f} {xr - 220},{y1:.1f} {xr - 70},{y1:.1f}' "
                    f"fill='none' stroke='{color}' stroke-width='{w}' stroke-dasharray='{dash}'>"
-                   f"<title>{_e(svc)} receives {_e(s)}{'' if status == 'ok' else ': never seen on the wire'}"
-                   f"</title></path>")
+                   f"<title>{_e(svc)} receives {_e(s)}{tip}</title></path>")
 
     def node(x: float, y: float, text: str, fill: str, stroke: str, w: int = 140) -> str:
         return (f"<rect x='{x - w / 2}' y='{y - 11:.1f}' width='{w}' height='22' rx='11' fill='{fill}' "
@@ -400,7 +407,8 @@ def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
         out.append(node(xm, my[s], s, fill, stroke, 190))
     ly = height - 30
     legend = [("#16a34a", "", "declared and seen"), ("#dc2626", "", "seen, not declared by any contract"),
-              ("#d97706", "6 4", "declared, never seen"), ("#9ca3af", "", "declared receiver")]
+              ("#d97706", "6 4", "declared, never seen"), ("#9ca3af", "", "declared receiver"),
+              ("#dc2626", "2 3", "receiver never took it")]
     lx = 20
     for color, dash, text in legend:
         out.append(f"<line x1='{lx}' y1='{ly}' x2='{lx + 30}' y2='{ly}' stroke='{color}' stroke-width='2.5' "

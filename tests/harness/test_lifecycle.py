@@ -198,7 +198,7 @@ def test_three_node_cluster_replicates_streams(tmp_path: Path):
     spec = parse_system(raw, MINI / "sagaproof.toml")
     with System(spec, report_dir=tmp_path) as system:
         assert len(system.nats.nodes) == 3
-        assert len({s.nats_url for s in system.services.values()}) == 3  # services spread over the nodes
+        assert len(set(system.broker.upstreams.values())) == 3  # services spread over the nodes
 
         async def info() -> int:
             nc = await nats.connect(system.nats.urls[1])

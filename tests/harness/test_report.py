@@ -322,3 +322,32 @@ def test_all_checks_keeps_invariants_apart_and_respects_run_loop_saga_outcomes(t
     assert [c.name for c in result.all_checks()] == ["contracts", "saga termination"]
     root = ET.parse(write_reports(result, tmp_path, history)["junit.xml"]).getroot()
     assert [c.get("name") for c in root.iter("testcase")].count("money_conserved") == 1
+
+
+def test_consumers_section_matrix_coverage_and_not_taken_receivers_on_the_map(tmp_path: Path) -> None:
+    from sagaproof.harness.consumption import Receive, check_broker
+
+    history = [
+        {"kind": "nats_connect", "t": 0.0, "seq": 1, "service": "order", "conn": 1},
+        {"kind": "nats_sub", "t": 0.1, "seq": 2, "service": "order", "conn": 1, "subject": "payments.failed",
+         "queue": None, "sid": "3"},
+        {"kind": "message", "t": 1.0, "seq": 3, "subject": "payments.failed", "stream": "SHOP", "stream_seq": 1,
+         "producer": "payment", "data": {"order_id": "o1"}},
+        {"kind": "broker_snapshot", "t": 9.0, "seq": 4, "consumers": [], "connections": [],
+         "links": {"order": {"connections": 1, "core": {"payments.failed": 1}}}},
+    ]
+    broker = check_broker(history, receives=[Receive("order", "payments.failed")], streams={"SHOP": ["payments.>"]},
+                          services=["order"])
+    result = RunResult(seed=1, system_path="x", command="sagaproof run x --seed 1", verdict="fail", exit_code=1,
+                       checks=broker.outcomes(), broker=broker.to_dict(),
+                       convergence={"how": "quiescent", "waited": 2.0, "quiescent_at": 5.5, "owed": 1},
+                       declared_flows=[{"service": "payment", "action": "send", "subject": "payments.failed"},
+                                       {"service": "order", "action": "receive", "subject": "payments.failed"}])
+    html = render_html(result, history)
+    assert "<section id='consumers'>" in html and "quiescent from t=5.500s" in html
+    assert "<td><code>payments.failed</code></td><td>order</td><td>1</td><td>0</td><td>0</td>" in html
+    assert "no consumer of stream SHOP ever saw a redelivery" in html
+    assert "order receives payments.failed: never took (acknowledged) any of it" in html
+    assert "declared receiver never took any of it" in html
+    data = json.loads(json.dumps(result.to_dict(), default=str))
+    assert data["first_failure"] == "delivery guarantee" and data["broker"]["counts"]["consumption"] == 1

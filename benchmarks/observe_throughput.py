@@ -1,0 +1,202 @@
+"""Benchmark: what observing a service's NATS connection on its link costs, against a plain link, in one run.
+
+Starts a nats-server and the embedded Toxiproxy-compatible server in its own process (as `sagaproof run`
+runs it: an asyncio loop that also serves the links), with two pairs of links to NATS: one plain, one with a
+:class:`chaos.observe.WireObserver` tapped on each (whose events go, as in a run, to a history file: one
+JSON line per observation, drained every half second). Then, from this process, alternating plain and observed rounds:
+
+* core pub/sub: msgs/s of 1 KiB messages from a publisher on one link to a subscriber on the other;
+* JetStream: msgs/s a pull consumer on a link fetches and acks (each message is a delivery and an ack
+  observed, so two events).
+
+Prints each round, the medians, and observed / plain per workload; the acceptance is a cost of at most 10%
+(ratio >= 0.90). Also prints the links process's CPU time per message for each (from /proc), which is what
+observing adds whether or not the link is the bottleneck. Everything is on loopback, bounded in count and time.
+
+    python benchmarks/observe_throughput.py [--quick] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+LINKS = r"""
+import asyncio, json, sys
+from sagaproof.chaos.observe import WireObserver, attach
+from sagaproof.chaos.toxiproxy import serve
+
+async def main():
+    server = await serve(host="127.0.0.1", port=0)
+    sink = open(sys.argv[2], "w", buffering=1 << 16)
+    observers = []
+    out = {}
+    for name in ("plain_a", "plain_b", "observed_a", "observed_b"):
+        proxy = await server.proxies.create({"name": name, "listen": "127.0.0.1:0", "upstream": sys.argv[1]})
+        if name.startswith("observed"):
+            observers.append(WireObserver(name))
+            attach(proxy, observers[-1])
+        out[name] = proxy.listen
+    print(json.dumps(out), flush=True)
+    while True:  # what a run does with the observations: every half second, one JSON line each in the history
+        await asyncio.sleep(0.5)
+        for observer in observers:
+            for event in observer.drain():
+                sink.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+asyncio.run(main())
+"""
+
+
+def spawn(args: list[str], want: str, timeout: float = 15.0) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if want in line:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            return proc, line
+    proc.kill()
+    raise RuntimeError(f"{args[0]} did not start")
+
+
+async def core_rate(pub_url: str, sub_url: str, n: int) -> float:
+    sub = await nats.connect(sub_url, pending_size=256 * 1024 * 1024)
+    pub = await nats.connect(pub_url, pending_size=256 * 1024 * 1024)
+    done = asyncio.Event()
+    got = 0
+
+    async def on_msg(_msg: object) -> None:
+        nonlocal got
+        got += 1
+        if got >= n:
+            done.set()
+
+    s = await sub.subscribe("bench.flow", cb=on_msg, pending_msgs_limit=n * 2, pending_bytes_limit=-1)
+    await sub.flush()
+    payload = os.urandom(1024)
+    t0 = time.perf_counter()
+    for i in range(n):
+        await pub.publish("bench.flow", payload)
+        if i % 1000 == 999:
+            await pub.flush(timeout=10)
+    await pub.flush(timeout=10)
+    await asyncio.wait_for(done.wait(), 120)
+    rate = n / (time.perf_counter() - t0)
+    await s.unsubscribe()
+    await pub.close()
+    await sub.close()
+    return rate
+
+
+async def js_rate(direct_url: str, link_url: str, n: int, tag: str) -> float:
+    admin = await nats.connect(direct_url)
+    js = admin.jetstream()
+    stream = f"B{tag}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"bench{tag}.>"]))
+    for i in range(n):
+        await js.publish(f"bench{tag}.x", b"%d" % i)
+    nc = await nats.connect(link_url)
+    cjs = nc.jetstream()
+    await cjs.add_consumer(stream, ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
+    sub = await cjs.pull_subscribe_bind(consumer="c", stream=stream)
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        for msg in await sub.fetch(min(100, n - got), timeout=10):
+            await msg.ack()
+            got += 1
+    await nc.flush()
+    rate = n / (time.perf_counter() - t0)
+    await nc.close()
+    await js.delete_stream(stream)
+    await admin.close()
+    return rate
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per variant")
+    args = ap.parse_args(argv)
+    core_n = 10000 if args.quick else 30000
+    js_n = 2000 if args.quick else 5000
+    tmp = tempfile.TemporaryDirectory()
+    procs: list[subprocess.Popen] = []
+    try:
+        nats_bin = str(Path(sys.executable).parent / "nats-server")
+        p, line = spawn([nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", tmp.name],
+                        "Listening for client connections on")
+        procs.append(p)
+        addr = line.rsplit(" ", 1)[-1].strip()
+        p, line = spawn([sys.executable, "-c", LINKS, addr, os.path.join(tmp.name, "events.jsonl")], '"plain_a"')
+        procs.append(p)
+        links = json.loads(line)
+        direct = f"nats://{addr}"
+        rates: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
+        link_pid = procs[1].pid
+        for r in range(args.rounds):
+            for variant in (("plain", "observed") if r % 2 == 0 else ("observed", "plain")):
+                a, b = f"nats://{links[variant + '_a']}", f"nats://{links[variant + '_b']}"
+                c0 = cpu_seconds(link_pid)
+                core = asyncio.run(core_rate(a, b, core_n))
+                c1 = cpu_seconds(link_pid)
+                jsr = asyncio.run(js_rate(direct, a, js_n, f"{variant}{r}"))
+                c2 = cpu_seconds(link_pid)
+                rates.setdefault(("core", variant), []).append(core)
+                rates.setdefault(("jetstream", variant), []).append(jsr)
+                cpu.setdefault(("core", variant), []).append((c1 - c0) / core_n * 1e6)
+                cpu.setdefault(("jetstream", variant), []).append((c2 - c1) / js_n * 1e6)
+                print(f"round {r + 1} {variant:8s}: core pub/sub {core:9.0f} msgs/s "
+                      f"({(c1 - c0) / core_n * 1e6:5.1f} us link CPU/msg)   JetStream fetch+ack {jsr:7.0f} msgs/s "
+                      f"({(c2 - c1) / js_n * 1e6:5.1f} us link CPU/msg)", flush=True)
+        print()
+        ok = True
+        for workload in ("core", "jetstream"):
+            plain = statistics.median(rates[(workload, "plain")])
+            observed = statistics.median(rates[(workload, "observed")])
+            ratio = observed / plain
+            ok &= ratio >= 0.90
+            print(f"{workload:9s}: plain link {plain:9.0f} msgs/s, observing link {observed:9.0f} msgs/s, "
+                  f"observed/plain {ratio:.3f} (cost {100 * (1 - ratio):.1f}%); link CPU per message "
+                  f"{statistics.median(cpu[(workload, 'plain')]):.1f} us plain, "
+                  f"{statistics.median(cpu[(workload, 'observed')]):.1f} us observed")
+        print(f"(core: {core_n} x 1 KiB per round; JetStream: {js_n} messages fetched and acked per round; "
+              f"{args.rounds} rounds each, alternating; medians)")
+        print("OBSERVING COST", "WITHIN 10%" if ok else "ABOVE 10%")
+        return 0 if ok else 1
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

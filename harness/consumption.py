@@ -1,0 +1,603 @@
+"""Checks over the broker's view: did every consumer take what its contract says it receives, and how?
+
+Pure functions over a recorded history (``events.jsonl`` records: messages with their stream sequence, the
+links' ``delivery``/``ack``/``nats_sub``/``js_consumer`` observations, ``advisory`` records and faults; see
+:mod:`harness.broker_view`). Nothing here starts anything. Three checks, reported like the saga checks (what
+was expected, what happened, the events with the faults active at each, the command that reproduces it):
+
+``delivery guarantee``
+    A service reads a subject that a stream captures through a plain core-NATS subscription: at most once,
+    so whatever is published while it is away (killed, paused, cut off, reconnecting) is lost for it. A
+    contract states that this is intended with ``x-sagaproof-delivery: at-most-once`` on the receive
+    operation, which silences the finding (and the consumption check for that subject).
+``consumption``
+    Every message stored on a subject a service's contract says it receives is acknowledged by that service
+    at least once by the end of the run (by quiescence).
+``dead letters``
+    Messages a consumer gave up on: terminated (``+TERM``) or dead-lettered (``max_deliver`` reached).
+
+:func:`matrix` and :func:`coverage` summarise the same history for the report: per subject and consuming
+service the messages, acks, redeliveries, terminations and faults seen; per stream whether any consumer
+ever saw a redelivery (if none did, a non-idempotent consumer could not have been caught by the run).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagaproof.subjects import matches, overlaps
+
+BROKER_CHECKS: tuple[str, ...] = ("delivery guarantee", "consumption", "dead letters")
+AT_MOST_ONCE = "at-most-once"
+_SYSTEM_PREFIXES = ("_INBOX.", "$JS.", "$SYS.", "_R_.", "$KV.", "$O.")
+MAX_DETAILS = 30
+
+
+@dataclass(frozen=True)
+class Receive:
+    """A service's contract says it receives `pattern` (with an optional stated delivery intent)."""
+
+    service: str
+    pattern: str
+    intent: str | None = None
+
+
+def receives_from_contracts(contract_set: Any) -> list[Receive]:
+    """Every (service, subject pattern, intent) a contract set declares as received."""
+    if contract_set is None:
+        return []
+    out = []
+    for ch in contract_set.channels.values():
+        for svc in ch.consumers:
+            out.append(Receive(svc, ch.subject, getattr(ch, "delivery", {}).get(svc)))
+    return out
+
+
+@dataclass
+class BrokerFinding:
+    """One thing a broker check found, readable on its own (the saga checks' failure format)."""
+
+    check: str
+    service: str
+    subject: str
+    expected: str
+    detail: str
+    stream: str | None = None
+    stream_seq: int | None = None
+    saga: str | None = None
+    key: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    faults_active: list[list[str]] = field(default_factory=list)
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fix: str = ""
+    repro: str | None = None
+    in_flight: bool = False  # consumption: it may still be taken while the system moves (not in to_dict)
+
+    @property
+    def title(self) -> str:
+        where = f" {self.stream} sequence {self.stream_seq}" if self.stream_seq is not None else ""
+        saga = f" (saga '{self.saga}' key {self.key})" if self.key is not None else ""
+        return f"{self.check.capitalize()} violated: service '{self.service}', {self.subject}{where}{saga}"
+
+    def _fault_label(self, fid: str) -> str:
+        f = self.faults.get(fid) or {}
+        target = f.get("target")
+        return f"{fid} {f.get('kind', '?')}" + (f" {target}" if target else "")
+
+    def message(self, repro: str | None = None) -> str:
+        """The human text: what was expected, what happened, the events with their faults, the fix, the command."""
+        lines = [self.title, f"  expected: {self.expected}", f"  but:      {self.detail}"]
+        if self.events:
+            lines.append(f"  events seen ({len(self.events)}):")
+            width = max(len(str(e.get("service") or "?")) for e in self.events)
+            for i, e in enumerate(self.events):
+                fa = self.faults_active[i] if i < len(self.faults_active) else []
+                faults = ("  faults: " + ", ".join(self._fault_label(f) for f in fa)) if fa else ""
+                lines.append(f"     t={float(e.get('t', 0.0)):.3f}s  {str(e.get('service') or '?'):<{width}}  "
+                             f"{e.get('what')}{faults}")
+        if self.fix:
+            lines.append(f"  fix:      {self.fix}")
+        cmd = repro or self.repro
+        if cmd:
+            lines.append(f"  reproduce: {cmd}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "service": self.service, "subject": self.subject, "title": self.title,
+                "expected": self.expected, "detail": self.detail, "stream": self.stream,
+                "stream_seq": self.stream_seq, "saga": self.saga, "key": self.key, "events": self.events,
+                "faults_active": self.faults_active, "faults": self.faults, "fix": self.fix, "repro": self.repro,
+                "message": self.message()}
+
+
+@dataclass
+class BrokerReport:
+    """What the broker checks found, and the summaries the report shows."""
+
+    findings: dict[str, list[BrokerFinding]] = field(default_factory=lambda: {c: [] for c in BROKER_CHECKS})
+    summaries: dict[str, str] = field(default_factory=dict)
+    matrix: list[dict[str, Any]] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    not_taken: dict[tuple[str, str], str] = field(default_factory=dict)  # (service, pattern) -> "none" | "some"
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.findings.values())
+
+    def with_repro(self, command: str) -> BrokerReport:
+        for group in self.findings.values():
+            for f in group:
+                if not f.repro:
+                    f.repro = command
+        return self
+
+    def outcomes(self) -> list[Any]:
+        """One :class:`harness.results.CheckOutcome` per broker check, in ``BROKER_CHECKS`` order."""
+        from sagaproof.harness.results import CheckOutcome
+
+        out = []
+        for name in BROKER_CHECKS:
+            found = self.findings[name]
+            details = [f.message() for f in found[:MAX_DETAILS]]
+            if len(found) > MAX_DETAILS:
+                details.append(f"... and {len(found) - MAX_DETAILS} more (see report.json)")
+            out.append(CheckOutcome(name, not found, self.summaries.get(name, ""), details))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summaries": self.summaries,
+                "findings": {k: [f.to_dict() for f in v[:500]] for k, v in self.findings.items()},
+                "counts": {k: len(v) for k, v in self.findings.items()}, "matrix": self.matrix,
+                "coverage": self.coverage, "services": self.services,
+                "not_taken": [{"service": s, "subject": p, "how": h} for (s, p), h in self.not_taken.items()]}
+
+
+class _History:
+    """One pass over the records: what the checks and summaries need, indexed."""
+
+    def __init__(self, records: Iterable[dict[str, Any]], sagas: Mapping[str, Any]) -> None:
+        saga_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for name, spec in sagas.items():
+            subjects = {spec.start, *spec.success, *spec.abort}
+            for st in spec.steps:
+                subjects.update(s for s in (st.success, st.failure, st.compensation) if s)
+            for s in subjects:
+                saga_of[s].append((name, spec.key))
+        self.stored: dict[tuple[str, int], dict[str, Any]] = {}
+        self.deliveries: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        self.answers: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        self.core: dict[tuple[str, str], int] = defaultdict(int)
+        self.subs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.consumers: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+        self.js_sids: set[tuple[str, int, str]] = set()  # (service, conn, sid) that carried JetStream deliveries
+        self.connects: dict[str, int] = defaultdict(int)
+        self.advisories: list[dict[str, Any]] = []
+        self.snapshot: dict[str, Any] | None = None
+        self.faults: dict[str, dict[str, Any]] = {}
+        self.fault_windows: list[tuple[str, float, float | None]] = []
+        active: dict[str, None] = {}
+        snap: tuple[str, ...] = ()
+        starts: dict[str, float] = {}
+        for rec in records:
+            kind = rec.get("kind")
+            t = float(rec.get("t") or 0.0)
+            if kind == "message":
+                stream, seq = rec.get("stream"), rec.get("stream_seq")
+                if stream is None or seq is None:
+                    continue
+                raw = rec.get("data")
+                data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                saga = key = None
+                for name, keyname in saga_of.get(rec.get("subject") or "", ()):
+                    if data.get(keyname) is not None:
+                        saga, key = name, str(data[keyname])
+                        break
+                self.stored[(stream, int(seq))] = {"t": t, "subject": rec.get("subject"), "producer": rec.get("producer"),
+                                                   "saga": saga, "key": key, "faults": snap}
+            elif kind == "delivery":
+                self.deliveries[(rec["service"], rec["stream"], int(rec["stream_seq"]))].append({**rec, "faults": snap})
+                self.js_sids.add((rec["service"], rec.get("conn", 0), str(rec.get("sid"))))
+            elif kind == "ack":
+                self.answers[(rec["service"], rec["stream"], int(rec["stream_seq"]))].append({**rec, "faults": snap})
+            elif kind == "nats_sub":
+                self.subs[rec["service"]].append(rec)
+            elif kind == "js_consumer":
+                if rec.get("stream") and rec.get("consumer"):
+                    self.consumers[rec["service"]][(rec["stream"], rec["consumer"])] = rec
+            elif kind == "nats_connect":
+                self.connects[rec["service"]] += 1
+            elif kind == "advisory":
+                self.advisories.append({**rec, "faults": snap})
+            elif kind == "broker_snapshot":
+                self.snapshot = rec
+                self.core = defaultdict(int)  # messages that reached each service on core subscriptions
+                for svc, link in (rec.get("links") or {}).items():
+                    for subject, n in ((link or {}).get("core") or {}).items():
+                        self.core[(svc, subject)] += int(n)
+            elif kind == "fault_start":
+                f = rec.get("fault") or {}
+                fid = str(f.get("id"))
+                self.faults[fid] = f
+                active[fid] = None
+                snap = tuple(active)
+                starts[fid] = t
+            elif kind == "fault_end":
+                fid = str(rec.get("fault_id"))
+                active.pop(fid, None)
+                snap = tuple(active)
+                if fid in starts:
+                    self.fault_windows.append((fid, starts.pop(fid), t))
+        self.fault_windows += [(fid, t0, None) for fid, t0 in starts.items()]
+        # which service each consumer delivers to
+        self.consumer_service: dict[tuple[str, str], str] = {}
+        for (svc, stream, _seq), ds in self.deliveries.items():
+            for d in ds:
+                self.consumer_service.setdefault((stream, d["consumer"]), svc)
+        for svc, cons in self.consumers.items():
+            for k in cons:
+                self.consumer_service.setdefault(k, svc)
+
+    def ack_policy(self, service: str, stream: str, consumer: str) -> str:
+        """The consumer's ack policy as the service created it (explicit when it was created elsewhere)."""
+        cfg = self.consumers.get(service, {}).get((stream, consumer))
+        return str((cfg or {}).get("ack_policy") or "explicit")
+
+
+def _used_faults(h: _History, snaps: Iterable[tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+    used: dict[str, dict[str, Any]] = {}
+    for snap in snaps:
+        for fid in snap:
+            used.setdefault(fid, h.faults.get(fid, {"id": fid}))
+    return used
+
+
+def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], streams: Mapping[str, list[str]],
+                 services: Iterable[str], sagas: Mapping[str, Any] | None = None, final: bool = True) -> BrokerReport:
+    """Run the three broker checks and build the report's summaries.
+
+    Args:
+        records: the history (any order of kinds; time order within each kind).
+        receives: what each service's contract says it receives (:func:`receives_from_contracts`).
+        streams: stream name -> its subject patterns (what JetStream stores).
+        services: the services that ran through observed links (others are not judged).
+        sagas: the system's sagas, to name the saga and key of each message.
+        final: the history ends with the system quiescent (every delivery answered). When it does not (the
+            run gave up waiting), a message a consumer can still take or acknowledge is *pending*, not a
+            violation; one no consumer of the service takes, or that was terminated or dead-lettered, still is.
+    """
+    h = _History(records, sagas or {})
+    services = list(services)
+    report = BrokerReport()
+    observed = {s for s in services if h.connects.get(s)}
+    stream_patterns = [(name, p) for name, ps in streams.items() for p in ps]
+    _delivery_guarantee(h, report, receives, stream_patterns, observed)
+    _consumption(h, report, receives, observed, stream_patterns, final)
+    _dead_letters(h, report)
+    report.matrix = matrix(h, receives, observed)
+    report.coverage = coverage(h, streams)
+    report.services = _per_service(h, services)
+    return report
+
+
+def _intends_at_most_once(receives: list[Receive], service: str, pattern: str) -> bool:
+    return any(r.service == service and r.intent == AT_MOST_ONCE and overlaps(r.pattern, pattern) for r in receives)
+
+
+def _delivery_guarantee(h: _History, report: BrokerReport, receives: list[Receive],
+                        stream_patterns: list[tuple[str, str]], observed: set[str]) -> None:
+    found = report.findings["delivery guarantee"]
+    for service in sorted(observed):
+        deliver_subjects = {str(c.get("deliver_subject")) for c in h.consumers.get(service, {}).values()
+                            if c.get("deliver_subject")}
+        seen: set[str] = set()
+        for sub in h.subs.get(service, []):
+            subject = str(sub.get("subject") or "")
+            if (not subject or subject.startswith(_SYSTEM_PREFIXES) or subject in seen
+                    or subject in deliver_subjects
+                    or (service, sub.get("conn", 0), str(sub.get("sid"))) in h.js_sids):
+                continue
+            captured = [(name, p) for name, p in stream_patterns if overlaps(p, subject)]
+            if not captured:
+                continue
+            seen.add(subject)
+            if _intends_at_most_once(receives, service, subject):
+                continue
+            stored = [k for k, m in h.stored.items() if matches(subject, str(m["subject"]))]
+            got = sum(n for (svc, subj), n in h.core.items() if svc == service and matches(subject, subj))
+            streams_txt = ", ".join(sorted({name for name, _ in captured}))
+            lost = max(0, len(stored) - got)
+            detail = (f"'{service}' reads {subject} through a core NATS subscription (SUB {subject}"
+                      f"{' queue ' + str(sub['queue']) if sub.get('queue') else ''}): at most once. Stream "
+                      f"{streams_txt} stores {len(stored)} message(s) on it; {got} reached the service that way"
+                      + (f", {lost} never did" if lost else "")
+                      + ". Nothing acknowledges these messages and nothing redelivers what is published while "
+                        "the service is away (killed, paused, cut off, reconnecting).")
+            away = [(fid, a, b) for fid, a, b in h.fault_windows if (h.faults.get(fid) or {}).get("target") == service]
+            events = [{"t": sub.get("t", 0.0), "service": service, "what": f"SUB {subject} (core, sid {sub.get('sid')})"}]
+            actives: list[list[str]] = [[]]
+            for fid, a, b in away[:20]:
+                f = h.faults.get(fid) or {}
+                events.append({"t": a, "service": service,
+                               "what": f"fault {fid} {f.get('kind', '?')} until "
+                                       f"{'the end' if b is None else f't={b:.3f}s'}: messages published meanwhile are lost for it"})
+                actives.append([fid])
+            found.append(BrokerFinding(
+                check="delivery guarantee", service=service, subject=subject,
+                expected=f"a subject stored in a stream ({streams_txt}) is read through a JetStream consumer with "
+                         f"acknowledgements (at least once), unless the contract states at-most-once intent",
+                detail=detail, events=events, faults_active=actives,
+                faults=_used_faults(h, [tuple(a) for a in actives]),
+                fix=(f"consume {subject} through a durable JetStream consumer (pull, or push with explicit ack) "
+                     f"whose filter includes it, and ack each message after its effect is committed; if losing "
+                     f"messages while '{service}' is away is intended, say so in its contract with "
+                     f"x-sagaproof-delivery: at-most-once on the receive operation")))
+    n = len(found)
+    report.summaries["delivery guarantee"] = (
+        "every stored subject is read through a JetStream consumer with acks" if not n else
+        f"{n} stored subject(s) read through core subscriptions (at most once): "
+        + ", ".join(sorted({f'{f.service} {f.subject}' for f in found})))
+
+
+def _consumption(h: _History, report: BrokerReport, receives: list[Receive], observed: set[str],
+                 stream_patterns: list[tuple[str, str]], final: bool = True) -> None:
+    found = report.findings["consumption"]
+    judged = 0
+    pending = 0
+    per_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (service, pattern) -> [messages, missed]
+    # AckAll consumers: an ack of sequence n acks every earlier delivered one.
+    ack_all_floor: dict[tuple[str, str, str], int] = {}
+    for (svc, stream, seq), answers in h.answers.items():
+        for a in answers:
+            if a["how"] in ("ack", "next") and h.ack_policy(svc, stream, a["consumer"]) == "all":
+                k = (svc, stream, a["consumer"])
+                ack_all_floor[k] = max(ack_all_floor.get(k, 0), seq)
+    by_receiver: dict[str, list[Receive]] = defaultdict(list)
+    for r in receives:
+        if r.service in observed and r.intent != AT_MOST_ONCE:
+            by_receiver[r.service].append(r)
+    owed: dict[str, list[tuple[str, str]]] = {}  # subject -> [(service, pattern)], computed once per subject
+    for (stream, seq), msg in sorted(h.stored.items(), key=lambda kv: (kv[1]["t"], kv[0])):
+        subject = str(msg["subject"])
+        pairs = owed.get(subject)
+        if pairs is None:
+            pairs = owed[subject] = [(svc, p) for svc, recs in by_receiver.items()
+                                     for p in [next((r.pattern for r in recs if matches(r.pattern, subject)), None)]
+                                     if p is not None]
+        for service, pattern in pairs:
+            judged += 1
+            per_pair[(service, pattern)][0] += 1
+            key = (service, stream, seq)
+            deliveries = h.deliveries.get(key, [])
+            answers = h.answers.get(key, [])
+            if any(a["how"] in ("ack", "next") for a in answers):
+                continue
+            if any(h.ack_policy(service, stream, d["consumer"]) == "none" for d in deliveries):
+                continue
+            if any(ack_all_floor.get((service, stream, d["consumer"]), 0) >= seq for d in deliveries):
+                continue
+            finding = _unconsumed(h, service, pattern, stream, seq, msg, deliveries, answers, stream_patterns)
+            if not final and finding.in_flight:
+                pending += 1  # the run ended while the system still moved: it may yet be taken
+                continue
+            per_pair[(service, pattern)][1] += 1
+            found.append(finding)
+    for (service, pattern), (total, missed) in per_pair.items():
+        if missed:
+            report.not_taken[(service, pattern)] = "none" if missed == total else "some"
+    still = f"; {pending} still in flight when the run stopped waiting" if pending else ""
+    if not judged:
+        report.summaries["consumption"] = "no stored message on a subject any observed service's contract receives"
+    elif not found:
+        report.summaries["consumption"] = (f"all {judged - pending} messages owed to their contract receivers "
+                                           f"(message x receiver) were acknowledged{still}")
+    else:
+        groups: dict[tuple[str, str], int] = defaultdict(int)
+        for f in found:
+            groups[(f.service, f.subject)] += 1
+        report.summaries["consumption"] = (
+            f"{len(found)} of {judged} messages owed to contract receivers were never acknowledged: "
+            + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(groups.items())) + still)
+
+
+def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, msg: dict[str, Any],
+                deliveries: list[dict[str, Any]], answers: list[dict[str, Any]],
+                stream_patterns: list[tuple[str, str]]) -> BrokerFinding:
+    subject = str(msg["subject"])
+    events = [{"t": msg["t"], "service": msg.get("producer") or "?",
+               "what": f"published {subject} ({stream} sequence {seq})"}]
+    actives = [list(msg["faults"])]
+    timeline = [(d["t"], "d", d) for d in deliveries] + [(a["t"], "a", a) for a in answers]
+    for t, what, rec in sorted(timeline, key=lambda x: (x[0], x[1])):
+        if what == "d":
+            events.append({"t": t, "service": service, "what": f"delivered (delivery {rec['delivered']}) by consumer "
+                                                               f"{rec['consumer']}"})
+        else:
+            reason = f" ({rec['reason']})" if rec.get("reason") else ""
+            events.append({"t": t, "service": service, "what": f"answered {_ANSWER[rec['how']]}{reason}"})
+        actives.append(list(rec["faults"]))
+    consumers = h.consumers.get(service, {})
+    in_flight = False
+    dead = [a for a in h.advisories if a.get("stream") == stream and a.get("stream_seq") == seq
+            and a.get("type") in ("max_deliveries", "terminated") and h.consumer_service.get((stream, str(a.get("consumer")))) == service]
+    if deliveries:
+        n = max(int(d["delivered"]) for d in deliveries)
+        last = answers[-1]["how"] if answers else None
+        if last == "term" or any(a.get("type") == "terminated" for a in dead):
+            why = f"'{service}' terminated it (+TERM) after {n} delivery(ies): it will never be delivered again"
+        elif any(a.get("type") == "max_deliveries" for a in dead):
+            why = f"it was dead-lettered: delivered {n} times (the consumer's max_deliver) and never acknowledged"
+        else:
+            in_flight = True
+            why = (f"it was delivered {n} time(s) and never acknowledged"
+                   + (f"; the last answer was {_ANSWER[last]}" if last else "; the service never answered"))
+    else:
+        core = [s for s in h.subs.get(service, []) if matches(str(s.get("subject")), subject)
+                and (service, s.get("conn", 0), str(s.get("sid"))) not in h.js_sids]
+        covering = [c for c in consumers.values() if c.get("stream") == stream and
+                    (not c.get("filter_subjects") or any(matches(f, subject) for f in c["filter_subjects"]))]
+        if covering:
+            names = ", ".join(str(c["consumer"]) for c in covering)
+            in_flight = True
+            why = f"its consumer {names} takes {subject} but never delivered this message to '{service}'"
+        elif core:
+            why = (f"it was never delivered through a JetStream consumer: '{service}' reads {subject} through a "
+                   f"core subscription, which acknowledges nothing (see delivery guarantee)")
+        elif consumers:
+            listing = "; ".join(f"{c['consumer']} on {c['stream']} filters {', '.join(c.get('filter_subjects') or ['>'])}"
+                                for c in consumers.values())
+            why = f"none of '{service}''s JetStream consumers takes {subject} ({listing})"
+        else:
+            why = f"'{service}' never received it: it created no JetStream consumer and holds no subscription to it"
+    return BrokerFinding(
+        check="consumption", service=service, subject=subject, stream=stream, stream_seq=seq,
+        saga=msg.get("saga"), key=msg.get("key"),
+        expected=f"'{service}' acknowledges every message on {pattern} at least once (its contract says it "
+                 f"receives {pattern})",
+        detail=why, events=events, faults_active=actives, faults=_used_faults(h, [tuple(a) for a in actives]),
+        in_flight=in_flight)
+
+
+_ANSWER = {"ack": "+ACK", "nak": "-NAK", "wpi": "+WPI (in progress)", "term": "+TERM", "next": "+NXT"}
+
+
+def _dead_letters(h: _History, report: BrokerReport) -> None:
+    found = report.findings["dead letters"]
+    seen: set[tuple[str, str, int]] = set()
+    items: list[tuple[float, str, str, str, int, str, list[str]]] = []
+    for a in h.advisories:
+        if a.get("type") not in ("max_deliveries", "terminated") or a.get("stream_seq") is None:
+            continue
+        consumer, stream, seq = str(a.get("consumer")), str(a.get("stream")), int(a["stream_seq"])
+        what = (f"dead-lettered after {a.get('deliveries')} deliveries (max_deliver reached)"
+                if a["type"] == "max_deliveries" else
+                f"terminated by the consumer (+TERM){' reason: ' + str(a['reason']) if a.get('reason') else ''}")
+        seen.add((consumer, stream, seq))
+        items.append((float(a.get("t") or 0.0), h.consumer_service.get((stream, consumer), "?"), consumer, stream,
+                      seq, what, list(a["faults"])))
+    for (svc, stream, seq), answers in h.answers.items():  # +TERM seen on the wire (an advisory may be missing)
+        for a in answers:
+            if a["how"] == "term" and (a["consumer"], stream, seq) not in seen:
+                seen.add((a["consumer"], stream, seq))
+                reason = f" reason: {a['reason']}" if a.get("reason") else ""
+                items.append((float(a["t"]), svc, a["consumer"], stream, seq,
+                              f"terminated by the consumer (+TERM){reason}", list(a["faults"])))
+    for t, svc, consumer, stream, seq, what, faults in sorted(items):
+        msg = h.stored.get((stream, seq), {})
+        subject = str(msg.get("subject") or "?")
+        events = []
+        actives = []
+        if msg:
+            events.append({"t": msg["t"], "service": msg.get("producer") or "?",
+                           "what": f"published {subject} ({stream} sequence {seq})"})
+            actives.append(list(msg["faults"]))
+        events.append({"t": t, "service": svc, "what": f"consumer {consumer}: {what}"})
+        actives.append(faults)
+        found.append(BrokerFinding(
+            check="dead letters", service=svc, subject=subject, stream=stream, stream_seq=seq,
+            saga=msg.get("saga"), key=msg.get("key"),
+            expected="no consumer gives up on a message (no +TERM, no max_deliver reached)",
+            detail=f"consumer {consumer} of '{svc}' gave up on it: {what}", events=events, faults_active=actives,
+            faults=_used_faults(h, [tuple(x) for x in actives])))
+    report.summaries["dead letters"] = ("no message was terminated or dead-lettered" if not found else
+                                        f"{len(found)} message(s) terminated or dead-lettered")
+
+
+def matrix(h: _History, receives: list[Receive], services: set[str]) -> list[dict[str, Any]]:
+    """Rows per (subject, consuming service): stored messages, delivered, acked, redelivered, duplicated on the
+    wire, naked, terminated, core deliveries, and how many distinct faults were active around them."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def row(subject: str, service: str) -> dict[str, Any]:
+        r = rows.get((subject, service))
+        if r is None:
+            r = rows[(subject, service)] = {"subject": subject, "service": service, "messages": 0, "delivered": 0,
+                                            "deliveries": 0, "acked": 0, "redelivered": 0, "duplicated": 0,
+                                            "naked": 0, "terminated": 0, "core": 0, "faults": set(),
+                                            "declared": False}
+        return r
+
+    receivers: dict[str, set[str]] = {}  # subject -> services whose contract receives it
+    for (_stream, _seq), msg in h.stored.items():
+        subject = str(msg["subject"])
+        svcs = receivers.get(subject)
+        if svcs is None:
+            svcs = receivers[subject] = {r.service for r in receives
+                                         if r.service in services and matches(r.pattern, subject)}
+        for svc in svcs:
+            x = row(subject, svc)
+            x["messages"] += 1
+            x["declared"] = True
+            x["faults"].update(msg["faults"])
+    for (svc, stream, seq), ds in h.deliveries.items():
+        subject = str(ds[0].get("subject") or (h.stored.get((stream, seq)) or {}).get("subject") or "?")
+        x = row(subject, svc)
+        x["delivered"] += 1
+        x["deliveries"] += len(ds)
+        if any(int(d["delivered"]) > 1 for d in ds):
+            x["redelivered"] += 1
+        ids = [(d["consumer"], d["delivered"]) for d in ds]
+        if len(ids) != len(set(ids)):
+            x["duplicated"] += 1
+        for d in ds:
+            x["faults"].update(d["faults"])
+        answers = h.answers.get((svc, stream, seq), [])
+        if any(a["how"] in ("ack", "next") for a in answers):
+            x["acked"] += 1
+        if any(a["how"] == "nak" for a in answers):
+            x["naked"] += 1
+        if any(a["how"] == "term" for a in answers):
+            x["terminated"] += 1
+    for (svc, subject), n in h.core.items():
+        row(subject, svc)["core"] += n
+    out = []
+    for key in sorted(rows):
+        r = rows[key]
+        r["faults"] = len(r["faults"])
+        out.append(r)
+    return out
+
+
+def coverage(h: _History, streams: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Per stream and consumer: deliveries and redeliveries; which streams' consumers never saw a redelivery."""
+    per: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: {"deliveries": 0,
+                                                                                       "redeliveries": 0}))
+    for (_svc, stream, _seq), ds in h.deliveries.items():
+        for d in ds:
+            c = per[stream][d["consumer"]]
+            c["deliveries"] += 1
+            if int(d["delivered"]) > 1:
+                c["redeliveries"] += 1
+    used = {stream for stream, _seq in h.stored} | set(per)
+    never = sorted(s for s in used if not any(c["redeliveries"] for c in per.get(s, {}).values()))
+    notes = [f"no consumer of stream {s} ever saw a redelivery in this run: a consumer that is not idempotent "
+             f"could not have been caught by it (add kill, cut or duplicate faults, or a longer run)" for s in never]
+    return {"streams": {s: dict(c) for s, c in per.items()}, "never_redelivered": never, "notes": notes}
+
+
+def _per_service(h: _History, services: list[str]) -> dict[str, dict[str, Any]]:
+    """Per service: the subscriptions and consumers it made, its connections and reconnects."""
+    links = ((h.snapshot or {}).get("links") or {}) if h.snapshot else {}
+    out = {}
+    for svc in services:
+        subs = []
+        seen = set()
+        for s in h.subs.get(svc, []):
+            subject = str(s.get("subject"))
+            kind = "jetstream" if (svc, s.get("conn", 0), str(s.get("sid"))) in h.js_sids else (
+                "inbox" if subject.startswith(_SYSTEM_PREFIXES) else "core")
+            k = (subject, s.get("queue"), kind)
+            if k not in seen:
+                seen.add(k)
+                subs.append({"subject": subject, "queue": s.get("queue"), "kind": kind})
+        consumers = [{"stream": c["stream"], "consumer": c["consumer"], "durable": c.get("durable"),
+                      "filter_subjects": c.get("filter_subjects"), "ack_policy": c.get("ack_policy"),
+                      "ack_wait": c.get("ack_wait"), "max_deliver": c.get("max_deliver"),
+                      "deliver_subject": c.get("deliver_subject")} for c in h.consumers.get(svc, {}).values()]
+        connects = h.connects.get(svc, 0)
+        out[svc] = {"subscriptions": subs, "consumers": consumers, "connections": connects,
+                    "reconnects": max(0, connects - 1), "link": links.get(svc)}
+    return out

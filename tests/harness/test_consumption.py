@@ -1,0 +1,223 @@
+"""The broker checks (delivery guarantee, consumption, dead letters) and the report's summaries, on hand-built
+histories of the kinds the links and the broker view record."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sagaproof.contracts import load
+from sagaproof.harness.config import SagaSpec, StepSpec
+from sagaproof.harness.consumption import Receive, check_broker, receives_from_contracts
+
+SAGA = SagaSpec("checkout", "order_id", "orders.created", ("orders.completed",), ("orders.cancelled",),
+                (StepSpec("charge", "payment", "payments.completed"),))
+STREAMS = {"SHOP": ["orders.>", "payments.>"]}
+RECEIVES = [Receive("payment", "orders.created"), Receive("order", "payments.completed")]
+
+
+class H:
+    """A history builder: stored messages, link observations, faults."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._seq = itertools.count(1)
+
+    def add(self, kind: str, t: float, **fields: Any) -> H:
+        self.records.append({"kind": kind, "t": t, "seq": len(self.records) + 1, **fields})
+        return self
+
+    def msg(self, t: float, subject: str, key: str = "o1") -> int:
+        n = next(self._seq)
+        self.add("message", t, subject=subject, stream="SHOP", stream_seq=n, producer="order",
+                 data={"order_id": key, "event_id": f"e{n}"})
+        return n
+
+    def connect(self, service: str, t: float = 0.0, conn: int = 1) -> H:
+        return self.add("nats_connect", t, service=service, conn=conn, name=service)
+
+    def consumer(self, service: str, filters: list[str], ack_policy: str = "explicit") -> H:
+        return self.add("js_consumer", 0.01, service=service, conn=1, stream="SHOP", consumer=service, durable=True,
+                        filter_subjects=filters, ack_policy=ack_policy, ack_wait=2.0, max_deliver=-1)
+
+    def deliver(self, service: str, t: float, seq: int, subject: str, delivered: int = 1) -> H:
+        return self.add("delivery", t, service=service, conn=1, sid="2", subject=subject, stream="SHOP",
+                        consumer=service, delivered=delivered, stream_seq=seq, consumer_seq=seq, pending=0)
+
+    def answer(self, service: str, t: float, seq: int, how: str = "ack", delivered: int = 1, **extra: Any) -> H:
+        return self.add("ack", t, service=service, conn=1, how=how, stream="SHOP", consumer=service,
+                        delivered=delivered, stream_seq=seq, **extra)
+
+    def check(self, receives: list[Receive] = RECEIVES, services: tuple[str, ...] = ("order", "payment")) -> Any:
+        return check_broker(sorted(self.records, key=lambda r: (r["t"], r["seq"])), receives=receives,
+                            streams=STREAMS, services=services, sagas={"checkout": SAGA})
+
+
+def consumed(h: H, service: str, t: float, seq: int, subject: str) -> None:
+    h.deliver(service, t, seq, subject).answer(service, t + 0.01, seq)
+
+
+def test_every_message_acked_by_its_contract_receivers_passes() -> None:
+    h = H().connect("order").connect("payment").consumer("payment", ["orders.created"]).consumer(
+        "order", ["payments.completed"])
+    a = h.msg(1.0, "orders.created")
+    consumed(h, "payment", 1.1, a, "orders.created")
+    b = h.msg(1.2, "payments.completed")
+    h.deliver("order", 1.3, b, "payments.completed").answer("order", 1.4, b, "nak")  # nak, then redelivered
+    consumed(h, "order", 1.5, b, "payments.completed")
+    report = h.check()
+    assert report.ok, [f.message() for group in report.findings.values() for f in group]
+    assert "all 2" in report.summaries["consumption"]
+    row = next(r for r in report.matrix if r["service"] == "order")
+    assert (row["messages"], row["delivered"], row["acked"], row["naked"], row["deliveries"]) == (1, 1, 1, 1, 2)
+
+
+def test_a_message_the_receiver_never_acked_is_named_with_its_saga_key_and_faults() -> None:
+    h = H().connect("order").connect("payment").consumer("payment", ["orders.created"])
+    h.add("fault_start", 0.5, fault={"id": "f1", "kind": "partition", "target": "payment"})
+    a = h.msg(1.0, "orders.created", key="o7")
+    h.add("fault_end", 1.5, fault_id="f1")
+    h.deliver("payment", 2.0, a, "orders.created").answer("payment", 2.1, a, "nak")
+    report = h.check(receives=[RECEIVES[0]])
+    (f,) = report.findings["consumption"]
+    assert (f.service, f.subject, f.stream_seq, f.key, f.saga) == ("payment", "orders.created", a, "o7", "checkout")
+    assert "delivered 1 time(s) and never acknowledged; the last answer was -NAK" in f.detail
+    text = f.message("sagaproof run x --seed 3")
+    assert "f1 partition payment" in text and "reproduce: sagaproof run x --seed 3" in text
+    assert text.startswith("Consumption violated: service 'payment', orders.created SHOP sequence 1 "
+                           "(saga 'checkout' key o7)")
+    assert report.not_taken == {("payment", "orders.created"): "none"}
+    (outcome, ) = [o for o in report.outcomes() if o.name == "consumption"]
+    assert not outcome.ok and outcome.details[0] == f.message()
+
+
+def test_a_consumer_whose_filter_leaves_out_a_received_subject_is_explained() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"])
+    n = h.msg(1.0, "payments.failed")
+    report = h.check(receives=[Receive("payment", "payments.failed")], services=("payment",))
+    (f,) = report.findings["consumption"]
+    assert f.stream_seq == n and "none of 'payment''s JetStream consumers takes payments.failed" in f.detail
+    assert "filters orders.created" in f.detail
+
+
+def test_core_subscription_on_a_stored_subject_is_flagged_with_the_fix_and_counts_what_was_lost() -> None:
+    h = H().connect("order").add("nats_sub", 0.1, service="order", conn=1, subject="payments.completed", queue=None,
+                                 sid="5")
+    h.msg(1.0, "payments.completed")
+    h.add("fault_start", 1.5, fault={"id": "f2", "kind": "kill", "target": "order"})
+    h.msg(2.0, "payments.completed", key="o2")  # published while order was away: lost for it
+    h.add("fault_end", 2.5, fault_id="f2")
+    h.add("broker_snapshot", 3.0, consumers=[], connections=[],
+          links={"order": {"connections": 1, "core": {"payments.completed": 1}}})
+    report = h.check(receives=[RECEIVES[1]], services=("order",))
+    (g,) = report.findings["delivery guarantee"]
+    assert (g.service, g.subject) == ("order", "payments.completed")
+    assert "stores 2 message(s) on it; 1 reached the service that way, 1 never did" in g.detail
+    assert "x-sagaproof-delivery: at-most-once" in g.fix and "durable JetStream consumer" in g.fix
+    assert "f2 kill order" in g.message()
+    assert len(report.findings["consumption"]) == 2  # nothing acknowledged either
+    assert "core subscription" in report.findings["consumption"][0].detail
+
+
+def test_stated_at_most_once_intent_silences_both_checks() -> None:
+    h = H().connect("order").add("nats_sub", 0.1, service="order", conn=1, subject="payments.*", queue=None, sid="5")
+    h.msg(1.0, "payments.completed")
+    report = h.check(receives=[Receive("order", "payments.completed", "at-most-once")], services=("order",))
+    assert report.ok
+
+
+def test_push_consumer_subscriptions_and_inboxes_are_not_core_reads() -> None:
+    h = H().connect("payment").add("nats_sub", 0.1, service="payment", conn=1, subject="_INBOX.x.*", queue=None,
+                                   sid="1")
+    h.add("nats_sub", 0.1, service="payment", conn=1, subject="deliver.payment", queue=None, sid="2")
+    h.consumer("payment", ["orders.created"])
+    h.records[-1]["deliver_subject"] = "deliver.payment"
+    n = h.msg(1.0, "orders.created")
+    consumed(h, "payment", 1.1, n, "orders.created")
+    assert h.check(receives=[RECEIVES[0]], services=("payment",)).ok
+
+
+def test_terminated_and_dead_lettered_messages_are_reported_with_the_message() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"])
+    a = h.msg(1.0, "orders.created", key="o1")
+    b = h.msg(1.1, "orders.created", key="o2")
+    h.deliver("payment", 1.2, a, "orders.created").answer("payment", 1.3, a, "term", reason="bad json")
+    h.deliver("payment", 1.2, b, "orders.created").answer("payment", 1.3, b, "nak")
+    h.deliver("payment", 1.4, b, "orders.created", delivered=2).answer("payment", 1.5, b, "nak", delivered=2)
+    h.add("advisory", 1.6, type="max_deliveries", stream="SHOP", consumer="payment", stream_seq=b, deliveries=2)
+    h.add("advisory", 1.31, type="terminated", stream="SHOP", consumer="payment", stream_seq=a, deliveries=1)
+    report = h.check(receives=[RECEIVES[0]], services=("payment",))
+    dead = report.findings["dead letters"]
+    assert [(f.key, f.stream_seq) for f in dead] == [("o1", a), ("o2", b)]
+    assert "terminated" in dead[0].detail and "dead-lettered after 2 deliveries" in dead[1].detail
+    reasons = {f.key: f.detail for f in report.findings["consumption"]}
+    assert "terminated it (+TERM)" in reasons["o1"] and "dead-lettered" in reasons["o2"]
+    row = next(r for r in report.matrix if r["service"] == "payment")
+    assert (row["terminated"], row["redelivered"]) == (1, 1)
+
+
+def test_ack_policy_none_and_all_count_as_consumed() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"], ack_policy="all")
+    a, b = h.msg(1.0, "orders.created"), h.msg(1.1, "orders.created", key="o2")
+    h.deliver("payment", 1.2, a, "orders.created").deliver("payment", 1.2, b, "orders.created")
+    h.answer("payment", 1.3, b)  # AckAll: acks a too
+    assert h.check(receives=[RECEIVES[0]], services=("payment",)).ok
+    h2 = H().connect("payment").consumer("payment", ["orders.created"], ack_policy="none")
+    c = h2.msg(1.0, "orders.created")
+    h2.deliver("payment", 1.2, c, "orders.created")
+    assert h2.check(receives=[RECEIVES[0]], services=("payment",)).ok
+
+
+def test_redelivery_coverage_says_when_no_consumer_of_a_stream_saw_one() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"])
+    n = h.msg(1.0, "orders.created")
+    consumed(h, "payment", 1.1, n, "orders.created")
+    cov = h.check(receives=[RECEIVES[0]], services=("payment",)).coverage
+    assert cov["never_redelivered"] == ["SHOP"] and "could not have been caught" in cov["notes"][0]
+    h.deliver("payment", 2.0, n, "orders.created", delivered=2)
+    cov = h.check(receives=[RECEIVES[0]], services=("payment",)).coverage
+    assert cov["never_redelivered"] == [] and cov["streams"]["SHOP"]["payment"] == {"deliveries": 2,
+                                                                                   "redeliveries": 1}
+
+
+def test_services_that_never_connected_are_not_judged() -> None:
+    h = H()
+    h.msg(1.0, "orders.created")
+    assert h.check(receives=[RECEIVES[0]], services=("payment",)).ok
+
+
+def test_contract_extension_key_states_the_intent(tmp_path: Any) -> None:
+    doc = tmp_path / "order.yaml"
+    doc.write_text("""asyncapi: 3.0.0
+info: {title: order, version: 1.0.0}
+channels:
+  done: {address: payments.completed, messages: {M: {payload: {type: object}}}}
+operations:
+  takeDone:
+    action: receive
+    channel: {$ref: '#/channels/done'}
+    x-sagaproof-delivery: at-most-once
+""")
+    receives = receives_from_contracts(load({"order": [doc]}))
+    assert receives == [Receive("order", "payments.completed", "at-most-once")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(doc.read_text().replace("at-most-once", "sometimes"))
+    import pytest
+    from sagaproof.contracts import ContractsError
+
+    with pytest.raises(ContractsError, match="x-sagaproof-delivery must be one of at-most-once, at-least-once"):
+        load({"order": [bad]})
+
+
+def test_when_the_run_ends_without_quiescence_what_may_still_be_taken_is_pending() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"])
+    a = h.msg(1.0, "orders.created")
+    h.deliver("payment", 1.1, a, "orders.created")  # delivered, its ack not seen yet
+    b = h.msg(1.2, "orders.created", key="o2")  # not delivered yet, but the consumer takes it
+    c = h.msg(1.3, "payments.failed", key="o3")  # no consumer of payment takes it: final whatever happens
+    receives = [RECEIVES[0], Receive("payment", "payments.failed")]
+    moving = check_broker(h.records, receives=receives, streams=STREAMS, services=["payment"], final=False)
+    assert [f.stream_seq for f in moving.findings["consumption"]] == [c]
+    assert "2 still in flight when the run stopped waiting" in moving.summaries["consumption"]
+    final = check_broker(h.records, receives=receives, streams=STREAMS, services=["payment"])
+    assert [f.stream_seq for f in final.findings["consumption"]] == [a, b, c]

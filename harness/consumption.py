@@ -160,13 +160,13 @@ class _History:
     """One pass over the records: what the checks and summaries need, indexed."""
 
     def __init__(self, records: Iterable[dict[str, Any]], sagas: Mapping[str, Any]) -> None:
-        saga_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        saga_of: dict[str, list[tuple[str, Any]]] = defaultdict(list)
         for name, spec in sagas.items():
             subjects = {spec.start, *spec.success, *spec.abort}
             for st in spec.steps:
                 subjects.update(s for s in (st.success, st.failure, st.compensation) if s)
             for s in subjects:
-                saga_of[s].append((name, spec.key))
+                saga_of[s].append((name, spec))
         self.stored: dict[tuple[str, int], dict[str, Any]] = {}
         self.deliveries: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
         self.answers: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
@@ -192,9 +192,10 @@ class _History:
                 raw = rec.get("data")
                 data: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 saga = key = None
-                for name, keyname in saga_of.get(rec.get("subject") or "", ()):
-                    if data.get(keyname) is not None:
-                        saga, key = name, str(data[keyname])
+                for name, saga_spec in saga_of.get(rec.get("subject") or "", ()):
+                    value = saga_spec.key_of(data) if hasattr(saga_spec, "key_of") else data.get(saga_spec.key)
+                    if value is not None:
+                        saga, key = name, str(value)
                         break
                 self.stored[(stream, int(seq))] = {"t": t, "subject": rec.get("subject"), "producer": rec.get("producer"),
                                                    "saga": saga, "key": key, "faults": snap}

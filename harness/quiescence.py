@@ -135,12 +135,12 @@ class OpenSagas:
     """Sagas whose start event was recorded and whose terminal event was not, newest last; feed it records."""
 
     def __init__(self, spec: SystemSpec) -> None:
-        self._starts: dict[str, tuple[str, str]] = {}
-        self._ends: dict[str, tuple[str, str]] = {}
+        self._starts: dict[str, tuple[str, Any]] = {}
+        self._ends: dict[str, tuple[str, Any]] = {}
         for name, saga in spec.sagas.items():
-            self._starts[saga.start] = (name, saga.key)
+            self._starts[saga.start] = (name, saga)
             for t in (*saga.success, *saga.abort):
-                self._ends[t] = (name, saga.key)
+                self._ends[t] = (name, saga)
         self.max_age = 2 * max((s.deadline for s in spec.sagas.values()), default=10.0)
         self._open: dict[tuple[str, Any], float] = {}  # insertion-ordered: oldest first
         self._ended: set[tuple[str, Any]] = set()
@@ -154,14 +154,14 @@ class OpenSagas:
         subject = record.get("subject")
         with self._lock:
             if subject in self._starts:
-                name, key = self._starts[subject]
-                ident = (name, data.get(key))
+                name, saga = self._starts[subject]
+                ident = (name, saga.key_of(data))
                 if ident not in self._open and ident not in self._ended:
                     self._open[ident] = time.monotonic()
                     self.started += 1
             if subject in self._ends:
-                name, key = self._ends[subject]
-                ident = (name, data.get(key))
+                name, saga = self._ends[subject]
+                ident = (name, saga.key_of(data))
                 self._ended.add(ident)
                 self._open.pop(ident, None)
 

@@ -204,7 +204,10 @@ class BrokerView:
         async def read() -> list[dict[str, Any]]:
             js = self._nc.jetstream(timeout=5)
             out = []
+            wanted = {s.name for s in self.system.spec.nats.streams}
             for stream in await js.streams_info():
+                if wanted and stream.config.name not in wanted:
+                    continue  # a shared cluster: only the run's streams
                 for info in await js.consumers_info(stream.config.name):
                     cfg = info.config
                     out.append({"stream": stream.config.name, "name": info.name,
@@ -261,8 +264,9 @@ class BrokerView:
                 return False, f"service '{name}''s link is busy"
             used.update(obs.consumers)
             used.update(obs.delivering_consumers())
+        # Without a service observed on its link (attach mode, TLS), every durable consumer of the run counts.
         for c in self.consumers():
-            if not c.get("durable") or (c["stream"], c["name"]) not in used:
+            if not c.get("durable") or (used and (c["stream"], c["name"]) not in used):
                 continue
             if c.get("num_pending") or c.get("num_ack_pending"):
                 return False, (f"consumer {c['name']} of stream {c['stream']} has {c.get('num_pending', 0)} "

@@ -6,8 +6,8 @@ tests and benchmarks/acceptance.py hold `sagaproof run` to.
 
 EXPECTED_FIRST = {
     "early_confirm": "no_contradiction",
-    "early_hold": "step_order",
+    "early_hold": "consumption",
     "lost_release": "compensation_completeness",
     "retry_new_key": "invariant money_conserved",
-    "lost_while_away": "termination",
+    "lost_while_away": "delivery guarantee",
 }

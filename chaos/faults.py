@@ -21,7 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from sagaproof.chaos.client import FaultProxyClient
@@ -231,13 +231,13 @@ class Faults:
 
     def drop(
         self, proxy: str, subject: str = ">", probability: float = 1.0, *, direction: str = "upstream"
-    ) -> Any:
+    ) -> AbstractContextManager[None]:
         """Drop messages on matching subjects (upstream: the service's publishes; downstream: its deliveries)."""
         return self._message("nats_drop", proxy, subject, probability, direction)
 
     def duplicate(
         self, proxy: str, subject: str = ">", probability: float = 1.0, *, direction: str = "downstream"
-    ) -> Any:
+    ) -> AbstractContextManager[None]:
         """Deliver (downstream) or publish (upstream) matching messages twice."""
         return self._message("nats_duplicate", proxy, subject, probability, direction)
 
@@ -249,7 +249,7 @@ class Faults:
         delay_ms: int = 500,
         *,
         direction: str = "downstream",
-    ) -> Any:
+    ) -> AbstractContextManager[None]:
         """Hold matching messages back `delay_ms` while later ones pass (reordering)."""
         _check_non_negative("delay_ms", delay_ms)
         return self._message("nats_delay", proxy, subject, probability, direction, delay=delay_ms)
@@ -262,54 +262,54 @@ class Faults:
         max_hold_ms: int = 1000,
         *,
         direction: str = "downstream",
-    ) -> Any:
+    ) -> AbstractContextManager[None]:
         """Swap a matching message with the next matching one (sent as is after `max_hold_ms`)."""
         _check_non_negative("max_hold_ms", max_hold_ms)
         return self._message("nats_reorder", proxy, subject, probability, direction, delay=max_hold_ms)
 
 
 # Module-level shortcuts taking the client first, for callers without a `Faults` object.
-def latency(client: FaultProxyClient, proxy: str, ms: int, jitter: int = 0, **kw: Any) -> Any:
+def latency(client: FaultProxyClient, proxy: str, ms: int, jitter: int = 0, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).latency(...)`."""
     return Faults(client).latency(proxy, ms, jitter, **kw)
 
 
-def partition(client: FaultProxyClient, proxy: str, **kw: Any) -> Any:
+def partition(client: FaultProxyClient, proxy: str, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).partition(...)`."""
     return Faults(client).partition(proxy, **kw)
 
 
-def cut(client: FaultProxyClient, proxy: str, **kw: Any) -> Any:
+def cut(client: FaultProxyClient, proxy: str, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).cut(...)`."""
     return Faults(client).cut(proxy, **kw)
 
 
-def throttle(client: FaultProxyClient, proxy: str, kbps: int, **kw: Any) -> Any:
+def throttle(client: FaultProxyClient, proxy: str, kbps: int, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).throttle(...)`."""
     return Faults(client).throttle(proxy, kbps, **kw)
 
 
-def slice(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> Any:  # noqa: A001 - fault name
+def slice(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> AbstractContextManager[None]:  # noqa: A001 - fault name
     """`Faults(client).slice(...)`."""
     return Faults(client).slice(proxy, *args, **kw)
 
 
-def drop(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> Any:
+def drop(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).drop(...)`."""
     return Faults(client).drop(proxy, *args, **kw)
 
 
-def duplicate(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> Any:
+def duplicate(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).duplicate(...)`."""
     return Faults(client).duplicate(proxy, *args, **kw)
 
 
-def delay_messages(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> Any:
+def delay_messages(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).delay_messages(...)`."""
     return Faults(client).delay_messages(proxy, *args, **kw)
 
 
-def reorder(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> Any:
+def reorder(client: FaultProxyClient, proxy: str, *args: Any, **kw: Any) -> AbstractContextManager[None]:
     """`Faults(client).reorder(...)`."""
     return Faults(client).reorder(proxy, *args, **kw)
 

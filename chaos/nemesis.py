@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -480,7 +481,7 @@ class NemesisRunner:
                 return "process"
             assert self.faults is not None
             f, t = self.faults, fault.target
-            cms = {
+            cms: dict[str, Callable[[], AbstractContextManager[None]]] = {
                 "latency": lambda: f.latency(t, int(p.get("ms", 100)), int(p.get("jitter", 0))),
                 "jitter": lambda: f.latency(t, int(p.get("ms", 100)), int(p.get("jitter", 50))),
                 "partition": lambda: f.partition(t, mode=p.get("mode", "disable")),

@@ -10,6 +10,8 @@ This package never imports ``harness`` or ``chaos``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sagaproof.contracts import render
 from sagaproof.contracts.can_i_deploy import Matrix, Row, Version, can_i_deploy
 from sagaproof.contracts.check import ChannelRow, CheckReport, Problem, check
@@ -20,6 +22,10 @@ from sagaproof.contracts.errors import ContractError, ContractsError, ContractSo
 from sagaproof.contracts.live import LiveValidator, Violation
 from sagaproof.contracts.loader import load, load_at_git_ref, load_dir
 from sagaproof.contracts.model import Channel, ContractSet, Message, SubjectSchema
+
+if TYPE_CHECKING:  # imported lazily at run time (see __getattr__); typed here for checkers
+    from sagaproof.contracts.http_fuzz import fuzz_openapi
+    from sagaproof.contracts.pacts import message_pact, verify_pacts
 
 __all__ = [
     "Change",

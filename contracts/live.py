@@ -126,8 +126,11 @@ class LiveValidator:
         who = producer or entry.producer
         try:
             body = json.loads(payload)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return [Violation(subject, who, "", f"payload is not JSON ({exc.msg})", payload, "not-json")]
+        except UnicodeDecodeError as exc:  # bytes that are not UTF-8/16/32 (json.loads decodes before it parses)
+            return [Violation(subject, who, "", f"payload is not JSON (not valid {exc.encoding}: {exc.reason})",
+                              payload, "not-json")]
         out: list[Violation] = []
         if not any(v.is_valid(body) for v in entry.validators):
             out.append(self._explain(subject, who, body, payload, entry))

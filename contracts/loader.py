@@ -250,8 +250,8 @@ def _message(res: _Resolver, node: Any, file: Path, ptr: str, key: str) -> Messa
         raise ContractError(file, ptr, "a message must be an object")
     payload = _schema(res, node["payload"], file, f"{ptr}/payload", "payload") if "payload" in node else True
     headers = _schema(res, node["headers"], file, f"{ptr}/headers", "headers") if "headers" in node else None
-    name = node.get("name") if isinstance(node.get("name"), str) else key
-    ct = node.get("contentType") if isinstance(node.get("contentType"), str) else None
+    name = node["name"] if isinstance(node.get("name"), str) else key
+    ct = node["contentType"] if isinstance(node.get("contentType"), str) else None
     return Message(name=name, payload=payload, headers=headers, content_type=ct, file=str(file), pointer=ptr)
 
 
@@ -336,14 +336,14 @@ def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: Contract
                     raise ContractError(ofile, f"{optr}/messages/{i}", "each operation message must be a $ref")
                 loc = res.split(mref["$ref"], ofile)
                 res.at(*loc, (ofile, f"{optr}/messages/{i}/$ref"))
-                mkey = mlocs.get(loc)
-                if mkey is None:
+                ref_key = mlocs.get(loc)
+                if ref_key is None:
                     _, tf, tp = res.deref(mref, ofile, f"{optr}/messages/{i}")
-                    mkey = mlocs.get((tf, tp))
-                if mkey is None:
+                    ref_key = mlocs.get((tf, tp))
+                if ref_key is None:
                     raise ContractError(ofile, f"{optr}/messages/{i}",
                                         f"$ref '{mref['$ref']}' is not a message of the operation's channel")
-                chosen.append(msgs[mkey])
+                chosen.append(msgs[ref_key])
         else:
             chosen = list(msgs.values())
         ch = cs.channel(pattern)
@@ -514,7 +514,8 @@ def load_at_git_ref(repo_dir: str | Path, ref: str, sources: Mapping[str, Iterab
             raise ContractSourceError(f"No AsyncAPI document found under {d} at {ref}; pass a ref or directory "
                                       f"that has the contracts.")
         return _build({None: files}, [], reader)
-    srcs = {svc: [Path(p) for p in paths if exists(Path(p))] for svc, paths in sources.items()}
+    srcs: dict[str | None, list[Path]] = {svc: [Path(p) for p in paths if exists(Path(p))]
+                                          for svc, paths in sources.items()}
     plain = [s for s in schemas if exists(Path(s.schema_path))]
     if not any(srcs.values()) and not plain:
         # Fail closed: an empty base would make every change look like an addition.

@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagaproof.contracts.errors import ContractsError, ContractSourceError
+
+if TYPE_CHECKING:
+    from pact.types import Message as PactMessage
 
 __all__ = ["MessagePact", "PactConsumerError", "PactInteraction", "PactResult", "message_pact", "verify_pacts"]
 
@@ -182,7 +185,7 @@ def verify_pacts(pact_dir: str | Path, provider: str, produce: Produce, *, reque
     if not files:
         return PactResult(True, provider, [], [], f"no pacts for provider {provider} in {pact_dir}", [])
 
-    def handler(name: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    def handler(name: str, metadata: dict[str, Any] | None) -> PactMessage:
         states = list((metadata or {}).get("providerStates") or [])
         msg = produce(name, states)
         if not isinstance(msg, dict) or "body" not in msg:

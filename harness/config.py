@@ -738,7 +738,8 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
                                "pacts", "quiescence"])
 
     def table(key: str) -> dict[str, Any]:
-        return _get(ctx, "", raw, key, dict, {})
+        found: dict[str, Any] = _get(ctx, "", raw, key, dict, {})  # _get checked it is a dict
+        return found
 
     nats = _load_nats(ctx, table("nats"))
     nats = _load_nats_access(ctx, root, table("nats"), nats)

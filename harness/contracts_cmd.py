@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from rich.console import Console
 from sagaproof.harness.config import SystemSpec, field_at, find_system_file, load_system_file
@@ -31,7 +31,12 @@ from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
 
 if TYPE_CHECKING:  # the contracts package is imported when a command runs
     from sagaproof.contracts.can_i_deploy import Version
+    from sagaproof.contracts.pacts import Produce
     from sagaproof.contracts.sources import Layout, Source, Tree
+    from sagaproof.harness.system import System
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _has_system_file(d: str) -> bool:
@@ -64,8 +69,8 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
     return contracts.load_dir(d), None
 
 
-def _wrap_contract_errors(fn: Any) -> Any:
-    def inner(*a: Any, **kw: Any) -> Any:
+def _wrap_contract_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    def inner(*a: P.args, **kw: P.kwargs) -> R:
         from sagaproof import contracts
 
         try:
@@ -579,7 +584,7 @@ def _correlation(spec: SystemSpec, sent: Any) -> dict[str, Any]:
 _PACT_WAIT_LIMIT = 120.0
 
 
-def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = None) -> Any:
+def _make_producer(system: System, spec: SystemSpec, problems: list[str] | None = None) -> Produce:
     """produce(description, states) for pact verification: fire the trigger, capture the message from NATS.
 
     A trigger that fails (an HTTP error, no message in time) is appended to *problems* and produces an
@@ -587,6 +592,10 @@ def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = N
     only as a traceback on stderr and an empty message.
     """
     import nats
+
+    loop = system.loop
+    if loop is None:
+        raise RuntimeError("pact verification needs a started System (use it inside `with System(...)`)")
 
     async def capture(trigger: Any) -> dict[str, Any]:
         nc = await nats.connect(servers=system.nats_urls, **system.nats_options)  # attach: creds/TLS of [nats]
@@ -626,7 +635,7 @@ def _make_producer(system: Any, spec: SystemSpec, problems: list[str] | None = N
         trigger = _find_trigger(spec, description, states)
         wait = min(trigger.timeout, _PACT_WAIT_LIMIT)
         try:
-            return system.loop.run(asyncio.wait_for(capture(trigger), wait), timeout=wait + 1)
+            return loop.run(asyncio.wait_for(capture(trigger), wait), timeout=wait + 1)
         except TimeoutError:
             problem = (f"no message on {trigger.capture} within {wait:g}s after the trigger; check the trigger's "
                        f"capture subject and that the provider emits it")

@@ -56,7 +56,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS says is free right now (for ports that must be known before a process starts)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # (host, port) for AF_INET
+        return port
 
 
 @dataclass

@@ -215,7 +215,10 @@ def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
     """Publish each body on the workload subject (JetStream publish when a stream captures it)."""
     from sagaproof.subjects import matches as subject_matches
 
-    captured = any(subject_matches(p, spec.subject or "") for s in system.spec.nats.streams for p in s.subjects)
+    subject = spec.subject
+    if not subject:  # config.py requires a subject whenever via = "publish"
+        raise ValueError('nats_sender needs a workload with via = "publish" and a subject')
+    captured = any(subject_matches(p, subject) for s in system.spec.nats.streams for p in s.subjects)
 
     async def publish(body: dict[str, Any]) -> None:
         import nats
@@ -227,10 +230,10 @@ def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
             system._workload_nc = nc
         data = json.dumps(body).encode()
         if captured:
-            await nc.jetstream().publish(spec.subject, data, timeout=5,
+            await nc.jetstream().publish(subject, data, timeout=5,
                                          headers={"Nats-Msg-Id": str(body.get("event_id") or uuid.uuid4())})
         else:
-            await nc.publish(spec.subject, data)
+            await nc.publish(subject, data)
             await nc.flush(timeout=5)
 
     def send(body: dict[str, Any]) -> Any:

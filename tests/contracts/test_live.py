@@ -43,6 +43,9 @@ def test_undeclared_subject_and_non_json() -> None:
     assert v.kind == "undeclared" and v.producer is None
     [v] = lv.validate("orders.created", b"not json", None, producer="order")
     assert v.kind == "not-json" and v.producer == "order"
+    [v] = lv.validate("orders.created", b'{"order_id": "\xc3\x28"}', None)  # not UTF-8: a violation, not a crash
+    assert v.kind == "not-json" and "utf-8" in v.message
+    assert v.to_dict()["payload"] == '{"order_id": "\ufffd("}'
 
 
 def test_headers_are_checked_when_declared() -> None:

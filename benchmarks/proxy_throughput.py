@@ -1,23 +1,37 @@
-"""Benchmark: what the fault proxy costs, versus going direct, in the same run.
+"""Benchmark: what the fault proxy costs against going direct, on an idle machine and with a core busy.
 
-Runs the Toxiproxy-compatible server standalone in its own process (as `sagaproof toxiproxy`),
-a TCP echo server and a nats-server in theirs, and measures from this process:
+Starts, as real processes: the Toxiproxy-compatible server standalone (`sagaproof toxiproxy`), a TCP
+server (echo, sink and source modes) and a nats-server with JetStream. Everything else runs in this
+process, on loopback, with bounded counts. Each figure is measured direct and through the proxy in the
+same run, and every ratio is against the direct figure of the same phase.
 
-* TCP: bulk MB/s through an echo (bytes cross the proxy twice) and 1-byte round-trip p50/p99;
-* NATS (nats-py): request/reply round-trip p50/p99 with both clients behind a proxy (each round trip
-  crosses the proxy four times) and pub/sub msgs/s with 1 KiB messages;
+The whole table is printed twice: once on an idle machine, once with one core kept busy by a process
+this benchmark starts (a Python busy loop) and stops before it exits.
 
-each direct, through a proxy with no toxics, with one latency toxic (0 ms) per direction, and with
-one NATS message toxic (nats_drop on a subject that never matches, so every frame is parsed) per
-direction (NATS figures only). Prints every figure and its ratio to direct. Everything is on loopback, bounded in count.
+Per phase:
 
-    python benchmarks/proxy_throughput.py [--quick]
+* TCP through the proxy (client -> proxy -> server): bulk upload and download MB/s, 1-byte ping
+  round-trip p50/p99; direct, through a proxy without toxics, and with a 0 ms latency toxic each way;
+* bandwidth toxic (downstream, on from the start) asked for 5, 20 and 50 MB/s: delivered / asked;
+* NATS (nats-py): request/reply p50/p99 with requester and responder each behind its own proxy (a round
+  trip crosses the proxy 4 times) and pub/sub msgs/s with 1 KiB messages; direct, proxy, proxy with a
+  0 ms latency toxic each way, and with a `nats_drop` toxic each way that never matches (every frame parsed);
+* the recorder (harness/recorder.py) with live contract validation, against a bare nats-py ordered
+  consumer, each reading the same JetStream stream of N stored messages: msgs/s, and whether all arrived.
+
+Targets from issue 13 are printed as PASS/FAIL beside the figures they apply to.
+
+    python benchmarks/proxy_throughput.py [--quick] [--phases idle,busy] [--server-pythonpath DIR]
+
+`--server-pythonpath DIR` runs the proxy server from another source tree (DIR holds a `sagaproof`
+package), to measure an older version against the same clients in the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import socket
@@ -27,18 +41,39 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import nats
 import requests
 
-ECHO = r"""
+SERVER = r"""
 import asyncio
+BLOCK = bytes(256 * 1024)
 async def h(r, w):
     try:
-        while d := await r.read(65536):
-            w.write(d); await w.drain()
-    except ConnectionError:
+        mode = await r.readexactly(1)
+        if mode == b"E":
+            while d := await r.read(65536):
+                w.write(d); await w.drain()
+        elif mode == b"U":
+            n = int.from_bytes(await r.readexactly(8), "big")
+            while n > 0:
+                d = await r.read(min(n, 1 << 20))
+                if not d:
+                    break
+                n -= len(d)
+            w.write(b"k"); await w.drain()
+            await r.read(1)
+        elif mode == b"D":
+            n = int.from_bytes(await r.readexactly(8), "big")
+            while n > 0:
+                w.write(BLOCK[: min(n, len(BLOCK))]); n -= min(n, len(BLOCK))
+                await w.drain()
+            await r.read(1)
+    except (ConnectionError, asyncio.IncompleteReadError):
         pass
     w.close()
 async def main():
@@ -48,22 +83,48 @@ async def main():
 asyncio.run(main())
 """
 
+BUSY = "while True:\n    pass\n"
 
-def spawn(args: list[str], pattern: str, timeout: float = 10.0) -> tuple[subprocess.Popen, re.Match]:
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+SCHEMA = {
+    "type": "object",
+    "required": ["order_id", "customer", "amount", "currency", "items"],
+    "properties": {
+        "order_id": {"type": "string", "format": "uuid"},
+        "customer": {"type": "string", "minLength": 1},
+        "amount": {"type": "number", "minimum": 0},
+        "currency": {"enum": ["EUR", "USD"]},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sku"],
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+            },
+        },
+    },
+}
+
+
+def spawn(
+    args: list[str], pattern: str, timeout: float = 15.0, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, re.Match]:
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
+    seen = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
+        seen.append(line)
         found = re.search(pattern, line)
         if found:
             # keep reading its output so it can never block on a full pipe
             threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
             return proc, found
     proc.kill()
-    raise RuntimeError(f"{args[0]} did not start")
+    proc.wait(5)
+    raise RuntimeError(f"{args[0]} did not start: {''.join(seen[-5:])}")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -71,43 +132,53 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def tcp_bulk(addr: tuple[str, int], total: int) -> float:
-    """MB/s of `total` bytes sent through an echo and read back."""
-    sock = socket.create_connection(addr)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    block = os.urandom(64 * 1024)
-    t0 = time.perf_counter()
-    sent = received = 0
-    sock.setblocking(False)
-    import selectors
+def addr_of(text: str) -> tuple[str, int]:
+    host, port = text.rsplit(":", 1)
+    return host, int(port)
 
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-    while received < total:
-        for _key, events in sel.select(5):
-            if events & selectors.EVENT_WRITE and sent < total:
-                try:
-                    sent += sock.send(block[: min(len(block), total - sent)])
-                except BlockingIOError:
-                    pass
-                if sent >= total:
-                    sel.modify(sock, selectors.EVENT_READ)
-            if events & selectors.EVENT_READ:
-                try:
-                    data = sock.recv(1 << 20)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    raise RuntimeError("echo closed early")
-                received += len(data)
+
+def _connect(addr: tuple[str, int], mode: bytes) -> socket.socket:
+    sock = socket.create_connection(addr, timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(mode)
+    return sock
+
+
+def tcp_upload(addr: tuple[str, int], total: int) -> float:
+    """MB/s of `total` bytes sent to the sink, until it acknowledges them all."""
+    sock = _connect(addr, b"U" + total.to_bytes(8, "big"))
+    block = memoryview(os.urandom(256 * 1024))
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        sent += sock.send(block[: min(len(block), total - sent)])
+    if sock.recv(1) != b"k":
+        raise RuntimeError("sink did not acknowledge")
     elapsed = time.perf_counter() - t0
     sock.close()
     return total / elapsed / 1e6
 
 
-def tcp_rtt(addr: tuple[str, int], count: int) -> list[float]:
-    sock = socket.create_connection(addr)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def tcp_download(addr: tuple[str, int], total: int) -> float:
+    """MB/s of `total` bytes read from the source."""
+    sock = _connect(addr, b"D" + total.to_bytes(8, "big"))
+    buf = bytearray(1 << 20)
+    t0 = time.perf_counter()
+    got = 0
+    while got < total:
+        n = sock.recv_into(buf)
+        if not n:
+            raise RuntimeError(f"source closed early after {got} bytes")
+        got += n
+    elapsed = time.perf_counter() - t0
+    sock.close()
+    return total / elapsed / 1e6
+
+
+def tcp_ping(addr: tuple[str, int], count: int) -> list[float]:
+    sock = _connect(addr, b"E")
+    sock.sendall(b"w")
+    sock.recv(1)
     out = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -119,13 +190,11 @@ def tcp_rtt(addr: tuple[str, int], count: int) -> list[float]:
     return out
 
 
-async def nats_figures(
-    req_url: str, resp_url: str, pub_url: str, sub_url: str, requests_n: int, msgs_n: int
-) -> tuple[list[float], float]:
-    responder = await nats.connect(resp_url)
-    requester = await nats.connect(req_url)
+async def nats_figures(a_url: str, b_url: str, requests_n: int, msgs_n: int) -> tuple[list[float], float]:
+    responder = await nats.connect(b_url)
+    requester = await nats.connect(a_url)
 
-    async def reply(msg: nats.aio.msg.Msg) -> None:
+    async def reply(msg: Any) -> None:
         await msg.respond(msg.data)
 
     await responder.subscribe("bench.rpc", cb=reply)
@@ -140,12 +209,12 @@ async def nats_figures(
     await requester.close()
     await responder.close()
 
-    sub = await nats.connect(sub_url, pending_size=256 * 1024 * 1024)
-    pub = await nats.connect(pub_url, pending_size=256 * 1024 * 1024)
+    sub = await nats.connect(b_url, pending_size=256 * 1024 * 1024)
+    pub = await nats.connect(a_url, pending_size=256 * 1024 * 1024)
     done = asyncio.Event()
     got = 0
 
-    async def on_msg(_msg: nats.aio.msg.Msg) -> None:
+    async def on_msg(_msg: Any) -> None:
         nonlocal got
         got += 1
         if got >= msgs_n:
@@ -168,130 +237,311 @@ async def nats_figures(
     return rtts, rate
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (for CI smoke runs)")
-    args = parser.parse_args(argv)
-    bulk = (32 if args.quick else 128) * 1024 * 1024
-    rtt_n = 1000 if args.quick else 3000
-    req_n = 500 if args.quick else 2000
-    msgs_n = 5000 if args.quick else 30000
+# ------------------------------------------------------------------------------------------ recorder
+def _order(i: int) -> bytes:
+    return json.dumps(
+        {
+            "order_id": f"2a0f19e1-1655-5703-aedb-{i:012d}",
+            "customer": f"c-{i % 97}",
+            "amount": 12.5 + i % 10,
+            "currency": "EUR",
+            "items": [{"sku": "A", "qty": 1}],
+        }
+    ).encode()
 
-    procs: list[subprocess.Popen] = []
-    tmp = tempfile.TemporaryDirectory()
+
+async def _fill_stream(url: str, n: int) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
     try:
+        await js.delete_stream("BENCH")
+    except Exception:  # noqa: BLE001 - absent on the first phase
+        pass
+    await js.add_stream(name="BENCH", subjects=["orders.>"])
+    pending = []
+    for i in range(n):
+        pending.append(await js.publish_async("orders.created", _order(i)))
+        if len(pending) >= 2000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    info = await js.stream_info("BENCH")
+    assert info.state.messages == n, info.state
+    await nc.close()
+
+
+async def _bare_rate(url: str, n: int) -> tuple[float, int]:
+    nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
+    js = nc.jetstream()
+    got = 0
+    done = asyncio.Event()
+
+    async def cb(_msg: Any) -> None:
+        nonlocal got
+        got += 1
+        if got >= n:
+            done.set()
+
+    t0 = time.perf_counter()
+    await js.subscribe(
+        ">", stream="BENCH", ordered_consumer=True, cb=cb, pending_msgs_limit=n * 2,
+        pending_bytes_limit=512 * 1024 * 1024,
+    )
+    await asyncio.wait_for(done.wait(), 120)
+    elapsed = time.perf_counter() - t0
+    await nc.close()
+    return n / elapsed, got
+
+
+async def _recorder_rate(url: str, n: int, tmp: Path) -> tuple[float, int, list[str], int]:
+    from sagaproof.contracts.live import LiveValidator
+    from sagaproof.contracts.model import Channel, ContractSet, Message
+    from sagaproof.harness.recorder import Recorder
+
+    cs = ContractSet()
+    for i in range(20):  # a realistic number of channels, one with a wildcard
+        cs.channels[f"svc{i}.event"] = Channel(f"svc{i}.event", producers={f"s{i}": [Message("E", SCHEMA)]})
+    cs.channels["orders.*"] = Channel("orders.*", producers={"order": [Message("OrderCreated", SCHEMA)]})
+    recorder = Recorder([url], tmp / "events.jsonl", t0=time.time(), validator=LiveValidator(cs))
+    t0 = time.perf_counter()
+    await recorder.start()
+    while recorder.per_stream.get("BENCH", 0) < n and time.perf_counter() - t0 < 120:
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    await recorder.drain(timeout=10)
+    got = recorder.per_stream.get("BENCH", 0)
+    problems = list(recorder.problems)
+    violations = len(recorder.violations)
+    await recorder.stop()
+    return n / elapsed, got, problems, violations
+
+
+def recorder_figures(url: str, n: int, rounds: int) -> dict[str, Any]:
+    """Best of `rounds` alternating runs of the bare consumer and the recorder on one stream."""
+    asyncio.run(_fill_stream(url, n))
+    bare_rates, rec_rates, bare_got, rec_got, problems, violations = [], [], [], [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            rate, got = asyncio.run(_bare_rate(url, n))
+            bare_rates.append(rate)
+            bare_got.append(got)
+            rate, got, probs, viol = asyncio.run(_recorder_rate(url, n, Path(tmp)))
+            rec_rates.append(rate)
+            rec_got.append(got)
+            problems += probs
+            violations += viol
+    return {
+        "bare": max(bare_rates),
+        "recorder": max(rec_rates),
+        "bare_got": min(bare_got),
+        "recorder_got": min(rec_got),
+        "problems": problems,
+        "violations": violations,
+    }
+
+
+# ------------------------------------------------------------------------------------------ bench
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        quick = args.quick
+        self.bulk = (32 if quick else 128) * 1024 * 1024
+        self.bulk_rounds = 2 if quick else 3
+        self.ping_n = 1000 if quick else 3000
+        self.req_n = 500 if quick else 2000
+        self.msgs_n = 5000 if quick else 30000
+        self.bw_seconds = 1.0 if quick else 2.0
+        self.rec_n = 5000 if quick else 20000
+        self.rec_rounds = 2 if quick else 3
+        self.procs: list[subprocess.Popen] = []
+        self.tmp = tempfile.TemporaryDirectory()
+        self.http = requests.Session()
+
+    def start(self) -> None:
         nats_bin = str(Path(sys.executable).parent / "nats-server")
         p, m = spawn(
-            [nats_bin, "-a", "127.0.0.1", "-p", "-1", "-sd", tmp.name],
+            [nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", self.tmp.name],
             r"Listening for client connections on 127\.0\.0\.1:(\d+)",
         )
-        procs.append(p)
-        nats_addr = f"127.0.0.1:{m.group(1)}"
-        p, m = spawn([sys.executable, "-c", ECHO], r"^(\d+)$")
-        procs.append(p)
-        echo_addr = f"127.0.0.1:{m.group(1)}"
-        code = "import chaos.toxiproxy as t, sys; sys.exit(t.main(['--port', '0']))"
-        p, m = spawn([sys.executable, "-c", code], r"listening on (http://\S+)")
-        procs.append(p)
-        api = m.group(1)
-        http = requests.Session()
+        self.procs.append(p)
+        self.nats_addr = f"127.0.0.1:{m.group(1)}"
+        p, m = spawn([sys.executable, "-c", SERVER], r"^(\d+)$")
+        self.procs.append(p)
+        self.tcp_addr = f"127.0.0.1:{m.group(1)}"
+        env = dict(os.environ)
+        if self.args.server_pythonpath:
+            env["PYTHONPATH"] = self.args.server_pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+        code = "import sys; from sagaproof.chaos import toxiproxy as t; sys.exit(t.main(sys.argv[1:]))"
+        p, m = spawn([sys.executable, "-c", code, "--port", "0"], r"listening on (http://\S+)", env=env)
+        self.procs.append(p)
+        self.api = m.group(1)
+        self.p_tcp = self.make("tcp", self.tcp_addr)
+        self.p_a = self.make("svc_a", self.nats_addr)
+        self.p_b = self.make("svc_b", self.nats_addr)
+        self.p_bw = self.make("bw", self.tcp_addr)
 
-        def make(name: str, upstream: str) -> str:
-            r = http.post(
-                f"{api}/proxies",
-                json={"name": name, "listen": "127.0.0.1:0", "upstream": upstream},
-                timeout=10,
-            )
-            r.raise_for_status()
-            return r.json()["listen"]
-
-        p_echo = make("echo", echo_addr)
-        p_a = make("svc_a", nats_addr)
-        p_b = make("svc_b", nats_addr)
-
-        def set_toxics(kind: str | None) -> None:
-            http.post(f"{api}/reset", timeout=10).raise_for_status()
-            if kind is None:
-                return
-            for proxy in ("echo", "svc_a", "svc_b") if kind == "latency" else ("svc_a", "svc_b"):
-                for stream in ("upstream", "downstream"):
-                    attrs = (
-                        {"latency": 0}
-                        if kind == "latency"
-                        else {"subject": "never.matches", "probability": 1.0}
-                    )
-                    toxic = "latency" if kind == "latency" else "nats_drop"
-                    r = http.post(
-                        f"{api}/proxies/{proxy}/toxics",
-                        json={"type": toxic, "stream": stream, "attributes": attrs},
-                        timeout=10,
-                    )
-                    r.raise_for_status()
-
-        def addr(text: str) -> tuple[str, int]:
-            host, port = text.rsplit(":", 1)
-            return host, int(port)
-
-        rows = []
-        configs = [
-            ("direct", None, echo_addr, nats_addr, nats_addr),
-            ("proxy", None, p_echo, p_a, p_b),
-            ("proxy+latency", "latency", p_echo, p_a, p_b),
-            ("proxy+nats_drop", "nats", p_echo, p_a, p_b),
-        ]
-        for label, toxic, e_addr, a_addr, b_addr in configs:
-            set_toxics(toxic)
-            print(f"measuring {label} ...", file=sys.stderr, flush=True)
-            if toxic == "nats":  # a NATS toxic on a non-NATS stream is a misuse: no TCP figures
-                mbps, rtt = float("nan"), [float("nan")]
-            else:
-                mbps = tcp_bulk(addr(e_addr), bulk)
-                rtt = tcp_rtt(addr(e_addr), rtt_n)
-            nrtt, rate = asyncio.run(
-                nats_figures(
-                    f"nats://{a_addr}",
-                    f"nats://{b_addr}",
-                    f"nats://{a_addr}",
-                    f"nats://{b_addr}",
-                    req_n,
-                    msgs_n,
-                )
-            )
-            rows.append(
-                (
-                    label,
-                    mbps,
-                    statistics.median(rtt),
-                    pct(rtt, 0.99),
-                    statistics.median(nrtt),
-                    pct(nrtt, 0.99),
-                    rate,
-                )
-            )
-
-        base = rows[0]
-        print(
-            f"{'config':<16} {'TCP MB/s':>9} {'ratio':>6} {'TCP p50 us':>11} {'+us':>6} {'TCP p99 us':>11} "
-            f"{'NATS rr p50 us':>15} {'+us':>6} {'NATS rr p99 us':>15} {'msgs/s 1KiB':>12} {'ratio':>6}"
-        )
-        for label, mbps, t50, t99, n50, n99, rate in rows:
-            print(
-                f"{label:<16} {mbps:9.1f} {mbps / base[1]:6.2f} {t50 * 1e6:11.0f} {(t50 - base[2]) * 1e6:6.0f} {t99 * 1e6:11.0f} "
-                f"{n50 * 1e6:15.0f} {(n50 - base[4]) * 1e6:6.0f} {n99 * 1e6:15.0f} {rate:12.0f} {rate / base[6]:6.2f}"
-            )
-        print(
-            f"(TCP: {bulk // (1024 * 1024)} MiB echoed, {rtt_n} round trips; NATS: {req_n} requests, {msgs_n} messages; "
-            "NATS request/reply crosses the proxy 4 times)"
-        )
-    finally:
-        for p in reversed(procs):
+    def stop(self) -> None:
+        for p in reversed(self.procs):
             p.terminate()
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
-        tmp.cleanup()
+        self.tmp.cleanup()
+
+    def make(self, name: str, upstream: str) -> str:
+        r = self.http.post(
+            f"{self.api}/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": upstream}, timeout=10
+        )
+        r.raise_for_status()
+        return r.json()["listen"]
+
+    def toxic(self, proxy: str, type_: str, stream: str, **attrs: Any) -> None:
+        r = self.http.post(
+            f"{self.api}/proxies/{proxy}/toxics",
+            json={"type": type_, "stream": stream, "attributes": attrs},
+            timeout=10,
+        )
+        r.raise_for_status()
+
+    def set_toxics(self, kind: str | None) -> None:
+        self.http.post(f"{self.api}/reset", timeout=10).raise_for_status()
+        if kind is None:
+            return
+        for proxy in ("tcp", "svc_a", "svc_b") if kind == "latency" else ("svc_a", "svc_b"):
+            for stream in ("upstream", "downstream"):
+                if kind == "latency":
+                    self.toxic(proxy, "latency", stream, latency=0)
+                else:
+                    self.toxic(proxy, "nats_drop", stream, subject="never.matches", probability=1.0)
+
+    def phase(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rows": []}
+        configs = [
+            ("direct", None, self.tcp_addr, self.nats_addr, self.nats_addr),
+            ("proxy", None, self.p_tcp, self.p_a, self.p_b),
+            ("proxy+latency", "latency", self.p_tcp, self.p_a, self.p_b),
+            ("proxy+nats_drop", "nats", self.p_tcp, self.p_a, self.p_b),
+        ]
+        for label, toxic, t_addr, a_addr, b_addr in configs:
+            self.set_toxics(toxic)
+            print(f"  measuring {label} ...", file=sys.stderr, flush=True)
+            row: dict[str, Any] = {"label": label}
+            if toxic != "nats":  # a NATS toxic on a non-NATS stream is a misuse: no TCP figures
+                row["up"] = statistics.median(tcp_upload(addr_of(t_addr), self.bulk) for _ in range(self.bulk_rounds))
+                row["down"] = statistics.median(
+                    tcp_download(addr_of(t_addr), self.bulk) for _ in range(self.bulk_rounds)
+                )
+                ping = tcp_ping(addr_of(t_addr), self.ping_n)
+                row["ping50"], row["ping99"] = statistics.median(ping), pct(ping, 0.99)
+            rtts, rate = asyncio.run(nats_figures(f"nats://{a_addr}", f"nats://{b_addr}", self.req_n, self.msgs_n))
+            row["rr50"], row["rr99"], row["msgs"] = statistics.median(rtts), pct(rtts, 0.99), rate
+            out["rows"].append(row)
+        self.set_toxics(None)
+        out["bandwidth"] = []
+        for mbps in (5, 20, 50):
+            print(f"  measuring bandwidth {mbps} MB/s ...", file=sys.stderr, flush=True)
+            self.http.delete(f"{self.api}/proxies/bw/toxics/bandwidth_downstream", timeout=10)
+            self.toxic("bw", "bandwidth", "downstream", rate=mbps * 1000)
+            total = int(mbps * 1e6 * self.bw_seconds)
+            got = tcp_download(addr_of(self.p_bw), total)
+            out["bandwidth"].append((mbps, got))
+        self.http.delete(f"{self.api}/proxies/bw/toxics/bandwidth_downstream", timeout=10)
+        print("  measuring recorder ...", file=sys.stderr, flush=True)
+        out["recorder"] = recorder_figures(f"nats://{self.nats_addr}", self.rec_n, self.rec_rounds)
+        return out
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(title: str, res: dict[str, Any], busy: bool, args: argparse.Namespace, bench: Bench) -> None:
+    rows = {r["label"]: r for r in res["rows"]}
+    base = rows["direct"]
+    print()
+    print(f"== {title} ==")
+    print(
+        f"{'config':<16} {'up MB/s':>8} {'x':>5} {'down MB/s':>9} {'x':>5} {'ping p50':>9} {'p99 us':>7} {'x p99':>6} "
+        f"{'rr p50 us':>9} {'+us':>5} {'rr p99':>7} {'msgs/s':>7} {'x':>5}"
+    )
+    nan = float("nan")
+    for r in res["rows"]:
+        up, down = r.get("up", nan), r.get("down", nan)
+        p50, p99 = r.get("ping50", nan), r.get("ping99", nan)
+        print(
+            f"{r['label']:<16} {up:8.0f} {up / base['up']:5.2f} {down:9.0f} {down / base['down']:5.2f} "
+            f"{p50 * 1e6:9.0f} {p99 * 1e6:7.0f} {p99 / base['ping99']:6.2f} "
+            f"{r['rr50'] * 1e6:9.0f} {(r['rr50'] - base['rr50']) * 1e6:5.0f} {r['rr99'] * 1e6:7.0f} "
+            f"{r['msgs']:7.0f} {r['msgs'] / base['msgs']:5.2f}"
+        )
+    px = rows["proxy"]
+    print("bandwidth toxic (downstream, on from the start): " + ", ".join(
+        f"{asked} MB/s -> {got:.2f} ({got / asked:.3f}x {mark(got / asked >= 0.95)})" for asked, got in res["bandwidth"]
+    ))
+    rec = res["recorder"]
+    ratio = rec["recorder"] / rec["bare"]
+    lost = rec["recorder_got"] < bench.rec_n or bool(rec["problems"])
+    print(
+        f"recorder + live validation: {rec['recorder']:.0f} msgs/s vs bare nats-py ordered consumer {rec['bare']:.0f} msgs/s "
+        f"= {ratio:.2f}x ({mark(ratio >= 0.8)}); recorded {rec['recorder_got']}/{bench.rec_n}, bare {rec['bare_got']}/{bench.rec_n}, "
+        f"problems {rec['problems'] or 'none'}, violations {rec['violations']} ({mark(not lost)})"
+    )
+    added = (px["rr50"] - base["rr50"]) * 1e6
+    if not busy:
+        print(f"target: NATS request/reply added p50 {added:.0f} us <= 250 us: {mark(added <= 250)}")
+    else:
+        r99 = px["ping99"] / base["ping99"]
+        up = px["up"] / base["up"]
+        down = px["down"] / base["down"]
+        print(f"target: ping p99 {r99:.2f}x direct <= 4x: {mark(r99 <= 4)}; bulk upload {up:.2f}x >= 0.35x: "
+              f"{mark(up >= 0.35)}; bulk download {down:.2f}x >= 0.15x: {mark(down >= 0.15)}")
+    print(
+        f"(TCP: {bench.bulk // (1024 * 1024)} MiB each way, median of {bench.bulk_rounds}; {bench.ping_n} pings; "
+        f"NATS: {bench.req_n} requests, {bench.msgs_n} messages, request/reply crosses the proxy 4 times; "
+        f"recorder: {bench.rec_n} stored messages, best of {bench.rec_rounds})"
+    )
+
+
+@contextmanager
+def busy_core() -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        time.sleep(0.5)  # let the scheduler settle it on a core
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (for smoke runs)")
+    parser.add_argument("--phases", default="idle,busy", help="which phases to run: idle, busy or both")
+    parser.add_argument("--server-pythonpath", default="", help="run the proxy server from this source tree")
+    args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    bench = Bench(args)
+    try:
+        bench.start()
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
+        for phase in phases:
+            print(f"phase {phase} ...", file=sys.stderr, flush=True)
+            if phase == "busy":
+                with busy_core():
+                    res = bench.phase()
+                report("with one core kept busy by another process", res, True, args, bench)
+            else:
+                res = bench.phase()
+                report("idle machine", res, False, args, bench)
+        print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
+    finally:
+        bench.stop()
     return 0
 
 

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from sagaproof.chaos.toxiproxy import _gojson
 from sagaproof.chaos.toxiproxy._http import Request, Response
+from sagaproof.chaos.toxiproxy._metrics import Metrics
 from sagaproof.chaos.toxiproxy._proxy import ApiError, ProxyCollection
 
 VERSION = "2.12.0"
@@ -86,19 +87,25 @@ def _clean_path(path: str) -> str:
 class Api:
     """Dispatches requests to handlers over a ProxyCollection."""
 
-    def __init__(self, proxies: ProxyCollection) -> None:
+    def __init__(self, proxies: ProxyCollection, metrics: Metrics | None = None) -> None:
         self.proxies = proxies
+        self.metrics = metrics
         self._ids = _RequestIds()
 
     async def __call__(self, request: Request) -> Response:
-        path = unquote(request.path)
-        cleaned = _clean_path(path)
-        if cleaned != path:
+        # Route on the path as sent, decoding each segment on its own: a name with "/", "?", "%"
+        # or "." in it is addressed with that character percent-encoded, so every proxy and
+        # toxic that can be created can also be fetched, changed and deleted.
+        raw = request.path
+        cleaned = _clean_path(raw)
+        if cleaned != raw:
             return Response(301, b"", [("Location", cleaned)])
-        segments = path.strip("/").split("/") if path != "/" else []
-        if path.endswith("/") and path != "/":
+        segments = [unquote(part) for part in raw.strip("/").split("/")] if raw != "/" else []
+        if raw.endswith("/") and raw != "/":
             segments.append("")  # "/proxies/" does not match "/proxies"
         match = self._match(segments)
+        if match is None and segments == ["metrics"] and self.metrics is not None:
+            match = ({request.method: "serve_metrics"}, [])  # any method, as the reference's handler
         if match is None:
             return Response(404, b"404 page not found\n", [_TEXT, _NOSNIFF])
         methods, args = match
@@ -182,6 +189,11 @@ class Api:
             ('{"version": "' + VERSION + '"}\n').encode(),
             [("Content-Type", "application/json;charset=utf-8")],
         )
+
+    async def serve_metrics(self, request: Request) -> Response:
+        assert self.metrics is not None
+        body, content_type = self.metrics.render()
+        return Response(200, body, [("Content-Type", content_type)])
 
     # ---- toxics ------------------------------------------------------------------------------
     async def list_toxics(self, request: Request, name: str) -> Response:

@@ -11,21 +11,51 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from decimal import Decimal
 from typing import Any
 
-_DECODER = json.JSONDecoder()
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DecodeError(Exception):
     """A request body could not be decoded; the message mimics Go's decoder message."""
 
 
+class GoFloat(float):
+    """A JSON number with a fraction or exponent, remembering its text (Go's errors quote it)."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> GoFloat:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+class _NotJson(Exception):
+    def __init__(self, constant: str) -> None:
+        super().__init__(constant)
+        self.constant = constant
+
+
+def _reject_constant(constant: str) -> Any:
+    raise _NotJson(constant)  # NaN, Infinity, -Infinity: Python extensions, not JSON
+
+
+_DECODER = json.JSONDecoder(parse_float=GoFloat, parse_constant=_reject_constant)
+
+
 def decode(raw: bytes) -> Any:
-    """Decode the first JSON value in `raw` like `json.NewDecoder(body).Decode`."""
+    """Decode the first JSON value in `raw` like `json.NewDecoder(body).Decode`.
+
+    Only JSON is accepted (no NaN or Infinity), numbers keep their text for error messages,
+    and a lone UTF-16 surrogate escape becomes U+FFFD, as Go's decoder does, so every decoded
+    string can be encoded again.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -35,6 +65,10 @@ def decode(raw: bytes) -> Any:
         raise DecodeError("EOF")
     try:
         value, _end = _DECODER.raw_decode(stripped)
+    except _NotJson as exc:
+        if exc.constant.startswith("-"):
+            raise DecodeError("invalid character 'I' in numeric literal") from None
+        raise DecodeError(f"invalid character '{exc.constant[0]}' looking for beginning of value") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(stripped):
             raise DecodeError("unexpected EOF") from None
@@ -42,8 +76,29 @@ def decode(raw: bytes) -> Any:
         raise DecodeError(f"invalid character {ch!r} looking for beginning of value") from None
     except RecursionError:
         raise DecodeError("exceeded max depth") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise DecodeError("invalid character 'N' looking for beginning of value")
+    if "\\u" in stripped and _SURROGATE.search(text_of(value)):
+        value = _replace_surrogates(value)
+    return value
+
+
+def text_of(value: Any) -> str:
+    """Every string in a decoded value, joined (to look for surrogates once)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "".join(text_of(k) + text_of(v) for k, v in value.items())
+    if isinstance(value, list):
+        return "".join(text_of(v) for v in value)
+    return ""
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
     return value
 
 
@@ -72,6 +127,8 @@ def _type_error(value: Any, struct_name: str, field: str, go_type: str) -> Decod
 
 
 def _number_text(value: Any) -> str:
+    if isinstance(value, GoFloat):
+        return value.text
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
         return repr(value)
     return str(value)
@@ -154,8 +211,13 @@ def get_float(obj: dict[str, Any], field: str, default: float, struct_name: str,
 
 
 def to_float32(value: float) -> float:
-    """Round a float to the nearest float32 (raises OverflowError out of range)."""
-    return struct.unpack("f", struct.pack("f", value))[0]
+    """Round a float to the nearest float32 (raises OverflowError out of range, as Go's ParseFloat)."""
+    if not math.isfinite(value):
+        raise OverflowError(f"{value} is not a finite float32")
+    rounded = struct.unpack("f", struct.pack("f", value))[0]
+    if not math.isfinite(rounded):
+        raise OverflowError(f"{value} is out of the float32 range")
+    return rounded
 
 
 def format_float(value: float, *, bits: int = 64) -> str:

@@ -1,9 +1,12 @@
 """A small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length and chunked bodies).
 
-Just enough HTTP for the Toxiproxy API: one request at a time per connection, bodies up to
-`MAX_BODY` bytes, responses always with a Content-Length (except 1xx/204/304), idle
-connections closed after `IDLE_TIMEOUT` seconds, and every request read within
-`READ_TIMEOUT` seconds, like the reference server's Go http.Server settings.
+Just enough HTTP for the Toxiproxy API: one request at a time per connection, a request head
+(request line and headers) up to `MAX_HEAD` bytes and a body up to `MAX_BODY` bytes, responses
+always with a Content-Length (except 1xx/204/304), idle connections closed after `IDLE_TIMEOUT`
+seconds, and every request read within `READ_TIMEOUT` seconds, like the reference server's Go
+http.Server settings. Requests over a limit or malformed get the API's JSON error body
+(`{"error": ..., "status": ...}`: 431, 413 or 400) like every other error, and the connection
+is closed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -19,6 +23,8 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 8 * 1024 * 1024
 READ_TIMEOUT = 15.0
 IDLE_TIMEOUT = 60.0
+DISCARD_LIMIT = 64 * 1024 * 1024  # what is read and dropped after refusing a request
+DISCARD_TIMEOUT = 2.0
 
 
 @dataclass
@@ -45,7 +51,19 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class _BadRequest(Exception):
-    pass
+    status = 400
+
+
+class _TooLarge(_BadRequest):
+    status = 413
+
+
+def error_response(status: int, message: str) -> Response:
+    """The API's error body: `{"error":"...","status":N}` and a newline, labelled text/plain as the reference does."""
+    body = (json.dumps({"error": message, "status": status}, separators=(",", ":")) + "\n").encode()
+    return Response(
+        status, body, [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
+    )
 
 
 def _reason(status: int) -> str:
@@ -72,19 +90,49 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
                 return b"".join(parts)
             total += size
             if total > MAX_BODY:
-                raise _BadRequest("body too large")
+                raise _TooLarge(f"request body too large: the limit is {MAX_BODY} bytes")
             parts.append(await reader.readexactly(size))
             await reader.readexactly(2)
+    length = _declared_length(headers)
+    return await reader.readexactly(length) if length else b""
+
+
+def _declared_length(headers: dict[str, str]) -> int:
+    """The Content-Length (0 when absent or chunked); raises for a bad or over-limit one."""
     length_text = headers.get("content-length")
-    if length_text is None:
-        return b""
+    if length_text is None or "chunked" in headers.get("transfer-encoding", "").lower():
+        return 0
     try:
         length = int(length_text)
     except ValueError:
         raise _BadRequest("bad content-length") from None
-    if length < 0 or length > MAX_BODY:
+    if length < 0:
         raise _BadRequest("bad content-length")
-    return await reader.readexactly(length) if length else b""
+    if length > MAX_BODY:
+        raise _TooLarge(f"request body too large: {length} bytes, the limit is {MAX_BODY}")
+    return length
+
+
+async def _reject(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: Response) -> None:
+    """Answer an unreadable request and end the connection without losing the answer.
+
+    Closing a socket with unread input sends a reset that can destroy the response before the
+    client reads it, so the rest of the request is read and discarded first (bounded in bytes
+    and time), after the response has been sent and our side shut for writing.
+    """
+    with contextlib.suppress(Exception):
+        writer.write(_serialize(response, False))
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DISCARD_TIMEOUT
+        discarded = 0
+        while discarded < DISCARD_LIMIT and loop.time() < deadline:
+            data = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - loop.time()))
+            if not data:
+                break
+            discarded += len(data)
 
 
 def _parse_head(raw: bytes) -> Request:
@@ -132,20 +180,21 @@ async def serve_connection(
             except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                 return
             except asyncio.LimitOverrunError:
-                writer.write(_serialize(Response(431, b"431 Request Header Fields Too Large"), False))
+                message = f"request head too large: the request line and headers are limited to {MAX_HEAD} bytes"
+                await _reject(reader, writer, error_response(431, message))
                 return
             try:
                 request = _parse_head(raw[:-4])
+                _declared_length(request.headers)  # refuse an over-limit body before inviting it
                 if request.headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.body = await asyncio.wait_for(_read_body(reader, request.headers), READ_TIMEOUT)
-            except (_BadRequest, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-                writer.write(
-                    _serialize(
-                        Response(400, b"400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")]),
-                        False,
-                    )
-                )
+            except _BadRequest as exc:
+                text = str(exc) if exc.status == 413 else f"malformed HTTP request: {exc}"
+                await _reject(reader, writer, error_response(exc.status, text))
+                return
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                await _reject(reader, writer, error_response(400, "malformed HTTP request: incomplete body"))
                 return
             except (TimeoutError, ConnectionError):
                 return

@@ -1,19 +1,25 @@
 """Connections, links and toxic stages: the data path of a proxy.
 
 Each proxied connection has two one-way links: upstream (client -> server bytes) and
-downstream (server -> client). A link is a reader task that reads its source socket in reads
-of up to 32 KiB (each read is a chunk stamped with its read time) followed by a chain of
-stages, one per toxic of that direction in insertion order, ending at the destination socket.
+downstream (server -> client). Each socket is served by a `Side` protocol: what it reads feeds
+the link that starts there, and it is the destination of the link that ends there. A link is
+a chain of stages, one per toxic of that direction in insertion order, ending at the
+destination socket. Every read is stamped with the event loop's clock; reads longer than 32 KiB
+enter a chain as 32 KiB chunks (views of the read, not copies), as the reference server reads.
 
 As in the reference server, stages are independent tasks joined by bounded pipes, so a toxic
 can hold data (latency) while the next one works, and toxics are added, updated and removed
 on live connections by re-splicing the chain: the stage before the change is interrupted and
 restarted (with a fresh toxicity draw), a removed stage flushes what it holds downstream.
-When the reader sees end-of-stream, the EOF travels down the chain; when it reaches the end
+When a source reaches end-of-stream the EOF travels down the chain; when it reaches the end
 the whole connection is closed (both sockets, not half-closed).
 
-With no toxics the reader writes straight to the destination socket, so an idle proxy adds
-one task switch per chunk.
+With no toxics a read is written straight to the other socket from the protocol callback: no
+task, no queue and no copy. Back-pressure is the transports' own: a full destination (or a full
+first pipe) pauses reading from the source until it drains.
+
+Every time a toxic uses (`Stub.now`, `Stub.sleep`, `Stub.recv` timeouts, chunk stamps) comes from
+the event loop's clock, so the toxics' arithmetic can be tested on a loop with a virtual clock.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import contextlib
 import random
 import socket
 import struct
-import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,21 +50,30 @@ class _Timeout:
 
 TIMEOUT = _Timeout()
 
-# A chunk is (data, read_time_monotonic); None is the end of stream.
-Chunk = tuple[bytes, float]
+# A chunk is (data, stamp): data is bytes (or a memoryview of a read), stamp the loop time at
+# which it was read (a latency toxic moves it to the time it let the chunk go). None is EOF.
+Chunk = tuple[Any, float]
 
 
 class Sink:
-    """Something a stage can send chunks (or None for EOF) to."""
+    """Something chunks (or None for EOF) are sent to."""
+
+    def push(self, item: Chunk | None) -> None:  # pragma: no cover - interface
+        """Hand over an item without waiting (the reading side); may overfill a pipe by one read."""
+        raise NotImplementedError
 
     async def put(self, item: Chunk | None) -> None:  # pragma: no cover - interface
+        """Hand over an item, waiting while the sink is full (a stage)."""
         raise NotImplementedError
+
+    def full(self) -> bool:
+        return False
 
 
 class Pipe(Sink):
-    """A bounded FIFO between two stages; retired pipes forward puts to their successor."""
+    """A bounded FIFO between two stages; retired pipes forward to their successor."""
 
-    __slots__ = ("_items", "_cap", "_getter", "_putters", "redirect")
+    __slots__ = ("_items", "_cap", "_getter", "_putters", "redirect", "on_space")
 
     def __init__(self, cap: int) -> None:
         self._items: deque[Chunk | None] = deque()
@@ -66,9 +81,25 @@ class Pipe(Sink):
         self._getter: asyncio.Future[None] | None = None
         self._putters: deque[asyncio.Future[None]] = deque()
         self.redirect: Sink | None = None
+        self.on_space: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def full(self) -> bool:
+        return len(self._items) >= self._cap
+
+    def _append(self, item: Chunk | None) -> None:
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    def push(self, item: Chunk | None) -> None:
+        if self.redirect is not None:
+            self.redirect.push(item)
+        else:
+            self._append(item)
 
     async def put(self, item: Chunk | None) -> None:
         while True:
@@ -84,59 +115,146 @@ class Pipe(Sink):
             finally:
                 with contextlib.suppress(ValueError):
                     self._putters.remove(fut)
-        self._items.append(item)
-        getter = self._getter
-        if getter is not None and not getter.done():
-            getter.set_result(None)
+        self._append(item)
 
     def take(self) -> Chunk | None:
+        was_full = len(self._items) >= self._cap
         item = self._items.popleft()
         while self._putters:
             fut = self._putters.popleft()
             if not fut.done():
                 fut.set_result(None)
                 break
+        if was_full and self.on_space is not None and len(self._items) < self._cap:
+            self.on_space()
         return item
 
     def retire(self, successor: Sink) -> None:
         """Send every later put to `successor` (the pipe must be empty)."""
         self.redirect = successor
+        self.on_space = None
         while self._putters:
             fut = self._putters.popleft()
             if not fut.done():
                 fut.set_result(None)
 
 
+class Side(asyncio.Protocol):
+    """One socket of a proxied connection: the source of one link and the destination of the other.
+
+    Reading starts paused and is resumed when the connection's links are in place, so nothing
+    the peer sends first (a NATS server's INFO) can arrive before there is a link to carry it.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.source_of: Link | None = None  # the link this socket's reads feed
+        self.dest_of: Link | None = None  # the link that writes to this socket
+        self.write_paused = False
+        self.lost = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        link = self.source_of
+        if link is not None:
+            link.feed(data)
+
+    def eof_received(self) -> bool:
+        link = self.source_of
+        if link is not None:
+            link.feed_eof()
+        return True  # keep the socket: the EOF travels down the chain, which then closes both
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake()
+        link = self.source_of
+        if link is not None:
+            link.feed_eof()  # a read error ends the stream, like EOF
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.dest_of is not None:
+            self.dest_of.update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake()
+        if self.dest_of is not None:
+            self.dest_of.update_reading()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def writable(self) -> None:
+        """Wait until the transport's buffer has drained below its low-water mark (or the socket is gone)."""
+        while self.write_paused and not self.lost:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+
+    def close(self, *, reset: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        with contextlib.suppress(Exception):
+            if reset:
+                transport.abort()
+            else:
+                transport.close()
+
+
 class SocketSink(Sink):
     """The end of a link: writes chunks to the destination socket; EOF closes the connection."""
 
-    __slots__ = ("_writer", "_conn")
+    __slots__ = ("side", "conn", "sent", "failed")
 
-    def __init__(self, writer: asyncio.StreamWriter, conn: Connection) -> None:
-        self._writer = writer
-        self._conn = conn
+    def __init__(self, side: Side, conn: Connection) -> None:
+        self.side = side
+        self.conn = conn
+        self.sent = 0
+        self.failed = False
+
+    def full(self) -> bool:
+        return self.side.write_paused
+
+    def push(self, item: Chunk | None) -> None:
+        if item is None:
+            self.conn.close()
+            return
+        side = self.side
+        transport = side.transport
+        if side.lost or transport is None or transport.is_closing():
+            self.failed = True
+            return
+        data = item[0]
+        transport.write(data)
+        self.sent += len(data)
 
     async def put(self, item: Chunk | None) -> None:
-        if item is None:
-            self._conn.close()
-            return
-        if self._conn.closed:
-            return
-        try:
-            self._writer.write(item[0])
-            await self._writer.drain()
-        except (ConnectionError, OSError, RuntimeError):
-            self._conn.close()
+        self.push(item)
+        if self.side.write_paused:
+            await self.side.writable()
 
 
 class Stub:
-    """What a toxic's stage sees: its input, its output, interrupts, and per-link state."""
+    """What a toxic's stage sees: its input, its output, interrupts, the clock and per-link state."""
 
-    __slots__ = ("input", "output", "state", "conn", "rng", "interrupted", "_waiter", "direction")
+    __slots__ = ("input", "output", "state", "conn", "rng", "interrupted", "_waiter", "direction", "_loop", "now")
 
-    def __init__(
-        self, input_pipe: Pipe, output: Sink, conn: Connection, rng: random.Random, direction: str
-    ) -> None:
+    def __init__(self, input_pipe: Pipe, output: Sink, conn: Any, rng: random.Random, direction: str) -> None:
         self.input = input_pipe
         self.output = output
         self.state: Any = None
@@ -145,6 +263,8 @@ class Stub:
         self.interrupted = False
         self._waiter: asyncio.Future[None] | None = None
         self.direction = direction
+        self._loop = asyncio.get_running_loop()
+        self.now: Callable[[], float] = self._loop.time
 
     def interrupt(self) -> None:
         self.interrupted = True
@@ -161,7 +281,7 @@ class Stub:
             return pipe.take()
         if timeout is not None and timeout <= 0:
             return TIMEOUT
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         fut = loop.create_future()
         pipe._getter = fut
         self._waiter = fut
@@ -185,7 +305,7 @@ class Stub:
             return True
         if seconds <= 0:
             return False
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         fut = loop.create_future()
         self._waiter = fut
         handle = loop.call_later(seconds, _wake, fut)
@@ -195,6 +315,10 @@ class Stub:
             handle.cancel()
             self._waiter = None
         return self.interrupted
+
+    async def sleep_until(self, when: float) -> bool:
+        """Sleep until the loop's clock reads `when`, returning True early if interrupted."""
+        return await self.sleep(when - self._loop.time())
 
     async def send(self, item: Chunk | None) -> None:
         await self.output.put(item)
@@ -261,42 +385,69 @@ async def passthrough(stub: Stub) -> None:
 
 
 class Link:
-    """One direction of one connection: reader task, toxic stages, destination socket."""
+    """One direction of one connection: what the source reads, through the toxic stages, to the tail.
 
-    def __init__(
-        self, conn: Connection, direction: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    `feed` and `feed_eof` are the only ways bytes enter (the source's protocol calls them); the
+    tail is where they leave (a `SocketSink` on a real connection).
+    """
+
+    def __init__(self, conn: Any, direction: str, source: Side | None, tail: Sink) -> None:
         self.conn = conn
         self.direction = direction
-        self._reader = reader
-        self.tail: Sink = SocketSink(writer, conn)
-        self.head: Sink = self.tail
+        self.source = source
+        self.tail = tail
+        self.head: Sink = tail
         self.stages: list[Stage] = []
-        self.reader_task: asyncio.Task[None] | None = None
         self.received = 0
+        self._loop = asyncio.get_running_loop()
+        self._reading_paused = True  # a Side starts paused
+        self._eof = False
 
     def start(self, toxics: list[ToxicConfig]) -> None:
         for toxic in toxics:
             self._append(toxic)
-        self.reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        self.update_reading()
 
-    async def _read_loop(self) -> None:
-        reader = self._reader
-        clock = time.monotonic
-        try:
-            while True:
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    break
-                self.received += len(data)
-                await self.head.put((data, clock()))
-        except (ConnectionError, OSError):
-            pass
-        except asyncio.CancelledError:
+    # ---- the reading side ---------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Bytes read from the source: stamp them and hand them to the chain (or straight to the tail)."""
+        n = len(data)
+        self.received += n
+        head = self.head
+        now = self._loop.time()
+        if n <= READ_SIZE or head is self.tail:
+            head.push((data, now))
+        else:
+            view = memoryview(data)
+            for start in range(0, n, READ_SIZE):
+                head.push((view[start : start + READ_SIZE], now))
+        if head.full():
+            self.update_reading()
+
+    def feed_eof(self) -> None:
+        """The source ended (EOF or error): the EOF travels down the chain once."""
+        if self._eof or self.conn.closed:
             return
-        await self.head.put(None)
+        self._eof = True
+        self.head.push(None)
 
+    def update_reading(self) -> None:
+        """Pause reading the source while the first pipe (or, with no toxics, the destination) is full."""
+        source = self.source
+        if source is None or source.transport is None or self._eof or self.conn.closed:
+            return
+        want = self.head.full()
+        if want != self._reading_paused:
+            self._reading_paused = want
+            with contextlib.suppress(Exception):
+                if want:
+                    source.transport.pause_reading()
+                else:
+                    source.transport.resume_reading()
+
+    # ---- the chain ----------------------------------------------------------------------------
     def _new_stub(self, input_pipe: Pipe, output: Sink) -> Stub:
+        input_pipe.on_space = self.update_reading
         return Stub(input_pipe, output, self.conn, self.conn.rng, self.direction)
 
     def _append(self, toxic: ToxicConfig) -> Stage:
@@ -324,6 +475,7 @@ class Link:
             self.stages.append(stage)
             stage.start()
             self.head = pipe
+            self.update_reading()
 
     async def update(self, name: str) -> None:
         for stage in self.stages:
@@ -348,7 +500,7 @@ class Link:
             self.conn.close()
         else:
             for data in stage.runner.flush(stage.stub.state):
-                await out.put((data, time.monotonic()))
+                await out.put((data, self._loop.time()))
             while len(pipe):
                 await out.put(pipe.take())
         # No await between the last emptiness check and the re-wiring: nothing can slip in.
@@ -359,17 +511,16 @@ class Link:
             prev.start()
         else:
             self.head = out
+            self.update_reading()
 
     def cancel(self) -> None:
-        if self.reader_task is not None and self.reader_task is not asyncio.current_task():
-            self.reader_task.cancel()
         for stage in self.stages:
             stage.cancel()
 
 
-def set_linger_zero(writer: asyncio.StreamWriter) -> None:
+def set_linger_zero(side: Side) -> None:
     """Make a later close of this socket send RST (SO_LINGER 0)."""
-    sock = writer.get_extra_info("socket")
+    sock = side.transport.get_extra_info("socket") if side.transport is not None else None
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -379,25 +530,23 @@ class Connection:
     """A proxied client connection and its upstream connection."""
 
     def __init__(
-        self,
-        proxy: Any,
-        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        rng: random.Random,
-        *,
-        reset_on_close: bool,
+        self, proxy: Any, client: Side, upstream: Side, rng: random.Random, *, reset_on_close: bool
     ) -> None:
         self.proxy = proxy
         self.rng = rng
         self.closed = False
-        self.client_writer = client[1]
-        self.upstream_writer = upstream[1]
+        self.client = client
+        self.upstream = upstream
         self.reset_on_close = reset_on_close
         if reset_on_close:
-            set_linger_zero(self.client_writer)
-            set_linger_zero(self.upstream_writer)
-        self.up = Link(self, "upstream", client[0], upstream[1])
-        self.down = Link(self, "downstream", upstream[0], client[1])
+            set_linger_zero(client)
+            set_linger_zero(upstream)
+        self.up = Link(self, "upstream", client, SocketSink(upstream, self))
+        self.down = Link(self, "downstream", upstream, SocketSink(client, self))
+        client.source_of, client.dest_of = self.up, self.down
+        upstream.source_of, upstream.dest_of = self.down, self.up
+        # Labels as they are when the connection opens (the reference takes them at link start).
+        self.labels = (proxy.name, proxy.listen, proxy.upstream)
         self.done = asyncio.get_running_loop().create_future()
         observe = getattr(proxy, "observe", None)  # chaos.observe: taps both socket ends, bytes unchanged
         self.observation = observe(self) if observe is not None else None
@@ -417,13 +566,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        for writer in (self.client_writer, self.upstream_writer):
-            transport = writer.transport
-            with contextlib.suppress(Exception):
-                if self.reset_on_close:
-                    transport.abort()
-                else:
-                    transport.close()
+        self.client.close(reset=self.reset_on_close)
+        self.upstream.close(reset=self.reset_on_close)
         self.up.cancel()
         self.down.cancel()
         if not self.done.done():

@@ -21,7 +21,6 @@ Types (attributes):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -145,9 +144,9 @@ class _NatsToxic(Runner):
         while True:
             timeout = None
             if state.held:
-                timeout = max(0.0, min(due for due, _ in state.held) - time.monotonic())
+                timeout = max(0.0, min(due for due, _ in state.held) - stub.now())
             item = await stub.recv(timeout)
-            now = time.monotonic()
+            now = stub.now()
             out: list[bytes] = []
             if item is not TIMEOUT and item is not None:
                 data, stamp = item  # type: ignore[misc]
@@ -200,7 +199,7 @@ class NatsDelay(_NatsToxic):
     go_name = "NatsDelayToxic"
 
     def act(self, frame: Frame, state: NatsState, stub: Stub, out: list[bytes]) -> None:
-        state.held.append((time.monotonic() + max(0, self.a["delay"]) / 1000.0, frame.data))
+        state.held.append((stub.now() + max(0, self.a["delay"]) / 1000.0, frame.data))
 
 
 class NatsReorder(_NatsToxic):
@@ -218,7 +217,7 @@ class NatsReorder(_NatsToxic):
         if self._release_swapped(frame, state, out):
             return
         hold_ms = self.a["delay"] if self.a["delay"] > 0 else 1000
-        state.held.append((time.monotonic() + hold_ms / 1000.0, frame.data))
+        state.held.append((stub.now() + hold_ms / 1000.0, frame.data))
 
     def on_candidate(self, frame: Frame, state: NatsState, out: list[bytes]) -> bool:
         return self._release_swapped(frame, state, out)

@@ -18,10 +18,14 @@ import socket
 from typing import Any
 
 from sagaproof.chaos.toxiproxy import _gojson
-from sagaproof.chaos.toxiproxy._link import Connection
+from sagaproof.chaos.toxiproxy._link import Connection, Side
 from sagaproof.chaos.toxiproxy._toxics import REGISTRY, ToxicConfig, decode_attributes
 
 DIAL_TIMEOUT = 10.0
+# Names are path segments of the API's URLs: capped so that the longest URL (a toxic of a proxy,
+# every character percent-encoded) fits the 64 KiB request-head limit, so a proxy or toxic that
+# can be created can always be fetched, changed and deleted.
+MAX_NAME = 1024
 
 
 class ApiError(Exception):
@@ -87,6 +91,23 @@ async def resolve_listen(addr: str) -> tuple[str | None, int]:
     return str(infos[0][4][0]), port
 
 
+def check_name(kind: str, name: str, where: str = "") -> None:
+    """Refuse a proxy or toxic name longer than MAX_NAME characters (400)."""
+    if len(name) > MAX_NAME:
+        raise ApiError(400, f"{kind} name too long: {len(name)} characters, at most {MAX_NAME}{where}")
+
+
+def _renderable(render: Any) -> str:
+    """Render an object before storing it: what cannot be shown is refused, never stored."""
+    try:
+        text = render()
+        if isinstance(text, str):
+            text.encode("utf-8")  # raises on what a response could not carry
+        return text
+    except (ValueError, OverflowError, UnicodeError) as exc:
+        raise ApiError(400, f"bad request body: {exc}") from None
+
+
 def _os_error_text(exc: OSError) -> str:
     if exc.errno is not None:
         return os.strerror(exc.errno).lower()
@@ -109,6 +130,7 @@ class Proxy:
         self.lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.metrics: Any = None  # the server's Metrics when -proxy-metrics is on
 
     # ---- JSON -------------------------------------------------------------------------------
     def toxics(self) -> list[ToxicConfig]:
@@ -152,7 +174,8 @@ class Proxy:
             sock.close()
             raise ApiError(500, f"listen tcp {shown}: bind: {_os_error_text(exc)}") from None
         bound_port = sock.getsockname()[1]
-        self._server = await asyncio.start_server(self._on_client, sock=sock)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, sock=sock)
         self.listen = join_host_port(bind_host, bound_port)
         self.enabled = True
 
@@ -172,37 +195,40 @@ class Proxy:
 
     def _forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        if self.metrics is not None:
+            self.metrics.link_ended(conn)
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await self._serve_client(reader, writer)
-        except asyncio.CancelledError:
-            writer.close()  # proxy stopped while dialing; end quietly
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
+    def _accept(self) -> Side:
+        """Protocol factory of the listener: each accepted client dials the upstream in its own task."""
+        side = Side()
+        task = asyncio.get_running_loop().create_task(self._dial(side))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return side
 
-    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _dial(self, client: Side) -> None:
+        await asyncio.sleep(0)  # let the transport call connection_made first
         if not self.enabled:
-            writer.close()
+            client.close(reset=False)
             return
         try:
             host, port_text = split_host_port(self.upstream)
             port = int(port_text)
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), DIAL_TIMEOUT)
+            loop = asyncio.get_running_loop()
+            _transport, upstream = await asyncio.wait_for(loop.create_connection(Side, host, port), DIAL_TIMEOUT)
         except (OSError, ValueError, TimeoutError):
             # Like the reference: the client saw a successful connect, now it sees a close.
-            writer.close()
+            client.close(reset=False)
             return
-        if not self.enabled:
-            writer.close()
-            up_writer.close()
+        except asyncio.CancelledError:
+            client.close(reset=False)  # proxy stopped while dialing; end quietly
+            return
+        if not self.enabled or client.lost or client.transport is None:
+            client.close(reset=False)
+            upstream.close(reset=False)
             return
         reset = any(t.type == "reset_peer" for t in self.toxics())
-        conn = Connection(self, (reader, writer), (up_reader, up_writer), self.rng, reset_on_close=reset)
+        conn = Connection(self, client, upstream, self.rng, reset_on_close=reset)
         self.connections.add(conn)
         conn.start(list(self.upstream_toxics), list(self.downstream_toxics))
 
@@ -228,6 +254,7 @@ class Proxy:
             name = f"{toxic_type}_{stream}"
         if toxic_type not in REGISTRY:
             raise ApiError(400, "invalid toxic type")
+        check_name("toxic", name)
         if self.find_toxic(name) is not None:
             raise ApiError(409, "toxic already exists")
         _found, raw_attrs = _gojson.lookup(obj, "attributes")
@@ -235,6 +262,7 @@ class Proxy:
         toxic = ToxicConfig(
             name=name, type=toxic_type, stream=stream, toxicity=toxicity, attributes=attributes
         )
+        _renderable(toxic.to_json)
         (self.upstream_toxics if toxic.direction == "upstream" else self.downstream_toxics).append(toxic)
         await self._each_link(toxic.direction, "add", toxic)
         return toxic
@@ -247,6 +275,8 @@ class Proxy:
         toxicity = _gojson.get_float(obj, "toxicity", toxic.toxicity, "ToxicWrapper", bits=32)
         _found, raw_attrs = _gojson.lookup(obj, "attributes")
         attributes = decode_attributes(toxic.runner_class, raw_attrs, toxic.attributes)
+        candidate = ToxicConfig(toxic.name, toxic.type, toxic.stream, toxicity, attributes)
+        _renderable(candidate.to_json)
         toxic.toxicity = toxicity
         toxic.attributes = attributes
         await self._each_link(toxic.direction, "update", name)
@@ -282,10 +312,16 @@ def decode_proxy_fields(
 class ProxyCollection:
     """All proxies of one server, by name (in creation order)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, metrics: Any = None) -> None:
         self.rng = rng
+        self.metrics = metrics
         self.proxies: dict[str, Proxy] = {}
         self.lock = asyncio.Lock()
+
+    def _new(self, name: str, listen: str, upstream: str) -> Proxy:
+        proxy = Proxy(name, listen, upstream, self.rng)
+        proxy.metrics = self.metrics
+        return proxy
 
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -302,10 +338,12 @@ class ProxyCollection:
             raise ApiError(400, "missing required field: name")
         if not upstream:
             raise ApiError(400, "missing required field: upstream")
+        check_name("proxy", name)
         async with self.lock:
             if name in self.proxies:
                 raise ApiError(409, "proxy already exists")
-            proxy = Proxy(name, listen, upstream, self.rng)
+            proxy = self._new(name, listen, upstream)
+            _renderable(proxy.to_json)
             if enabled:
                 await proxy.start()
             self.proxies[name] = proxy
@@ -325,6 +363,7 @@ class ProxyCollection:
             _n, listen, upstream, enabled = decode_proxy_fields(
                 obj, name=proxy.name, listen=proxy.listen, upstream=proxy.upstream, enabled=proxy.enabled
             )
+            _renderable(lambda: _gojson.encode(listen) + _gojson.encode(upstream))
             listen_changed = False
             if listen != proxy.listen:
                 listen_changed = await resolve_listen(listen) != await _resolve_quiet(proxy.listen)
@@ -355,6 +394,7 @@ class ProxyCollection:
                 raise ApiError(400, f"missing required field: name at proxy {index}")
             if not upstream:
                 raise ApiError(400, f"missing required field: upstream at proxy {index}")
+            check_name("proxy", name, f" at proxy {index}")
             entries.append((name, listen, upstream, enabled))
         done: list[Proxy] = []
         async with self.lock:
@@ -376,7 +416,7 @@ class ProxyCollection:
                     async with existing.lock:
                         await existing.stop()
                     del self.proxies[name]
-                proxy = Proxy(name, listen, upstream, self.rng)
+                proxy = self._new(name, listen, upstream)
                 if enabled:
                     try:
                         await proxy.start()

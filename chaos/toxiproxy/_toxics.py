@@ -8,7 +8,6 @@ The NATS message toxics (nats_drop, nats_duplicate, nats_delay, nats_reorder) li
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,51 +50,95 @@ class Noop(Runner):
 
 
 class Latency(Runner):
+    """Holds each chunk until its stamp + latency ± jitter, then passes it on stamped with that time.
+
+    Passing on the delayed stamp is what makes latency toxics add up: a second latency toxic in
+    the same direction waits from the moment the first one let the chunk go, as the reference
+    server does. Back-to-back chunks are pipelined (each is due relative to its own stamp).
+    """
+
     attrs = (("latency", "int"), ("jitter", "int"))
     go_name = "LatencyToxic"
     buffer = 1024
 
-    async def run(self, stub: Stub) -> None:
-        latency = self.a["latency"]
+    def delay(self, rng: Any) -> float:
+        """One draw of the delay in seconds: latency + a uniform integer in [-jitter, jitter) ms."""
+        delay_ms = self.a["latency"]
         jitter = self.a["jitter"]
+        if jitter > 0:
+            delay_ms += rng.randrange(-jitter, jitter)
+        return delay_ms / 1000.0
+
+    async def run(self, stub: Stub) -> None:
         rng = stub.rng
         while True:
             item = await stub.recv()
             if item is None:
                 await stub.send(None)
                 return
-            delay_ms = latency
-            if jitter > 0:
-                delay_ms += rng.randrange(-jitter, jitter)
-            wait = item[1] + delay_ms / 1000.0 - time.monotonic()
-            if wait > 0 and await stub.sleep(wait):
+            data, stamp = item
+            delay = self.delay(rng)
+            if delay <= 0:
+                await stub.send(item)
+                continue
+            due = stamp + delay
+            if await stub.sleep_until(due):
                 await stub.send(item)  # interrupted: forward at once, drop nothing
                 raise Interrupted
-            await stub.send(item)
+            await stub.send((data, due))
+
+
+@dataclass
+class _Schedule:
+    paid_until: float | None = None  # the time up to which the bytes sent so far have been paid for
 
 
 class Bandwidth(Runner):
+    """Caps throughput at `rate` KB/s (1 KB = 1000 bytes) with no initial burst.
+
+    Every byte costs 1/(rate*1000) s. The link keeps one schedule (surviving stage restarts):
+    `paid_until`, the time at which everything sent so far is paid for. A chunk that was already
+    waiting when the previous one was paid for continues the schedule, so time lost to per-chunk
+    overhead (waking up late, writing) is made up by sending the next bytes sooner; a chunk that
+    arrives on an idle link starts a fresh schedule at its stamp. The lag made up is bounded by
+    `CATCH_UP` seconds, so a destination that stopped reading does not earn a burst. Chunks
+    larger than 100 ms worth of bytes are cut into 100 ms pieces, as the reference server does.
+    """
+
     attrs = (("rate", "int"),)
     go_name = "BandwidthToxic"
+    CATCH_UP = 0.1
+    MIN_SLEEP = 0.001  # ahead of schedule by less than this: send now (timers are not finer)
+
+    def new_state(self) -> Any:
+        return _Schedule()
 
     async def run(self, stub: Stub) -> None:
         rate = self.a["rate"]
-        if rate <= 0:
+        if rate <= 0:  # no limit (the reference server crashes on a negative rate once data flows)
             await super().run(stub)
             return
-        bytes_per_s = rate * 1000.0
+        if stub.state is None:
+            stub.state = _Schedule()
+        schedule: _Schedule = stub.state
+        per_byte = 1.0 / (rate * 1000.0)
         piece = max(1, rate * 100)
-        next_at = time.monotonic()
+        now = stub.now
         while True:
             item = await stub.recv()
             if item is None:
                 await stub.send(None)
                 return
             data, stamp = item
+            paid = schedule.paid_until
+            if paid is None or stamp > paid:
+                paid = stamp  # the link was idle: a fresh schedule from when this chunk arrived
+            paid = max(paid, now() - self.CATCH_UP)
             for start in range(0, len(data), piece):
                 part = data[start : start + piece]
-                next_at = max(next_at, time.monotonic()) + len(part) / bytes_per_s
-                if await stub.sleep(next_at - time.monotonic()):
+                paid += len(part) * per_byte
+                schedule.paid_until = paid
+                if paid - now() >= self.MIN_SLEEP and await stub.sleep_until(paid):
                     await stub.send((data[start:], stamp))
                     raise Interrupted
                 await stub.send((part, stamp))

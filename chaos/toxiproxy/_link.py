@@ -153,10 +153,11 @@ class Side(asyncio.Protocol):
         self.write_paused = False
         self.lost = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._early: list[bytes] | None = []  # read before the links existed (None once attached)
+        self._early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         transport.pause_reading()
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -167,11 +168,17 @@ class Side(asyncio.Protocol):
         link = self.source_of
         if link is not None:
             link.feed(data)
+        elif self._early is not None:  # some loops start reading whatever connection_made did
+            self._early.append(data)
+            with contextlib.suppress(Exception):
+                self.transport.pause_reading()  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         link = self.source_of
         if link is not None:
             link.feed_eof()
+        else:
+            self._early_eof = True
         return True  # keep the socket: the EOF travels down the chain, which then closes both
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,6 +187,19 @@ class Side(asyncio.Protocol):
         link = self.source_of
         if link is not None:
             link.feed_eof()  # a read error ends the stream, like EOF
+        else:
+            self._early_eof = True
+
+    def attached(self) -> None:
+        """The links are in place: hand them what arrived before."""
+        early, self._early = self._early, None
+        link = self.source_of
+        if link is None:
+            return
+        for data in early or ():
+            link.feed(data)
+        if self._early_eof:
+            link.feed_eof()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -560,6 +580,8 @@ class Connection:
     def start(self, upstream_toxics: list[ToxicConfig], downstream_toxics: list[ToxicConfig]) -> None:
         self.up.start(upstream_toxics)
         self.down.start(downstream_toxics)
+        self.client.attached()
+        self.upstream.attached()
 
     def close(self) -> None:
         """Close both sockets (RST if SO_LINGER 0 was set at open) and stop every task."""

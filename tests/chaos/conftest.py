@@ -3,17 +3,22 @@ an asyncio loop in a background thread (as the harness runs them), and a real na
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sagaproof.chaos.toxiproxy as tp
+import uvloop
 from chaos_testkit import NATS_BIN, Env, LoopThread, NatsServer, start_echo
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
-def env() -> Iterator[Env]:
-    loop = LoopThread()
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    """The server on asyncio's loop, or on the loop a test asks for with `@pytest.mark.parametrize("env", ["uvloop"], indirect=True)`."""
+    loop = LoopThread(LOOPS[getattr(request, "param", "asyncio")])
     server = loop.run(tp.serve(seed=1234))
     echo = loop.run(start_echo())
     environment = Env(loop, server, echo)

@@ -10,8 +10,10 @@ makes up the time it loses. The same toxics over real sockets are in test_toxics
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
+from sagaproof.chaos.toxiproxy._toxics import Slicer
 from virtual_clock import Chain, RecordingSink, run_virtual, toxic
 
 MS = 0.001
@@ -171,6 +173,15 @@ def test_slicer_pieces_and_delay() -> None:
     assert sink.data == bytes(range(160))
     assert [len(d or b"") for _t, d in sink.records] == [10] * 16
     assert [t for t, _d in sink.records] == pytest.approx([i * 0.020 for i in range(16)], abs=EPS)
+
+
+def test_slicer_cut_points_cover_the_chunk() -> None:
+    slicer = Slicer({"average_size": 1024, "size_variation": 512, "delay": 0})
+    points = slicer.split(480_000, random.Random(3))
+    assert points[0] == 0 and points[-1] == 480_000 and points == sorted(points)
+    assert 240 <= len(points) - 1 <= 720
+    exact = Slicer({"average_size": 100, "size_variation": 0, "delay": 0}).split(1600, random.Random(1))
+    assert len(exact) - 1 == 16
 
 
 def test_slow_close_delays_only_the_close() -> None:

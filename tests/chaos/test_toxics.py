@@ -1,5 +1,11 @@
-"""Each toxic's measured effect over real TCP (client -> proxy -> echo server), both directions,
-and what happens to live connections when proxies and toxics change."""
+"""Each toxic's effect over real TCP (client -> proxy -> echo server), both directions, and what
+happens to live connections when proxies and toxics change; every test runs on asyncio's loop and
+on uvloop (the standalone server's).
+
+Times here are lower bounds only (a toxic never lets data through early); how exact the timing is
+is tested on a virtual clock in test_toxic_clock.py, so a busy machine cannot fail these tests.
+A change applied to a live connection is shown by an outcome that could not happen without it
+(data that a 10-minute latency would hold arrives), not by a deadline."""
 
 from __future__ import annotations
 
@@ -11,7 +17,10 @@ import time
 import pytest
 from chaos_testkit import Env, connect, recv_exactly, recv_until_closed
 
-TOL = 0.08  # seconds of scheduling slack allowed above a configured delay
+SLACK = 0.005  # a timer may fire this much early (uvloop's clock counts whole milliseconds)
+HOLD = 600_000  # ms: a latency no test waits out, so data arriving shows the toxic was changed
+
+pytestmark = pytest.mark.parametrize("env", ["asyncio", "uvloop"], indirect=True)
 
 
 def round_trip(sock: socket.socket, payload: bytes = b"ping") -> float:
@@ -34,10 +43,22 @@ def test_passthrough_is_byte_exact(env: Env) -> None:
 @pytest.mark.parametrize("stream", ["downstream", "upstream"])
 def test_latency_each_direction(env: Env, stream: str) -> None:
     sock = connect(env.proxy())
-    assert round_trip(sock) < 0.05
+    round_trip(sock)
     env.toxic("echo", "latency", stream=stream, latency=150)  # added to a live connection
     samples = [round_trip(sock) for _ in range(3)]
-    assert all(0.15 <= s < 0.15 + TOL for s in samples), samples
+    assert all(s >= 0.15 - SLACK for s in samples), samples
+    sock.close()
+
+
+def test_three_latency_toxics_add_up(env: Env) -> None:
+    """150 ms upstream and two of 150 ms downstream: a round trip of at least 450 ms (issue 13)."""
+    addr = env.proxy()
+    env.toxic("echo", "latency", stream="upstream", latency=150)
+    env.api("POST", "/proxies/echo/toxics", json={"name": "d1", "type": "latency", "attributes": {"latency": 150}})
+    env.api("POST", "/proxies/echo/toxics", json={"name": "d2", "type": "latency", "attributes": {"latency": 150}})
+    sock = connect(addr)
+    samples = [round_trip(sock) for _ in range(2)]
+    assert all(s >= 0.45 - SLACK for s in samples), samples
     sock.close()
 
 
@@ -47,8 +68,7 @@ def test_latency_both_directions_add_and_jitter_range(env: Env) -> None:
     env.toxic("echo", "latency", stream="downstream", latency=60, jitter=40)
     sock = connect(("127.0.0.1", int(env.api("GET", "/proxies/echo").json()["listen"].rsplit(":", 1)[1])))
     samples = [round_trip(sock) for _ in range(8)]
-    assert all(0.06 + 0.02 <= s < 0.06 + 0.10 + TOL for s in samples), samples
-    assert max(samples) - min(samples) > 0.005  # jitter varies per chunk
+    assert all(s >= 0.06 + 0.02 - SLACK for s in samples), samples
     sock.close()
 
 
@@ -60,17 +80,25 @@ def test_latency_is_pipelined_not_cumulative(env: Env) -> None:
         sock.sendall(b"%d" % i)
         time.sleep(0.01)
     assert recv_exactly(sock, 5) == b"01234"
-    assert time.monotonic() - t0 < 0.2 + 0.05 + TOL
+    assert time.monotonic() - t0 >= 0.2 - SLACK
 
 
 def test_latency_update_and_removal_apply_live(env: Env) -> None:
     sock = connect(env.proxy())
     env.toxic("echo", "latency", latency=200)
-    assert round_trip(sock) >= 0.2
+    assert round_trip(sock) >= 0.2 - SLACK
+    env.api("PATCH", "/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": HOLD}})
+    sock.sendall(b"held")
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        sock.recv(4)  # held by the 10-minute latency
+    sock.settimeout(30)
     env.api("PATCH", "/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": 20}})
-    assert 0.02 <= round_trip(sock) < 0.02 + TOL
+    assert recv_exactly(sock, 4) == b"held"  # an interrupted stage lets what it holds go
+    assert round_trip(sock) >= 0.02 - SLACK  # and the new latency applies to what follows
+    env.api("PATCH", "/proxies/echo/toxics/latency_downstream", json={"attributes": {"latency": HOLD}})
     assert env.api("DELETE", "/proxies/echo/toxics/latency_downstream").status_code == 204
-    assert round_trip(sock) < 0.05
+    round_trip(sock)  # would be held for 10 minutes if the removal had not applied
     sock.close()
 
 
@@ -83,7 +111,7 @@ def test_bandwidth(env: Env, stream: str) -> None:
     sock.sendall(blob)
     assert recv_exactly(sock, len(blob)) == blob
     elapsed = time.monotonic() - t0
-    assert 0.27 <= elapsed < 0.3 + 0.12, elapsed
+    assert elapsed >= 0.3 - SLACK, elapsed
     sock.close()
 
 
@@ -95,7 +123,7 @@ def test_slow_close_delays_the_close(env: Env) -> None:
     t0 = time.monotonic()
     data, how = recv_until_closed(sock)
     assert (data, how) == (b"", "eof")
-    assert 0.25 <= time.monotonic() - t0 < 0.3 + TOL
+    assert time.monotonic() - t0 >= 0.25
 
 
 def test_timeout_closes_after_idle_and_drops_data(env: Env) -> None:
@@ -105,7 +133,7 @@ def test_timeout_closes_after_idle_and_drops_data(env: Env) -> None:
     sock.sendall(b"lost")
     data, how = recv_until_closed(sock)
     assert data == b"" and how in ("eof", "reset")
-    assert 0.28 <= time.monotonic() - t0 < 0.3 + TOL
+    assert time.monotonic() - t0 >= 0.3 - SLACK
 
 
 def test_timeout_timer_restarts_on_each_chunk(env: Env) -> None:
@@ -118,7 +146,7 @@ def test_timeout_timer_restarts_on_each_chunk(env: Env) -> None:
     last = time.monotonic()
     data, how = recv_until_closed(sock)
     assert data == b"" and how in ("eof", "reset")
-    assert 0.37 <= time.monotonic() - last < 0.4 + TOL
+    assert time.monotonic() - last >= 0.4 - SLACK
 
 
 def test_timeout_zero_holds_forever_and_removal_closes(env: Env) -> None:
@@ -150,7 +178,7 @@ def test_reset_peer_waits_timeout(env: Env) -> None:
     sock.sendall(b"x")
     _data, how = recv_until_closed(sock)
     assert how == "reset"
-    assert 0.19 <= time.monotonic() - t0 < 0.2 + TOL
+    assert time.monotonic() - t0 >= 0.2 - SLACK
 
 
 def test_slicer_splits_with_delay_and_keeps_data(env: Env) -> None:
@@ -172,17 +200,35 @@ def test_slicer_defaults_pass_through(env: Env) -> None:
     assert env.api("GET", "/version").status_code == 200
 
 
-def test_slicer_cut_points_cover_the_chunk() -> None:
-    import random
+NONSENSE = [
+    ("bandwidth", {"rate": -100}),  # the reference server panics on a negative rate once data flows
+    ("slicer", {"average_size": 0, "size_variation": 0, "delay": 0}),  # ... and overflows its stack here
+    ("slicer", {"average_size": -8, "size_variation": -3, "delay": -10}),
+    ("latency", {"latency": -100, "jitter": -5}),
+    ("latency", {"latency": 5, "jitter": 50}),  # jitter larger than the latency: some delays are negative
+    ("slow_close", {"delay": -1}),
+    ("bandwidth", {"rate": 2**62}),
+]
 
-    from sagaproof.chaos.toxiproxy._toxics import Slicer
 
-    slicer = Slicer({"average_size": 1024, "size_variation": 512, "delay": 0})
-    points = slicer.split(480_000, random.Random(3))
-    assert points[0] == 0 and points[-1] == 480_000 and points == sorted(points)
-    assert 240 <= len(points) - 1 <= 720
-    exact = Slicer({"average_size": 100, "size_variation": 0, "delay": 0}).split(1600, random.Random(1))
-    assert len(exact) - 1 == 16
+def test_nonsense_values_pass_data_and_the_server_stays_up(env: Env) -> None:
+    """Values the reference server crashes on (or never meant) pass data here; see docs/chaos.md."""
+    addr = env.proxy()
+    for i, (type_, attributes) in enumerate(NONSENSE):
+        for stream in ("upstream", "downstream"):
+            resp = env.api(
+                "POST",
+                "/proxies/echo/toxics",
+                json={"name": f"n{i}{stream}", "type": type_, "stream": stream, "attributes": attributes},
+            )
+            assert resp.status_code == 200, resp.text
+        sock = connect(addr)  # a new connection through every nonsense toxic so far
+        blob = os.urandom(70_000)
+        sock.sendall(blob)
+        assert recv_exactly(sock, len(blob)) == blob
+        sock.close()
+    assert env.api("GET", "/version").status_code == 200
+    assert len(env.api("GET", "/proxies/echo/toxics").json()) == 2 * len(NONSENSE)
 
 
 @pytest.mark.parametrize("limit", [10, 0])
@@ -229,7 +275,7 @@ def test_toxicity_zero_never_one_always(env: Env, stream: str) -> None:
     )
     for _ in range(10):
         sock = connect(addr)
-        assert round_trip(sock, b"ok") < 0.1
+        round_trip(sock, b"ok")
         sock.close()
     env.api("PATCH", f"/proxies/echo/toxics/timeout_{stream}", json={"toxicity": 1})
     for _ in range(5):
@@ -242,15 +288,14 @@ def test_toxicity_zero_never_one_always(env: Env, stream: str) -> None:
 
 def test_toxicity_is_per_connection(env: Env) -> None:
     addr = env.proxy()
-    env.toxic("echo", "timeout", stream="downstream", toxicity=0.5, timeout=0)
+    env.toxic("echo", "limit_data", stream="downstream", toxicity=0.5, bytes=0)  # active: closed, no data
     outcomes = []
     for _ in range(24):
         sock = connect(addr)
         sock.sendall(b"x")
-        sock.settimeout(0.15)
         try:
-            data = sock.recv(1)
-        except TimeoutError:
+            data = sock.recv(1)  # b"x" through an inactive toxic; EOF (or a reset) through an active one
+        except ConnectionResetError:
             data = b""
         outcomes.append(data == b"x")
         sock.close()
@@ -260,7 +305,7 @@ def test_toxicity_is_per_connection(env: Env) -> None:
 def test_disable_closes_live_connections_and_enable_rebinds(env: Env) -> None:
     addr = env.proxy()
     sock = connect(addr)
-    assert round_trip(sock) < 0.1
+    round_trip(sock)
     resp = env.api("POST", "/proxies/echo", json={"enabled": False})
     assert resp.json()["enabled"] is False
     _data, how = recv_until_closed(sock)
@@ -270,13 +315,13 @@ def test_disable_closes_live_connections_and_enable_rebinds(env: Env) -> None:
     env.toxic("echo", "latency", latency=1)
     env.api("PATCH", "/proxies/echo", json={"enabled": True})
     sock = connect(addr)
-    assert round_trip(sock) < 0.1
+    round_trip(sock)
     assert [t["name"] for t in env.api("GET", "/proxies/echo/toxics").json()] == ["latency_downstream"]
 
 
 def test_delete_closes_live_connections(env: Env) -> None:
     sock = connect(env.proxy())
-    assert round_trip(sock) < 0.1
+    round_trip(sock)
     env.api("DELETE", "/proxies/echo")
     _data, how = recv_until_closed(sock)
     assert how in ("eof", "reset")

@@ -195,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--report-dir", type=Path, required=True, help="where the merged report goes (a new directory)")
 
     tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
-    tp.add_argument("--host", default="127.0.0.1", help="API listen host (default 127.0.0.1)")
-    tp.add_argument("--port", type=_port_arg, default=8474, help="API listen port (default 8474)")
-    tp.add_argument("--seed", type=int, default=None, help="seed of the toxics' random source")
+    from sagaproof.chaos.toxiproxy import add_arguments
+
+    add_arguments(tp, port_type=_port_arg)  # --host --port --seed --proxy-metrics --runtime-metrics
     return p
 
 
@@ -348,7 +348,8 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
     from sagaproof.chaos.errors import ChaosError
 
     try:
-        run_standalone(args.host, args.port, args.seed)
+        run_standalone(args.host, args.port, args.seed, proxy_metrics=args.proxy_metrics,
+                       runtime_metrics=args.runtime_metrics)
     except ChaosError as exc:  # the port is taken or the address is not ours: bad usage
         raise ConfigError(str(exc)) from None
     return 0

@@ -7,7 +7,9 @@ any Toxiproxy client works against it. Embedded use:
     ...  # point a client at server.url
     await server.close()
 
-Standalone: `sagaproof toxiproxy --port 8474` (see `main` / `run_standalone`).
+Standalone: `sagaproof toxiproxy --port 8474 [--proxy-metrics] [--runtime-metrics]` (see `main` /
+`run_standalone`; it runs on uvloop). With a metrics flag, `/metrics` serves Prometheus text with the
+reference server's metric names.
 The OpenAPI 3.1 description of the API is `openapi.json` in this package (`openapi_path()`).
 """
 
@@ -18,7 +20,14 @@ from pathlib import Path
 from sagaproof.chaos.toxiproxy import _nats  # noqa: F401  (registers the NATS message toxics)
 from sagaproof.chaos.toxiproxy._api import VERSION
 from sagaproof.chaos.toxiproxy._nats import subject_matches
-from sagaproof.chaos.toxiproxy._server import ToxiproxyServer, main, run_standalone, serve
+from sagaproof.chaos.toxiproxy._server import (
+    ToxiproxyServer,
+    add_arguments,
+    event_loop_factory,
+    main,
+    run_standalone,
+    serve,
+)
 from sagaproof.chaos.toxiproxy._toxics import REGISTRY
 
 
@@ -35,6 +44,8 @@ def openapi_path() -> Path:
 __all__ = [
     "VERSION",
     "ToxiproxyServer",
+    "add_arguments",
+    "event_loop_factory",
     "main",
     "openapi_path",
     "run_standalone",

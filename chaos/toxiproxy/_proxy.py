@@ -92,9 +92,12 @@ async def resolve_listen(addr: str) -> tuple[str | None, int]:
 
 
 def check_name(kind: str, name: str, where: str = "") -> None:
-    """Refuse a proxy or toxic name longer than MAX_NAME characters (400)."""
+    """Refuse (400) a proxy or toxic name that no URL could address: longer than MAX_NAME
+    characters, or "." or ".." (HTTP clients resolve those path segments away)."""
     if len(name) > MAX_NAME:
         raise ApiError(400, f"{kind} name too long: {len(name)} characters, at most {MAX_NAME}{where}")
+    if name in (".", ".."):
+        raise ApiError(400, f"{kind} name {name!r} cannot be used in a URL; choose another name{where}")
 
 
 def _renderable(render: Any) -> str:
@@ -185,10 +188,15 @@ class Proxy:
         self.enabled = False
         if server is not None:
             server.close()
+        tasks = list(self._tasks)
         for conn in list(self.connections):
+            tasks += [st.task for link in (conn.up, conn.down) for st in link.stages if st.task is not None]
             conn.close()
-        for task in list(self._tasks):
+        for task in tasks:
             task.cancel()
+        tasks = [t for t in tasks if not t.done() and t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
         if server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)

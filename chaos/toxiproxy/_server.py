@@ -83,8 +83,11 @@ class ToxiproxyServer:
         self._closed = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._conn_tasks):
+        tasks = list(self._conn_tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
         await self.proxies.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
@@ -181,11 +184,22 @@ def go_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}; use true or false")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def port_number(text: str) -> int:
+    """A TCP port argument, 0 to 65535 (0 picks a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (0 to 65535; 0 picks a free one)")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, port_type: Callable[[str], int] = port_number) -> None:
     """The server's flags, in both spellings: `--port` and the reference server's `-port`."""
     parser.add_argument("--host", "-host", default="127.0.0.1", help="API listen address (default 127.0.0.1)")
     parser.add_argument(
-        "--port", "-port", type=int, default=8474, help="API port (default 8474, 0 = any free port)"
+        "--port", "-port", type=port_type, default=8474, help="API port (default 8474, 0 = any free port)"
     )
     parser.add_argument("--seed", "-seed", type=int, default=None, help="seed for toxicity and message faults")
     for flag, what in (

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -22,6 +21,8 @@ def test_public_api() -> None:
     assert set(tp.__all__) == {
         "VERSION",
         "ToxiproxyServer",
+        "add_arguments",
+        "event_loop_factory",
         "main",
         "openapi_path",
         "run_standalone",
@@ -71,7 +72,7 @@ def test_api_port_in_use_is_a_chaos_error() -> None:
 
 
 def outcomes(seed: int) -> list[bool]:
-    """Per-connection outcome of a toxicity-0.5 timeout toxic on a fresh seeded server."""
+    """Per-connection outcome of a toxicity-0.5 limit_data toxic on a fresh seeded server."""
     loop = LoopThread()
     server = loop.run(tp.serve(seed=seed))
     echo = loop.run(start_echo())
@@ -85,16 +86,15 @@ def outcomes(seed: int) -> list[bool]:
         host, port = http.post(server.url + "/proxies", json=body).json()["listen"].rsplit(":", 1)
         http.post(
             server.url + "/proxies/s/toxics",
-            json={"type": "timeout", "toxicity": 0.5, "attributes": {"timeout": 0}},
+            json={"type": "limit_data", "toxicity": 0.5, "attributes": {"bytes": 0}},
         )
         result = []
         for _ in range(16):
             sock = connect((host, int(port)))
             sock.sendall(b"x")
-            sock.settimeout(0.1)
             try:
-                result.append(sock.recv(1) == b"x")
-            except TimeoutError:
+                result.append(sock.recv(1) == b"x")  # active: closed with nothing; inactive: the echo
+            except ConnectionResetError:
                 result.append(False)
             sock.close()
         return result
@@ -134,9 +134,8 @@ def test_standalone_command_bad_port_exits_2() -> None:
     server = loop.run(tp.serve())
     try:
         code = f"import chaos.toxiproxy as t, sys; sys.exit(t.main(['--port', '{server.port}']))"
-        t0 = time.monotonic()
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
-        assert done.returncode == 2 and time.monotonic() - t0 < 20
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
         assert (
             done.stderr.startswith("error: The Toxiproxy API cannot listen on 127.0.0.1:")
             and "Traceback" not in done.stderr

@@ -45,7 +45,7 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return not pattern or matches(pattern, subject)
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
     """One complete protocol frame; `subject` is set for message frames of the link's direction."""
 
@@ -63,28 +63,40 @@ class NatsParser:
     _subject: str | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
-        self.buf += data
+        """Whole frames completed by `data` (bytes or a memoryview); a partial frame is kept in `buf`.
+
+        Each frame's bytes are copied once, from one contiguous view of the unparsed input.
+        """
+        if self.buf:
+            self.buf += data
+            view = bytes(self.buf)
+        else:
+            view = data if type(data) is bytes else bytes(data)
         frames: list[Frame] = []
-        buf = self.buf
+        append = frames.append
+        find = view.find
+        size_of = len(view)
         pos = 0
+        need = self._need
+        subject = self._subject
         ops = _MSG_OPS[self.direction]
         while True:
-            if self._need:
-                end = pos + self._need
-                if len(buf) < end:
+            if need:
+                end = pos + need
+                if size_of < end:
                     break
-                frames.append(Frame(bytes(buf[pos:end]), self._subject))
+                append(Frame(view[pos:end], subject))
                 pos = end
-                self._need = 0
-                self._subject = None
+                need = 0
+                subject = None
                 continue
-            nl = buf.find(b"\n", pos, pos + MAX_CONTROL_LINE + 1)
+            nl = find(b"\n", pos, pos + MAX_CONTROL_LINE + 1)
             if nl < 0:
-                if len(buf) - pos > MAX_CONTROL_LINE:
-                    frames.append(Frame(bytes(buf[pos:])))
-                    pos = len(buf)
+                if size_of - pos > MAX_CONTROL_LINE:
+                    append(Frame(view[pos:]))
+                    pos = size_of
                 break
-            line = bytes(buf[pos : nl + 1])
+            line = view[pos : nl + 1]
             parts = line.split()
             op = parts[0].upper() if parts else b""
             if op in _SIZED_OPS and len(parts) >= 3:
@@ -93,13 +105,14 @@ class NatsParser:
                 except ValueError:
                     size = -1
                 if 0 <= size <= MAX_PAYLOAD:
-                    self._need = len(line) + size + 2
-                    self._subject = parts[1].decode("utf-8", "replace") if op in ops else None
+                    need = len(line) + size + 2
+                    subject = parts[1].decode("utf-8", "replace") if op in ops else None
                     continue  # re-loop: collect the whole frame from pos
-            frames.append(Frame(line))
+            append(Frame(line))
             pos = nl + 1
-        if pos:
-            del buf[:pos]
+        self._need = need
+        self._subject = subject
+        self.buf = bytearray(view[pos:]) if pos < size_of else bytearray()
         return frames
 
 
@@ -141,6 +154,8 @@ class _NatsToxic(Runner):
             stub.state = NatsState(NatsParser(stub.direction))
         state: NatsState = stub.state
         pattern = self.a["subject"]
+        probability = self.a["probability"]
+        matching: dict[str, bool] = {}  # subject -> matches the pattern (subjects repeat)
         while True:
             timeout = None
             if state.held:
@@ -148,19 +163,33 @@ class _NatsToxic(Runner):
             item = await stub.recv(timeout)
             now = stub.now()
             out: list[bytes] = []
+            unchanged = False  # every byte of this chunk goes on as it came
             if item is not TIMEOUT and item is not None:
                 data, stamp = item  # type: ignore[misc]
+                unchanged = not state.parser.buf
                 for frame in state.parser.feed(data):
-                    if frame.subject is not None and subject_matches(pattern, frame.subject):
-                        if stub.rng.random() < self.a["probability"]:
-                            self.act(frame, state, stub, out)
-                            continue
-                        if self.on_candidate(frame, state, out):
-                            continue
+                    subject = frame.subject
+                    if subject is not None:
+                        hit = matching.get(subject)
+                        if hit is None:
+                            if len(matching) > 4096:
+                                matching.clear()
+                            hit = matching[subject] = subject_matches(pattern, subject)
+                        if hit:
+                            if stub.rng.random() < probability:
+                                self.act(frame, state, stub, out)
+                                unchanged = False
+                                continue
+                            if self.on_candidate(frame, state, out):
+                                unchanged = False
+                                continue
                     out.append(frame.data)
+                if state.parser.buf:
+                    unchanged = False
             if state.held:
                 due = [h for h in state.held if h[0] <= now]
                 if due or item is None:
+                    unchanged = False
                     release = state.held if item is None else due
                     release.sort(key=lambda h: h[0])
                     state.held = [] if item is None else [h for h in state.held if h[0] > now]
@@ -169,7 +198,9 @@ class _NatsToxic(Runner):
                 if state.parser.buf:
                     out.append(bytes(state.parser.buf))
                     state.parser.buf.clear()
-            if out:
+            if unchanged:
+                await stub.send(item)  # type: ignore[arg-type]  # no copy when nothing was touched
+            elif out:
                 await stub.send((b"".join(out), now))
             if item is None:
                 await stub.send(None)

@@ -136,10 +136,20 @@ def recv_until_closed(sock: socket.socket, limit: float = 5.0) -> tuple[bytes, s
         return data, "timeout"
 
 
+_OPEN: list[socket.socket] = []
+
+
 def connect(addr: tuple[str, int], timeout: float = 5.0) -> socket.socket:
+    """A client socket to `addr`; whatever a test leaves open is closed by `close_sockets()`."""
     sock = socket.create_connection(addr, timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _OPEN.append(sock)
     return sock
+
+
+def close_sockets() -> None:
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sagaproof.chaos.toxiproxy as tp
 import uvloop
-from chaos_testkit import NATS_BIN, Env, LoopThread, NatsServer, start_echo
+from chaos_testkit import NATS_BIN, Env, LoopThread, NatsServer, close_sockets, start_echo
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -25,6 +25,7 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     try:
         yield environment
     finally:
+        close_sockets()
         loop.run(server.close())
         echo.close()
         environment.closer.close()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import sagaproof.chaos.toxiproxy as tp
-from chaos_testkit import LoopThread, connect, recv_exactly, start_echo
+from chaos_testkit import LoopThread, close_sockets, connect, recv_exactly, start_echo
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -55,6 +55,8 @@ class MetricsEnv:
         return samples
 
     def close(self) -> None:
+        close_sockets()
+        self.http.close()
         self.loop.run(self.server.close())
         self.echo.close()
         self.loop.stop()
@@ -152,4 +154,4 @@ def test_standalone_metrics_flags(argv: list[str], proxy: bool, runtime: bool) -
         assert ("# TYPE toxiproxy_proxy_received_bytes_total counter" in resp.text) == proxy, resp.text[:300]
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=10)

@@ -176,18 +176,24 @@ def tcp_download(addr: tuple[str, int], total: int) -> float:
     return total / elapsed / 1e6
 
 
-def tcp_ping(addr: tuple[str, int], count: int) -> list[float]:
-    sock = _connect(addr, b"E")
-    sock.sendall(b"w")
-    sock.recv(1)
-    out = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        sock.sendall(b"x")
-        if not sock.recv(1):
-            raise RuntimeError("echo closed")
-        out.append(time.perf_counter() - t0)
-    sock.close()
+def tcp_pings(addrs: dict[str, tuple[str, int]], count: int) -> dict[str, list[float]]:
+    """1-byte round trips to each address in turn, `count` each, so that every one sees the same moments."""
+    socks = {label: _connect(addr, b"E") for label, addr in addrs.items()}
+    out: dict[str, list[float]] = {label: [] for label in addrs}
+    try:
+        for sock in socks.values():
+            sock.sendall(b"w")
+            sock.recv(1)
+        for _ in range(count):
+            for label, sock in socks.items():
+                t0 = time.perf_counter()
+                sock.sendall(b"x")
+                if not sock.recv(1):
+                    raise RuntimeError("echo closed")
+                out[label].append(time.perf_counter() - t0)
+    finally:
+        for sock in socks.values():
+            sock.close()
     return out
 
 
@@ -391,6 +397,9 @@ class Bench:
         self.procs.append(p)
         self.api = m.group(1)
         self.p_tcp = self.make("tcp", self.tcp_addr)
+        self.p_tcp_lat = self.make("tcp_lat", self.tcp_addr)
+        for stream in ("upstream", "downstream"):
+            self.toxic("tcp_lat", "latency", stream, latency=0)
         self.p_a = self.make("svc_a", self.nats_addr)
         self.p_b = self.make("svc_b", self.nats_addr)
         self.p_bw = self.make("bw", self.tcp_addr)
@@ -421,35 +430,44 @@ class Bench:
         r.raise_for_status()
 
     def set_toxics(self, kind: str | None) -> None:
-        self.http.post(f"{self.api}/reset", timeout=10).raise_for_status()
-        if kind is None:
-            return
-        for proxy in ("tcp", "svc_a", "svc_b") if kind == "latency" else ("svc_a", "svc_b"):
+        """The NATS proxies' toxics for one configuration (the TCP proxies keep theirs)."""
+        for proxy in ("svc_a", "svc_b"):
+            for toxic in self.http.get(f"{self.api}/proxies/{proxy}/toxics", timeout=10).json():
+                self.http.delete(f"{self.api}/proxies/{proxy}/toxics/{toxic['name']}", timeout=10).raise_for_status()
             for stream in ("upstream", "downstream"):
                 if kind == "latency":
                     self.toxic(proxy, "latency", stream, latency=0)
-                else:
+                elif kind == "nats":
                     self.toxic(proxy, "nats_drop", stream, subject="never.matches", probability=1.0)
 
     def phase(self) -> dict[str, Any]:
+        """One table. TCP figures are taken interleaved (each round and each ping goes direct, through
+        the proxy, and through the proxy with latency toxics, in turn), so that all three see the same
+        machine; NATS figures one configuration after the other."""
         out: dict[str, Any] = {"rows": []}
+        tcp = {"direct": self.tcp_addr, "proxy": self.p_tcp, "proxy+latency": self.p_tcp_lat}
+        figures: dict[str, dict[str, Any]] = {label: {"label": label, "up": [], "down": []} for label in tcp}
+        print("  measuring TCP bulk ...", file=sys.stderr, flush=True)
+        for _ in range(self.bulk_rounds):
+            for label, addr in tcp.items():
+                figures[label]["up"].append(tcp_upload(addr_of(addr), self.bulk))
+                figures[label]["down"].append(tcp_download(addr_of(addr), self.bulk))
+        print("  measuring TCP ping ...", file=sys.stderr, flush=True)
+        pings = tcp_pings({label: addr_of(addr) for label, addr in tcp.items()}, self.ping_n)
+        for label, row in figures.items():
+            row["up"], row["down"] = statistics.median(row["up"]), statistics.median(row["down"])
+            row["ping50"], row["ping99"] = statistics.median(pings[label]), pct(pings[label], 0.99)
+        figures["proxy+nats_drop"] = {"label": "proxy+nats_drop"}
         configs = [
-            ("direct", None, self.tcp_addr, self.nats_addr, self.nats_addr),
-            ("proxy", None, self.p_tcp, self.p_a, self.p_b),
-            ("proxy+latency", "latency", self.p_tcp, self.p_a, self.p_b),
-            ("proxy+nats_drop", "nats", self.p_tcp, self.p_a, self.p_b),
+            ("direct", None, self.nats_addr, self.nats_addr),
+            ("proxy", None, self.p_a, self.p_b),
+            ("proxy+latency", "latency", self.p_a, self.p_b),
+            ("proxy+nats_drop", "nats", self.p_a, self.p_b),
         ]
-        for label, toxic, t_addr, a_addr, b_addr in configs:
+        for label, toxic, a_addr, b_addr in configs:
             self.set_toxics(toxic)
-            print(f"  measuring {label} ...", file=sys.stderr, flush=True)
-            row: dict[str, Any] = {"label": label}
-            if toxic != "nats":  # a NATS toxic on a non-NATS stream is a misuse: no TCP figures
-                row["up"] = statistics.median(tcp_upload(addr_of(t_addr), self.bulk) for _ in range(self.bulk_rounds))
-                row["down"] = statistics.median(
-                    tcp_download(addr_of(t_addr), self.bulk) for _ in range(self.bulk_rounds)
-                )
-                ping = tcp_ping(addr_of(t_addr), self.ping_n)
-                row["ping50"], row["ping99"] = statistics.median(ping), pct(ping, 0.99)
+            print(f"  measuring NATS {label} ...", file=sys.stderr, flush=True)
+            row = figures[label]
             rtts, rate = asyncio.run(nats_figures(f"nats://{a_addr}", f"nats://{b_addr}", self.req_n, self.msgs_n))
             row["rr50"], row["rr99"], row["msgs"] = statistics.median(rtts), pct(rtts, 0.99), rate
             out["rows"].append(row)

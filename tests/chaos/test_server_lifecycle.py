@@ -143,3 +143,14 @@ def test_standalone_command_bad_port_exits_2() -> None:
     finally:
         loop.run(server.close())
         loop.stop()
+
+
+def test_standalone_runs_on_uvloop_unless_asked_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import uvloop
+
+    monkeypatch.delenv("SAGAPROOF_EVENT_LOOP", raising=False)
+    assert tp.event_loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv("SAGAPROOF_EVENT_LOOP", "asyncio")
+    assert tp.event_loop_factory() is asyncio.new_event_loop

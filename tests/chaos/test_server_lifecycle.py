@@ -56,6 +56,7 @@ def test_close_is_idempotent_and_closes_everything() -> None:
             assert await asyncio.wait_for(reader.read(), 2) == b""
             with pytest.raises(OSError):
                 await asyncio.open_connection(host, int(port))
+            writer.close()
         await server.close()
         echo.close()
 
@@ -126,7 +127,7 @@ def test_standalone_command_prints_address_and_stops_on_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(5)
+        proc.communicate(timeout=5)
 
 
 def test_standalone_command_bad_port_exits_2() -> None:

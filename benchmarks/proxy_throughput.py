@@ -22,9 +22,12 @@ Per phase:
 Targets from issue 13 are printed as PASS/FAIL beside the figures they apply to.
 
     python benchmarks/proxy_throughput.py [--quick] [--phases idle,busy] [--server-pythonpath DIR]
+                                          [--server-loop uvloop|asyncio]
 
 `--server-pythonpath DIR` runs the proxy server from another source tree (DIR holds a `sagaproof`
-package), to measure an older version against the same clients in the same way.
+package), to measure an older version against the same clients in the same way; `--server-loop`
+picks the server's event loop (SAGAPROOF_EVENT_LOOP). Besides the times, it prints the proxy
+process's own CPU time per MB and per round trip, which other load on the machine changes little.
 """
 
 from __future__ import annotations
@@ -174,6 +177,12 @@ def tcp_download(addr: tuple[str, int], total: int) -> float:
     elapsed = time.perf_counter() - t0
     sock.close()
     return total / elapsed / 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc; 10 ms resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tcp_pings(addrs: dict[str, tuple[str, int]], count: int) -> dict[str, list[float]]:
@@ -388,6 +397,8 @@ class Bench:
         self.procs.append(p)
         self.tcp_addr = f"127.0.0.1:{m.group(1)}"
         env = dict(os.environ)
+        if self.args.server_loop:
+            env["SAGAPROOF_EVENT_LOOP"] = self.args.server_loop
         cwd = None
         if self.args.server_pythonpath:  # run from there, so that its `sagaproof` comes first on sys.path
             cwd = self.args.server_pythonpath
@@ -395,6 +406,7 @@ class Bench:
         code = "import sys; from sagaproof.chaos import toxiproxy as t; sys.exit(t.main(sys.argv[1:]))"
         p, m = spawn([sys.executable, "-c", code, "--port", "0"], r"listening on (http://\S+)", env=env, cwd=cwd)
         self.procs.append(p)
+        self.server_pid = p.pid
         self.api = m.group(1)
         self.p_tcp = self.make("tcp", self.tcp_addr)
         self.p_tcp_lat = self.make("tcp_lat", self.tcp_addr)
@@ -448,12 +460,24 @@ class Bench:
         tcp = {"direct": self.tcp_addr, "proxy": self.p_tcp, "proxy+latency": self.p_tcp_lat}
         figures: dict[str, dict[str, Any]] = {label: {"label": label, "up": [], "down": []} for label in tcp}
         print("  measuring TCP bulk ...", file=sys.stderr, flush=True)
+        cpu: dict[str, float] = {label: 0.0 for label in tcp}
         for _ in range(self.bulk_rounds):
             for label, addr in tcp.items():
+                before = cpu_seconds(self.server_pid)
                 figures[label]["up"].append(tcp_upload(addr_of(addr), self.bulk))
                 figures[label]["down"].append(tcp_download(addr_of(addr), self.bulk))
+                cpu[label] += cpu_seconds(self.server_pid) - before
         print("  measuring TCP ping ...", file=sys.stderr, flush=True)
         pings = tcp_pings({label: addr_of(addr) for label, addr in tcp.items()}, self.ping_n)
+        # The proxy process's own CPU time per MB and per round trip: a figure that other load on the
+        # machine does not change much (it is what the proxy costs, not how long it waited for a core).
+        out["cpu"] = {}
+        for label in ("proxy", "proxy+latency"):
+            before = cpu_seconds(self.server_pid)
+            tcp_pings({label: addr_of(tcp[label])}, self.ping_n)
+            per_ping = (cpu_seconds(self.server_pid) - before) / self.ping_n
+            per_mb = cpu[label] / (2 * self.bulk * self.bulk_rounds / 1e6)
+            out["cpu"][label] = (per_mb, per_ping)
         for label, row in figures.items():
             row["up"], row["down"] = statistics.median(row["up"]), statistics.median(row["down"])
             row["ping50"], row["ping99"] = statistics.median(pings[label]), pct(pings[label], 0.99)
@@ -510,6 +534,10 @@ def report(title: str, res: dict[str, Any], busy: bool, args: argparse.Namespace
             f"{r['msgs']:7.0f} {r['msgs'] / base['msgs']:5.2f}"
         )
     px = rows["proxy"]
+    print("proxy process CPU: " + "; ".join(
+        f"{label} {per_mb * 1e6:.0f} us per MB, {per_ping * 1e6:.0f} us per 1-byte round trip"
+        for label, (per_mb, per_ping) in res["cpu"].items()
+    ))
     print("bandwidth toxic (downstream, on from the start): " + ", ".join(
         f"{asked} MB/s -> {got:.2f} ({got / asked:.3f}x {mark(got / asked >= 0.95)})" for asked, got in res["bandwidth"]
     ))
@@ -557,12 +585,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts (for smoke runs)")
     parser.add_argument("--phases", default="idle,busy", help="which phases to run: idle, busy or both")
     parser.add_argument("--server-pythonpath", default="", help="run the proxy server from this source tree")
+    parser.add_argument(
+        "--server-loop", choices=["uvloop", "asyncio"], default="", help="the server's event loop (default: its own)"
+    )
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     bench = Bench(args)
     try:
         bench.start()
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
+        server = args.server_pythonpath or "this tree"
+        print(
+            f"server: {server}, loop {args.server_loop or 'default'}; machine: {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.2f} at start",
+            flush=True,
+        )
         for phase in phases:
             print(f"phase {phase} ...", file=sys.stderr, flush=True)
             if phase == "busy":

@@ -349,10 +349,23 @@ class _TapSink:
         self._inner = inner
         self._observer = observer
 
+    def push(self, item: Any) -> None:
+        """The link's reading side hands a chunk over without waiting (no toxics on the link)."""
+        self._inner.push(item)
+        if item is not None:
+            self._take(item[0])
+
     async def put(self, item: Any) -> None:
         await self._inner.put(item)
         if item is not None:
-            self._observer._take(self._scanner, item[0])
+            self._take(item[0])
+
+    def full(self) -> bool:
+        return bool(self._inner.full())
+
+    def _take(self, data: Any) -> None:
+        # A chunk may be a memoryview of a larger read (toxics on the link); the scanner reads bytes.
+        self._observer._take(self._scanner, data if type(data) is bytes else bytes(data))
 
 
 class WireObserver:

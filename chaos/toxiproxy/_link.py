@@ -563,6 +563,7 @@ class Connection:
             set_linger_zero(upstream)
         self.up = Link(self, "upstream", client, SocketSink(upstream, self))
         self.down = Link(self, "downstream", upstream, SocketSink(client, self))
+        self.sinks = (self.up.tail, self.down.tail)  # the socket ends, whatever wraps them later
         client.source_of, client.dest_of = self.up, self.down
         upstream.source_of, upstream.dest_of = self.down, self.up
         # Labels as they are when the connection opens (the reference takes them at link start).

@@ -46,11 +46,11 @@ class Metrics:
         if not self.proxy:
             return
         name, listener, upstream = conn.labels
-        for link in (conn.up, conn.down):
+        for link, sink in zip((conn.up, conn.down), conn.sinks, strict=True):
             key = (link.direction, name, listener, upstream)
             self.received[key] = self.received.get(key, 0) + link.received
-            if not link.tail.failed:
-                self.sent[key] = self.sent.get(key, 0) + link.tail.sent
+            if not sink.failed:
+                self.sent[key] = self.sent.get(key, 0) + sink.sent
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition (format 0.0.4, as the Go client serves by default)."""

@@ -203,3 +203,32 @@ def test_dropped_jetstream_publish_times_out(env: Env, nats_server: NatsServer) 
         await nc.close()
 
     run_nats(env, nats_server, body)
+
+
+def test_an_observed_link_with_toxics_reads_big_messages(env: Env, nats_server: NatsServer) -> None:
+    """Reads over 32 KiB enter a toxic chain as views of the read; the observer (chaos.observe) still reads them."""
+    from sagaproof.chaos.observe import WireObserver, attach
+
+    host, port = env.proxy("obs", upstream=nats_server.addr)
+    observer = WireObserver("obs")
+    attach(env.server.proxies.get("obs"), observer)
+    for stream in ("upstream", "downstream"):
+        env.toxic("obs", "latency", stream=stream, latency=0)
+    payloads = [bytes([i]) * 200_000 for i in range(5)]
+
+    async def body(proxied: str, direct: str) -> None:
+        nc = await nats.connect(proxied)
+        got, _queue = await collect(nc, "big.data")
+        pub = await nats.connect(direct)
+        for payload in payloads:
+            await pub.publish("big.data", payload)
+        await pub.flush()
+        await wait_for_count(got, len(payloads), timeout=20)
+        assert got == payloads
+        await nc.close()
+        await pub.close()
+
+    asyncio.run(asyncio.wait_for(body(f"nats://{host}:{port}", f"nats://{nats_server.addr}"), 60))
+    env.loop.run(asyncio.sleep(0.1))  # let the observer read what it queued, on the proxy's loop
+    assert observer.problems == []
+    assert observer.core_received.get(b"big.data") == len(payloads)

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import random
 import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, cast, overload
 
 if TYPE_CHECKING:
     from sagaproof.chaos.toxiproxy._toxics import ToxicConfig
@@ -44,11 +45,16 @@ class Interrupted(Exception):
     """Raised inside a toxic's stage when it must stop (toxic changed or removed)."""
 
 
-class _Timeout:
-    """Sentinel returned by `Stub.recv` when its timeout passed without a chunk."""
+class _Timeout(enum.Enum):
+    """Sentinel returned by `Stub.recv` when its timeout passed without a chunk.
+
+    An enum with one member so that `item is TIMEOUT` narrows the type for mypy.
+    """
+
+    TIMEOUT = enum.auto()
 
 
-TIMEOUT = _Timeout()
+TIMEOUT: Final = _Timeout.TIMEOUT
 
 # A chunk is (data, stamp): data is bytes (or a memoryview of a read), stamp the loop time at
 # which it was read (a latency toxic moves it to the time it let the chunk go). None is EOF.
@@ -157,8 +163,9 @@ class Side(asyncio.Protocol):
         self._early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        transport.pause_reading()
+        # A stream transport; uvloop's are not asyncio.Transport subclasses, so no isinstance check.
+        self.transport = stream = cast(asyncio.Transport, transport)
+        stream.pause_reading()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -292,6 +299,12 @@ class Stub:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    @overload
+    async def recv(self) -> Chunk | None: ...  # without a timeout, never TIMEOUT
+
+    @overload
+    async def recv(self, timeout: float | None) -> Chunk | None | _Timeout: ...
+
     async def recv(self, timeout: float | None = None) -> Chunk | None | _Timeout:
         """Next chunk, None at EOF, TIMEOUT after `timeout` seconds; raises Interrupted."""
         if self.interrupted:
@@ -399,7 +412,7 @@ async def passthrough(stub: Stub) -> None:
     """Forward every chunk unchanged (inactive toxics and `noop`)."""
     while True:
         item = await stub.recv()
-        await stub.send(item)  # type: ignore[arg-type]
+        await stub.send(item)
         if item is None:
             return
 

@@ -9,7 +9,7 @@ The NATS message toxics (nats_drop, nats_duplicate, nats_delay, nats_reorder) li
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from sagaproof.chaos.toxiproxy import _gojson
 from sagaproof.chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
@@ -40,7 +40,7 @@ class Runner:
     async def run(self, stub: Stub) -> None:
         while True:
             item = await stub.recv()
-            await stub.send(item)  # type: ignore[arg-type]
+            await stub.send(item)
             if item is None:
                 return
 
@@ -63,8 +63,8 @@ class Latency(Runner):
 
     def delay(self, rng: Any) -> float:
         """One draw of the delay in seconds: latency + a uniform integer in [-jitter, jitter) ms."""
-        delay_ms = self.a["latency"]
-        jitter = self.a["jitter"]
+        delay_ms: int = self.a["latency"]
+        jitter: int = self.a["jitter"]
         if jitter > 0:
             delay_ms += rng.randrange(-jitter, jitter)
         return delay_ms / 1000.0
@@ -265,7 +265,10 @@ class LimitData(Runner):
                 return
 
 
-REGISTRY: dict[str, type[Runner]] = {
+# A toxic's runner class. An alias because inside ToxicConfig the name `type` is the field.
+RunnerClass: TypeAlias = type[Runner]
+
+REGISTRY: dict[str, RunnerClass] = {
     "noop": Noop,
     "latency": Latency,
     "bandwidth": Bandwidth,
@@ -277,7 +280,7 @@ REGISTRY: dict[str, type[Runner]] = {
 }
 
 
-def register(name: str, runner: type[Runner]) -> None:
+def register(name: str, runner: RunnerClass) -> None:
     REGISTRY[name] = runner
 
 
@@ -296,7 +299,7 @@ class ToxicConfig:
         return self.stream.lower()
 
     @property
-    def runner_class(self) -> type[Runner]:
+    def runner_class(self) -> RunnerClass:
         return REGISTRY[self.type]
 
     def make_runner(self) -> Runner:
@@ -324,7 +327,7 @@ class ToxicConfig:
         )
 
 
-def decode_attributes(runner: type[Runner], raw: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+def decode_attributes(runner: RunnerClass, raw: Any, current: dict[str, Any] | None) -> dict[str, Any]:
     """Decode `attributes` onto the current values (zero values for a new toxic)."""
     values: dict[str, Any] = (
         dict(current)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sagaproof.chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
-from sagaproof.chaos.toxiproxy._toxics import Runner, register
+from sagaproof.chaos.toxiproxy._toxics import AttrSpec, Runner, register
 
 from sagaproof.subjects import matches
 
@@ -125,7 +125,7 @@ class NatsState:
 
 
 class _NatsToxic(Runner):
-    attrs = (("subject", "string"), ("probability", "float"), ("delay", "int"))
+    attrs: ClassVar[tuple[AttrSpec, ...]] = (("subject", "string"), ("probability", "float"), ("delay", "int"))
     go_name = "NatsToxic"
     defaults: ClassVar[dict[str, Any]] = {"probability": 1.0}
 
@@ -165,7 +165,7 @@ class _NatsToxic(Runner):
             out: list[bytes] = []
             unchanged = False  # every byte of this chunk goes on as it came
             if item is not TIMEOUT and item is not None:
-                data, stamp = item  # type: ignore[misc]
+                data, stamp = item
                 unchanged = not state.parser.buf
                 for frame in state.parser.feed(data):
                     subject = frame.subject

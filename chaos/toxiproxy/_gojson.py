@@ -29,6 +29,7 @@ class GoFloat(float):
     """A JSON number with a fraction or exponent, remembering its text (Go's errors quote it)."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, text: str) -> GoFloat:
         number = super().__new__(cls, text)
@@ -214,7 +215,7 @@ def to_float32(value: float) -> float:
     """Round a float to the nearest float32 (raises OverflowError out of range, as Go's ParseFloat)."""
     if not math.isfinite(value):
         raise OverflowError(f"{value} is not a finite float32")
-    rounded = struct.unpack("f", struct.pack("f", value))[0]
+    rounded: float = struct.unpack("f", struct.pack("f", value))[0]
     if not math.isfinite(rounded):
         raise OverflowError(f"{value} is out of the float32 range")
     return rounded

@@ -15,6 +15,7 @@ import ipaddress
 import os
 import random
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from sagaproof.chaos.toxiproxy import _gojson
@@ -100,7 +101,7 @@ def check_name(kind: str, name: str, where: str = "") -> None:
         raise ApiError(400, f"{kind} name {name!r} cannot be used in a URL; choose another name{where}")
 
 
-def _renderable(render: Any) -> str:
+def _renderable(render: Callable[[], str]) -> str:
     """Render an object before storing it: what cannot be shown is refused, never stored."""
     try:
         text = render()

@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 	$(BIN)/python -m pytest -q --durations=25
 
 # The inner loop: everything but the whole-run end-to-end tests (the `slow` marker), in about a minute.
-check: $(STAMP)
+check: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -166,13 +166,13 @@ class ChaosHandle:
         if service not in self.system.services:
             raise ConfigError(f"there is no service named '{service}'; the services are "
                               f"{', '.join(self.system.services)}.")
-        return self.system.proxy_names.get(service, service)
+        return str(self.system.proxy_names.get(service, service))
 
     def _t(self) -> float:
         import time
 
         if self.recorder is not None:
-            return self.recorder.now()
+            return float(self.recorder.now())
         return round(time.monotonic() - self._t0, 6)
 
     def _start(self, kind: str, target: str, params: dict[str, Any]) -> dict[str, Any]:

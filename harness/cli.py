@@ -13,11 +13,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
-from sagaproof.harness.config import FAULT_KINDS, load_system_file, parse_duration
+from sagaproof.harness.config import load_system_file, parse_duration
 from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError
 from sagaproof.harness.events import (
     Event,
@@ -32,6 +32,8 @@ from sagaproof.harness.events import (
     ViolationFound,
 )
 
+from sagaproof.faultkinds import FAULT_KINDS
+
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -45,7 +47,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one sentence, exit 2
+    def error(self, message: str) -> NoReturn:  # one sentence, exit 2
         err_console.print(f"sagaproof: error: {message}; run `{self.prog} --help` for the options.")
         raise SystemExit(EXIT_USAGE)
 
@@ -257,8 +259,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     spec = load_system_file(args.dir)
     ensure_writable_dir(args.report_dir, "--report-dir")
     bus = EventBus()
-    bus.subscribe(lambda e: isinstance(e, ServiceReady) and console.print(
-        f"  {e.service} ready on :{e.port} ({e.seconds:.2f}s)"))
+
+    def on_ready(e: Event) -> None:
+        if isinstance(e, ServiceReady):
+            console.print(f"  {e.service} ready on :{e.port} ({e.seconds:.2f}s)")
+
+    bus.subscribe(on_ready)
     console.print(f"[bold]sagaproof up[/] {spec.path}")
     with System(spec, report_dir=args.report_dir, bus=bus, chaos_links=args.chaos_links) as system:
         table = Table(title=f"system up in {system.started_seconds:.2f}s — Ctrl-C to stop")

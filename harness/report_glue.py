@@ -26,7 +26,7 @@ MAX_SHRINK_RUNS = 8
 def _first_failed_check(result: Any) -> str | None:
     for c in result.checks:
         if not c.ok:
-            return c.name
+            return str(c.name)
     return None
 
 
@@ -99,4 +99,4 @@ def finish_run(spec: SystemSpec, opts: Any, result: Any, history: list[dict[str,
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(f"Report: {paths.get('report.html', opts.report_dir)}")
-    return result.exit_code
+    return int(result.exit_code)

@@ -8,6 +8,7 @@ plugin and the reporters stay thin. The outcome is a :class:`harness.results.Run
 
 from __future__ import annotations
 
+import functools
 import random
 import shlex
 import threading
@@ -174,6 +175,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         recorder = Recorder(system.nats_urls, report_dir / "events.jsonl", t0=wall_t0, validator=validator,
                             producer_of=producer_of, on_message=on_message,
                             connect_options=system.nats_options, from_now=not spec.nats.embedded)
+        assert system.loop is not None, "System.__enter__ starts the loop"
         system.loop.run(recorder.start(), timeout=30)
         system.broker.attach_recorder(recorder)  # the links' and the server's observations join the history
         bus.emit(Phase("workload", f"{opts.sagas or spec.workload.sagas} sagas"))
@@ -205,7 +207,7 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
         inv_outcomes = []
         for name, fn in invariants:
             bus.emit(Phase("invariant", name))
-            ok, why = eventually_settled(lambda fn=fn: fn(system), spec.invariant_timeout, settled=settled)
+            ok, why = eventually_settled(functools.partial(fn, system), spec.invariant_timeout, settled=settled)
             first = (why.splitlines() or [""])[0]
             summary = "holds" if ok else (first if len(first) <= 160 else first[:157] + "...")
             inv_outcomes.append(CheckOutcome(f"invariant {name}", ok, summary, [] if ok else why.splitlines()))

@@ -427,7 +427,7 @@ class System:
 
     def mark(self) -> float:
         """The current history time (seconds), to check only what happens after this point."""
-        return self.start_recording().now()
+        return float(self.start_recording().now())
 
     def history(self, since: float = 0.0) -> list[dict[str, Any]]:
         """The recorded history (messages, faults), in time order, from `since` on."""
@@ -519,9 +519,10 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
         for s in spec.nats.streams:
             cfg = StreamConfig(
                 name=s.name, subjects=list(s.subjects), num_replicas=s.replicas or replicas_default,
-                duplicate_window=s.duplicate_window,
                 storage=StorageType.MEMORY if s.storage == "memory" else StorageType.FILE,
             )
+            if s.duplicate_window is not None:
+                cfg.duplicate_window = s.duplicate_window
             deadline = time.monotonic() + 30
             while True:
                 try:

@@ -65,9 +65,9 @@ def junit_tree(result: RunResult) -> ET.ElementTree:
     ts = result.started_at or ""
     checks = _suite(root, "sagaproof.checks", ts)
     props = ET.SubElement(checks, "properties")
-    for k, v in (("seed", result.seed), ("command", result.command), ("system", result.system_path),
-                 ("verdict", result.verdict)):
-        ET.SubElement(props, "property", {"name": k, "value": _clean(str(v))})
+    for k, prop in (("seed", result.seed), ("command", result.command), ("system", result.system_path),
+                    ("verdict", result.verdict)):
+        ET.SubElement(props, "property", {"name": k, "value": _clean(str(prop))})
     if result.verdict == "error":
         _case(checks, "sagaproof.run", "run", error=(result.notes[0] if result.notes else "the run did not complete",
                                                       "\n".join(result.notes)))

@@ -11,6 +11,8 @@ from typing import Any
 from sagaproof.faultkinds import fault_colour as fault_color
 from sagaproof.subjects import pattern_regex as subject_matcher
 
+__all__ = ["fault_color", "subject_matcher"]  # with the module's own functions, used by html.py
+
 PHASE_COLORS = {"workload_start": "#2563eb", "workload_end": "#2563eb", "healed": "#16a34a", "converged": "#059669",
                 "checks_done": "#6b7280"}
 FONT = "font-family='ui-sans-serif,system-ui,-apple-system,Segoe UI,Roboto,sans-serif'"
@@ -34,11 +36,11 @@ def _nice_step(span: float, target: int = 8) -> float:
     if span <= 0:
         return 1.0
     raw = span / target
-    mag = 10 ** math.floor(math.log10(raw))
+    mag = 10.0 ** math.floor(math.log10(raw))
     for m in (1, 2, 5, 10):
         if raw <= m * mag:
-            return m * mag
-    return 10 * mag
+            return float(m * mag)
+    return float(10 * mag)
 
 
 def _axis(x0: float, x1: float, y: float, lo: float, hi: float, unit: str = "s") -> list[str]:
@@ -272,15 +274,15 @@ def histogram(values: list[float], marks: dict[str, float | None], *, bins: int 
                f"<text x='{left - 6}' y='{top + ph}' font-size='11' text-anchor='end' fill='#6b7280'>0</text>"
                f"<text x='14' y='{top + ph / 2}' font-size='11' fill='#6b7280' transform='rotate(-90 14 "
                f"{top + ph / 2})' text-anchor='middle'>sagas</text>")
-    for n, (name, v) in enumerate(marks.items()):
-        if v is None:
+    for n, (name, mv) in enumerate(marks.items()):
+        if mv is None:
             continue
-        x = left + v / hi * pw
+        x = left + mv / hi * pw
         flip = x > width - right - 120
         out.append(f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + ph}' stroke='#1f2937' "
                    f"stroke-dasharray='4 3'/><text x='{x + (-4 if flip else 4):.1f}' y='{top + 12 + 14 * n}' "
                    f"font-size='11' fill='#1f2937' text-anchor='{'end' if flip else 'start'}' "
-                   f"paint-order='stroke' stroke='#fff' stroke-width='3'>{_e(name)} {_t(v)}s</text>")
+                   f"paint-order='stroke' stroke='#fff' stroke-width='3'>{_e(name)} {_t(mv)}s</text>")
     out += _axis(left, width - right, top + ph, 0.0, hi)
     out.append("</svg>")
     return "".join(out)

@@ -110,7 +110,7 @@ class NatsCluster:
         return [self.client_url(i) for i in range(len(self.nodes))]
 
     # ------------------------------------------------------------------ config
-    def _write_config(self, node: NatsNode, peers: list[int]) -> None:
+    def _write_config(self, node: NatsNode, peers: list[int], advertise: int | None = None) -> None:
         lines = [
             f'server_name: "sp-n{node.index}"',
             f"listen: 127.0.0.1:{node.client_port}",
@@ -124,8 +124,13 @@ class NatsCluster:
         if node.cluster_port is not None:
             routes = ", ".join(f"nats-route://{self.user}:{self.password}@127.0.0.1:{p}" for p in peers)
             user, password = json.dumps(self.user), json.dumps(self.password)
+            # With fault proxies on the routes, every route is explicit (each node lists every peer through that
+            # pair's proxy). Peers also learn each other's addresses by gossip and dial them (implicit routes),
+            # which would let a route escape the proxies, so that cutting a node off would not cut it off: a node
+            # advertises an address where nothing listens (loopback port 1), and gossip leads nowhere.
+            adv = f"advertise: 127.0.0.1:{advertise}, " if advertise is not None else ""
             lines.append(
-                f"cluster {{ name: sagaproof, listen: 127.0.0.1:{node.cluster_port}, no_advertise: true, "
+                f"cluster {{ name: sagaproof, listen: 127.0.0.1:{node.cluster_port}, no_advertise: true, {adv}"
                 f"authorization {{ user: {user}, password: {password} }}, routes: [ {routes} ] }}"
             )
         node.config_path.write_text("\n".join(lines) + "\n")
@@ -140,6 +145,14 @@ class NatsCluster:
         binary = self._binary or find_nats_server()
         cluster_ports = [free_port() for _ in range(self.size)] if self.size > 1 else []
         self.cluster_ports = cluster_ports
+        via: dict[tuple[int, int], int] = {}
+
+        def dial(i: int, j: int) -> int:
+            """The port node i dials to reach node j's cluster port (one proxy per pair, made once)."""
+            if (i, j) not in via:
+                via[(i, j)] = route_via(i, j, cluster_ports[j]) if route_via else cluster_ports[j]
+            return via[(i, j)]
+
         for i in range(self.size):
             store = self.run_dir / f"nats-{i}" / "store"
             store.mkdir(parents=True, exist_ok=True)
@@ -148,8 +161,9 @@ class NatsCluster:
             proc = ManagedProcess(f"nats-{i}", [binary, "-c", str(conf)], cwd=self.run_dir, env=dict(os.environ),
                                   log_path=log_path, reaper=self._reaper, stop_timeout=5.0)
             node = NatsNode(i, free_port(), free_port(), cluster_ports[i] if cluster_ports else None, store, conf, proc)
-            peers = [route_via(i, j, p) if route_via else p for j, p in enumerate(cluster_ports) if j != i]
-            self._write_config(node, peers)
+            peers = [dial(i, j) for j in range(len(cluster_ports)) if j != i]
+            advertise = 1 if route_via and self.size > 1 else None
+            self._write_config(node, peers, advertise)
             self.nodes.append(node)
         for node in self.nodes:
             node.process.start()

@@ -531,6 +531,9 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
                     except BadRequestError as exc:
                         if "already in use" in str(exc) or getattr(exc, "err_code", 0) == 10058:
                             await js.update_stream(cfg)
+                        elif "no suitable peers" in str(exc) and time.monotonic() < deadline:
+                            await __import__("asyncio").sleep(0.2)  # a cluster still forming: its peers come
+                            continue
                         else:
                             raise EnvironmentStartError(
                                 f"JetStream refused stream '{s.name}' ({exc.description}); "

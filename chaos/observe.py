@@ -456,34 +456,53 @@ class WireObserver:
 
     def drain(self) -> list[Event]:
         """The observations since the last drain, oldest first, as dicts (see the module docstring)."""
-        out: list[Event] = []
+        events, deliveries, answers = self.drain_rows()
+        service = self.service
+        out = list(events)
+        for wall, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending in deliveries:
+            out.append({"kind": "delivery", "conn": conn, "subject": subject, "sid": sid, "stream": stream,
+                        "consumer": consumer, "delivered": delivered, "stream_seq": seq, "consumer_seq": cseq,
+                        "pending": pending, "wall": wall, "service": service})
+        for wall, conn, how, stream, consumer, delivered, seq, reason in answers:
+            event = {"kind": "ack", "conn": conn, "how": how, "stream": stream, "consumer": consumer,
+                     "delivered": delivered, "stream_seq": seq, "wall": wall, "service": service}
+            if reason:
+                event["reason"] = reason
+            out.append(event)
+        out.sort(key=lambda e: e["wall"])
+        return out
+
+    def drain_rows(self) -> tuple[list[Event], list[list[Any]], list[list[Any]]]:
+        """The observations since the last drain, compactly: (other events as dicts, deliveries as rows
+        ``[wall, conn, subject, sid, stream, consumer, delivered, stream_seq, consumer_seq, pending]``, answers
+        as rows ``[wall, conn, how, stream, consumer, delivered, stream_seq, reason]``), each oldest first."""
+        events: list[Event] = []
+        deliveries: list[list[Any]] = []
+        answers: list[list[Any]] = []
         raw = self.raw
         service = self.service
         while raw:
             item = raw.popleft()
             if isinstance(item, dict):
                 item["service"] = service
-                out.append(item)
+                events.append(item)
                 continue
-            if item[0] == _D:
-                _, wall, conn, subject, sid, reply = item
-                meta = parse_ack_subject(reply.decode("utf-8", "replace"))
-                if meta is not None:
-                    out.append({"kind": "delivery", "conn": conn, "subject": subject.decode("utf-8", "replace"),
-                                "sid": sid.decode("utf-8", "replace"), **meta, "wall": wall, "service": service})
-            else:
-                _, wall, conn, subject, body = item
-                meta = parse_ack_subject(subject.decode("utf-8", "replace"))
-                if meta is None:
-                    continue
-                how, reason = _ack_how(body)
-                event = {"kind": "ack", "conn": conn, "how": how, "stream": meta["stream"],
-                         "consumer": meta["consumer"], "delivered": meta["delivered"],
-                         "stream_seq": meta["stream_seq"], "wall": wall, "service": service}
-                if reason:
-                    event["reason"] = reason
-                out.append(event)
-        return out
+            t = (item[5] if item[0] == _D else item[3]).decode("utf-8", "replace").split(".")
+            n = len(t)
+            if n != 9 and n < 11:
+                continue
+            b = 2 if n == 9 else 4
+            try:
+                if item[0] == _D:
+                    deliveries.append([item[1], item[2], item[3].decode("utf-8", "replace"),
+                                       item[4].decode("utf-8", "replace"), t[b], t[b + 1], int(t[b + 2]),
+                                       int(t[b + 3]), int(t[b + 4]), int(t[b + 6])])
+                else:
+                    how, reason = _ack_how(item[4])
+                    answers.append([item[1], item[2], how, t[b], t[b + 1], int(t[b + 2]), int(t[b + 3]), reason])
+            except ValueError:
+                continue
+        return events, deliveries, answers
 
     # -- called by the connection observations, on the proxy's loop
     def _emit(self, event: Event) -> None:

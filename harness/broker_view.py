@@ -113,10 +113,18 @@ class BrokerView:
         self._pump = asyncio.get_running_loop().create_task(pump())
 
     def flush(self) -> None:
-        """Move what the links observed so far into the history (or the buffer, before a recorder listens)."""
-        for observer in list(self.observers.values()):
-            for event in observer.drain():
+        """Move what the links observed so far into the history (or the buffer, before a recorder listens).
+
+        Deliveries and answers go in as one ``wire`` record per service and flush, their rows in compact lists
+        (a run can have many; see docs/reports.md), the rarer observations as records of their own."""
+        for name, observer in list(self.observers.items()):
+            events, deliveries, answers = observer.drain_rows()
+            for event in events:
                 self._on_event(event)
+            if deliveries or answers:
+                first = min(([deliveries[0][0]] if deliveries else []) + ([answers[0][0]] if answers else []))
+                self._on_event({"kind": "wire", "service": name, "wall": first, "deliveries": deliveries,
+                                "answers": answers})
 
     async def _on_advisory(self, msg: Any) -> None:
         tokens = msg.subject.split(".")
@@ -316,4 +324,8 @@ def _merge_jsz(pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _record(event: dict[str, Any], t0: float) -> dict[str, Any]:
     rec = dict(event)
     rec["t"] = round(max(0.0, float(rec.pop("wall", time.time())) - t0), 6)  # set-up before recording: t=0
+    for rows in (rec.get("deliveries"), rec.get("answers")):  # a wire record's rows carry their own times
+        if rows and rec.get("kind") == "wire":
+            for row in rows:
+                row[0] = round(max(0.0, row[0] - t0), 6)
     return rec

@@ -182,6 +182,8 @@ class _History:
         active: dict[str, None] = {}
         snap: tuple[str, ...] = ()
         starts: dict[str, float] = {}
+        records = list(records)
+        timeline = _FaultTimeline(records)  # rows of wire records carry their own times
         for rec in records:
             kind = rec.get("kind")
             t = float(rec.get("t") or 0.0)
@@ -204,6 +206,21 @@ class _History:
                 self.js_sids.add((rec["service"], rec.get("conn", 0), str(rec.get("sid"))))
             elif kind == "ack":
                 self.answers[(rec["service"], rec["stream"], int(rec["stream_seq"]))].append({**rec, "faults": snap})
+            elif kind == "wire":
+                svc = rec["service"]
+                for wt, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending in rec.get("deliveries") or ():
+                    self.deliveries[(svc, stream, int(seq))].append({
+                        "kind": "delivery", "t": wt, "service": svc, "conn": conn, "subject": subject, "sid": sid,
+                        "stream": stream, "consumer": consumer, "delivered": delivered, "stream_seq": seq,
+                        "consumer_seq": cseq, "pending": pending, "faults": timeline.at(wt)})
+                    self.js_sids.add((svc, conn, str(sid)))
+                for wt, conn, how, stream, consumer, delivered, seq, reason in rec.get("answers") or ():
+                    answer = {"kind": "ack", "t": wt, "service": svc, "conn": conn, "how": how, "stream": stream,
+                              "consumer": consumer, "delivered": delivered, "stream_seq": seq,
+                              "faults": timeline.at(wt)}
+                    if reason:
+                        answer["reason"] = reason
+                    self.answers[(svc, stream, int(seq))].append(answer)
             elif kind == "nats_sub":
                 self.subs[rec["service"]].append(rec)
             elif kind == "js_consumer":
@@ -246,6 +263,30 @@ class _History:
         """The consumer's ack policy as the service created it (explicit when it was created elsewhere)."""
         cfg = self.consumers.get(service, {}).get((stream, consumer))
         return str((cfg or {}).get("ack_policy") or "explicit")
+
+
+class _FaultTimeline:
+    """The faults active at any time of a history (for observations recorded in batches)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.times: list[float] = []
+        self.sets: list[tuple[str, ...]] = []
+        active: dict[str, None] = {}
+        changes = sorted(((float(r.get("t") or 0.0), r.get("seq") or 0, r) for r in records
+                          if r.get("kind") in ("fault_start", "fault_end")), key=lambda x: (x[0], x[1]))
+        for t, _, r in changes:
+            if r["kind"] == "fault_start":
+                active[str((r.get("fault") or {}).get("id"))] = None
+            else:
+                active.pop(str(r.get("fault_id")), None)
+            self.times.append(t)
+            self.sets.append(tuple(active))
+
+    def at(self, t: float) -> tuple[str, ...]:
+        from bisect import bisect_right
+
+        i = bisect_right(self.times, t) - 1
+        return self.sets[i] if i >= 0 else ()
 
 
 def _used_faults(h: _History, snaps: Iterable[tuple[str, ...]]) -> dict[str, dict[str, Any]]:

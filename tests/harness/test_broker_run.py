@@ -80,7 +80,9 @@ def test_clean_run_without_chaos_still_observes_every_service(tmp_path: Path) ->
     assert report["convergence"]["how"] == "settled"
     history = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
     kinds = {r["kind"] for r in history}
-    assert {"nats_connect", "js_consumer", "delivery", "ack", "advisory", "broker_snapshot"} <= kinds
+    assert {"nats_connect", "js_consumer", "wire", "advisory", "broker_snapshot"} <= kinds
+    rows = [row for r in history if r["kind"] == "wire" for row in r["deliveries"]]
+    assert len({(row[4], row[7]) for row in rows if row[5] == "payment"}) >= 20  # payment's deliveries, by sequence
 
 
 def test_a_run_with_a_stuck_saga_ends_at_quiescence_not_at_the_limit(tmp_path: Path) -> None:

@@ -221,3 +221,23 @@ def test_when_the_run_ends_without_quiescence_what_may_still_be_taken_is_pending
     assert "2 still in flight when the run stopped waiting" in moving.summaries["consumption"]
     final = check_broker(h.records, receives=receives, streams=STREAMS, services=["payment"])
     assert [f.stream_seq for f in final.findings["consumption"]] == [a, b, c]
+
+
+def test_wire_records_with_rows_read_like_single_records() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"])
+    h.add("fault_start", 0.5, fault={"id": "f1", "kind": "kill", "target": "payment"})
+    a = h.msg(1.0, "orders.created")
+    b = h.msg(1.1, "orders.created", key="o2")
+    h.add("fault_end", 1.15, fault_id="f1")
+    # as the broker view writes them: one record per flush, rows with their own times
+    h.add("wire", 1.2, service="payment",
+          deliveries=[[1.2, 1, "orders.created", "2", "SHOP", "payment", 1, a, a, 1],
+                      [1.2, 1, "orders.created", "2", "SHOP", "payment", 1, b, b, 0],
+                      [1.4, 1, "orders.created", "2", "SHOP", "payment", 2, b, b + 1, 0]],
+          answers=[[1.25, 1, "ack", "SHOP", "payment", 1, a, None], [1.3, 1, "nak", "SHOP", "payment", 1, b, None]])
+    report = h.check(receives=[RECEIVES[0]], services=("payment",))
+    (f,) = report.findings["consumption"]
+    assert f.stream_seq == b and "delivered 2 time(s) and never acknowledged; the last answer was -NAK" in f.detail
+    row = next(r for r in report.matrix if r["service"] == "payment")
+    assert (row["delivered"], row["acked"], row["redelivered"], row["naked"]) == (2, 1, 1, 1)
+    assert report.coverage["streams"]["SHOP"]["payment"] == {"deliveries": 3, "redeliveries": 1}

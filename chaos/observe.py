@@ -83,6 +83,7 @@ def parse_ack_subject(subject: str) -> dict[str, Any] | None:
 
 _D, _A = "d", "a"  # compact observations: a delivery, an answer
 MAX_QUEUED = 8 * 1024 * 1024  # bytes passed on but not read yet; past this, reading catches up at once
+READ_SLICE = 64 * 1024  # bytes read per turn of the loop
 
 
 def _ack_key(subject: bytes) -> tuple[bytes, bytes, bytes] | None:
@@ -409,14 +410,22 @@ class WireObserver:
                 import asyncio
 
                 self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self.read_queued)
+            self._loop.call_soon(self._read_some)
 
-    def read_queued(self) -> None:
-        """Read every queued chunk, in the order the chunks passed (deliveries before the answers to them)."""
+    def read_queued(self, budget: int | None = None) -> None:
+        """Read the queued chunks in the order they passed (deliveries before the answers to them): all of them,
+        or about `budget` bytes, after which the rest is read on a later turn of the loop (so a long backlog
+        never holds up the bytes still passing)."""
         self._scheduled = False
         queue = self._queue
+        done = 0
         while queue:
+            if budget is not None and done >= budget:
+                self._scheduled = True
+                self._loop.call_soon(self._read_some)
+                return
             scanner, data, wall, mono = queue.popleft()
+            done += len(data)
             self._queued -= len(data)
             self.clock = wall
             try:
@@ -425,6 +434,9 @@ class WireObserver:
             except Exception as exc:  # noqa: BLE001 - observing must never break the link
                 scanner.broken = True
                 self.problems.append(f"the observer gave up on a connection ({type(exc).__name__}: {exc})")
+
+    def _read_some(self) -> None:
+        self.read_queued(READ_SLICE)
 
     @property
     def unread(self) -> int:

@@ -511,7 +511,9 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
     except Exception as exc:  # noqa: BLE001 - nats-py raises many kinds; all mean "cannot reach NATS"
         if spec.nats.embedded:
             raise
-        why = seen[-1] if seen else f"{type(exc).__name__}: {exc}"
+        # The server's refusal ("Authorization Violation") says most; a reset that follows it says little.
+        auth = [e for e in seen if "authori" in e.lower() or "authentication" in e.lower()]
+        why = (auth or seen or [f"{type(exc).__name__}: {exc}"])[-1]
         raise EnvironmentStartError(f"NATS at {_hide_password(spec.nats.url or '')} could not be reached "
                                     f"({why}); check nats.url and its credentials and TLS settings.") from None
     try:

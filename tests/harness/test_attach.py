@@ -192,7 +192,8 @@ def test_nats_with_jwt_auth_and_a_creds_file_per_service(tmp_path: Path):
         toml.write_text(toml.read_text().replace(f'creds = "{operator.creds["sagaproof"]}"', ""))
         proc, _ = _run(system, tmp_path / "rep2", "--seed", "4", "--sagas", "5", timeout=180)
         assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-2000:]
-        assert "could not be reached" in proc.stderr and "Authorization" in proc.stderr
+        # (why, as nats-py saw it: the server's "Authorization Violation", or the reset that closes it)
+        assert "could not be reached" in proc.stderr and "credentials" in proc.stderr
     finally:
         shop.stop()
         tp.stop()

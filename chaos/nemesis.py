@@ -12,6 +12,7 @@ It runs in a thread of its own (`start()` / `cancel()` / `join()`) or in the cal
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -344,6 +345,8 @@ class NemesisRunner:
         processes: ProcessControl per target (and "nats" for nats_restart).
         on_event: called as `on_event("fault_start"|"fault_end", fault, t)`, t in seconds since the
             run started (from the runner's thread).
+        on_failure: called as `on_failure(fault, stage, error)` when a fault could not be injected
+            (`stage` "inject": it never became active, and no fault_start follows) or healed ("heal").
 
     Use `start(schedule)` to run in a background thread, `cancel()` to stop early (active faults
     are healed), `join()` to wait; or `run(schedule)` to run in the calling thread.
@@ -354,9 +357,11 @@ class NemesisRunner:
         client: FaultProxyClient | None,
         processes: dict[str, ProcessControl] | None = None,
         on_event: EventCallback | None = None,
+        on_failure: Callable[[Fault, str, str], None] | None = None,
     ) -> None:
         from sagaproof.chaos.faults import Faults
 
+        self.on_failure = on_failure
         self.client = client
         self.faults = Faults(client, prefix="nemesis") if client is not None else None
         self.processes = dict(processes or {})
@@ -368,6 +373,7 @@ class NemesisRunner:
         self._paused: set[str] = set()
         self._down: set[str] = set()
         self._ready_at: dict[str, float] = {}
+        self.waited: dict[str, float] = {}  # fault id -> seconds it waited for its target's previous fault
 
     # ---- control -------------------------------------------------------------------------------
     def start(self, schedule: Schedule) -> None:
@@ -388,30 +394,49 @@ class NemesisRunner:
             self._thread.join(timeout)
 
     def run(self, schedule: Schedule) -> None:
-        """Execute `schedule` now; returns when it ends or is cancelled, with everything healed."""
+        """Execute `schedule` now; returns when it ends or is cancelled, with everything healed.
+
+        Each fault runs in a thread of its own from its start time, for its full duration from the moment it
+        became active, so a slow step (a restart that waits for readiness) never delays the faults of other
+        targets. Process faults on one target take turns: one waits until the previous one on that target
+        has been healed (its restart done); the seconds it waited are in `waited[fault.id]`.
+        """
         for fault in schedule:
             self._check(fault)
         self._t0 = time.monotonic()
-        timeline: list[tuple[float, int, Fault]] = []
-        for fault in schedule:
-            timeline.append((fault.start, 1, fault))
-            timeline.append((fault.end, 0, fault))  # ends sort before starts at the same instant
-        timeline.sort(key=lambda e: (e[0], e[1]))
-        active: dict[str, Any] = {}
+        locks: dict[str, threading.Lock] = {}
+        workers: list[threading.Thread] = []
         try:
-            for at, is_start, fault in timeline:
-                if self._cancel.wait(max(0.0, at - (time.monotonic() - self._t0))):
+            for fault in sorted(schedule, key=lambda f: (f.start, f.id)):
+                if self._cancel.wait(max(0.0, fault.start - (time.monotonic() - self._t0))):
                     break
-                if is_start:
-                    cm = self._begin(fault)
-                    if cm is not None:
-                        active[fault.id] = cm
-                        self._emit("fault_start", fault)
-                elif fault.id in active:
-                    self._finish(fault, active.pop(fault.id))
+                lock = None
+                if fault.kind in PROCESS_KINDS:
+                    lock = locks.setdefault(BROKER_TARGET if fault.kind == "nats_restart" else fault.target,
+                                            threading.Lock())
+                worker = threading.Thread(target=self._run_fault, args=(fault, lock), daemon=True,
+                                          name=f"sagaproof-nemesis-{fault.id}")
+                worker.start()
+                workers = [w for w in workers if w.is_alive()] + [worker]
         finally:
-            for fid, cm in reversed(list(active.items())):
-                fault = next(f for f in schedule if f.id == fid)
+            for worker in workers:
+                worker.join()
+
+    def _run_fault(self, fault: Fault, lock: threading.Lock | None) -> None:
+        with lock if lock is not None else contextlib.nullcontext():
+            if self._cancel.is_set():
+                return
+            self.waited[fault.id] = round(max(0.0, time.monotonic() - self._t0 - fault.start), 6)
+            errors_before = len(self.errors)
+            cm = self._begin(fault)
+            if cm is None:
+                self._failed(fault, "inject", errors_before)
+                return
+            began = time.monotonic()
+            self._emit("fault_start", fault)
+            try:
+                self._cancel.wait(max(0.0, began + fault.duration - time.monotonic()))
+            finally:
                 self._finish(fault, cm)
 
     def heal_all(self) -> None:
@@ -526,7 +551,17 @@ class NemesisRunner:
             self.errors.append(f"{fault.id} {fault.kind} on {fault.target}: {exc}")
             return None
 
+    def _failed(self, fault: Fault, stage: str, errors_before: int) -> None:
+        if self.on_failure is None:
+            return
+        error = self.errors[-1] if len(self.errors) > errors_before else "it was not carried out"
+        try:
+            self.on_failure(fault, stage, error)
+        except Exception as exc:  # a reporting bug must not stop the schedule
+            self.errors.append(f"on_failure failed: {exc!r}")
+
     def _finish(self, fault: Fault, cm: Any) -> None:
+        errors_before = len(self.errors)
         try:
             if cm == "process":
                 if fault.kind == "pause":
@@ -542,4 +577,6 @@ class NemesisRunner:
         except ChaosError as exc:
             self.errors.append(f"healing {fault.id} {fault.kind} on {fault.target}: {exc}")
         finally:
+            if len(self.errors) > errors_before:
+                self._failed(fault, "heal", errors_before)
             self._emit("fault_end", fault)

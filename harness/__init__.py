@@ -2,17 +2,25 @@
 
 Modules:
     harness.config          the system file (sagaproof.toml) loaded into validated dataclasses
-    harness.system          NATS + fault proxies + service processes, up and torn down as one (`System`)
+    harness.errors          the exception tree, exit codes, and the one boundary to contracts and chaos
+    harness.events          the engine's typed events (which, serialised, are the history)
+    harness.history         the history: events streamed to events.jsonl, read back as a stream
+    harness.findings        every check's failures, as one family
+    harness.system          the environment: NATS + fault proxies + service processes, up and down (`System`)
     harness.nats_server     embedded nats-server / 3-node cluster
     harness.process         OS processes in their own groups, with log files and escalating stops
     harness.reaper          the watchdog that kills what the harness started if the harness dies
-    harness.recorder        the lossless, contract-validating event recorder (events.jsonl)
+    harness.recorder        the lossless, contract-validating event recorder (survives broker restarts)
     harness.workload        saga starts at a rate, over HTTP or NATS
     harness.chaos_control   per-service fault proxies, `system.chaos`, the nemesis wiring
-    harness.runner          `sagaproof run`: the whole job, as an engine emitting typed events
+    harness.session         the engine of one run (`Session`) and the pytest handle (`SessionHandle`)
+    harness.checks          the checks of a run: functions over the history, one registered list
     harness.checker         the saga checker over the recorded history
-    harness.report          report.json, junit.xml, report.html
-    harness.cli             the `sagaproof` command; harness.pytest_plugin the pytest fixtures
+    harness.replay          `sagaproof replay`: the options that re-run a recorded run exactly
+    harness.runner          `sagaproof run` as a function (the session's), for earlier callers
+    harness.report_glue     shrinking a failing fault schedule
+    harness.report          report.json, junit.xml, report.html (a consumer of the engine's events)
+    harness.cli             the `sagaproof` command; harness.pytest_plugin the pytest fixtures (thin front-ends)
 
 `harness` uses `contracts` and `chaos`; neither of those imports `harness`.
 """

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sagaproof.harness.errors import ConfigError, EnvironmentStartError
-from sagaproof.harness.events import EventBus, FaultHealed, FaultInjected
+from sagaproof.harness.errors import ConfigError, FaultError, boundary
+from sagaproof.harness.events import EventBus, FaultFailed, FaultHealed, FaultInjected, ProcessChanged
 
 
 def _client(system: Any) -> Any:
@@ -39,16 +39,12 @@ def _client(system: Any) -> Any:
 
 def route_proxy(system: Any, i: int, j: int, port: int) -> int:
     """A proxy `nats-route-i-j` for node i's route to node j's cluster port; returns the port to dial."""
-    from sagaproof.chaos.errors import ChaosError
-
     client = _client(system)
     name = f"nats-route-{i}-{j}"
-    try:
+    with boundary("environment"):
         if name in client.proxies():
             client.delete_proxy(name)
         listen = client.create_proxy(name, upstream=f"127.0.0.1:{port}", listen="127.0.0.1:0")
-    except ChaosError as exc:
-        raise EnvironmentStartError(f"the fault proxies for the NATS cluster routes could not be set up: {exc}") from None
     return int(listen.rsplit(":", 1)[1])
 
 
@@ -56,11 +52,9 @@ def start_links(system: Any, upstreams: dict[str, str]) -> dict[str, str]:
     """Create one proxy per service toward its NATS node; return service -> NATS URL through its proxy."""
     from urllib.parse import urlsplit
 
-    from sagaproof.chaos.errors import ChaosError
-
     client = _client(system)
     out = {}
-    try:
+    with boundary("environment"):
         existing = client.proxies()
         for name, nats_url in upstreams.items():
             parts = urlsplit(nats_url)
@@ -70,8 +64,6 @@ def start_links(system: Any, upstreams: dict[str, str]) -> dict[str, str]:
             system.proxy_names[name] = name
             auth = f"{parts.username}:{parts.password}@" if parts.username else ""
             out[name] = f"nats://{auth}{listen}"
-    except ChaosError as exc:
-        raise EnvironmentStartError(f"the fault proxies could not be set up: {exc}") from None
     return out
 
 
@@ -89,15 +81,20 @@ class NatsControl:
         nodes = self.system.nats.nodes
         return nodes[next(self._next) % len(nodes)]
 
+    def _emit(self, node: Any, how: str) -> None:
+        self.system.bus.emit(ProcessChanged(f"nats-{node.index}", how, node.process.pid, node.process.returncode))
+
     def kill(self) -> None:
         node = self._node()
         self._down = node.index
         node.process.kill()
+        self._emit(node, "kill")
 
     def stop(self) -> None:
         node = self._node()
         self._down = node.index
         node.process.stop()
+        self._emit(node, "stop")
 
     def restart(self) -> None:
         if self._down is None:
@@ -106,16 +103,20 @@ class NatsControl:
         if not node.process.running:
             node.process.start()
         self.system.nats.wait_healthy(node, 30)
+        self._emit(node, "restart")
         self._down = None
 
     def pause(self) -> None:
         node = self._node()
         node.process.pause()
         self._down = node.index
+        self._emit(node, "pause")
 
     def resume(self) -> None:
         if self._down is not None:
-            self.system.nats.nodes[self._down].process.resume()
+            node = self.system.nats.nodes[self._down]
+            node.process.resume()
+            self._emit(node, "resume")
 
 
 class ServiceControl:
@@ -141,17 +142,22 @@ class ServiceControl:
 
 
 class ChaosHandle:
-    """``system.chaos``: fault context managers by service name, each recorded and always healed."""
+    """``system.chaos``: fault context managers by service name, each recorded and always healed.
+
+    Every fault is an event on the system's bus (:class:`FaultInjected`, :class:`FaultHealed`, and
+    :class:`FaultFailed` with a :class:`FaultError` raised to the caller when the proxy or a process refuses),
+    so the history has it whoever records. ``clock`` gives the history time (set by the session).
+    """
 
     def __init__(self, system: Any):
-        self.system = system
-        self._ids = itertools.count(1)
-        self.recorder: Any = None  # set by whoever records the history
-        self.log: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
         import time
 
+        self.system = system
+        self._ids = itertools.count(1)
+        self.log: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
         self._t0 = time.monotonic()
+        self.clock: Any = lambda: round(time.monotonic() - self._t0, 6)
 
     def _faults(self) -> Any:
         if self.system.proxies is None:
@@ -168,44 +174,50 @@ class ChaosHandle:
                               f"{', '.join(self.system.services)}.")
         return str(self.system.proxy_names.get(service, service))
 
-    def _t(self) -> float:
-        import time
+    def _new(self, kind: str, target: str, params: dict[str, Any]) -> dict[str, Any]:
+        t = self.clock()
+        return {"id": f"t{next(self._ids)}", "kind": kind, "target": target, "start": t, "duration": None,
+                "params": params, "started_at": t, "late_by": 0.0, "source": "test"}
 
-        if self.recorder is not None:
-            return float(self.recorder.now())
-        return round(time.monotonic() - self._t0, 6)
-
-    def _start(self, kind: str, target: str, params: dict[str, Any]) -> dict[str, Any]:
-        fault = {"id": f"t{next(self._ids)}", "kind": kind, "target": target, "start": self._t(), "duration": None,
-                 "params": params}
+    def _start(self, fault: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self.log.append(fault)
-        if self.recorder is not None:
-            self.recorder.add({"kind": "fault_start", "t": fault["start"], "fault": fault})
-        self.system.bus.emit(FaultInjected(fault))
+        self.system.bus.emit(FaultInjected(dict(fault)))
         return fault
 
     def _end(self, fault: dict[str, Any]) -> None:
-        t = self._t()
+        t = self.clock()
         fault["duration"] = round(t - fault["start"], 6)
         fault["ended_at"] = t
-        if self.recorder is not None:
-            self.recorder.add({"kind": "fault_end", "t": t, "fault_id": fault["id"]})
-        self.system.bus.emit(FaultHealed(fault))
+        self.system.bus.emit(FaultHealed(dict(fault)))
+
+    def _refused(self, fault: dict[str, Any], exc: BaseException, stage: str = "inject") -> FaultError:
+        err = FaultError(f"fault {fault['id']} {fault['kind']} on {fault['target']} could not be "
+                         f"{'injected' if stage == 'inject' else 'healed'}: {exc}", fault=fault)
+        self.system.bus.emit(FaultFailed(dict(fault), str(exc), stage))
+        return err
 
     @contextmanager
     def _network(self, kind: str, service: str, params: dict[str, Any], make: Any) -> Iterator[None]:
         proxy = self._proxy(service)
-        cm = make(self._faults(), proxy)
-        cm.__enter__()
-        fault = self._start(kind, service, params)
+        fault = self._new(kind, service, params)
+        try:
+            with boundary("fault"):
+                cm = make(self._faults(), proxy)
+                cm.__enter__()
+        except (FaultError, OSError) as exc:
+            raise self._refused(fault, exc) from None
+        self._start(fault)
         try:
             yield
         finally:
             try:
-                cm.__exit__(None, None, None)
-            finally:
+                with boundary("fault"):
+                    cm.__exit__(None, None, None)
+            except (FaultError, OSError) as exc:
                 self._end(fault)
+                raise self._refused(fault, exc, "heal") from None
+            self._end(fault)
 
     def latency(self, service: str, ms: int, jitter: int = 0, direction: str = "both") -> Any:
         """Every byte between the service and NATS is `ms` (± jitter) late."""
@@ -247,32 +259,45 @@ class ChaosHandle:
         return self._network("reorder", service, {"subject": subject, "probability": probability},
                              lambda f, p: f.reorder(p, subject, probability, direction=direction))
 
+    def _process(self, fault: dict[str, Any], action: Any) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - a process that refuses is a fault not carried out
+            raise self._refused(fault, exc) from None
+
     def kill(self, service: str, restart_after: float | None = 1.0) -> None:
-        """SIGKILL the service; restart it after `restart_after` seconds (None: leave it down)."""
+        """SIGKILL the service; restart it after `restart_after` seconds (None: leave it down until the test
+        ends, when the pytest plugin starts it again)."""
         import time
 
         self._proxy(service)
-        fault = self._start("kill", service, {"restart_after": restart_after})
-        self.system.services[service].kill()
+        fault = self._new("kill", service, {"restart_after": restart_after})
+        self._process(fault, self.system.services[service].kill)
+        self._start(fault)
         if restart_after is None:
             return
         try:
             time.sleep(restart_after)
         finally:
-            self.system.services[service].restart()
-            self._end(fault)
+            try:
+                self.system.services[service].restart()
+            finally:
+                self._end(fault)
 
     @contextmanager
     def paused(self, service: str) -> Iterator[None]:
         """SIGSTOP the service for the block."""
         self._proxy(service)
-        fault = self._start("pause", service, {})
-        self.system.services[service].pause()
+        fault = self._new("pause", service, {})
+        self._process(fault, self.system.services[service].pause)
+        self._start(fault)
         try:
             yield
         finally:
-            self.system.services[service].resume()
-            self._end(fault)
+            try:
+                self.system.services[service].resume()
+            finally:
+                self._end(fault)
 
     def pause(self, service: str, seconds: float) -> None:
         """SIGSTOP the service for `seconds`."""
@@ -289,19 +314,28 @@ class ChaosHandle:
             raise ConfigError("isolate_nats_node needs an embedded cluster (nats.cluster = 3) with chaos links on.")
         names = [f"nats-route-{a}-{b}" for a in range(len(nats.nodes)) for b in range(len(nats.nodes))
                  if a != b and node in (a, b)]
-        fault = self._start("nats_isolate", f"nats-{node}", {"routes": names})
-        for name in names:
-            self.system.proxies.disable(name)
+        fault = self._new("nats_isolate", f"nats-{node}", {"routes": names})
+        try:
+            with boundary("fault"):
+                for name in names:
+                    self.system.proxies.disable(name)
+        except FaultError as exc:
+            raise self._refused(fault, exc) from None
+        self._start(fault)
         try:
             yield
         finally:
-            for name in names:
-                self.system.proxies.enable(name)
-            self._end(fault)
+            try:
+                with boundary("fault"):
+                    for name in names:
+                        self.system.proxies.enable(name)
+            finally:
+                self._end(fault)
 
     def restart_nats(self, node: int = 0) -> None:
         """Kill a NATS node and bring it back with its JetStream data."""
-        fault = self._start("nats_restart", f"nats-{node}", {})
+        fault = self._new("nats_restart", f"nats-{node}", {})
+        self._start(fault)
         try:
             self.system.restart_nats(node)
         finally:
@@ -310,27 +344,34 @@ class ChaosHandle:
     def heal(self) -> None:
         """Remove every toxic and enable every proxy."""
         if self.system.proxies is not None:
-            self.system.proxies.reset()
+            with boundary("fault"):
+                self.system.proxies.reset()
 
 
 class NemesisHandle:
-    """A running nemesis: call :meth:`finish` after the workload to heal and get the executed schedule."""
+    """A running nemesis: call :meth:`finish` after the workload; it lets the schedule run to its end (at most
+    ``grace`` seconds past its planned end), heals, and returns the planned faults."""
 
-    def __init__(self, runner: Any, schedule: Any, executed: list[dict[str, Any]]):
+    def __init__(self, runner: Any, schedule: Any, planned: list[dict[str, Any]], started: float):
         self.runner = runner
         self.schedule = schedule
-        self.executed = executed
+        self.planned = planned
+        self.started = started
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self, *, wait: bool = True, grace: float = 30.0) -> list[dict[str, Any]]:
+        import time
+
+        if wait:
+            end = max((f.end for f in self.schedule), default=0.0)
+            self.runner.join(max(0.0, self.started + end + grace - time.monotonic()))
         self.runner.cancel()
         self.runner.join(60)
         self.runner.heal_all()
-        return self.executed
+        return self.planned
 
 
 def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any, ...]:
     """The faults of a fixed schedule (a JSON list of fault records), or ConfigError naming the bad one."""
-    from sagaproof.chaos.errors import ChaosError
     from sagaproof.chaos.nemesis import BROKER_TARGET, Fault
 
     from sagaproof.faultkinds import FAULT_KINDS
@@ -343,12 +384,13 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise ConfigError(f"{source}: fault #{i + 1} is not a JSON object; {hint}")
-        try:
-            fault = Fault.from_dict(record)
-        except ChaosError:
-            missing = [k for k in ("id", "kind", "target", "start", "duration") if k not in record]
+        missing = [k for k in ("id", "kind", "target", "start", "duration") if k not in record]
+        numbers = all(_is_number(record.get(k)) for k in ("start", "duration"))
+        if missing or not numbers:
             what = f"lacks {', '.join(missing)}" if missing else "has a start or duration that is not a number"
-            raise ConfigError(f"{source}: fault #{i + 1} {what}; {hint}") from None
+            raise ConfigError(f"{source}: fault #{i + 1} {what}; {hint}")
+        with boundary("config"):
+            fault = Fault.from_dict(record)
         if fault.kind not in FAULT_KINDS:
             raise ConfigError(f"{source}: fault #{i + 1} has unknown kind '{fault.kind}'; "
                               f"the kinds are: {', '.join(FAULT_KINDS)}.")
@@ -361,9 +403,17 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
     return tuple(faults)
 
 
+def _is_number(value: Any) -> bool:
+    """What Fault.from_dict accepts as a number (float() of it works)."""
+    try:
+        float(value)
+        return not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
+
+
 def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
-    """The run's fault schedule: generated from the seed, or the fixed one given (shrinking)."""
-    from sagaproof.chaos.errors import ChaosError
+    """The run's fault schedule: generated from the seed, or the fixed one given (shrinking, replay)."""
     from sagaproof.chaos.nemesis import Schedule, generate_schedule
 
     menu = list(opts.faults if opts.faults is not None else system_spec.chaos.faults)
@@ -371,52 +421,62 @@ def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
     if opts.schedule is not None:
         faults = validate_schedule(opts.schedule, system_spec, "--schedule")
         return Schedule(seed, window, faults, tuple(menu), float(intensity))
-    try:
+    with boundary("config"):
         return generate_schedule(seed, menu, intensity, max(window, 0.5), list(system_spec.services),
                                  broker_faults="nats_restart" in menu and system_spec.nats.embedded)
-    except ChaosError as exc:
-        raise ConfigError(str(exc)) from None
 
 
-def start_nemesis(system: Any, spec: Any, opts: Any, seed: int, window: float, recorder: Any, bus: EventBus) -> NemesisHandle:
-    """Generate the schedule and run it in a thread; every fault start/end goes into the history."""
+def start_nemesis(system: Any, schedule: Any, clock: Any, bus: EventBus) -> NemesisHandle:
+    """Run the schedule in a thread. Each fault's start, end and failure is an event on the bus, with the
+    planned time and the actual one (``started_at`` in history time, ``late_by`` against the plan)."""
+    import time
+
     from sagaproof.chaos.nemesis import NemesisRunner
 
     client = system.proxies
     if any(getattr(s.spec, "attached", False) for s in system.services.values()):
-        from dataclasses import replace
+        from sagaproof.harness.attach import ProxyNames
 
-        from sagaproof.harness.attach import ProxyNames, usable_menu
-
-        menu, notes = usable_menu(system, list(opts.faults if opts.faults is not None else spec.chaos.faults))
-        system.notes.extend(notes)
-        opts = replace(opts, faults=tuple(menu))  # the replay command keeps the user's menu: the same cut is made
         client = ProxyNames(system.proxies, system.proxy_names) if system.proxies is not None else None
-    schedule = make_schedule(spec, opts, seed, window)
-    executed: list[dict[str, Any]] = []
+    planned = [dict(f.to_dict(), source="nemesis") for f in schedule]
     by_id: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
 
-    def on_event(kind: str, fault: Any, _t: float) -> None:
-        t = recorder.now()
+    def info(fault: Any) -> dict[str, Any]:
+        with lock:
+            d = by_id.get(fault.id)
+            if d is None:
+                d = by_id[fault.id] = dict(fault.to_dict(), source="nemesis")
+            return d
+
+    def on_event(kind: str, fault: Any, t_schedule: float) -> None:
+        d = info(fault)
         if kind == "fault_start":
-            d = fault.to_dict()
-            d["started_at"] = t
-            with lock:
-                by_id[fault.id] = d
-                executed.append(d)
-            recorder.add({"kind": "fault_start", "t": t, "fault": d})
-            bus.emit(FaultInjected(d))
+            d["started_at"] = clock()
+            d["late_by"] = round(t_schedule - fault.start, 6)
+            # Seconds it waited for the previous process fault on its target to be healed (a restart that waits
+            # for readiness): the schedule's own sequencing, not the harness falling behind.
+            d["waited_for_target"] = runner.waited.get(fault.id, 0.0)
+            # A crash loop's later crashes wait for the service to be ready again: their time is relative to
+            # that, not to the plan, so only the earlier wait counts.
+            d["judge_lateness"] = "up_for" not in fault.params
+            bus.emit(FaultInjected(dict(d)))
         else:
-            with lock:
-                d = by_id.get(fault.id, fault.to_dict())
-            d["ended_at"] = t
-            recorder.add({"kind": "fault_end", "t": t, "fault_id": fault.id})
-            bus.emit(FaultHealed(d))
+            d["ended_at"] = clock()
+            if d.get("started_at") is not None:
+                d["actual_duration"] = round(d["ended_at"] - d["started_at"], 6)
+            bus.emit(FaultHealed(dict(d)))
+
+    def on_failure(fault: Any, stage: str, error: str) -> None:
+        d = info(fault)
+        d.setdefault("errors", []).append(f"{stage}: {error}")
+        bus.emit(FaultFailed(dict(d), error, stage))
 
     processes: dict[str, Any] = {name: ServiceControl(svc) for name, svc in system.services.items()}
     if system.nats is not None:
         processes["nats"] = NatsControl(system)
-    runner = NemesisRunner(client, processes, on_event=on_event)
-    runner.start(schedule)
-    return NemesisHandle(runner, schedule, executed)
+    runner: Any = None
+    runner = NemesisRunner(client, processes, on_event=on_event, on_failure=on_failure)
+    with boundary("config"):
+        runner.start(schedule)
+    return NemesisHandle(runner, schedule, planned, time.monotonic())

@@ -1,8 +1,10 @@
-"""The ``sagaproof`` command line: up, run, contracts (check, diff, verify-pacts) and toxiproxy.
+"""The ``sagaproof`` command line: up, run, replay, contracts (check, diff, verify-pacts) and toxiproxy.
 
-A thin consumer of the engine: it parses options, subscribes a rich progress display to the event bus,
-and maps outcomes to exit codes (0 pass, 1 a check failed, 2 bad usage or input, 3 the environment could
-not be started). User mistakes print one sentence, never a traceback.
+A thin front-end of the engine (:mod:`harness.session`): it parses options, subscribes a rich progress display
+to the event bus, prints the result the engine's :class:`~harness.events.RunFinished` carries, and maps
+outcomes to exit codes (0 pass, 1 a check failed, 2 bad usage or input, 3 the environment could not be
+started). User mistakes print one sentence, never a traceback. What a user must copy (the reproduce line,
+URLs) is printed whole, on one line, whatever the terminal's width.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 from sagaproof.harness.config import load_system_file, parse_duration
-from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError
+from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError, translate
 from sagaproof.harness.events import (
     Event,
     EventBus,
     FaultHealed,
     FaultInjected,
+    MessageRecorded,
     NatsReady,
     Phase,
+    RunFinished,
     RunStarted,
     SagaStarted,
     ServiceReady,
@@ -155,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env for every service")
 
+    rep = sub.add_parser("replay", help="re-run a recorded run exactly: same seed, faults as carried out, same env")
+    rep.add_argument("report", type=Path, metavar="REPORT_DIR", help="the report directory of the run to replay")
+    rep.add_argument("--report-dir", type=Path, default=None, metavar="NEW",
+                     help="where the replay's reports go (default: REPORT_DIR-replay, -replay-2, ...)")
+    rep.add_argument("--schedule", type=Path, default=None, metavar="FILE",
+                     help="replay this fault schedule instead (e.g. the minimal-schedule.json of a shrink)")
+    rep.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a variable again (one whose value was masked in system.json), or change one")
+
     con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts, record-deployment, can-i-deploy")
     csub = con.add_subparsers(dest="contracts_command", required=True, parser_class=_Parser)
     chk = csub.add_parser("check", help="static producer/consumer compatibility (no services started)")
@@ -207,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Progress:
-    """A rich progress display driven by engine events (a thin consumer)."""
+    """A rich progress display driven by engine events (a thin consumer). Events it has no special line
+    for are printed by their own :meth:`~harness.events.Event.summary` (a new kind needs no change here)."""
 
     def __init__(self, con: Console, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -218,29 +232,43 @@ class Progress:
                                      MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=False)
         self.task = self.progress.add_task("starting", total=total or None)
         self.faults_active = 0
+        self.messages = 0
+
+    def _line(self, text: str) -> None:
+        self.progress.console.print(text, markup=False, soft_wrap=True)
 
     def __call__(self, event: Event) -> None:
         p = self.progress
+        if isinstance(event, MessageRecorded):
+            self.messages += 1
+            return
         if isinstance(event, RunStarted):
             p.console.print(f"[bold]sagaproof run[/] {event.system}  seed=[bold cyan]{event.seed}[/]  "
-                            f"report={event.report_dir}")
+                            f"report={event.report_dir}", soft_wrap=True)
         elif isinstance(event, NatsReady):
-            p.console.print(f"  nats ready in {event.seconds:.2f}s")
+            self._line(f"  nats ready in {event.seconds:.2f}s")
         elif isinstance(event, ServiceReady):
-            p.console.print(f"  service [bold]{event.service}[/] ready on :{event.port} ({event.seconds:.2f}s)")
+            self._line(f"  service {event.service} ready on :{event.port} ({event.seconds:.2f}s)")
         elif isinstance(event, SagaStarted):
             p.advance(self.task)
             p.update(self.task, description=f"sagas started (faults active: {self.faults_active})")
         elif isinstance(event, FaultInjected):
             self.faults_active += 1
-            f = event.fault
-            p.console.print(f"  [yellow]fault[/] {f.get('id')} {f.get('kind')} → {f.get('target')}")
+            self._line(f"  {event.summary()}")
         elif isinstance(event, FaultHealed):
             self.faults_active = max(0, self.faults_active - 1)
         elif isinstance(event, Phase):
             p.update(self.task, description=f"{event.name} {event.detail}".strip())
+            if event.name == "shrinking":
+                self._line(f"  shrink: {event.detail}")
         elif isinstance(event, ViolationFound):
-            p.console.print(f"  [red]violation[/] {event.check}: {event.summary[:200]}")
+            self._line(f"  violation {event.check}: {event.summary_text[:200]}")
+        elif event.kind in ("finding", "check", "saga_checked", "contract_violation"):
+            return  # summed up by the result table
+        else:
+            text = event.summary()
+            if text:
+                self._line(f"  {text}")
 
     def __enter__(self) -> Progress:
         self.progress.start()
@@ -248,6 +276,44 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+def _print_whole(text: str) -> None:
+    """One line, never wrapped or cut, whatever the terminal (a command or URL someone must copy)."""
+    console.print(text, markup=False, soft_wrap=True, overflow="ignore", crop=False)
+
+
+def print_result(result: Any) -> None:
+    """The verdict table, the first failure, the reproduce line and the report's path."""
+    table = Table(title=f"sagaproof: {result.verdict.upper()}  (seed {result.seed}, {result.duration_s:.1f}s, "
+                        f"{result.messages_recorded} messages, {len(result.faults)} faults)")
+    table.add_column("check")
+    table.add_column("verdict")
+    table.add_column("summary", overflow="fold")
+    for c in result.checks:
+        verdict = "[dim]skipped[/]" if c.skipped else "[green]pass[/]" if c.ok else "[bold red]FAIL[/]"
+        table.add_row(c.name, verdict, c.summary)
+    console.print(table)
+    failed = [c for c in result.checks if not c.ok]
+    if failed:
+        first = failed[0]
+        console.print(f"[bold red]First failure:[/] {first.name}")
+        for line in first.details[:1]:
+            console.print(line, markup=False, soft_wrap=True)
+    if result.shrink:
+        s = result.shrink
+        faults = ", ".join(f["kind"] + "→" + f["target"] for f in s["minimal"]) or "none"
+        if s.get("complete", True):
+            _print_whole(f"Minimal fault schedule: {len(s['minimal'])} of {s['original']} faults ({faults})")
+        else:
+            _print_whole(f"Smallest failing schedule found in {s.get('reruns', len(s.get('runs') or []))} re-runs, "
+                         f"not proven minimal: {len(s['minimal'])} of {s['original']} faults ({faults})")
+        _print_whole(f"Replay it: {s['command']}")
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+    if failed:
+        _print_whole(f"Reproduce: {result.command}")
+    _print_whole(f"Report: {Path(result.history_path or '.').parent / 'report.html'}")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -262,26 +328,73 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     def on_ready(e: Event) -> None:
         if isinstance(e, ServiceReady):
-            console.print(f"  {e.service} ready on :{e.port} ({e.seconds:.2f}s)")
+            _print_whole(f"  {e.service} ready on :{e.port} ({e.seconds:.2f}s)")
 
     bus.subscribe(on_ready)
-    console.print(f"[bold]sagaproof up[/] {spec.path}")
+    _print_whole(f"sagaproof up {spec.path}")
     with System(spec, report_dir=args.report_dir, bus=bus, chaos_links=args.chaos_links) as system:
-        table = Table(title=f"system up in {system.started_seconds:.2f}s — Ctrl-C to stop")
-        for col in ("service", "port", "url", "nats url", "log"):
-            table.add_column(col)
+        # One block per service, each value whole on its line: a table would cut URLs in a narrow or piped
+        # output, and these are what a person copies.
+        _print_whole(f"system up in {system.started_seconds:.2f}s; Ctrl-C to stop")
         for row in system.describe():
-            table.add_row(row["name"], str(row["port"]), row["url"], row["nats_url"], row["log"])
-        console.print(table)
-        console.print(f"NATS (direct): {system.nats_url}")
+            _print_whole(f"{row['name']}:")
+            _print_whole(f"  url:      {row['url']}")
+            _print_whole(f"  nats url: {row['nats_url']}")
+            _print_whole(f"  port:     {row['port']}   pid: {row['pid']}")
+            _print_whole(f"  log:      {row['log']}")
+        _print_whole(f"NATS (direct): {system.nats_url}")
         if system.proxy_server is not None:
-            console.print(f"Fault proxy API (Toxiproxy-compatible): {system.proxy_server.url}")
+            _print_whole(f"Fault proxy API (Toxiproxy-compatible): {system.proxy_server.url}")
+        sys.stdout.flush()
         try:
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             console.print("stopping…")
     return 0
+
+
+def _env_args(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {item!r} must look like KEY=VALUE, e.g. --env SHOP_BUG=no_refund.")
+        env[key] = value
+    return env
+
+
+def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
+    if path is None:
+        return None
+    import json
+
+    from sagaproof.harness.chaos_control import validate_schedule
+
+    try:
+        schedule = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--schedule {path}: cannot be read ({_os_reason(exc)}); give the path of a "
+                          f"schedule file such as a shrinking run's minimal-schedule.json.") from None
+    except ValueError as exc:
+        raise ConfigError(f"--schedule {path}: not valid JSON ({exc}); pass the minimal-schedule.json "
+                          f"a shrinking run wrote.") from None
+    validate_schedule(schedule, spec, f"--schedule {path}")
+    return schedule
+
+
+def _run(spec: Any, opts: Any, total: int) -> int:
+    """Drive one run with the progress display; print the result the engine announces."""
+    from sagaproof.harness.session import run
+
+    bus = EventBus()
+    finished: list[Any] = []
+    bus.subscribe(lambda e: isinstance(e, RunFinished) and finished.append(e.result))
+    with Progress(console, total) as progress:
+        bus.subscribe(progress)
+        code, _ = run(spec, opts, bus)
+    print_result(finished[-1])
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -293,40 +406,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         from sagaproof.harness.shards import cmd_run_shards
 
         return cmd_run_shards(args, console, spec)
-    from sagaproof.harness.report_glue import finish_run
-    from sagaproof.harness.runner import RunOptions, run
+    from sagaproof.harness.session import RunOptions
 
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env {item!r} must look like KEY=VALUE, e.g. --env SHOP_BUG=no_refund.")
-        env[key] = value
+    opts = RunOptions(schedule=_schedule_arg(args.schedule, spec), seed=args.seed, sagas=args.sagas, duration=args.duration,
+                      faults=args.faults, intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
+                      shrink_runs=args.shrink_runs, chaos=not args.no_chaos and spec.chaos.enabled,
+                      env=_env_args(args.env), system_arg=args.dir)
+    return _run(spec, opts, args.sagas or (0 if args.duration else spec.workload.sagas))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sagaproof.harness.replay import replay_options
+
     schedule = None
     if args.schedule is not None:
-        import json
-
-        from sagaproof.harness.chaos_control import validate_schedule
-
-        try:
-            schedule = json.loads(args.schedule.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--schedule {args.schedule}: cannot be read ({_os_reason(exc)}); give the path of a "
-                              f"schedule file such as a shrinking run's minimal-schedule.json.") from None
-        except ValueError as exc:
-            raise ConfigError(f"--schedule {args.schedule}: not valid JSON ({exc}); pass the minimal-schedule.json "
-                              f"a shrinking run wrote.") from None
-        validate_schedule(schedule, spec, f"--schedule {args.schedule}")
-    opts = RunOptions(schedule=schedule, seed=args.seed, sagas=args.sagas, duration=args.duration, faults=args.faults,
-                      intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
-                      shrink_runs=args.shrink_runs,
-                      chaos=not args.no_chaos and spec.chaos.enabled, env=env, system_arg=args.dir)
-    bus = EventBus()
-    total = args.sagas or (0 if args.duration else spec.workload.sagas)
-    with Progress(console, total) as progress:
-        bus.subscribe(progress)
-        code, (result, history) = run(spec, opts, bus)
-    return finish_run(spec, opts, result, history, console, bus)
+        spec, _ = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env))
+        schedule = _schedule_arg(args.schedule, spec)
+    spec, opts = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), schedule=schedule)
+    if opts.report_dir is not None:
+        ensure_writable_dir(opts.report_dir, "--report-dir")
+    return _run(spec, opts, opts.sagas or (0 if opts.duration else spec.workload.sagas))
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:
@@ -361,8 +460,8 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "run": cmd_run, "contracts": cmd_contracts, "toxiproxy": cmd_toxiproxy,
-            "merge": cmd_merge}
+COMMANDS = {"up": cmd_up, "run": cmd_run, "replay": cmd_replay, "contracts": cmd_contracts,
+            "toxiproxy": cmd_toxiproxy, "merge": cmd_merge}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         err_console.print(f"sagaproof: the environment could not be started ({exc}).", markup=False)
         return EXIT_ENVIRONMENT
+    except Exception as exc:
+        err = translate(exc, "environment")  # a contracts or chaos error that no boundary caught
+        if err is None:
+            raise
+        err_console.print(f"sagaproof: {err}", markup=False)
+        return err.exit_code
 
 
 def threading_main() -> bool:

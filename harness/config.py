@@ -210,6 +210,7 @@ class ChaosSpec:
     intensity: float = 0.5
     toxiproxy_url: str | None = None
     enabled: bool = True
+    schedule_tolerance: float = 0.1  # fraction of planned faults that may fail or start too late
 
 
 @dataclass(frozen=True)
@@ -672,7 +673,7 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
 
 
 def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
-    _check_keys(ctx, "chaos", raw, ["faults", "intensity", "toxiproxy_url", "enabled"])
+    _check_keys(ctx, "chaos", raw, ["faults", "intensity", "toxiproxy_url", "enabled", "schedule_tolerance"])
     faults = _str_list(ctx, "chaos", raw, "faults", default=ChaosSpec.faults)
     for f in faults:
         if f not in FAULT_KINDS:
@@ -684,7 +685,10 @@ def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
     url = _get(ctx, "chaos", raw, "toxiproxy_url", str)
     if url is not None and not re.match(r"^https?://[^\s/]+", url):
         raise ctx.fail("chaos.toxiproxy_url", f"must be an http:// URL such as http://127.0.0.1:8474, not {url!r}.")
-    return ChaosSpec(faults, intensity, url, _get(ctx, "chaos", raw, "enabled", bool, True))
+    tolerance = float(_get(ctx, "chaos", raw, "schedule_tolerance", float, ChaosSpec.schedule_tolerance))
+    if not 0.0 <= tolerance <= 1.0:
+        raise ctx.fail("chaos.schedule_tolerance", f"must be a fraction between 0 and 1, not {tolerance}.")
+    return ChaosSpec(faults, intensity, url, _get(ctx, "chaos", raw, "enabled", bool, True), tolerance)
 
 
 def _check_callable_ref(ctx: _Ctx, key: str, target: Any) -> str:

@@ -71,12 +71,10 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
 
 def _wrap_contract_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def inner(*a: P.args, **kw: P.kwargs) -> R:
-        from sagaproof import contracts
+        from sagaproof.harness.errors import boundary
 
-        try:
+        with boundary("config"):  # the one translation of contracts' errors (harness.errors)
             return fn(*a, **kw)
-        except contracts.ContractsError as exc:
-            raise ConfigError(str(exc)) from None
 
     return inner
 

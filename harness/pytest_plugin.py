@@ -1,39 +1,56 @@
-"""The sagaproof pytest plugin (registered through the ``pytest11`` entry point).
+"""The sagaproof pytest plugin (registered through the ``pytest11`` entry point): a thin front-end of the engine.
 
-``--sagaproof-system DIR`` (or the ``sagaproof_system`` ini key) names the system under test; the
-session-scoped ``sagaproof_system`` fixture brings it up once, hands tests the running-system handle
-(:class:`harness.system.System`: ``.services[name]`` with kill/pause/restart and ``.http``, ``.nats_url``,
-``.chaos`` fault context managers, ``.start_sagas(n)``, ``.eventually(...)``, ``.mark()``, ``.history()`` and
-``.check_sagas()``), and tears it
-down at the end of the session. Service logs are written to a scratch directory and copied next to the
-test run (``--sagaproof-logs``, default ``.sagaproof/failed-logs/<test>``) only for tests that failed.
+``--sagaproof-system DIR`` (or the ``sagaproof_system`` ini key) names the system under test. The
+session-scoped ``sagaproof_system`` fixture opens one engine session (:class:`harness.session.Session`: the
+environment up, recording from the start, live contract validation) and hands tests its
+:class:`~harness.session.SessionHandle`: ``services``, ``nats_url``, ``chaos``, ``start_sagas``, ``mark``,
+``history``, ``check_sagas`` (every check the CLI has), ``eventually``.
+
+Per test (when it uses the fixture) the plugin opens a window of the history; when the test ends, pass or
+fail, the process faults it left (a paused, stopped or killed service or NATS node) are undone. A failed
+test gets a "sagaproof" section: the seed, the line that reproduces it, the notable events of its window,
+and where its slice of the history and of every log was kept. At the end of the session the engine's
+reports (``report.html``, ``report.json``, ``junit.xml``, ``events.jsonl``, ``system.json``, ``logs/``) are
+written to ``--sagaproof-report-dir`` (default ``.sagaproof/report``), the failing tests' slices under its
+``failed/`` (or ``--sagaproof-logs``).
 """
 
 from __future__ import annotations
 
+import random
 import re
-import shutil
-import tempfile
+import shlex
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sagaproof.harness.errors import SagaproofError
 
-_SYSTEM_KEY = pytest.StashKey[Any]()
+_HANDLE = pytest.StashKey[Any]()
+_STATE = pytest.StashKey[dict[str, Any]]()
+_OUTCOME = pytest.StashKey[dict[str, Any]]()
+
+DEFAULT_REPORT_DIR = ".sagaproof/report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sagaproof", "sagaproof: contract and chaos testing of choreographed services")
     group.addoption("--sagaproof-system", action="store", default=None, metavar="DIR",
                     help="directory holding the sagaproof.toml of the system under test")
-    group.addoption("--sagaproof-logs", action="store", default=".sagaproof/failed-logs", metavar="DIR",
-                    help="where the service logs of failed tests are copied (default .sagaproof/failed-logs)")
+    group.addoption("--sagaproof-report-dir", action="store", default=None, metavar="DIR",
+                    help=f"where the session's reports, history and logs go (default {DEFAULT_REPORT_DIR})")
+    group.addoption("--sagaproof-logs", action="store", default=None, metavar="DIR",
+                    help="where failed tests' slices of the history and logs go (default REPORT_DIR/failed)")
+    group.addoption("--sagaproof-seed", action="store", type=int, default=None, metavar="N",
+                    help="seed of the workload's bodies (default: random, shown in the header)")
     group.addoption("--sagaproof-chaos-links", action="store_true", default=False,
                     help="route each service through its own fault proxy so tests can inject network faults")
     parser.addini("sagaproof_system", "directory holding the sagaproof.toml of the system under test", default="")
     parser.addini("sagaproof_chaos_links", "route services through fault proxies (true/false)", default="false")
+    parser.addini("sagaproof_report_dir", "where the session's reports go", default="")
 
 
 def _system_dir(config: pytest.Config) -> str:
@@ -45,45 +62,165 @@ def _system_dir(config: pytest.Config) -> str:
     return str(value)
 
 
+def _state(config: pytest.Config) -> dict[str, Any]:
+    if _STATE not in config.stash:
+        seed = config.getoption("--sagaproof-seed")
+        config.stash[_STATE] = {"seed": seed if seed is not None else random.SystemRandom().randrange(1, 2**31),
+                                "tests": []}
+    return config.stash[_STATE]
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    value = config.getoption("--sagaproof-report-dir") or config.getini("sagaproof_report_dir") or DEFAULT_REPORT_DIR
+    return Path(value)
+
+
+def _failed_dir(config: pytest.Config) -> Path:
+    value = config.getoption("--sagaproof-logs")
+    return Path(value) if value else _report_dir(config) / "failed"
+
+
+def _chaos_links(config: pytest.Config) -> bool:
+    return bool(config.getoption("--sagaproof-chaos-links")) or str(config.getini("sagaproof_chaos_links")).lower() in (
+        "1", "true", "yes")
+
+
+def _repro(config: pytest.Config, nodeid: str | None) -> str:
+    parts = ["pytest"] + ([nodeid] if nodeid else []) + ["--sagaproof-system", _system_dir(config),
+                                                         "--sagaproof-seed", str(_state(config)["seed"])]
+    if _chaos_links(config):
+        parts.append("--sagaproof-chaos-links")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--sagaproof-system") or config.getini("sagaproof_system"):
+        return f"sagaproof: seed {_state(config)['seed']}, reports in {_report_dir(config)}"
+    return None
+
+
 @pytest.fixture(scope="session")
 def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The running system under test, brought up once per session."""
+    """The running system under test and the engine's handle, brought up once per session."""
     from sagaproof.harness.config import load_system_file
-    from sagaproof.harness.system import System
+    from sagaproof.harness.events import EventBus
+    from sagaproof.harness.report import ReportWriter
+    from sagaproof.harness.session import Session, SessionHandle
 
     config = request.config
     try:
         spec = load_system_file(_system_dir(config))
+        state = _state(config)
+        bus = EventBus()
+        bus.subscribe(ReportWriter())
+        session = Session(spec, report_dir=_report_dir(config), bus=bus, seed=state["seed"],
+                          chaos_links=_chaos_links(config), command=_repro(config, None))
     except SagaproofError as exc:
         raise pytest.UsageError(str(exc)) from None
-    chaos_links = config.getoption("--sagaproof-chaos-links") or str(config.getini("sagaproof_chaos_links")).lower() in (
-        "1", "true", "yes")
-    scratch = Path(tempfile.mkdtemp(prefix="sagaproof-pytest-"))
-    system = System(spec, report_dir=scratch, chaos_links=chaos_links)
+    started = time.monotonic()
+    started_iso = datetime.now(UTC).isoformat(timespec="seconds")
     try:
-        system.start()
+        session.open()
     except SagaproofError as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
         pytest.fail(f"sagaproof could not bring the system up: {exc}", pytrace=False)
-    system.start_recording()
-    config.stash[_SYSTEM_KEY] = system
+    handle = SessionHandle(session, repro=lambda: _repro(config, handle.nodeid))
+    config.stash[_HANDLE] = handle
     try:
-        yield system
+        yield handle
     finally:
-        config.stash[_SYSTEM_KEY] = None
-        system.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        config.stash[_HANDLE] = None
+        try:
+            _finish_session(session, handle, state, started_iso, time.monotonic() - started)
+        finally:
+            session.close()
+
+
+def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_iso: str, seconds: float) -> None:
+    """The session's result: one check per test that used the system, plus the session-wide checks."""
+    from sagaproof.harness.checks import (
+        Window,
+        fault_schedule,
+        live_contracts,
+        merge_results,
+        recorder_completeness,
+    )
+    from sagaproof.harness.findings import Finding
+    from sagaproof.harness.results import CheckOutcome, RunResult
+    from sagaproof.harness.session import REPORTED_ELSEWHERE
+
+    session.drain()
+    tests = [CheckOutcome(f"test {t['nodeid']}", t["outcome"] != "failed",
+                          t["outcome"] if t["outcome"] != "failed" else t["summary"],
+                          [t["text"]] if t["outcome"] == "failed" else [],
+                          [Finding(f"test {t['nodeid']}", t["summary"], t["text"])] if t["outcome"] == "failed" else [],
+                          skipped=t["outcome"] == "skipped")
+             for t in state["tests"]]
+    from sagaproof.harness.checks import CheckContext
+
+    ctx = CheckContext(session.spec, session.history.reader(), Window(), 0.0, session.now, session._facts(),
+                       session.emit)
+    wide = [o for fn in (live_contracts, recorder_completeness, fault_schedule) for o in fn(ctx)]
+    sagas = [r.sagas for r in handle.results]
+    merged = None
+    if sagas:
+        merged = merge_results(sagas, healed_at=0.0, end_at=session.now)
+        seen: set[tuple[str, str, str]] = set()
+        merged.violations = [v for v in merged.violations
+                             if (v.saga, v.key, v.check) not in seen and not seen.add((v.saga, v.key, v.check))]
+    checks = tests + wide
+    ok = all(c.ok for c in checks)
+    result = RunResult(
+        seed=session.seed, system_path=str(session.spec.path), command=session.command, started_at=started_iso,
+        duration_s=round(seconds, 3), verdict="pass" if ok else "fail", exit_code=0 if ok else 1, checks=checks,
+        check_result=merged, contract_violations=[f.data.get("violation", {}) for c in wide
+                                                  if c.name == "live contract conformance" for f in c.findings],
+        faults=session.fault_table(), services=session.system.describe(),
+        history_path=str(session.history.path), messages_recorded=session.history.messages,
+        declared_flows=session.declared_flows, options={"seed": session.seed, "pytest": True},
+        run_command=session.command, event_counts=dict(session.history.counts),
+        notable_events=session.notable_events(exclude=REPORTED_ELSEWHERE))
+    session.finish(result)
+
+
+@pytest.fixture(autouse=True)
+def _sagaproof_test_window(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a test that uses the system: a window of the history, and its process faults undone at the end."""
+    if "sagaproof_system" not in request.fixturenames:
+        yield
+        return
+    handle = request.getfixturevalue("sagaproof_system")
+    handle.begin_test(request.node.nodeid)
+    yield
+    outcome = request.node.stash.get(_OUTCOME, {"outcome": "passed"})
+    handle.end_test(outcome["outcome"])
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if report.failed and report.when in ("setup", "call"):
-        system = item.config.stash.get(_SYSTEM_KEY, None)
-        if system is not None and system.log_dir.is_dir():
+    handle = item.config.stash.get(_HANDLE, None)
+    if handle is None or "sagaproof_system" not in getattr(item, "fixturenames", ()):
+        return report
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        outcome = "failed" if report.failed else ("skipped" if report.skipped else "passed")
+        text = str(report.longreprtext or "") if report.failed else ""
+        summary = next((line.strip() for line in text.splitlines() if line.strip().startswith("E ")), "")[2:].strip() \
+            or (text.strip().splitlines() or [outcome])[-1][:200]
+        item.stash[_OUTCOME] = {"outcome": outcome}
+        _state(item.config)["tests"].append({"nodeid": item.nodeid, "outcome": outcome, "summary": summary,
+                                             "text": text[-4000:]})
+        if report.failed:
             safe = re.sub(r"[^\w.-]+", "_", item.nodeid)[:150]
-            dest = Path(item.config.getoption("--sagaproof-logs")) / safe
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(system.log_dir, dest)
-            report.sections.append(("sagaproof logs", f"service and NATS logs of this failure: {dest.resolve()}"))
+            dest = _failed_dir(item.config) / safe
+            handle.write_test_artifacts(dest)
+            lines = [f"seed: {handle.seed}",
+                     f"reproduce: {_repro(item.config, item.nodeid)}",
+                     f"service and NATS logs of this failure: {dest.resolve()} (this test's slice of each log, and "
+                     f"its history in events.jsonl)"]
+            notes = handle.test_notes()
+            if notes:
+                lines.append("notable events of this test:")
+                lines.extend(f"  {n}" for n in notes[:30])
+            report.sections.append(("sagaproof", "\n".join(lines)))
     return report
+

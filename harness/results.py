@@ -11,21 +11,32 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sagaproof.harness.checker import CHECK_TITLES, CHECKS, CheckResult
+from sagaproof.harness.findings import Finding
 
 VERDICTS = ("pass", "fail", "error")
+REPORT_SCHEMA_VERSION = 2  # report.json's "schema_version"; docs/report.schema.json describes it
 
 
 @dataclass
 class CheckOutcome:
-    """One named check (a saga property, an invariant, the contracts) and whether it held."""
+    """One named check (a saga property, an invariant, the contracts...) and whether it held.
+
+    ``findings`` are its failures (:class:`harness.findings.Finding`); ``details`` their texts (kept for
+    readers of earlier reports). A ``skipped`` check had nothing it could judge and says why in ``summary``;
+    it is shown as skipped, never as passed.
+    """
 
     name: str
     ok: bool
     summary: str = ""
     details: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    skipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["findings"] = [f.to_dict() for f in self.findings]
+        return d
 
 
 @dataclass
@@ -61,6 +72,10 @@ class RunResult:
     workload: dict[str, Any] | None = None
     broker: dict[str, Any] | None = None  # harness.consumption.BrokerReport.to_dict(): matrix, coverage, per service
     convergence: dict[str, Any] | None = None  # how the wait for the end went (harness.quiescence.Convergence)
+    options: dict[str, Any] = field(default_factory=dict)
+    run_command: str = ""
+    event_counts: dict[str, int] = field(default_factory=dict)
+    notable_events: list[dict[str, Any]] = field(default_factory=list)
 
     def all_checks(self) -> list[CheckOutcome]:
         """The checks to report: ``checks`` minus any that are also in ``invariants``; plus one outcome per saga
@@ -86,6 +101,7 @@ class RunResult:
         if cr is not None and self.command:
             cr.with_repro(self.command)
         return {
+            "schema_version": REPORT_SCHEMA_VERSION,
             "seed": self.seed, "system_path": self.system_path, "command": self.command,
             "started_at": self.started_at, "duration_s": self.duration_s, "verdict": self.verdict,
             "exit_code": self.exit_code, "checks": [c.to_dict() for c in self.all_checks()],
@@ -96,6 +112,9 @@ class RunResult:
             "declared_flows": self.declared_flows, "notes": self.notes, "workload": self.workload,
             "broker": self.broker, "convergence": self.convergence,
             "first_failure": next((c.name for c in self.checks if not c.ok), None),
+            "options": self.options, "run_command": self.run_command, "event_counts": self.event_counts,
+            "notable_events": self.notable_events,
+            "findings": [f.to_dict() for c in self.all_checks() for f in c.findings],
         }
 
 

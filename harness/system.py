@@ -1,11 +1,15 @@
-"""The running system: NATS, per-service fault proxies and the service processes, up and torn down as one.
+"""The environment of a run: NATS, per-service fault proxies and the service processes, up and down as one.
 
 ``System(spec, report_dir=...)`` is a context manager. Entering it starts (in this order) the reaper
 watchdog, NATS (embedded node or cluster, or the configured URL), the JetStream streams, the fault proxy
 of every service (when chaos links are on), and every service in parallel, each waiting for its
-readiness probe. Leaving it stops everything in escalating steps, whatever the way out. The handle gives
-tests and invariants ``system.services[name]`` (stop, kill, pause, resume, restart, an HTTP client) and
-``system.nats_url``.
+readiness probe. Leaving it stops everything in escalating steps, whatever the way out. It gives
+invariants and the session ``system.services[name]`` (stop, kill, pause, resume, restart, an HTTP client),
+``system.nats_url`` and ``system.chaos``; every change to a process is a
+:class:`~harness.events.ProcessChanged` event on its bus.
+
+The environment knows nothing of runs: recording, workload, checks and reports are the session's
+(:mod:`harness.session`), which is what the CLI's ``run`` and the pytest plugin drive.
 """
 
 from __future__ import annotations
@@ -27,14 +31,21 @@ from typing import Any
 from sagaproof.harness.aio import LoopThread
 from sagaproof.harness.broker_view import BrokerView, service_users
 from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
-from sagaproof.harness.errors import ConfigError, EnvironmentStartError, SagaproofError, ServiceCrashed
+from sagaproof.harness.errors import (
+    ConfigError,
+    EnvironmentStartError,
+    FaultError,
+    SagaproofError,
+    ServiceCrashed,
+)
 from sagaproof.harness.events import (
     EventBus,
     NatsReady,
+    ProcessChanged,
     ServiceReady,
     ServiceStarting,
-    ServiceStopped,
     SystemUp,
+    hide_password,
 )
 from sagaproof.harness.http import ServiceHTTP
 from sagaproof.harness.nats_server import NatsCluster, free_port
@@ -70,10 +81,19 @@ class Service:
     def pid(self) -> int | None:
         return self.process.pid
 
+    def _emit(self, how: str, exit_code: int | None = None) -> None:
+        self.system.bus.emit(ProcessChanged(self.name, how, self.process.pid, exit_code))
+
+    def _must_run(self, what: str) -> None:
+        if not self.process.running:
+            raise FaultError(f"cannot {what} service '{self.name}': it is not running (it exited with code "
+                             f"{self.process.returncode}); see {self.log_path}.")
+
     def start(self, wait: bool = True) -> None:
         """Start the service (if it is not running) and wait for its readiness probe."""
         if not self.process.running:
             self.process.start()
+            self._emit("start")
         if wait:
             self.wait_ready()
 
@@ -87,23 +107,29 @@ class Service:
     def stop(self, timeout: float | None = None) -> int | None:
         """SIGTERM, wait, SIGKILL. Returns the exit code."""
         code = self.process.stop(timeout)
-        self.system.bus.emit(ServiceStopped(self.name, "stop"))
+        self._emit("stop", code)
         return code
 
     def kill(self) -> None:
-        """SIGKILL the service's process group (a crash)."""
+        """SIGKILL the service's process group (a crash); FaultError if it is not running."""
+        self._must_run("kill")
         self.process.kill()
-        self.system.bus.emit(ServiceStopped(self.name, "kill"))
+        self._emit("kill", self.process.returncode)
 
     def pause(self) -> None:
-        """SIGSTOP the service: it keeps its connections but stops reading them."""
+        """SIGSTOP the service: it keeps its connections but stops reading them; FaultError if not running."""
+        self._must_run("pause")
         self.process.pause()
-        self.system.bus.emit(ServiceStopped(self.name, "pause"))
+        self._emit("pause")
 
     def resume(self) -> None:
         """SIGCONT a paused service."""
         self.process.resume()
-        self.system.bus.emit(ServiceStopped(self.name, "resume"))
+        self._emit("resume")
+
+    @property
+    def paused(self) -> bool:
+        return self.process.paused
 
     def restart(self, *, kill: bool = False, wait: bool = True) -> None:
         """Stop (or kill) and start again with the same port, data directory and environment."""
@@ -111,8 +137,9 @@ class Service:
             self.process.kill()
         else:
             self.process.stop()
+        code = self.process.returncode
         self.process.start()
-        self.system.bus.emit(ServiceStopped(self.name, "restart"))
+        self.system.bus.emit(ProcessChanged(self.name, "restart", self.process.pid, code))
         if wait:
             self.wait_ready()
 
@@ -187,6 +214,8 @@ class System:
         self.report_dir = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="sagaproof-report-"))
         self.log_dir = self.report_dir / "logs"
         self.extra_env = dict(env or {})
+        self.replayed_env: dict[str, str] = {}  # inherited variables a replay sets again (below the file's env)
+        self.manifest_extra: dict[str, Any] = {}  # more for system.json (the session's: inherited env...)
         self.bus = bus or EventBus()
         self.chaos_links = chaos_links
         self.seed = seed
@@ -298,6 +327,7 @@ class System:
                       "python": sys.executable, "name": name, "system_dir": str(self.spec.root)}
             argv = [expand(a, values) for a in svc_spec.command]
             env = dict(os.environ) if svc_spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
+            env.update(self.replayed_env if svc_spec.inherit_env else {})
             env.update({k: expand(v, values) for k, v in svc_spec.env.items()})
             env.update(self.extra_env)
             env.setdefault("PYTHONUNBUFFERED", "1")
@@ -319,6 +349,7 @@ class System:
             except OSError as exc:
                 raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
                                             f"fix [services.{svc.name}].command.") from None
+            svc._emit("start")
         with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
             futures = {pool.submit(svc.wait_ready): svc for svc in self.services.values()}
             errors = []
@@ -343,6 +374,7 @@ class System:
             "proxy_api": getattr(self.proxy_server, "url", None),
             "reaper_pid": self.reaper.pid,
             "run_dir": str(self.run_dir),
+            **self.manifest_extra,
         }
         path = self.report_dir / "system.json"
         path.write_text(json.dumps(data, indent=2))
@@ -408,62 +440,10 @@ class System:
             self.reaper.remove_path(str(self.run_dir))
         self.reaper.close()
 
-    # ------------------------------------------------------------------ tests' handle
-    def start_recording(self) -> Any:
-        """Record every message (and every fault of ``system.chaos``) from now on; idempotent."""
-        import time as _time
-
-        from sagaproof.harness.recorder import Recorder
-
-        if self.recorder is None:
-            if self.loop is None:
-                raise SagaproofError("start the system before recording its history.")
-            self.recorder = Recorder(self.nats_urls, self.report_dir / "events.jsonl", t0=_time.time(),
-                                     connect_options=self.nats_options, from_now=not self.spec.nats.embedded)
-            self.loop.run(self.recorder.start(), timeout=30)
-            self.chaos.recorder = self.recorder
-            self.broker.attach_recorder(self.recorder)
-        return self.recorder
-
-    def mark(self) -> float:
-        """The current history time (seconds), to check only what happens after this point."""
-        return float(self.start_recording().now())
-
-    def history(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """The recorded history (messages, faults), in time order, from `since` on."""
-        rec = self.start_recording()
-        self.broker.flush()  # what the links observed up to now
-        return sorted((r for r in list(rec.records) if r.get("t", 0.0) >= since),
-                      key=lambda r: (r.get("t", 0.0), r.get("seq", 0)))
-
-    def start_sagas(self, count: int | None = None, *, seed: int = 0) -> Any:
-        """Start sagas the way the system file's [workload] says (blocking); returns the WorkloadResult."""
-        from sagaproof.harness.workload import Workload, body_factory, http_sender, nats_sender
-
-        w = self.spec.workload
-        send = http_sender(self, w) if w.via == "http" else nats_sender(self, w)
-        return Workload(w, send, body_factory(self.spec), seed=seed, bus=self.bus, count=count,
-                        recorder=self.recorder, sagas=self.spec.sagas).run()
-
-    def check_sagas(self, since: float = 0.0, *, wait: float | None = None) -> Any:
-        """Run the saga checker over the history since `since`, after waiting (at most `wait`, default the
-        longest saga deadline) until nothing is owed; returns a CheckResult (``.ok``, ``.violations``)."""
-        from sagaproof.harness.checker import check_history, judge_as_if_due
-
-        deadline = max((sg.deadline for sg in self.spec.sagas.values()), default=10.0) if wait is None else wait
-        end = time.monotonic() + deadline
-        while True:
-            judged, owed = judge_as_if_due(self.history(since), self.spec.sagas, healed_at=since)
-            if not owed:
-                return judged
-            if time.monotonic() >= end:
-                return check_history(self.history(since), self.spec.sagas, healed_at=since,
-                                     end_at=self.recorder.now())
-            time.sleep(0.2)
-
+    # ------------------------------------------------------------------ helpers for invariants and tests
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
-        from sagaproof.harness.runner import eventually as _eventually
+        from sagaproof.harness.session import eventually as _eventually
 
         __tracebackhide__ = True
         ok, why = _eventually(fn, timeout, interval)
@@ -475,11 +455,13 @@ class System:
         """Kill a NATS node and start it again with its JetStream data (embedded NATS only)."""
         if self.nats is None:
             raise SagaproofError("restart_nats needs embedded NATS; this run uses nats.url.")
+        node = self.nats.nodes[index]
         self.nats.restart_node(index)
+        self.bus.emit(ProcessChanged(f"nats-{index}", "restart", node.process.pid))
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per service: name, port, URL, NATS URL (credentials hidden), log path."""
-        return [{"name": s.name, "port": s.port, "url": s.url, "nats_url": _hide_password(s.nats_url),
+        return [{"name": s.name, "port": s.port, "url": s.url, "nats_url": hide_password(s.nats_url),
                  "log": str(s.log_path), "pid": s.pid} for s in self.services.values()]
 
 
@@ -488,10 +470,6 @@ def _with_credentials(url: str, user: str | None, password: str | None) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{user}:{password or ''}@{rest}"
-
-
-def _hide_password(url: str) -> str:
-    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int,
@@ -514,7 +492,7 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
         # The server's refusal ("Authorization Violation") says most; a reset that follows it says little.
         auth = [e for e in seen if "authori" in e.lower() or "authentication" in e.lower()]
         why = (auth or seen or [f"{type(exc).__name__}: {exc}"])[-1]
-        raise EnvironmentStartError(f"NATS at {_hide_password(spec.nats.url or '')} could not be reached "
+        raise EnvironmentStartError(f"NATS at {hide_password(spec.nats.url or '')} could not be reached "
                                     f"({why}); check nats.url and its credentials and TLS settings.") from None
     try:
         js = nc.jetstream(timeout=10)

@@ -1,27 +1,47 @@
 """Reports of a run, written to the report directory: ``report.json``, ``junit.xml`` and ``report.html``.
 
-``write_reports(result, report_dir, history)`` is the one entry point; the CLI and the pytest plugin call it
-after a run. The HTML report is a single self-contained file (inline CSS and SVG, no scripts or network).
+``write_reports(result, report_dir, history)`` writes them; :class:`ReportWriter` is the engine-event
+consumer that calls it when a run finishes (the session's :class:`~harness.events.RunFinished` carries the
+result, and the history is read back from ``events.jsonl`` as a stream). The HTML report is a single
+self-contained file (inline CSS and SVG, no scripts or network).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sagaproof.harness.events import Event, RunFinished
 from sagaproof.harness.results import RunResult
 
-__all__ = ["render_html", "write_reports"]
+__all__ = ["ReportWriter", "render_html", "write_reports"]
 
 
-def write_reports(result: RunResult, report_dir: Path, history: list[dict[str, Any]]) -> dict[str, Path]:
+class ReportWriter:
+    """Bus listener: on :class:`RunFinished` write the reports of that run into its report directory."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, Path] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunFinished) and event.result is not None:
+            from sagaproof.harness.history import HistoryReader
+
+            result = event.result
+            history = HistoryReader(result.history_path) if result.history_path else []
+            self.paths = write_reports(result, Path(event.report_dir), history)
+
+
+def write_reports(result: RunResult, report_dir: Path, history: Iterable[dict[str, Any]]) -> dict[str, Path]:
     """Write report.json, junit.xml and report.html into ``report_dir`` (created if missing).
 
     Args:
         result: the run's result; its ``command`` is filled into every saga violation as the reproduce line.
         report_dir: the directory to write to.
-        history: the recorded history (the records of ``events.jsonl``), for the timeline and the map.
+        history: the recorded history (the records of ``events.jsonl``, a re-iterable such as a
+            :class:`~harness.history.HistoryReader`), for the timeline and the map; read twice, never stored.
 
     Returns:
         ``{"report.json": path, "junit.xml": path, "report.html": path}``.
@@ -40,7 +60,7 @@ def write_reports(result: RunResult, report_dir: Path, history: list[dict[str, A
     return paths
 
 
-def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
+def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     """The HTML report as a string (see :mod:`harness.report.html`)."""
     from sagaproof.harness.report.html import render_html as _render
 

@@ -10,6 +10,7 @@ services and notes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from html import escape
 from typing import Any
 
@@ -43,6 +44,8 @@ h2{font-size:19px;margin:0 0 10px}h3{font-size:16px;margin:0 0 6px}
 .check.bad{border-left-color:var(--fail);background:#fff5f5}
 .check .name{font-weight:600}.check .icon{font-weight:700;margin-right:6px}
 .check.ok .icon{color:var(--pass)}.check.bad .icon{color:var(--fail)}
+.check.skip{border-left-color:var(--line);background:var(--bg)}
+.notdone{color:var(--fail);font-weight:600}
 .saga{border-left:6px solid var(--fail)}
 .tag{display:inline-block;background:#ffebe9;color:var(--fail);border:1px solid #ff818266;border-radius:12px;
 padding:0 9px;margin:0 4px 4px 0;font-size:12px;font-weight:600}
@@ -65,8 +68,24 @@ def _e(x: Any) -> str:
     return escape(str(x), quote=True)
 
 
-def _collect(history: list[dict[str, Any]], result: RunResult) -> dict[str, Any]:
-    """One pass (plus one for rate buckets) over the history: extent, phases, faults, rate, observed flows."""
+_TIMELINE_PHASES = ("workload_start", "workload_end", "healed", "converged")
+
+
+def _schedule_offset(faults: list[dict[str, Any]]) -> float | None:
+    """History time of the schedule's zero (from a fault that really started), to place unstarted ones."""
+    for f in faults:
+        if isinstance(f.get("started_at"), int | float) and isinstance(f.get("late_by"), int | float) \
+                and isinstance(f.get("start"), int | float) and f.get("source", "nemesis") == "nemesis":
+            return float(f["started_at"]) - float(f["late_by"]) - float(f["start"])
+    return None
+
+
+def _collect(history: Iterable[dict[str, Any]], result: RunResult) -> dict[str, Any]:
+    """One pass (plus one for rate buckets) over the history: extent, phases, faults, rate, observed flows.
+
+    Faults are drawn where they really were (``started_at``/``ended_at``, history time); a fault that never
+    started is listed at its planned time, marked as not carried out.
+    """
     end = 0.0
     phases: list[tuple[float, str]] = []
     fstarts: dict[str, dict[str, Any]] = {}
@@ -80,10 +99,11 @@ def _collect(history: list[dict[str, Any]], result: RunResult) -> dict[str, Any]
             k = (str(rec.get("producer") or "?"), str(rec.get("subject")))
             observed[k] = observed.get(k, 0) + 1
         elif kind == "phase":
-            phases.append((t, str(rec.get("phase"))))
+            if rec.get("phase") in _TIMELINE_PHASES:
+                phases.append((t, str(rec.get("phase"))))
         elif kind == "fault_start":
             f = dict(rec.get("fault") or {})
-            f.setdefault("start", t)
+            f.setdefault("started_at", t)
             fstarts[str(f.get("id"))] = f
         elif kind == "fault_end":
             fends[str(rec.get("fault_id"))] = t
@@ -92,8 +112,18 @@ def _collect(history: list[dict[str, Any]], result: RunResult) -> dict[str, Any]
         for fid, f in fstarts.items():
             f["ended_at"] = fends.get(fid)
             faults.append(f)
+    offset = _schedule_offset(faults)
+    shown = []
     for f in faults:
-        end = max(end, float(f.get("ended_at") or 0.0), float(f.get("start") or 0.0))
+        d = dict(f)
+        d["planned_start"] = f.get("start")
+        if isinstance(f.get("started_at"), int | float):
+            d["start"] = float(f["started_at"])
+        elif offset is not None and isinstance(f.get("start"), int | float):
+            d["start"] = offset + float(f["start"])
+        d.setdefault("status", "carried out" if f.get("started_at") is not None else "not started")
+        shown.append(d)
+        end = max(end, float(d.get("ended_at") or 0.0), float(d.get("start") or 0.0))
     end = max(end, 1e-3)
     nb = 200
     bucket = end / nb
@@ -101,8 +131,8 @@ def _collect(history: list[dict[str, Any]], result: RunResult) -> dict[str, Any]
     for rec in history:
         if rec.get("kind") == "message":
             rate[max(0, min(nb - 1, int(float(rec.get("t") or 0.0) / bucket)))] += 1  # t < 0: clock skew
-    faults.sort(key=lambda f: (float(f.get("start") or 0.0), str(f.get("id"))))
-    return {"end": end, "phases": phases, "faults": faults, "rate": rate, "bucket": bucket, "observed": observed}
+    shown.sort(key=lambda f: (float(f.get("start") or 0.0), str(f.get("id"))))
+    return {"end": end, "phases": phases, "faults": shown, "rate": rate, "bucket": bucket, "observed": observed}
 
 
 def _headline(result: RunResult) -> str:
@@ -128,6 +158,9 @@ def _headline(result: RunResult) -> str:
 
 def _check_card(c: CheckOutcome) -> str:
     title = CHECK_TITLES.get(c.name, c.name)
+    if getattr(c, "skipped", False):
+        return (f"<div class='check skip'><span class='icon'>–</span><span class='name'>{_e(title)}</span> "
+                f"<span class='muted'>skipped</span><div class='muted'>{_e(c.summary)}</div></div>")
     return (f"<div class='check {'ok' if c.ok else 'bad'}'><span class='icon'>{'✓' if c.ok else '✗'}</span>"
             f"<span class='name'>{_e(title)}</span> <span class='muted'>{'passed' if c.ok else 'FAILED'}</span>"
             f"<div class='muted'>{_e(c.summary)}</div></div>")
@@ -154,7 +187,8 @@ def _saga_section(group: list[SagaViolation], result: RunResult, patterns: dict[
     v0 = group[0]
     marks = sorted({m for v in group for m in v.marks})
     receivers = {str(e.get("subject")): _receivers_for(str(e.get("subject")), patterns, cache) for e in v0.events}
-    fault_ids = list(dict.fromkeys(f for fa in v0.faults_active for f in fa))
+    fault_ids = list(dict.fromkeys([f for v in group for fa in v.faults_active for f in fa]
+                                   + [f for v in group for f in v.faults]))
     chips = "".join(f"<span class='fault' style='background:{svg.fault_color(v0.faults.get(f, {}).get('kind'))}'>"
                     f"{_e(svg.fault_label(v0.faults.get(f, {'id': f})))}</span>" for f in fault_ids)
     dl = "".join(f"<dt>{_e(CHECK_TITLES.get(v.check, v.check))}</dt><dd>expected: {_e(v.expected)}</dd>"
@@ -163,12 +197,13 @@ def _saga_section(group: list[SagaViolation], result: RunResult, patterns: dict[
     return (f"<section class='saga' id='{_e(anchor)}'><h3>saga <code>{_e(v0.saga)}</code> · key <code>{_e(v0.key)}"
             f"</code></h3><div>{''.join(f'<span class=tag>{_e(CHECK_TITLES.get(v.check, v.check))}</span>' for v in group)}"
             f"</div><dl class='v'>{dl}</dl>"
-            f"<div>faults active during this saga: {chips or '<span class=muted>none</span>'}</div>"
+            f"<div>faults active during this saga (and, for one that never finished, until its deadline): "
+            f"{chips or '<span class=muted>none</span>'}</div>"
             f"<div class='scroll'>{svg.sequence(v0.events, v0.faults_active, v0.faults, marks, receivers)}</div>"
             f"<details open><summary>as text</summary><pre>{_e(text)}</pre></details></section>")
 
 
-def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
+def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     """The whole report as one HTML string."""
     info = _collect(history, result)
     cr = result.check_result
@@ -195,7 +230,9 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
     inv = "".join(_check_card(c) for c in result.invariants)
     parts.append(f"<section id='checks'><h2>Checks</h2><div class='grid'>{cards or '<span class=muted>none</span>'}"
                  f"</div>{'<h3 style=margin-top:14px>Invariants</h3><div class=grid>' + inv + '</div>' if inv else ''}")
-    failing_details = [d for c in result.invariants + [c for c in result.checks if c.name not in CHECK_TITLES]
+    # each failing check's details once: the invariants (shown on their own above) and the checks that are not
+    # saga checks (those have their own section below)
+    failing_details = [d for c in result.invariants + [c for c in checks if c.name not in CHECK_TITLES]
                        if not c.ok for d in c.details]
     if failing_details:
         parts.append("<details open><summary>failure details</summary><pre>" +
@@ -209,13 +246,32 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
             i = v.marks[0] if v.marks else (len(v.events) - 1)
             if v.events:
                 vticks.append((float(v.events[max(0, i)]["t"]), f"{v.check} {v.saga}/{v.key}"))
-    fault_list = "".join(f"<li><span class='fault' style='background:{svg.fault_color(f.get('kind'))}'>"
-                         f"{_e(svg.fault_label(f))}</span> {float(f.get('start') or 0):.3f}s → "
-                         f"{_e(format(float(f['ended_at']), '.3f') + 's' if f.get('ended_at') is not None else 'not ended')}"
-                         f"{' · ' + _e(json.dumps(f.get('params'))) if f.get('params') else ''}</li>"
-                         for f in info["faults"][:100])
+    def _fault_item(f: dict[str, Any]) -> str:
+        status = f.get("status", "carried out")
+        planned = f.get("planned_start")
+        when = (f"{float(f['start']):.3f}s → " + (format(float(f['ended_at']), '.3f') + "s"
+                if f.get("ended_at") is not None else "not ended")) if f.get("started_at") is not None else \
+            "never active"
+        plan = (f" · planned at {float(planned):.3f}s for {float(f.get('duration') or 0):.3f}s on the schedule's clock"
+                if isinstance(planned, int | float) and f.get("source", "nemesis") == "nemesis" else "")
+        late = (f" · started {float(f['late_by']):.3f}s late" if isinstance(f.get("late_by"), int | float)
+                and f["late_by"] >= 0.05 else "")
+        bad = status not in ("carried out",)
+        return (f"<li><span class='fault' style='background:{svg.fault_color(f.get('kind'))}'>"
+                f"{_e(svg.fault_label(f))}</span> {_e(when)}{_e(plan)}{_e(late)}"
+                f"{' · ' + _e(json.dumps(f.get('params'))) if f.get('params') else ''}"
+                f"{(' · <span class=notdone>' + _e(status) + (': ' + _e(f.get('error')) if f.get('error') else '') + '</span>') if bad else ''}"
+                f"</li>")
+
+    not_done = [f for f in info["faults"] if f.get("status", "carried out") != "carried out"]
+    fault_list = "".join(_fault_item(f) for f in (not_done + [f for f in info["faults"] if f not in not_done])[:150])
+    if not_done:
+        parts.append(f"<section id='not-carried-out'><h2>Faults not carried out ({len(not_done)})</h2>"
+                     f"<p class='muted'>Planned, but never injected, or started later than their own length: the "
+                     f"run did not test what its schedule says.</p><ul class='flat'>"
+                     + "".join(_fault_item(f) for f in not_done[:100]) + "</ul></section>")
     parts.append(f"<section id='timeline'><h2>Fault timeline</h2>"
-                 f"<div class='scroll'>{svg.timeline(info['faults'][:MAX_FAULT_LANES], info['phases'], info['rate'], info['bucket'], info['end'], vticks)}</div>"
+                 f"<div class='scroll'>{svg.timeline([f for f in info['faults'] if f.get('started_at') is not None][:MAX_FAULT_LANES], info['phases'], info['rate'], info['bucket'], info['end'], vticks)}</div>"
                  f"{'<p class=muted>showing the first ' + str(MAX_FAULT_LANES) + ' faults</p>' if len(info['faults']) > MAX_FAULT_LANES else ''}"
                  f"{'<details><summary>' + str(len(info['faults'])) + ' faults</summary><ul class=flat>' + fault_list + '</ul></details>' if fault_list else ''}"
                  f"</section>")
@@ -294,10 +350,20 @@ def render_html(result: RunResult, history: list[dict[str, Any]]) -> str:
 
     if result.shrink:
         sched = result.shrink.get("minimal") or result.shrink.get("schedule") or []
-        parts.append(f"<section id='shrink'><h2>Minimal failing schedule</h2><p>{len(sched)} fault(s) are enough to "
-                     f"reproduce the failure:</p><pre>{_e(json.dumps(sched, indent=2))}</pre>"
+        complete = result.shrink.get("complete", True)
+        heading = "Minimal failing schedule" if complete else "Smallest failing schedule found"
+        claim = (f"{len(sched)} fault(s) are enough to reproduce the failure:" if complete else
+                 f"Smallest found in {result.shrink.get('reruns', len(result.shrink.get('runs') or []))} re-runs, "
+                 f"not proven minimal: {len(sched)} fault(s) reproduce the failure:")
+        parts.append(f"<section id='shrink'><h2>{heading}</h2><p>{_e(claim)}</p><pre>{_e(json.dumps(sched, indent=2))}</pre>"
                      f"<code class='cmd' style='background:#24292f'>{_e(result.shrink.get('command', ''))}</code>"
                      f"</section>")
+    if result.notable_events:
+        rows = "".join(f"<tr><td>{float(e.get('t') or 0):.3f}s</td><td><code>{_e(e.get('kind'))}</code></td>"
+                       f"<td>{_e(e.get('summary'))}</td></tr>" for e in result.notable_events[:200])
+        parts.append(f"<section id='events'><h2>Notable events</h2><p class='muted'>Everything the engine reported "
+                     f"for people: faults, failed injections, processes that exited on their own, and any other "
+                     f"kind of event.</p><table><tr><th>t</th><th>kind</th><th>what</th></tr>{rows}</table></section>")
     if result.services:
         rows = "".join(f"<tr><td>{_e(s.get('name'))}</td><td>{_e(s.get('port'))}</td><td><code>{_e(s.get('log'))}"
                        f"</code></td></tr>" for s in result.services)

@@ -41,6 +41,10 @@ def _case(suite: ET.Element, classname: str, name: str, *, failure: tuple[str, s
 
 
 def _outcome_case(suite: ET.Element, classname: str, c: CheckOutcome, command: str) -> None:
+    if getattr(c, "skipped", False):
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _clean(c.name), "time": "0"})
+        ET.SubElement(case, "skipped", {"message": _clean(c.summary)})
+        return
     if c.ok:
         _case(suite, classname, c.name, out=c.summary)
     else:
@@ -55,7 +59,7 @@ def _finish(suite: ET.Element) -> None:
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
     suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
-    suite.set("skipped", "0")
+    suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
     suite.set("time", "0")
 
 

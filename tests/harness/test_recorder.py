@@ -1,4 +1,5 @@
-"""The recorder: every message in order with its stream sequence, validated, and loud when it falls behind."""
+"""The recorder: every message in order with its stream sequence, validated, loud when it falls behind, and
+still recording after the broker restarts. It keeps nothing: the history is the events it emits."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import nats
 from sagaproof.harness.config import load_system_file
+from sagaproof.harness.events import EventBus
+from sagaproof.harness.history import History, read_records
 from sagaproof.harness.recorder import Recorder, subject_matches
 from sagaproof.harness.system import System
 
@@ -35,23 +38,45 @@ async def _publish(url: str, n: int, core: int = 0) -> None:
     await nc.close()
 
 
+def _recording(system: System, tmp_path: Path, **kw) -> tuple[Recorder, History]:
+    bus = EventBus()
+    history = History(tmp_path / "events.jsonl", t0=time.time())
+    bus.subscribe(history)
+    rec = Recorder(system.nats_urls, bus.emit, **kw)
+    system.loop.run(rec.start())
+    return rec, history
+
+
 def test_records_stream_and_core_traffic_in_order_with_sequences(tmp_path: Path):
     with System(load_system_file(MINI), report_dir=tmp_path) as system:
-        rec = Recorder(system.nats_urls, tmp_path / "events.jsonl", t0=time.time())
-        system.loop.run(rec.start())
+        rec, history = _recording(system, tmp_path)
         system.loop.run(_publish(system.nats_url, 300, core=5))
         system.loop.run(asyncio.sleep(0.3))
         system.loop.run(rec.drain())
         system.loop.run(rec.stop())
-    stream = [r for r in rec.records if r.get("stream") == "MINI"]
+    history.close()
+    records = list(read_records(tmp_path / "events.jsonl"))
+    stream = [r for r in records if r.get("stream") == "MINI"]
     assert [r["stream_seq"] for r in stream] == list(range(1, 301))
     assert [r["data"]["i"] for r in stream] == list(range(300))
-    assert len([r for r in rec.records if r["subject"] == "loose.chatter"]) == 5
-    assert rec.problems == []
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
-    assert len(lines) == len(rec.records) == 305
-    ts = [json.loads(line)["t"] for line in lines]
+    assert len([r for r in records if r["subject"] == "loose.chatter"]) == 5
+    assert rec.problems == [] and rec.messages == 305 == len(records)
+    ts = [r["t"] for r in records]
     assert ts == sorted(ts)
+    assert not hasattr(rec, "records"), "the recorder keeps no copy of the history"
+
+
+def test_recording_resumes_after_the_broker_restarts(tmp_path: Path):
+    with System(load_system_file(MINI), report_dir=tmp_path) as system:
+        rec, history = _recording(system, tmp_path)
+        system.loop.run(_publish(system.nats_url, 10))
+        system.restart_nats(0)  # SIGKILL and start again, JetStream data kept
+        system.loop.run(_publish(system.nats_url, 10))
+        system.loop.run(rec.drain(timeout=8))  # with the old 5 s heartbeats it took 10-20 s
+        system.loop.run(rec.stop())
+    history.close()
+    seqs = [r["stream_seq"] for r in read_records(tmp_path / "events.jsonl", kinds=("message",))]
+    assert seqs == list(range(1, 21)) and rec.problems == []
 
 
 def test_a_recorder_that_falls_behind_says_so(tmp_path: Path):
@@ -61,12 +86,13 @@ def test_a_recorder_that_falls_behind_says_so(tmp_path: Path):
             return []
 
     with System(load_system_file(MINI), report_dir=tmp_path) as system:
-        rec = Recorder(system.nats_urls, tmp_path / "events.jsonl", t0=time.time(), validator=SlowValidator(),
-                       pending_limit=20)
-        system.loop.run(rec.start())
+        rec, history = _recording(system, tmp_path, validator=SlowValidator(), pending_limit=20)
         system.loop.run(_publish(system.nats_url, 0, core=3000))
         system.loop.run(asyncio.sleep(1.0))
         system.loop.run(rec.drain())
         system.loop.run(rec.stop())
+    history.close()
     assert rec.problems, "dropped messages went unnoticed"
     assert "fell behind" in rec.problems[0]
+    problems = list(read_records(tmp_path / "events.jsonl", kinds=("recorder_problem",)))
+    assert problems and "fell behind" in problems[0]["problem"]

@@ -351,3 +351,39 @@ def test_consumers_section_matrix_coverage_and_not_taken_receivers_on_the_map(tm
     assert "declared receiver never took any of it" in html
     data = json.loads(json.dumps(result.to_dict(), default=str))
     assert data["first_failure"] == "delivery guarantee" and data["broker"]["counts"]["consumption"] == 1
+
+
+def test_html_shows_each_invariants_details_once(tmp_path: Path) -> None:
+    result, history = build_run(tmp_path)
+    result.checks = result.checks + result.invariants  # the engine lists every outcome in checks, invariants too
+    html = render_html(result, history)
+    assert html.count("money_conserved: AssertionError: charged 4200 but ledger holds 4300") == 1
+
+
+def test_shrinking_that_ran_out_of_reruns_does_not_claim_a_minimum(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from sagaproof.harness.cli import print_result
+
+    result, history = build_run(tmp_path)
+    result.shrink = {"check": "no_double_effect", "original": 3, "minimal": [result.faults[2]],
+                     "runs": [{"faults": [], "failed": False}] * 4, "command": COMMAND + " --schedule m.json",
+                     "complete": False, "reruns": 4}
+    assert "Smallest found in 4 re-runs, not proven minimal" in render_html(result, history)
+    print_result(result)
+    out = capsys.readouterr().out
+    assert "Smallest failing schedule found in 4 re-runs, not proven minimal: 1 of 3 faults" in out
+    result.shrink["complete"] = True
+    html = render_html(result, history)
+    assert "Minimal failing schedule" in html and "not proven minimal" not in html
+
+
+def test_report_json_follows_its_json_schema(tmp_path: Path) -> None:
+    import jsonschema_rs
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+    result, history = build_run(tmp_path)
+    paths = write_reports(result, tmp_path, history)
+    data = json.loads(paths["report.json"].read_text())
+    assert data["schema_version"] == 2
+    errors = [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(data)]
+    assert errors == []

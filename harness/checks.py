@@ -1,0 +1,466 @@
+"""The checks of a run (or of a pytest test's window): functions over the history, registered in one list.
+
+A check is a function ``check(ctx: CheckContext) -> Iterable[CheckOutcome]``. It reads the history through
+``ctx.history`` (a re-iterable stream of ``events.jsonl`` records; nothing is held in memory), judges what
+falls in ``ctx.window``, and returns one or more :class:`~harness.results.CheckOutcome`, each with its
+:class:`~harness.findings.Finding` list. The session runs every function in :data:`CHECKS`, in order, for
+the CLI's ``run`` and for the pytest handle's ``check_sagas``; adding a check is one call::
+
+    from sagaproof.harness.checks import CheckContext, register_check
+    from sagaproof.harness.results import CheckOutcome
+
+    def no_poison(ctx: CheckContext):
+        bad = [r for r in ctx.history.of("message") if ctx.window.holds(r) and r["subject"] == "poison"]
+        yield CheckOutcome("no poison", not bad, f"{len(bad)} poison messages")
+
+    register_check(no_poison)
+
+The built-in checks, in the order their outcomes are reported: the five saga checks (with "sagas judged",
+which fails when there was nothing to judge), the invariants, live contract conformance, recorder
+completeness and "fault schedule carried out".
+
+Memory stays flat however long the run: the saga checker is fed a stream, and a long history is first split
+by saga key into shards of at most :data:`SHARD_MESSAGES` messages, each judged on its own and the results
+merged (an instance's messages all land in one shard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagaproof.harness.checker import CHECK_TITLES, CheckResult, check_history
+from sagaproof.harness.checker import CHECKS as SAGA_CHECKS
+from sagaproof.harness.config import SagaSpec, SystemSpec
+from sagaproof.harness.events import Event
+from sagaproof.harness.findings import Finding
+from sagaproof.harness.history import HistoryReader
+from sagaproof.harness.results import CheckOutcome
+
+__all__ = ["CHECKS", "CheckContext", "CheckFn", "Window", "key_of", "register_check", "run_checks",
+           "saga_result"]
+
+SHARD_MESSAGES = 5_000
+SAGAS_JUDGED = "sagas judged"
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a check judges: the sagas that started in ``[since, until)`` (all when both are None), or exactly
+    the saga instances with these ``keys`` (each a key string, or ``(saga, key)``)."""
+
+    since: float | None = None
+    until: float | None = None
+    keys: frozenset[Any] | None = None
+
+    def holds(self, record: dict[str, Any]) -> bool:
+        """True when the record's time is inside the window (for checks of single records)."""
+        t = record.get("t", 0.0)
+        return (self.since is None or t >= self.since) and (self.until is None or t < self.until)
+
+    @property
+    def everything(self) -> bool:
+        return self.since is None and self.until is None and self.keys is None
+
+
+@dataclass
+class CheckContext:
+    """What a check gets.
+
+    Attributes:
+        spec: the system file.
+        history: every record so far (a re-iterable stream); narrow it with ``history.of("message", ...)``.
+        window: what to judge.
+        healed_at: history time when the last fault healed (deadlines count from here).
+        end_at: history time the judgement is made at (a deadline after it is still pending).
+        facts: what the session knows beyond the history: ``planned_faults`` (the nemesis schedule, fault
+            dicts), ``schedule_tolerance``, ``validator`` (contracts were loaded), ``messages`` (recorded),
+            ``scratch`` (a directory for temporary files), ``repro`` (the reproduce command).
+        emit: emit an engine event (it reaches the history, the progress display, the reports, pytest).
+    """
+
+    spec: SystemSpec
+    history: HistoryReader
+    window: Window = field(default_factory=Window)
+    healed_at: float = 0.0
+    end_at: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+    emit: Callable[[Event], None] = lambda event: None
+
+
+CheckFn = Callable[[CheckContext], Iterable[CheckOutcome]]
+
+
+def run_checks(ctx: CheckContext, checks: Iterable[CheckFn] | None = None) -> list[CheckOutcome]:
+    """Run the checks (default :data:`CHECKS`) and return every outcome, in order."""
+    out: list[CheckOutcome] = []
+    for fn in list(CHECKS if checks is None else checks):
+        out.extend(fn(ctx))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- sagas
+
+
+def key_of(data: Any, path: str) -> str | None:
+    """The correlation key of a payload: ``data[path]``, or a dotted path into nested objects."""
+    if not isinstance(data, dict):
+        return None
+    if path in data:
+        value = data[path]
+    else:
+        value = data
+        parts = path.split(".")
+        if parts and parts[0] == "data" and "data" not in data:
+            parts = parts[1:]
+        for part in parts:
+            if not isinstance(value, dict) or part not in value:
+                return None
+            value = value[part]
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def _rank(check: str) -> int:
+    return SAGA_CHECKS.index(check) if check in SAGA_CHECKS else len(SAGA_CHECKS)
+
+
+def merge_results(parts: list[CheckResult], *, healed_at: float, end_at: float) -> CheckResult:
+    """One :class:`CheckResult` from the results of disjoint sets of saga instances (shards, sagas)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = CheckResult(healed_at=healed_at, end_at=end_at)
+
+    def merge(values: list[Any]) -> Any:
+        v0 = next((v for v in values if v is not None), None)
+        if v0 is None:
+            return None
+        if isinstance(v0, bool):
+            return any(values)
+        if isinstance(v0, int):
+            return sum(v or 0 for v in values)
+        if isinstance(v0, float):
+            return max(v for v in values if v is not None)
+        if isinstance(v0, list):
+            return [x for v in values if v for x in v]
+        if isinstance(v0, dict):
+            keys = dict.fromkeys(k for v in values if v for k in v)
+            return {k: merge([v.get(k) for v in values if v and k in v]) for k in keys}
+        return v0
+
+    for f in dataclasses.fields(CheckResult):
+        if f.name in ("healed_at", "end_at"):
+            continue
+        values = [getattr(p, f.name) for p in parts]
+        if f.name == "violations":
+            merged = [v for p in parts for v in p.violations]
+            merged.sort(key=lambda v: (_rank(v.check), float(v.events[0]["t"]) if v.events else 0.0, str(v.key)))
+            setattr(out, f.name, merged)
+        else:
+            setattr(out, f.name, merge(values))
+    return out
+
+
+def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Window) -> dict[str, set[str]]:
+    """saga -> the keys of its instances in the window (those whose start event is in it, or those asked)."""
+    if window.keys is not None:
+        out: dict[str, set[str]] = {name: set() for name in sagas}
+        for k in window.keys:
+            if isinstance(k, tuple):
+                if k[0] in out:
+                    out[k[0]].add(str(k[1]))
+            else:
+                for s in out.values():
+                    s.add(str(k))
+        return out
+    starts: dict[str, list[str]] = {}
+    for name, s in sagas.items():
+        starts.setdefault(s.start, []).append(name)
+    out = {name: set() for name in sagas}
+    for rec in history.of("message"):
+        names = starts.get(rec.get("subject"))
+        if names and window.holds(rec):
+            for name in names:
+                k = key_of(rec.get("data"), sagas[name].key)
+                if k is not None:
+                    out[name].add(k)
+    return out
+
+
+def _shard_files(records: Iterable[dict[str, Any]], key_path: str, shards: int, scratch: Path,
+                 keep: Callable[[str | None], bool]) -> list[Path]:
+    """Split a history into `shards` files by saga key (non-message records go to every shard)."""
+    paths = [scratch / f"shard-{i}.jsonl" for i in range(shards)]
+    files = [open(p, "w", encoding="utf-8") for p in paths]
+    try:
+        for rec in records:
+            line = json.dumps(rec, separators=(",", ":"), default=str) + "\n"
+            if rec.get("kind") == "message":
+                k = key_of(rec.get("data"), key_path)
+                if not keep(k):
+                    continue
+                files[0 if k is None else zlib.crc32(k.encode()) % shards].write(line)
+            else:
+                for f in files:
+                    f.write(line)
+    finally:
+        for f in files:
+            f.close()
+    return paths
+
+
+def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, keep: Callable[[str | None], bool],
+           healed_at: float, end_at: float, n_messages: int, scratch: Path | None) -> CheckResult:
+    """check_history over the records of these sagas (all keyed by `key_path`), sharded when long."""
+    from sagaproof.harness.history import read_records
+
+    shards = max(1, math.ceil(n_messages / SHARD_MESSAGES))
+
+    def filtered(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for rec in src:
+            if rec.get("kind") != "message" or keep(key_of(rec.get("data"), key_path)):
+                yield rec
+
+    kinds = ("message", "fault_start", "fault_end", "phase")
+    if shards == 1 or scratch is None:
+        return check_history(filtered(records.of(*kinds)), sagas, healed_at=healed_at, end_at=end_at)
+    work = Path(tempfile.mkdtemp(prefix="sagaproof-shards-", dir=scratch))
+    try:
+        paths = _shard_files(records.of(*kinds), key_path, shards, work, keep)
+        parts = [check_history(read_records(p), sagas, healed_at=healed_at, end_at=end_at) for p in paths]
+        return merge_results(parts, healed_at=healed_at, end_at=end_at)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def saga_result(history: HistoryReader, sagas: dict[str, SagaSpec], window: Window, *, healed_at: float,
+                end_at: float, n_messages: int = 0, scratch: Path | None = None) -> CheckResult:
+    """The saga checker's verdict on the instances in the window, reading the history as a stream."""
+    if not sagas:
+        return CheckResult(healed_at=healed_at, end_at=end_at)
+    if window.everything:
+        groups: dict[str, dict[str, SagaSpec]] = {}
+        for name, s in sagas.items():
+            groups.setdefault(s.key, {})[name] = s
+        parts = [_judge(history, g, path, lambda k: True, healed_at, end_at, n_messages, scratch)
+                 for path, g in groups.items()]
+        result = merge_results(parts, healed_at=healed_at, end_at=end_at)
+        if len(parts) > 1:
+            result.messages_seen = n_messages or result.messages_seen
+        return result
+    keys = _window_keys(history, sagas, window)
+    parts = []
+    for name, s in sagas.items():
+        wanted = keys[name]
+        if not wanted:
+            continue
+        parts.append(_judge(history, {name: s}, s.key, lambda k, w=wanted: k is not None and k in w, healed_at,
+                            end_at, n_messages, scratch))
+    if not parts:
+        return CheckResult(healed_at=healed_at, end_at=end_at)
+    return merge_results(parts, healed_at=healed_at, end_at=end_at)
+
+
+def _fault_intervals(history: HistoryReader) -> dict[str, tuple[float, float | None, dict[str, Any]]]:
+    out: dict[str, tuple[float, float | None, dict[str, Any]]] = {}
+    for rec in history.of("fault_start", "fault_end"):
+        if rec["kind"] == "fault_start":
+            f = rec.get("fault") or {}
+            out[str(f.get("id"))] = (float(rec.get("t") or 0.0), None, f)
+        else:
+            fid = str(rec.get("fault_id"))
+            if fid in out:
+                start, _, f = out[fid]
+                out[fid] = (start, float(rec.get("t") or 0.0), f)
+    return out
+
+
+def _label(f: dict[str, Any]) -> str:
+    return f"{f.get('id')} {f.get('kind', '?')}" + (f" {f['target']}" if f.get("target") else "")
+
+
+def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[str, SagaSpec],
+                       healed_at: float) -> None:
+    """For each saga that never finished, name the faults active from its last event to its deadline (a
+    fault that lost the next event came after the last one seen, so the per-event fault lists miss it)."""
+    unfinished = [v for v in result.violations if v.check == "termination" and v.events
+                  and not any(str(e.get("role", "")).startswith("outcome") for e in v.events)]
+    if not unfinished:
+        return
+    intervals = _fault_intervals(history)
+    for v in unfinished:
+        spec = sagas.get(v.saga)
+        if spec is None:
+            continue
+        last_t = float(v.events[-1]["t"])
+        start_t = next((float(e["t"]) for e in v.events if e.get("role") == "start"), float(v.events[0]["t"]))
+        deadline_at = max(healed_at, start_t) + spec.deadline
+        hit = [(fid, f) for fid, (s, e, f) in intervals.items() if s <= deadline_at and (e is None or e >= last_t)]
+        names = ", ".join(_label(f) for _, f in hit) or "none"
+        v.detail = (v.detail + "; " if v.detail else "") + (
+            f"faults active from its last event (t={last_t:.3f}s) to its deadline (t={deadline_at:.3f}s): {names}")
+        for fid, f in hit:
+            v.faults.setdefault(fid, f)
+
+
+def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """The five saga checks, plus "sagas judged" (fails when the window had no saga to judge)."""
+    sagas = ctx.spec.sagas
+    if not sagas:
+        for name in SAGA_CHECKS:
+            yield CheckOutcome(name, True, f"{CHECK_TITLES[name]}: skipped, the system file declares no [sagas]",
+                               skipped=True)
+        return
+    result = saga_result(ctx.history, sagas, ctx.window, healed_at=ctx.healed_at, end_at=ctx.end_at,
+                         n_messages=int(ctx.facts.get("messages") or 0), scratch=ctx.facts.get("scratch"))
+    explain_unfinished(result, ctx.history, sagas, ctx.healed_at)
+    repro = ctx.facts.get("repro")
+    if repro:
+        result.with_repro(repro)
+    ctx.facts["saga_result"] = result
+    if result.sagas_checked == 0:
+        where = ("with the keys asked for" if ctx.window.keys is not None else
+                 "in this window" if not ctx.window.everything else "in this run")
+        text = (f"no saga started {where} (no {' or '.join(sorted({s.start for s in sagas.values()}))} recorded), "
+                f"so nothing was judged; a check with nothing to judge does not pass")
+        yield CheckOutcome(SAGAS_JUDGED, False, text, [text], [Finding(SAGAS_JUDGED, text, text)])
+        for name in SAGA_CHECKS:
+            yield CheckOutcome(name, True, f"{CHECK_TITLES[name]}: skipped, nothing to judge", skipped=True)
+        return
+    yield CheckOutcome(SAGAS_JUDGED, True, f"{result.sagas_checked} sagas judged")
+    for name in SAGA_CHECKS:
+        vs = result.by_check(name)
+        findings = [Finding.from_violation(v) for v in vs]
+        yield CheckOutcome(name, not vs, f"{CHECK_TITLES[name]}: {result.summary(name)}",
+                           [f.message for f in findings], findings)
+
+
+# --------------------------------------------------------------------------------------------- others
+
+
+def invariants(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """The invariants evaluated in the window (``invariant`` records; the session evaluates them)."""
+    for rec in ctx.history.of("invariant"):
+        if not ctx.window.holds(rec):
+            continue
+        name = f"invariant {rec.get('name')}"
+        ok = bool(rec.get("ok"))
+        details = list(rec.get("details") or [])
+        findings = [] if ok else [Finding(name, str(rec.get("summary") or ""), "\n".join(details) or name,
+                                          t=rec.get("t"))]
+        yield CheckOutcome(name, ok, str(rec.get("summary") or ""), details, findings)
+
+
+def live_contracts(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """Every recorded message matched its contract (``contract_violation`` records in the window)."""
+    if not ctx.facts.get("validator"):
+        yield CheckOutcome("live contract conformance", True, "no contracts declared; nothing to check",
+                           skipped=True)
+        return
+    findings: list[Finding] = []
+    count = 0
+    for rec in ctx.history.of("contract_violation"):
+        if not ctx.window.holds(rec):
+            continue
+        count += 1
+        if len(findings) < 200:
+            findings.append(Finding.from_contract(rec.get("violation") or {}, rec.get("t")))
+    yield CheckOutcome("live contract conformance", not count,
+                       "every message matched its contract" if not count else
+                       f"{count} message(s) broke their contract", [f.title for f in findings[:20]], findings)
+
+
+def recorder_completeness(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """The recorder saw every message the streams hold (``recorder_problem`` records in the window)."""
+    problems = [rec for rec in ctx.history.of("recorder_problem") if ctx.window.holds(rec)]
+    n = ctx.facts.get("window_messages", ctx.facts.get("messages", 0))
+    findings = [Finding("recorder completeness", str(r.get("problem")), str(r.get("problem")), t=r.get("t"))
+                for r in problems]
+    yield CheckOutcome("recorder completeness", not problems,
+                       f"{n} messages recorded, none lost" if not problems else str(problems[0].get("problem")),
+                       [f.title for f in findings], findings)
+
+
+def fault_schedule(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """Every planned fault was injected, and none started later than its own length after its planned start
+    (``[chaos] schedule_tolerance`` is the fraction that may miss)."""
+    planned: list[dict[str, Any]] = list(ctx.facts.get("planned_faults") or [])
+    tolerance = float(ctx.facts.get("schedule_tolerance") or 0.0)
+    started: dict[str, dict[str, Any]] = {}
+    failed: dict[str, tuple[dict[str, Any], str, float]] = {}
+    for rec in ctx.history.of("fault_start", "fault_failed"):
+        if not ctx.window.holds(rec):
+            continue
+        f = rec.get("fault") or {}
+        fid = str(f.get("id"))
+        if rec["kind"] == "fault_start":
+            started[fid] = f
+        elif rec.get("stage", "inject") == "inject":
+            failed[fid] = (f, str(rec.get("error")), float(rec.get("t") or 0.0))
+    if not planned and not started and not failed:
+        yield CheckOutcome("fault schedule carried out", True, "no faults were planned", skipped=True)
+        return
+    findings: list[Finding] = []
+    for fid, (f, error, t) in failed.items():
+        planned_at = (f" (planned at t={_num(f.get('start'))}s on the schedule's clock, for "
+                      f"{_num(f.get('duration'))}s)" if f.get("source", "nemesis") == "nemesis" else "")
+        findings.append(Finding("fault schedule carried out", f"{_label(f)} could not be injected: {error}",
+                                f"fault {_label(f)} could not be injected: {error}{planned_at}", t=t, faults=[fid],
+                                data={"fault": f, "status": "failed", "error": error}))
+    for f in planned:
+        fid = str(f.get("id"))
+        if fid in failed:
+            continue
+        got = started.get(fid)
+        if got is None:
+            findings.append(Finding("fault schedule carried out", f"{_label(f)} never started",
+                                    f"fault {_label(f)} (planned at t={_num(f.get('start'))}s) never started "
+                                    f"(the run ended or was interrupted first)", faults=[fid],
+                                    data={"fault": f, "status": "not started"}))
+            continue
+        late = own_lateness(got)
+        duration = f.get("duration")
+        if late is not None and isinstance(duration, int | float) and late > duration:
+            findings.append(Finding("fault schedule carried out",
+                                    f"{_label(f)} started {late:.2f}s late, longer than its own {duration:.2f}s",
+                                    f"fault {_label(f)} was planned at t={_num(f.get('start'))}s (schedule clock) for "
+                                    f"{duration:.2f}s but the harness started it {late:.2f}s late (at "
+                                    f"t={_num(got.get('started_at'))}s), so what was planned never happened",
+                                    t=got.get("started_at"), faults=[fid],
+                                    data={"fault": got, "status": "late"}))
+    total = max(len(planned), len(started) + len(failed))
+    missed = len(findings)
+    ok = missed <= tolerance * total
+    summary = (f"{total - missed} of {total} faults carried out as planned"
+               + (f"; {missed} not (tolerance {tolerance:g})" if missed else ""))
+    yield CheckOutcome("fault schedule carried out", ok, summary, [f.title for f in findings], findings)
+
+
+def own_lateness(f: dict[str, Any]) -> float | None:
+    """How late a fault started through the harness's own fault: ``late_by`` less the time it waited for its
+    target's previous fault to be healed; None when its lateness is not judged (a crash loop's later crash)."""
+    late = f.get("late_by")
+    if not f.get("judge_lateness", True) or not isinstance(late, int | float):
+        return None
+    return float(late) - float(f.get("waited_for_target") or 0.0)
+
+
+def _num(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, int | float) else "?"
+
+
+CHECKS: list[CheckFn] = [saga_checks, invariants, live_contracts, recorder_completeness, fault_schedule]
+
+
+def register_check(fn: CheckFn) -> CheckFn:
+    """Add a check to every run and every pytest check (after the built-in ones); returns it (a decorator)."""
+    if fn not in CHECKS:
+        CHECKS.append(fn)
+    return fn

@@ -1,0 +1,54 @@
+"""One error contract: errors of `contracts` and `chaos` become the harness's errors in one place."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from sagaproof.chaos.errors import ChaosError
+from sagaproof.contracts.errors import ContractError
+from sagaproof.harness.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_USAGE,
+    ConfigError,
+    EnvironmentStartError,
+    FaultError,
+    boundary,
+    translate,
+)
+
+from tests.conftest import ROOT
+
+
+def test_translate_maps_each_package_error_to_the_harness_error_for_what_was_being_done():
+    bad_doc = ContractError("c.yaml", "/channels/x", "has no address")
+    assert isinstance(translate(bad_doc, "environment"), ConfigError)
+    assert translate(bad_doc, "fault").exit_code == EXIT_USAGE
+    refused = ChaosError("proxy 'payment' not found", status=404)
+    assert type(translate(refused, "config")) is ConfigError
+    assert type(translate(refused, "environment")) is EnvironmentStartError
+    assert type(translate(refused, "fault")) is FaultError and translate(refused, "fault").exit_code == EXIT_ENVIRONMENT
+    assert translate(ValueError("x"), "config") is None
+
+
+def test_the_boundary_translates_and_lets_everything_else_through():
+    with pytest.raises(FaultError, match="proxy 'payment' not found"):
+        with boundary("fault"):
+            raise ChaosError("proxy 'payment' not found")
+    with pytest.raises(KeyError):
+        with boundary("fault"):
+            raise KeyError("not ours")
+
+
+def test_no_module_of_the_harness_catches_those_errors_on_its_own():
+    names = {"ChaosError", "ContractsError", "ContractError", "ContractSourceError"}
+    offenders = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                caught = {n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "") for n in ast.walk(node.type)}
+                if caught & names:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == [], "translate through harness.errors.boundary instead"

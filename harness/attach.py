@@ -326,15 +326,14 @@ def attach_services(system: Any, specs: dict[str, ServiceSpec]) -> dict[str, Att
     """The attached services of a system, with their proxies checked on the Toxiproxy when chaos is on."""
     services = {name: AttachedService(system, spec) for name, spec in specs.items()}
     if system.chaos_links and system.spec.chaos.toxiproxy_url:
-        from sagaproof.chaos.errors import ChaosError
         from sagaproof.harness.chaos_control import _client
+        from sagaproof.harness.errors import boundary
 
         client = _client(system)
-        try:
+        url = system.spec.chaos.toxiproxy_url
+        with boundary("environment", lambda exc: f"the Toxiproxy at {url} could not be reached ({exc}); start it "
+                                                 f"or fix chaos.toxiproxy_url."):
             existing = client.proxies()
-        except ChaosError as exc:
-            raise EnvironmentStartError(f"the Toxiproxy at {system.spec.chaos.toxiproxy_url} could not be reached "
-                                        f"({exc}); start it or fix chaos.toxiproxy_url.") from None
         for name, spec in specs.items():
             if spec.proxy is None:
                 continue

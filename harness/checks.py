@@ -15,9 +15,10 @@ the CLI's ``run`` and for the pytest handle's ``check_sagas``; adding a check is
 
     register_check(no_poison)
 
-The built-in checks, in the order their outcomes are reported: the five saga checks (with "sagas judged",
-which fails when there was nothing to judge), the invariants, live contract conformance, recorder
-completeness and "fault schedule carried out".
+The built-in checks, in the order their outcomes are reported: the broker checks of a run (delivery
+guarantee, consumption, dead letters: :mod:`harness.consumption`), the saga checks (with "sagas judged", which
+fails when there was nothing to judge), the invariants, live contract conformance, recorder completeness and
+"fault schedule carried out".
 
 Memory stays flat however long the run: the saga checker is fed a stream, and a long history is first split
 by saga key into shards of at most :data:`SHARD_MESSAGES` messages, each judged on its own and the results
@@ -39,7 +40,7 @@ from typing import Any
 
 from sagaproof.harness.checker import CHECK_TITLES, CheckResult, check_history
 from sagaproof.harness.checker import CHECKS as SAGA_CHECKS
-from sagaproof.harness.config import SagaSpec, SystemSpec
+from sagaproof.harness.config import SagaSpec, SystemSpec, field_at
 from sagaproof.harness.events import Event
 from sagaproof.harness.findings import Finding
 from sagaproof.harness.history import HistoryReader
@@ -111,21 +112,15 @@ def run_checks(ctx: CheckContext, checks: Iterable[CheckFn] | None = None) -> li
 
 
 def key_of(data: Any, path: str) -> str | None:
-    """The correlation key of a payload: ``data[path]``, or a dotted path into nested objects."""
-    if not isinstance(data, dict):
-        return None
-    if path in data:
-        value = data[path]
-    else:
-        value = data
-        parts = path.split(".")
-        if parts and parts[0] == "data" and "data" not in data:
-            parts = parts[1:]
-        for part in parts:
-            if not isinstance(value, dict) or part not in value:
-                return None
-            value = value[part]
+    """The correlation key of a payload as the checker reads it (:func:`harness.config.field_at`: the field of
+    that name, else the dotted path into nested objects), as a string; None when there is none."""
+    value = field_at(data, path)
     return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def _op_key(rec: dict[str, Any]) -> str | None:
+    key = rec.get("key")
+    return None if key is None else str(key)
 
 
 def _rank(check: str) -> int:
@@ -169,7 +164,8 @@ def merge_results(parts: list[CheckResult], *, healed_at: float, end_at: float) 
 
 
 def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Window) -> dict[str, set[str]]:
-    """saga -> the keys of its instances in the window (those whose start event is in it, or those asked)."""
+    """saga -> the keys of its instances in the window: those whose start event is in it (or whose start
+    request was accepted in it), or those asked for."""
     if window.keys is not None:
         out: dict[str, set[str]] = {name: set() for name in sagas}
         for k in window.keys:
@@ -183,28 +179,45 @@ def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Win
     starts: dict[str, list[str]] = {}
     for name, s in sagas.items():
         starts.setdefault(s.start, []).append(name)
+    only = next(iter(sagas)) if len(sagas) == 1 else None
     out = {name: set() for name in sagas}
-    for rec in history.of("message"):
-        names = starts.get(rec.get("subject"))
-        if names and window.holds(rec):
-            for name in names:
-                k = key_of(rec.get("data"), sagas[name].key)
-                if k is not None:
-                    out[name].add(k)
+    for rec in history.of("message", "operation"):
+        if not window.holds(rec):
+            continue
+        if rec["kind"] == "operation":
+            name, k = rec.get("saga") or only, _op_key(rec)
+            if rec.get("outcome") == "ok" and name in out and k is not None:
+                out[name].add(k)
+            continue
+        for name in starts.get(rec.get("subject"), ()):  # type: ignore[arg-type]
+            k = key_of(rec.get("data"), sagas[name].key)
+            if k is not None:
+                out[name].add(k)
     return out
 
 
+Keep = Callable[[str | None, str | None], bool]  # (saga of an operation or None for a message, key) -> judge it?
+
+
+def _record_key(rec: dict[str, Any], key_path: str) -> tuple[str | None, str | None]:
+    """(the saga an operation names, or None for a message; the key) of a message or operation record."""
+    if rec.get("kind") == "operation":
+        return rec.get("saga"), _op_key(rec)
+    return None, key_of(rec.get("data"), key_path)
+
+
 def _shard_files(records: Iterable[dict[str, Any]], key_path: str, shards: int, scratch: Path,
-                 keep: Callable[[str | None], bool]) -> list[Path]:
-    """Split a history into `shards` files by saga key (non-message records go to every shard)."""
+                 keep: Keep) -> list[Path]:
+    """Split a history into `shards` files by saga key: a saga's messages and its start request land in one
+    shard; every other record goes to every shard."""
     paths = [scratch / f"shard-{i}.jsonl" for i in range(shards)]
     files = [open(p, "w", encoding="utf-8") for p in paths]
     try:
         for rec in records:
             line = json.dumps(rec, separators=(",", ":"), default=str) + "\n"
-            if rec.get("kind") == "message":
-                k = key_of(rec.get("data"), key_path)
-                if not keep(k):
+            if rec.get("kind") in ("message", "operation"):
+                saga, k = _record_key(rec, key_path)
+                if not keep(saga, k):
                     continue
                 files[0 if k is None else zlib.crc32(k.encode()) % shards].write(line)
             else:
@@ -216,8 +229,9 @@ def _shard_files(records: Iterable[dict[str, Any]], key_path: str, shards: int, 
     return paths
 
 
-def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, keep: Callable[[str | None], bool],
-           healed_at: float, end_at: float, n_messages: int, scratch: Path | None) -> CheckResult:
+def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, keep: Keep,
+           healed_at: float, end_at: float, n_messages: int, scratch: Path | None,
+           quiescent_at: float | None) -> CheckResult:
     """check_history over the records of these sagas (all keyed by `key_path`), sharded when long."""
     from sagaproof.harness.history import read_records
 
@@ -225,23 +239,26 @@ def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, ke
 
     def filtered(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for rec in src:
-            if rec.get("kind") != "message" or keep(key_of(rec.get("data"), key_path)):
+            if rec.get("kind") not in ("message", "operation") or keep(*_record_key(rec, key_path)):
                 yield rec
 
-    kinds = ("message", "fault_start", "fault_end", "phase")
+    kinds = ("message", "operation", "fault_start", "fault_end", "phase")
     if shards == 1 or scratch is None:
-        return check_history(filtered(records.of(*kinds)), sagas, healed_at=healed_at, end_at=end_at)
+        return check_history(filtered(records.of(*kinds)), sagas, healed_at=healed_at, end_at=end_at,
+                             quiescent_at=quiescent_at)
     work = Path(tempfile.mkdtemp(prefix="sagaproof-shards-", dir=scratch))
     try:
         paths = _shard_files(records.of(*kinds), key_path, shards, work, keep)
-        parts = [check_history(read_records(p), sagas, healed_at=healed_at, end_at=end_at) for p in paths]
+        parts = [check_history(read_records(p), sagas, healed_at=healed_at, end_at=end_at, quiescent_at=quiescent_at)
+                 for p in paths]
         return merge_results(parts, healed_at=healed_at, end_at=end_at)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def saga_result(history: HistoryReader, sagas: dict[str, SagaSpec], window: Window, *, healed_at: float,
-                end_at: float, n_messages: int = 0, scratch: Path | None = None) -> CheckResult:
+                end_at: float, n_messages: int = 0, scratch: Path | None = None,
+                quiescent_at: float | None = None) -> CheckResult:
     """The saga checker's verdict on the instances in the window, reading the history as a stream."""
     if not sagas:
         return CheckResult(healed_at=healed_at, end_at=end_at)
@@ -249,20 +266,29 @@ def saga_result(history: HistoryReader, sagas: dict[str, SagaSpec], window: Wind
         groups: dict[str, dict[str, SagaSpec]] = {}
         for name, s in sagas.items():
             groups.setdefault(s.key, {})[name] = s
-        parts = [_judge(history, g, path, lambda k: True, healed_at, end_at, n_messages, scratch)
-                 for path, g in groups.items()]
+        if len(groups) == 1:
+            [(path, group)] = groups.items()
+            return _judge(history, group, path, lambda saga, k: True, healed_at, end_at, n_messages, scratch,
+                          quiescent_at)
+        parts = [_judge(history, g, path, lambda saga, k, g=g: saga is None or saga in g, healed_at, end_at,
+                        n_messages, scratch, quiescent_at) for path, g in groups.items()]
         result = merge_results(parts, healed_at=healed_at, end_at=end_at)
-        if len(parts) > 1:
-            result.messages_seen = n_messages or result.messages_seen
+        result.messages_seen = n_messages or result.messages_seen
         return result
     keys = _window_keys(history, sagas, window)
+    only = next(iter(sagas)) if len(sagas) == 1 else None
     parts = []
     for name, s in sagas.items():
         wanted = keys[name]
         if not wanted:
             continue
-        parts.append(_judge(history, {name: s}, s.key, lambda k, w=wanted: k is not None and k in w, healed_at,
-                            end_at, n_messages, scratch))
+
+        def keep(saga: str | None, k: str | None, name: str = name, wanted: set[str] = wanted) -> bool:
+            if k is None or k not in wanted:
+                return False
+            return saga is None or (saga or only) == name  # a message, or this saga's start request
+
+        parts.append(_judge(history, {name: s}, s.key, keep, healed_at, end_at, n_messages, scratch, quiescent_at))
     if not parts:
         return CheckResult(healed_at=healed_at, end_at=end_at)
     return merge_results(parts, healed_at=healed_at, end_at=end_at)
@@ -291,7 +317,7 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
     """For each saga that never finished, name the faults active from its last event to its deadline (a
     fault that lost the next event came after the last one seen, so the per-event fault lists miss it)."""
     unfinished = [v for v in result.violations if v.check == "termination" and v.events
-                  and not any(str(e.get("role", "")).startswith("outcome") for e in v.events)]
+                  and not any("outcome:" in str(e.get("role", "")) for e in v.events)]
     if not unfinished:
         return
     intervals = _fault_intervals(history)
@@ -300,7 +326,8 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
         if spec is None:
             continue
         last_t = float(v.events[-1]["t"])
-        start_t = next((float(e["t"]) for e in v.events if e.get("role") == "start"), float(v.events[0]["t"]))
+        start_t = next((float(e["t"]) for e in v.events if "start" in str(e.get("role", "")).split(" + ")),
+                       float(v.events[0]["t"]))
         deadline_at = max(healed_at, start_t) + spec.deadline
         hit = [(fid, f) for fid, (s, e, f) in intervals.items() if s <= deadline_at and (e is None or e >= last_t)]
         names = ", ".join(_label(f) for _, f in hit) or "none"
@@ -319,7 +346,8 @@ def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
                                skipped=True)
         return
     result = saga_result(ctx.history, sagas, ctx.window, healed_at=ctx.healed_at, end_at=ctx.end_at,
-                         n_messages=int(ctx.facts.get("messages") or 0), scratch=ctx.facts.get("scratch"))
+                         n_messages=int(ctx.facts.get("messages") or 0), scratch=ctx.facts.get("scratch"),
+                         quiescent_at=ctx.facts.get("quiescent_at"))
     explain_unfinished(result, ctx.history, sagas, ctx.healed_at)
     repro = ctx.facts.get("repro")
     if repro:
@@ -343,6 +371,33 @@ def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
 
 
 # --------------------------------------------------------------------------------------------- others
+
+
+def broker_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """The broker's view (:mod:`harness.consumption`): delivery guarantee, consumption, dead letters. They judge
+    a whole run as it ends (by quiescence), so a run gives them ``facts["broker"]``; a pytest test's window does
+    not, and they are left out there (the pytest session's report runs them over the whole session)."""
+    broker = ctx.facts.get("broker")
+    if not broker:
+        return
+    from sagaproof.harness.consumption import check_broker, receives_from_contracts
+
+    report = check_broker(ctx.history, receives=receives_from_contracts(broker.get("receives_from")),
+                          streams=broker.get("streams") or {}, services=list(broker.get("services") or []),
+                          sagas=ctx.spec.sagas, final=bool(broker.get("final", True)))
+    repro = ctx.facts.get("repro")
+    if repro:
+        report = report.with_repro(repro)
+    ctx.facts["broker_report"] = report
+    for o in report.outcomes():
+        if not o.findings:
+            o.findings = [Finding(o.name, f.title, f.message(repro), saga=getattr(f, "saga", None),
+                                  key=None if getattr(f, "key", None) is None else str(f.key),
+                                  subject=getattr(f, "subject", None),
+                                  faults=list(getattr(f, "faults", {}) or {}))
+                          for f in report.findings.get(o.name, [])]
+        yield o
+
 
 
 def invariants(ctx: CheckContext) -> Iterator[CheckOutcome]:
@@ -456,7 +511,9 @@ def _num(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, int | float) else "?"
 
 
-CHECKS: list[CheckFn] = [saga_checks, invariants, live_contracts, recorder_completeness, fault_schedule]
+# The consumers' side first: a lost delivery explains a stuck saga.
+CHECKS: list[CheckFn] = [broker_checks, saga_checks, invariants, live_contracts, recorder_completeness,
+                         fault_schedule]
 
 
 def register_check(fn: CheckFn) -> CheckFn:

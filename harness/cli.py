@@ -450,13 +450,11 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         err_console.print(f"sagaproof: note: the fault proxy API listens on {args.host}, not only loopback.")
-    from sagaproof.chaos.errors import ChaosError
+    from sagaproof.harness.errors import boundary
 
-    try:
+    with boundary("config"):  # the port is taken or the address is not ours: bad usage
         run_standalone(args.host, args.port, args.seed, proxy_metrics=args.proxy_metrics,
                        runtime_metrics=args.runtime_metrics)
-    except ChaosError as exc:  # the port is taken or the address is not ours: bad usage
-        raise ConfigError(str(exc)) from None
     return 0
 
 

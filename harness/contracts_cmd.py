@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from rich.console import Console
 from sagaproof.harness.config import SystemSpec, field_at, find_system_file, load_system_file
-from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
+from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, boundary
 
 if TYPE_CHECKING:  # the contracts package is imported when a command runs
     from sagaproof.contracts.can_i_deploy import Version
@@ -71,8 +71,6 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
 
 def _wrap_contract_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def inner(*a: P.args, **kw: P.kwargs) -> R:
-        from sagaproof.harness.errors import boundary
-
         with boundary("config"):  # the one translation of contracts' errors (harness.errors)
             return fn(*a, **kw)
 
@@ -480,7 +478,6 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
     from sagaproof.contracts import render
     from sagaproof.contracts.can_i_deploy import Version, can_i_deploy
     from sagaproof.contracts.deploy import read_environment
-    from sagaproof.contracts.errors import ContractSourceError
     from sagaproof.contracts.sources import GitSource
 
     system = _system_dir(args.dir)
@@ -507,12 +504,13 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
 
     def deployed(svc: str, sha: str, what: str) -> Any:
         if sha not in trees:
-            try:
-                source = GitSource.resolve(top, sha)
-            except ContractSourceError as exc:
+            def say(exc: BaseException) -> str:
                 shallow = " (this clone is shallow)" if "shallow" in str(exc) else ""
-                raise ConfigError(f"{env.path}: {svc}'s {what} commit {sha[:7]} is not in this repository{shallow}; "
-                                  f"fetch the whole history, or record a commit that is in it.") from None
+                return (f"{env.path}: {svc}'s {what} commit {sha[:7]} is not in this repository{shallow}; "
+                        f"fetch the whole history, or record a commit that is in it.")
+
+            with boundary("config", say):
+                source = GitSource.resolve(top, sha)
             trees[sha] = _tree_at(system, source)[0]
         tree = trees[sha]
         cs = tree.load_service(svc)

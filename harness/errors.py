@@ -17,7 +17,7 @@ goes through. No call site translates on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -94,12 +94,18 @@ def translate(exc: BaseException, during: During) -> SagaproofError | None:
 
 
 @contextmanager
-def boundary(during: During) -> Iterator[None]:
-    """Run a call into ``contracts`` or ``chaos``; their errors leave as the harness's (see :func:`translate`)."""
+def boundary(during: During, say: Callable[[BaseException], str] | None = None) -> Iterator[None]:
+    """Run a call into ``contracts`` or ``chaos``; their errors leave as the harness's (see :func:`translate`).
+
+    ``say(exc)``, when given, words the sentence for this call site (what it was doing and what to do); which
+    harness error it becomes is still decided here.
+    """
     try:
         yield
     except Exception as exc:
         err = translate(exc, during)
         if err is None or err is exc:
             raise
+        if say is not None:
+            err = type(err)(say(exc))
         raise err from None

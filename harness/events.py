@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "CheckFinished", "ContractViolated", "Event", "EventBus", "FaultFailed", "FaultHealed", "FaultInjected",
-    "FindingReported", "InvariantEvaluated", "MessageRecorded", "NatsReady", "OperationRecorded", "Phase",
-    "ProcessChanged", "RecorderProblem", "RunFinished", "RunStarted", "SagaChecked", "SagaStarted",
+    "FindingReported", "InvariantEvaluated", "MessageRecorded", "NatsReady", "Phase",
+    "ProcessChanged", "RecordAdded", "RecorderProblem", "RunFinished", "RunStarted", "SagaChecked", "SagaStarted",
     "ServiceReady", "ServiceStarting", "ServiceStopped", "SystemUp", "TestFinished", "TestStarted",
     "ViolationFound", "hide_password",
 ]
@@ -179,16 +179,23 @@ class SagaStarted(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class OperationRecorded(Event):
-    """The client's view of one start request: ``invoke``, then ``ok``, ``fail`` or ``unknown``."""
+# ------------------------------------------------------------------------------------------ records
 
-    kind: ClassVar[str] = "operation"
-    type: str  # "invoke" | "ok" | "fail" | "unknown"
-    index: int
-    saga: str | None = None
-    key: str | None = None
-    error: str | None = None
+
+@dataclass(frozen=True)
+class RecordAdded(Event):
+    """A history record made as a dict by a part of the engine that speaks records (the workload's
+    ``operation`` records, the broker view's link observations, advisories and snapshots). ``record`` has its
+    ``kind`` and its ``t`` already; it goes into the history as it is."""
+
+    kind: ClassVar[str] = "record"
+    record: dict[str, Any]
+
+    def to_record(self, t0: float) -> dict[str, Any]:
+        rec = dict(self.record)
+        out: dict[str, Any] = {"kind": rec.pop("kind", "record"), "t": rec.pop("t", round(self.at - t0, 6))}
+        out.update(rec)
+        return out
 
 
 # ------------------------------------------------------------------------------------------ recorder

@@ -139,6 +139,7 @@ def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_is
     """The session's result: one check per test that used the system, plus the session-wide checks."""
     from sagaproof.harness.checks import (
         Window,
+        broker_checks,
         fault_schedule,
         live_contracts,
         merge_results,
@@ -157,9 +158,12 @@ def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_is
              for t in state["tests"]]
     from sagaproof.harness.checks import CheckContext
 
-    ctx = CheckContext(session.spec, session.history.reader(), Window(), 0.0, session.now, session._facts(),
-                       session.emit)
-    wide = [o for fn in (live_contracts, recorder_completeness, fault_schedule) for o in fn(ctx)]
+    broker = {"receives_from": session.contract_set, "final": False, "services": list(session.system.services),
+              "streams": dict(session.recorder.stream_subjects) if session.recorder is not None else {}}
+    ctx = CheckContext(session.spec, session.history.reader(), Window(), 0.0, session.now,
+                       session._facts(broker=broker), session.emit)
+    wide = [o for fn in (broker_checks, live_contracts, recorder_completeness, fault_schedule) for o in fn(ctx)]
+    broker_report = ctx.facts.get("broker_report")
     sagas = [r.sagas for r in handle.results]
     merged = None
     if sagas:
@@ -177,6 +181,7 @@ def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_is
         faults=session.fault_table(), services=session.system.describe(),
         history_path=str(session.history.path), messages_recorded=session.history.messages,
         declared_flows=session.declared_flows, options={"seed": session.seed, "pytest": True},
+        broker=broker_report.to_dict() if broker_report is not None else None,
         run_command=session.command, event_counts=dict(session.history.counts),
         notable_events=session.notable_events(exclude=REPORTED_ELSEWHERE))
     session.finish(result)

@@ -58,13 +58,19 @@ def convergence_limit(spec: SystemSpec) -> float:
 
 
 def wait_for_convergence(spec: SystemSpec, recorder: Any, tracker: Any, broker: Any, healed_at: float,
-                         quiet: float) -> Convergence:
+                         quiet: float, owed: Callable[[], list[Any]] | None = None) -> Convergence:
     """Wait until settled, quiescent (held for ``spec.quiescence.hold``) or the limit; see the module docstring.
 
-    ``tracker`` is the run loop's saga tracker (``pending``, ``last_message_at``); ``broker`` a
-    :class:`harness.broker_view.BrokerView`.
+    ``tracker`` is the run loop's saga tracker (``pending``, ``last_message_at``, ``finished``); ``broker`` a
+    :class:`harness.broker_view.BrokerView`; ``owed()`` what is still owed, judged as if every deadline had
+    passed (by default from ``recorder.records``; the engine reads its streamed history instead).
     """
     from sagaproof.harness.checker import judge_as_if_due
+
+    def still_owed() -> list[Any]:
+        if owed is not None:
+            return owed()
+        return judge_as_if_due(list(recorder.records), spec.sagas, healed_at=healed_at)[1]
 
     hold = spec.quiescence.hold
     limit = convergence_limit(spec)
@@ -82,23 +88,22 @@ def wait_for_convergence(spec: SystemSpec, recorder: Any, tracker: Any, broker: 
         else:
             quiescent, why = False, "messages are still being recorded"
         if wire_quiet and tracker.pending == 0 and now >= next_judgement:
-            _, owed = judge_as_if_due(list(recorder.records), spec.sagas, healed_at=healed_at)
+            now_owed = still_owed()
             next_judgement = now + 0.5
-            if not owed and quiescent:  # nothing owed, and every delivery is acknowledged: consumption is final
+            if not now_owed and quiescent:  # nothing owed, and every delivery is acknowledged: consumption is final
                 return Convergence("settled", round(now - t0, 3), quiescent_at=round(recorder.now(), 6))
         if quiescent:
             if since is None:
                 since, since_t = now, recorder.now()
             elif now - since >= hold:
-                _, owed = judge_as_if_due(list(recorder.records), spec.sagas, healed_at=healed_at)
-                return Convergence("quiescent", round(now - t0, 3), quiescent_at=round(since_t, 6), owed=len(owed))
+                return Convergence("quiescent", round(now - t0, 3), quiescent_at=round(since_t, 6),
+                                   owed=len(still_owed()))
         else:
             since = None
         if len(tracker.finished) != ended:  # sagas still reach their outcomes: late, not stuck; keep waiting
             progress_at, ended = now, len(tracker.finished)
         if now - progress_at >= limit or now - t0 >= 10 * limit:
-            _, owed = judge_as_if_due(list(recorder.records), spec.sagas, healed_at=healed_at)
-            return Convergence("timeout", round(now - t0, 3), owed=len(owed),
+            return Convergence("timeout", round(now - t0, 3), owed=len(still_owed()),
                                reason=f"{why}; no saga ended for {now - progress_at:.1f}s")
         time.sleep(0.1)
 

@@ -22,7 +22,8 @@ import shlex
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,13 +40,12 @@ from sagaproof.harness.events import (
     FindingReported,
     InvariantEvaluated,
     MessageRecorded,
-    OperationRecorded,
     Phase,
     ProcessChanged,
+    RecordAdded,
     RunFinished,
     RunStarted,
     SagaChecked,
-    SagaStarted,
     ViolationFound,
 )
 from sagaproof.harness.findings import Finding
@@ -53,7 +53,7 @@ from sagaproof.harness.history import History
 from sagaproof.harness.results import CheckOutcome, RunResult
 
 __all__ = ["ChecksResult", "RunOptions", "Session", "SessionHandle", "StartOutcome", "StartResult",
-           "eventually", "inherited_env", "replay_command", "run", "run_command"]
+           "eventually", "inherited_env", "replay_command", "run", "run_command", "running"]
 
 DEFAULT_REPORT_DIR = Path("sagaproof-report")
 # kinds of records a report shows in sections of their own, left out of its "notable events"
@@ -171,9 +171,19 @@ def eventually(fn: Any, timeout: float, interval: float = 0.25) -> tuple[bool, s
         time.sleep(interval)
 
 
+class _Count:
+    """A count that reads like a collection's size (``len``), for callers that count ended sagas."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class SagaTracker:
-    """Which sagas are open (started, no terminal yet) -- only those are kept -- and, while a
-    ``start_sagas`` call waits for them, which start keys have been recorded."""
+    """Which sagas are open (started, no terminal yet) -- only those are kept --, how many ended, when the
+    last message came, and, while a ``start_sagas`` call waits for them, which start keys were recorded."""
 
     def __init__(self, spec: SystemSpec):
         self.starts: dict[str, list[str]] = {}
@@ -185,11 +195,17 @@ class SagaTracker:
         self.keys = {name: saga.key for name, saga in spec.sagas.items()}
         self.open: set[tuple[str, str]] = set()
         self.finished_first: set[tuple[str, str]] = set()  # a terminal recorded before its start
+        self.finished = _Count()  # sagas that reached an outcome (only counted)
         self.watching: set[tuple[str, str]] | None = None
+        self.last_message_at = time.monotonic()
+        self.feeds: list[Callable[[dict[str, Any]], None]] = []  # more listeners of {"subject", "data"}
         self._lock = threading.Lock()
 
     def on_message(self, event: MessageRecorded) -> None:
+        self.last_message_at = time.monotonic()
         subject = event.subject
+        for feed in self.feeds:
+            feed({"subject": subject, "data": event.data})
         starts, terminals = self.starts.get(subject), self.terminals.get(subject)
         if not starts and not terminals:
             return
@@ -210,13 +226,37 @@ class SagaTracker:
                     continue
                 if (name, k) in self.open:
                     self.open.discard((name, k))
+                    self.finished.n += 1
                 elif len(self.finished_first) < 100_000:
                     self.finished_first.add((name, k))
+                    self.finished.n += 1
 
     @property
     def pending(self) -> int:
         with self._lock:
             return len(self.open)
+
+
+class RecordSink:
+    """Where the parts of the engine that speak records (the workload's operations, the broker view's
+    observations) put them: ``add(record)`` makes each an engine event (:class:`RecordAdded`), so it reaches the
+    history and every consumer like any other; ``now()`` and ``t0`` are the history's clock."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    @property
+    def t0(self) -> float:
+        return self.session.t0
+
+    def now(self) -> float:
+        return self.session.now
+
+    def add(self, record: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(record)
+        self.session.emit(RecordAdded(record))
 
 
 class ProcessMonitor:
@@ -242,7 +282,10 @@ class ProcessMonitor:
                 self._down.discard(event.service)
 
     def _processes(self) -> list[tuple[str, Any]]:
-        procs = [(name, svc.process) for name, svc in self.system.services.items()]
+        from sagaproof.harness.process import ManagedProcess
+
+        procs = [(name, svc.process) for name, svc in self.system.services.items()
+                 if isinstance(svc.process, ManagedProcess)]  # an attached service is not ours to watch
         if self.system.nats is not None:
             procs += [(f"nats-{n.index}", n.process) for n in self.system.nats.nodes]
         return procs
@@ -334,6 +377,7 @@ class StartResult:
     errors: list[str] = field(default_factory=list)
     outcomes: list[StartOutcome] = field(default_factory=list)
     unknown_count: int = 0  # requests that got no answer (kept even when the outcomes are not)
+    held_back: float = 0.0  # seconds the workload waited because [workload] max_open sagas were open
 
     @property
     def keys(self) -> list[str]:
@@ -449,12 +493,19 @@ class Session:
         self.contract_outcome: CheckOutcome | None = None
         self.declared_flows: list[dict[str, str]] = []
         self.tracker = SagaTracker(spec)
+        from sagaproof.harness.quiescence import OpenSagas
+
+        self.open_sagas = OpenSagas(spec)  # the workload's backlog bound ([workload] max_open)
+        self.tracker.feeds.append(self.open_sagas.on_message)
+        self.sink = RecordSink(self)
+        self.convergence: Any = None
         self.monitor: ProcessMonitor | None = None
         self.planned_faults: list[dict[str, Any]] = []
         self.invariants = [(inv.name, load_callable(spec, inv.target, f"invariants.{inv.name}"))
                            for inv in spec.invariants]  # config errors surface before anything starts
         self._starts = 0
         self.last_saga_result: CheckResult | None = None
+        self.last_broker_report: dict[str, Any] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._state = "new"
 
@@ -493,9 +544,11 @@ class Session:
 
             self.recorder = Recorder(self.system.nats_urls, self.emit, validator=self.validator,
                                      producer_of=_producer_lookup(self.contract_set),
-                                     on_message=self.tracker.on_message)
+                                     on_message=self.tracker.on_message, connect_options=self.system.nats_options,
+                                     from_now=not self.spec.nats.embedded)
             self.system.recorder = self.recorder
             self.system.loop.run(self.recorder.start(), timeout=30)
+            self.system.broker.attach_recorder(self.sink)  # the links' and the server's observations join it
             self.monitor = ProcessMonitor(self.system, self.bus)
             self.monitor.start()
         except BaseException:
@@ -543,47 +596,16 @@ class Session:
         self.close()
 
     # ------------------------------------------------------------------ workload
-    def _sender(self) -> Callable[[dict[str, Any]], Any]:
-        from sagaproof.harness.workload import nats_sender
-
-        w = self.spec.workload
-        if w.via != "http":
-            send = nats_sender(self.system, w)
-
-            def publish(body: dict[str, Any]) -> Any:
-                send(body)
-                return body
-            return publish
-        svc = self.system.services[w.service]
-
-        def post(body: dict[str, Any]) -> Any:
-            resp = svc.http.request(w.method, w.path, json_body=body, timeout=10)
-            if not 200 <= resp.status < 300:
-                raise _Refused(f"{w.method} {w.path} answered {resp.status}: {resp.text[:200]}")
-            try:
-                answer = resp.json()
-            except ValueError:
-                answer = None
-            return answer if isinstance(answer, dict) else body
-
-        return post
-
-    def _saga_key(self, answer: Any, body: dict[str, Any]) -> tuple[str | None, str | None]:
-        for name, saga in self.spec.sagas.items():
-            for source in (answer, body):
-                k = key_of(source, saga.key)
-                if k is not None:
-                    return name, k
-        return None, None
-
     def start_sagas(self, count: int | None = None, *, seed: int | None = None, duration: float | None = None,
                     wait: float | None = None, keep_outcomes: bool = True) -> StartResult:
         """Start sagas the way the system file's [workload] says (blocking). Returns once every accepted
         start's start event is in the history (or ``wait`` passed, default the longest saga deadline), with
-        each request's outcome and key. Each request is an ``operation`` in the history.
+        each request's outcome and key. Each request is an ``operation`` record in the history (made by the
+        workload, :mod:`harness.workload`).
 
         ``keep_outcomes=False`` (a long run) keeps only the counts, so memory does not grow with the run."""
-        from sagaproof.harness.workload import Workload, body_factory
+        from sagaproof.harness.quiescence import open_count
+        from sagaproof.harness.workload import Workload, body_factory, http_sender, nats_sender
 
         w = self.spec.workload
         if w.via == "http" and w.service is None:
@@ -592,79 +614,48 @@ class Session:
         base = self._starts
         self._starts += 1
         call_seed = self.seed if seed is None and base == 0 else (seed if seed is not None else self.seed * 1000 + base)
-        make_body = body_factory(self.spec)
-        indexes: dict[int, int] = {}
-        state: dict[int, StartOutcome] = {}
+        send = http_sender(self.system, w) if w.via == "http" else nats_sender(self.system, w)
+        outcomes: dict[int, StartOutcome] = {}
         lock = threading.Lock()
-        send = self._sender()
 
-        def body(i: int, rng: random.Random) -> dict[str, Any]:
-            b = make_body(i, rng)
+        def on_record(rec: dict[str, Any]) -> None:
+            if rec.get("kind") != "operation" or not keep_outcomes:
+                return
+            key = rec.get("key")
+            o = StartOutcome(int(rec.get("op", -1)), str(rec.get("outcome")), None if key is None else str(key),
+                             rec.get("saga"), None if rec.get("outcome") == "ok" else rec.get("detail"))
             with lock:
-                indexes[id(b)] = i
-            return b
+                outcomes[o.index] = o
 
-        def send_op(b: dict[str, Any]) -> None:
-            with lock:
-                i = indexes.get(id(b), -1)
-            with lock:
-                first = i not in state
-                if first:
-                    state[i] = StartOutcome(i, "pending")
-            if first:
-                self.emit(OperationRecorded("invoke", i))
-            try:
-                answer = send(b)
-            except Exception as exc:
-                with lock:
-                    state[i].error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-                    state[i].outcome = "fail" if isinstance(exc, _Refused | ConnectionRefusedError) else "unknown"
-                raise
-            saga, key = self._saga_key(answer, b)
-            with lock:
-                o = state[i]
-                o.outcome, o.saga, o.key, o.error = "ok", saga, key, None
-                indexes.pop(id(b), None)
-                if not keep_outcomes:
-                    state.pop(i, None)
-            self.emit(OperationRecorded("ok", i, saga, key))
-
-        def on_done(event: Event) -> None:
-            if isinstance(event, SagaStarted) and not event.ok:
-                with lock:
-                    o = state.get(event.index)
-                    if not keep_outcomes:
-                        state.pop(event.index, None)
-                if o is not None and o.outcome != "ok":
-                    if o.outcome == "unknown":
-                        unknown[0] += 1
-                    self.emit(OperationRecorded(o.outcome, event.index, None, None, o.error))
-
-        unknown = [0]
         watching = wait != 0
         watch: set[tuple[str, str]] = set()
         if watching:
             with self.tracker._lock:
                 self.tracker.watching = watch
-        unsub = self.bus.subscribe(on_done)
+        self.sink.listeners.append(on_record)
         try:
-            workload = Workload(w, send_op, body, seed=call_seed, bus=self.bus, count=count, duration=duration)
+            workload = Workload(w, send, body_factory(self.spec), seed=call_seed, bus=self.bus, count=count,
+                                duration=duration, recorder=self.sink, sagas=self.spec.sagas)
+            workload.open_sagas = open_count(self.open_sagas, workload)  # the backlog stays bounded
+            workload.open_limit = w.open_limit(min((sg.deadline for sg in self.spec.sagas.values()), default=10.0))
+            self.last_workload = workload
             wres = workload.run()
-            outcomes = [state[i] for i in sorted(state)]
+            with lock:
+                done = [outcomes[i] for i in sorted(outcomes)]
             if watching:
-                accepted = {(o.saga, o.key) for o in outcomes if o.outcome == "ok" and o.key is not None}
+                accepted = {(o.saga, o.key) for o in done if o.outcome == "ok" and o.key is not None}
                 limit = time.monotonic() + (wait if wait is not None else self._max_deadline())
                 while not accepted <= watch and time.monotonic() < limit:
                     time.sleep(0.02)
         finally:
-            unsub()
+            self.sink.listeners.remove(on_record)
             if watching:
                 with self.tracker._lock:
                     self.tracker.watching = None
-        for o in outcomes:
+        for o in done:
             o.recorded = (o.saga, o.key) in watch
         return StartResult(wres.requested, wres.started, wres.failed, wres.retries, wres.seconds, list(wres.errors),
-                           outcomes, unknown[0])
+                           done, wres.unknown, getattr(wres, "held_back", 0.0))
 
     def _max_deadline(self) -> float:
         return max((s.deadline for s in self.spec.sagas.values()), default=10.0)
@@ -707,12 +698,23 @@ class Session:
                 return False
             time.sleep(0.05)
 
-    def evaluate_invariants(self) -> list[CheckOutcome]:
-        """Evaluate every invariant (eventually, within [invariants] timeout), each an event."""
+    def wait_for_end(self, healed_at: float, quiet: float) -> Any:
+        """The end of a run: settled, quiescent or timeout (:func:`harness.quiescence.wait_for_convergence`,
+        which asks the broker's view), judging what is owed from the streamed history."""
+        from sagaproof.harness.quiescence import wait_for_convergence
+
+        return wait_for_convergence(self.spec, self.sink, self.tracker, self.system.broker, healed_at, quiet,
+                                    owed=lambda: self.owed(Window(), healed_at)[1])
+
+    def evaluate_invariants(self, settled: Callable[[], bool] | None = None) -> list[CheckOutcome]:
+        """Evaluate every invariant (eventually, within [invariants] timeout; an invariant that fails twice while
+        ``settled()`` says nothing can change any more fails at once), each an event."""
+        from sagaproof.harness.quiescence import eventually as eventually_settled
+
         out = []
         for name, fn in self.invariants:
             self.emit(Phase("invariant", name))
-            ok, why = eventually(lambda fn=fn: fn(self.system), self.spec.invariant_timeout)
+            ok, why = eventually_settled(lambda fn=fn: fn(self.system), self.spec.invariant_timeout, settled=settled)
             first = (why.splitlines() or [""])[0]
             summary = "holds" if ok else (first if len(first) <= 160 else first[:157] + "...")
             details = [] if ok else why.splitlines()
@@ -733,6 +735,9 @@ class Session:
         ctx = CheckContext(self.spec, self.history.reader(), window, healed_at, end_at, self._facts(**facts),
                            self.emit)
         outcomes = run_checks(ctx)
+        broker = ctx.facts.get("broker_report")
+        if broker is not None:
+            self.last_broker_report = broker.to_dict()
         saga = ctx.facts.get("saga_result")
         if isinstance(saga, CheckResult):
             self.emit(SagaChecked(saga.sagas_checked, len(saga.violations)))
@@ -764,14 +769,17 @@ class Session:
         notes: list[str] = []
         count = opts.sagas if opts.sagas is not None else spec.workload.sagas
         window_s = opts.duration if opts.duration is not None else count / spec.workload.rate
-        schedule = make_schedule(spec, opts, self.seed, window_s) if opts.chaos else None
+        if opts.chaos:
+            make_schedule(spec, opts, self.seed, window_s)  # a bad menu or schedule is exit 2 before anything starts
         self.open()
         try:
             self.emit(Phase("workload_start", f"{count if opts.duration is None else 'for ' + format(window_s, 'g') + 's'} sagas"))
             nemesis = None
-            if schedule is not None:
-                nemesis = start_nemesis(self.system, schedule, lambda: self.now, self.bus)
+            if opts.chaos:
+                nemesis = start_nemesis(self.system, make_schedule(spec, self._usable(opts), self.seed, window_s),
+                                        lambda: self.now, self.bus)
                 self.planned_faults = nemesis.planned
+            notes.extend(self.system.notes)  # e.g. fault kinds attach mode cannot inject
             try:
                 wres = self.start_sagas(opts.sagas, seed=self.seed, duration=opts.duration, wait=0,
                                         keep_outcomes=False)
@@ -782,29 +790,36 @@ class Session:
             healed_at = self.now
             self.emit(Phase("healed"))
             self.emit(Phase("converging", f"{self.tracker.pending} sagas still open"))
-            self.converge(healed_at, quiet=opts.quiet)
-            self.evaluate_invariants()
+            self.convergence = convergence = self.wait_for_end(healed_at, opts.quiet)
+            # invariants (eventually), while the services still run; once quiescent their answer cannot change
+            settled = (lambda: self.system.broker.quiescence(opts.quiet)[0]) if convergence.how != "timeout" else None
+            self.evaluate_invariants(settled)
             self.drain()
+            self.system.broker.record_snapshot()
             end_at = self.now
             self.emit(Phase("converged"))
             services = self.system.describe()
-            for svc in self.system.services.values():
-                if svc.process.ignored_sigterm:
-                    notes.append(f"service '{svc.name}' ignored SIGTERM for {svc.spec.stop_timeout:g}s and was "
-                                 f"killed; make it exit on SIGTERM.")
         except BaseException:
             self.close()
             raise
         # the environment goes down before judging: the history is complete
         self._stop_environment()
         for svc in self.system.services.values():
-            if svc.process.ignored_sigterm and not any(svc.name in n for n in notes):
+            if getattr(svc.process, "ignored_sigterm", False):  # a finding about the service
                 notes.append(f"service '{svc.name}' ignored SIGTERM for {svc.spec.stop_timeout:g}s at teardown "
                              f"and was killed; make it exit on SIGTERM.")
+        if convergence.how == "timeout":
+            notes.append(f"the system was still not quiescent {convergence.waited:g}s after the heal "
+                         f"({convergence.reason}); sagas were judged against their deadlines and unanswered deliveries "
+                         f"counted as in flight. Raise [quiescence] timeout if the system needs longer to drain.")
         assert self.history is not None
         self.history.sort()
         self.emit(Phase("checking"))
-        outcomes = self.check(Window(), healed_at=healed_at, end_at=end_at)
+        outcomes = self.check(Window(), healed_at=healed_at, end_at=end_at,
+                              quiescent_at=convergence.quiescent_at if convergence.how == "quiescent" else None,
+                              broker={"receives_from": self.contract_set, "final": convergence.how != "timeout",
+                                      "streams": dict(self.recorder.stream_subjects),
+                                      "services": list(self.system.services)})
         if self.contract_outcome is not None:
             outcomes.insert(0, self.contract_outcome)
         if wres.failed:
@@ -822,6 +837,18 @@ class Session:
         self.close()
         return result.exit_code, result
 
+    def _usable(self, opts: RunOptions) -> RunOptions:
+        """The options with the fault menu cut to what can be injected (attach mode: some kinds cannot)."""
+        if not any(getattr(s.spec, "attached", False) for s in self.system.services.values()):
+            return opts
+        from dataclasses import replace
+
+        from sagaproof.harness.attach import usable_menu
+
+        menu, notes = usable_menu(self.system, list(opts.faults if opts.faults is not None else self.spec.chaos.faults))
+        self.system.notes.extend(notes)
+        return replace(opts, faults=tuple(menu))  # the replay keeps the user's menu: the same cut is made
+
     def _result(self, opts: RunOptions, outcomes: list[CheckOutcome], started_iso: str, seconds: float,
                 services: list[dict[str, Any]], notes: list[str], wres: StartResult) -> RunResult:
         assert self.history is not None
@@ -838,7 +865,10 @@ class Session:
             services=services, history_path=str(self.history.path), messages_recorded=self.history.messages,
             invariants=invariants, shrink=None, declared_flows=self.declared_flows, notes=notes,
             workload={"requested": wres.requested, "started": wres.started, "failed": wres.failed,
-                      "unknown": wres.unknown_count, "retries": wres.retries, "seconds": round(wres.seconds, 3)},
+                      "unknown": wres.unknown_count, "retries": wres.retries, "seconds": round(wres.seconds, 3),
+                      "held_back": round(wres.held_back, 3),
+                      "max_open": getattr(getattr(self, "last_workload", None), "open_limit", None)},
+            broker=self.last_broker_report, convergence=self.convergence.to_dict() if self.convergence else None,
             options=dict(opts.to_dict(), system_file=str(self.spec.path.resolve())), run_command=run_command(opts),
             event_counts=dict(self.history.counts), notable_events=self.notable_events(exclude=REPORTED_ELSEWHERE))
 
@@ -890,10 +920,6 @@ class Session:
         self.emit(RunFinished(result.verdict, result.exit_code, str(self.report_dir), result))
         if self.history is not None:
             self.history.close()
-
-
-class _Refused(Exception):
-    """The entry point answered, and said no: a start that definitely did not get in."""
 
 
 # --------------------------------------------------------------------------------------------- pytest handle
@@ -967,6 +993,7 @@ class SessionHandle:
         ``fault_start``, ``fault_end``, ``fault_failed``, ``operation``, ``process``, ``phase``, ``finding``...;
         see docs/history.md)."""
         assert self.session.history is not None
+        self.session.system.broker.flush()  # what the links observed up to now
         recs = list(self.session.history.records(kinds=kinds, since=since))
         recs.sort(key=lambda r: (r.get("t", 0.0), r.get("seq", 0)))
         return recs
@@ -1041,11 +1068,14 @@ class SessionHandle:
         system = self.session.system
         for name, svc in system.services.items():
             try:
-                if svc.paused:
+                if getattr(svc.process, "paused", False):
                     svc.resume()
                     undone.append(f"resumed {name}")
                 if not svc.running:
-                    svc.start()
+                    if getattr(svc.spec, "attached", False):
+                        svc.restart()  # an attached service is started again by its restart command
+                    else:
+                        svc.start()
                     undone.append(f"started {name} again")
             except SagaproofError as exc:
                 undone.append(f"could not restore {name}: {exc}")
@@ -1086,6 +1116,19 @@ class SessionHandle:
         """The notable events of the current test's window, one line each (for a failing test's section)."""
         since = self.test_started or 0.0
         return [f"t={e['t']:.3f}s {e['summary']}" for e in self.session.notable_events(since=since, limit=50)]
+
+
+@contextmanager
+def running(spec: SystemSpec, *, report_dir: str | Path, chaos_links: bool = False, seed: int = 0,
+            env: dict[str, str] | None = None, bus: EventBus | None = None) -> Iterator[SessionHandle]:
+    """The system up and its history recorded, handed out as the pytest handle (for scripts and tests that
+    drive it themselves): ``with running(spec, report_dir=d) as system: system.start_sagas(10) ...``."""
+    session = Session(spec, report_dir=report_dir, bus=bus, seed=seed, env=env, chaos_links=chaos_links)
+    session.open()
+    try:
+        yield SessionHandle(session)
+    finally:
+        session.close()
 
 
 def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tuple[int, RunResult]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from sagaproof.harness.config import parse_system
 from sagaproof.harness.nats_server import free_port
-from sagaproof.harness.system import System
+from sagaproof.harness.session import running
 
 from tests.conftest import MINI, SAGAPROOF
 
@@ -26,7 +26,7 @@ def wait_until(cond, timeout: float = 20.0):  # noqa: ANN001, ANN201
 
 def test_fault_proxies_are_observed_in_place(tmp_path: Path) -> None:
     spec = parse_system(tomllib.loads((MINI / "sagaproof.toml").read_text()), MINI / "sagaproof.toml")
-    with System(spec, report_dir=tmp_path, chaos_links=True) as system:
+    with running(spec, report_dir=tmp_path, chaos_links=True) as system:
         assert system.broker._links is None  # no extra hop: the fault proxies themselves are tapped
         for name in system.services:
             assert system.proxy_server.proxies.get(name).observe is not None
@@ -45,7 +45,7 @@ def test_an_external_toxiproxy_gets_an_observing_link_in_front(tmp_path: Path) -
         raw = tomllib.loads((MINI / "sagaproof.toml").read_text())
         raw["chaos"] = {"toxiproxy_url": f"http://127.0.0.1:{port}"}
         spec = parse_system(raw, MINI / "sagaproof.toml")
-        with System(spec, report_dir=tmp_path, chaos_links=True) as system:
+        with running(spec, report_dir=tmp_path, chaos_links=True) as system:
             external = requests.get(f"http://127.0.0.1:{port}/proxies", timeout=5).json()
             assert set(external) == set(system.services)
             for name in system.services:  # service -> observing link -> the external proxy -> NATS

@@ -10,7 +10,7 @@ from typing import Any
 
 from sagaproof.harness.config import SagaSpec, SystemSpec, WorkloadSpec, parse_system
 from sagaproof.harness.quiescence import OpenSagas, eventually, open_count
-from sagaproof.harness.system import System
+from sagaproof.harness.session import running
 from sagaproof.harness.workload import Workload
 
 from tests.conftest import MINI
@@ -35,7 +35,7 @@ def mini(**alpha_env: str) -> SystemSpec:
 def test_a_held_delivery_and_a_disconnected_service_are_not_quiescent(tmp_path: Path) -> None:
     import nats
 
-    with System(mini(HOLD="0.8"), report_dir=tmp_path) as system:
+    with running(mini(HOLD="0.8"), report_dir=tmp_path) as system:
         broker = system.broker
         wait_until(lambda: broker.quiescence(0.2)[0])  # idle: push heartbeats and pings are not activity
         history = system.history()  # the recorder starts now; what the links saw before is in it too

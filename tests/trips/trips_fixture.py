@@ -1,4 +1,4 @@
-"""Helpers that run the trips example for real through sagaproof's own ``System``: a nats-server with
+"""Helpers that run the trips example for real through sagaproof's own engine (a session): a nats-server with
 JetStream and the five services as separate processes, started from ``examples/trips/sagaproof.toml``, with
 the run's history recorded. Nothing is mocked; every test gets a fresh broker and fresh data directories."""
 
@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from sagaproof.harness.config import load_system_file
-from sagaproof.harness.system import System
+from sagaproof.harness.session import Session, SessionHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIPS_DIR = ROOT / "examples" / "trips"
@@ -50,12 +50,11 @@ class Trips:
 
     def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
         self.workload = load_trips_module("workload")
-        self.system = System(load_system_file(TRIPS_DIR), report_dir=tmp_path / "report", env=env)
-        self.system.start()
-        self.system.start_recording()
+        self.session = Session(load_system_file(TRIPS_DIR), report_dir=tmp_path / "report", env=env).open()
+        self.system = SessionHandle(self.session)
 
     def close(self) -> None:
-        self.system.close()
+        self.session.close()
 
     def __getitem__(self, name: str) -> Any:
         return self.system.services[name]

@@ -575,6 +575,13 @@ class Session:
                 self.system.loop.run(recorder.stop(), timeout=15)
             except Exception:  # noqa: BLE001 - teardown goes on
                 pass
+        nc = getattr(self.system, "_workload_nc", None) if self.system is not None else None
+        if nc is not None and self.system.loop is not None:  # the workload's own NATS connection (publish)
+            self.system._workload_nc = None
+            try:
+                self.system.loop.run(nc.close(), timeout=10)
+            except Exception:  # noqa: BLE001 - teardown goes on
+                pass
         if self.system is not None:
             self.system.close()
 

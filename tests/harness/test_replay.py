@@ -31,7 +31,7 @@ def test_a_bug_exported_in_the_shell_is_replayed_exactly_into_a_new_report(tmp_p
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     report = json.loads((orig / "report.json").read_text())
-    assert report["first_failure"] == "compensation_completeness"
+    assert report["first_failure"] == "consumption"  # payment never takes inventory.failed (examples/shop/bugs.py)
     assert f"Reproduce: sagaproof replay {orig}\n" in proc.stdout, "the reproduce line must be one whole line"
     manifest = json.loads((orig / "system.json").read_text())
     assert manifest["inherited_env"]["SHOP_BUG"] == "no_refund"

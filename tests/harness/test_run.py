@@ -53,9 +53,9 @@ def test_clean_shop_passes_under_faults_and_writes_reports(tmp_path: Path):
     assert len(starts) == len(ends) == len(report["faults"])
     assert "seed=1" in proc.stdout.replace(" ", "") or "seed 1" in proc.stdout
     assert report["schema_version"] == 2
-    assert {f["status"] for f in report["faults"]} == {"carried out"}
     schedule = next(c for c in report["checks"] if c["name"] == "fault schedule carried out")
     assert schedule["ok"] and not schedule["skipped"]
+    assert {f["status"] for f in report["faults"]} <= {"carried out", "late"}
     assert all(isinstance(f["started_at"], float) and f["started_at"] > 0 for f in report["faults"])
     _follows_the_schema(report, history)
 
@@ -66,6 +66,7 @@ def _follows_the_schema(report: dict, history: list[dict]) -> None:
 
     schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
     assert [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(report)] == []
+
     def part(ref: str):
         return jsonschema_rs.validator_for({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": ref})
 

@@ -173,21 +173,21 @@ def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Win
                 if k[0] in out:
                     out[k[0]].add(str(k[1]))
             else:
-                for s in out.values():
-                    s.add(str(k))
+                for keys in out.values():
+                    keys.add(str(k))
         return out
     starts: dict[str, list[str]] = {}
-    for name, s in sagas.items():
-        starts.setdefault(s.start, []).append(name)
+    for name, spec in sagas.items():
+        starts.setdefault(spec.start, []).append(name)
     only = next(iter(sagas)) if len(sagas) == 1 else None
     out = {name: set() for name in sagas}
     for rec in history.of("message", "operation"):
         if not window.holds(rec):
             continue
         if rec["kind"] == "operation":
-            name, k = rec.get("saga") or only, _op_key(rec)
-            if rec.get("outcome") == "ok" and name in out and k is not None:
-                out[name].add(k)
+            saga, k = rec.get("saga") or only, _op_key(rec)
+            if rec.get("outcome") == "ok" and saga in out and k is not None:
+                out[str(saga)].add(k)
             continue
         for name in starts.get(rec.get("subject"), ()):  # type: ignore[arg-type]
             k = key_of(rec.get("data"), sagas[name].key)
@@ -256,6 +256,10 @@ def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, ke
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _keep_all(saga: str | None, k: str | None) -> bool:
+    return True
+
+
 def saga_result(history: HistoryReader, sagas: dict[str, SagaSpec], window: Window, *, healed_at: float,
                 end_at: float, n_messages: int = 0, scratch: Path | None = None,
                 quiescent_at: float | None = None) -> CheckResult:
@@ -268,10 +272,13 @@ def saga_result(history: HistoryReader, sagas: dict[str, SagaSpec], window: Wind
             groups.setdefault(s.key, {})[name] = s
         if len(groups) == 1:
             [(path, group)] = groups.items()
-            return _judge(history, group, path, lambda saga, k: True, healed_at, end_at, n_messages, scratch,
-                          quiescent_at)
-        parts = [_judge(history, g, path, lambda saga, k, g=g: saga is None or saga in g, healed_at, end_at,
-                        n_messages, scratch, quiescent_at) for path, g in groups.items()]
+            return _judge(history, group, path, _keep_all, healed_at, end_at, n_messages, scratch, quiescent_at)
+
+        def of_group(g: dict[str, SagaSpec]) -> Keep:
+            return lambda saga, k: saga is None or saga in g
+
+        parts = [_judge(history, g, path, of_group(g), healed_at, end_at, n_messages, scratch, quiescent_at)
+                 for path, g in groups.items()]
         result = merge_results(parts, healed_at=healed_at, end_at=end_at)
         result.messages_seen = n_messages or result.messages_seen
         return result

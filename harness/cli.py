@@ -380,7 +380,7 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
         raise ConfigError(f"--schedule {path}: not valid JSON ({exc}); pass the minimal-schedule.json "
                           f"a shrinking run wrote.") from None
     validate_schedule(schedule, spec, f"--schedule {path}")
-    return schedule
+    return list(schedule)
 
 
 def _run(spec: Any, opts: Any, total: int) -> int:
@@ -389,7 +389,12 @@ def _run(spec: Any, opts: Any, total: int) -> int:
 
     bus = EventBus()
     finished: list[Any] = []
-    bus.subscribe(lambda e: isinstance(e, RunFinished) and finished.append(e.result))
+
+    def on_finished(e: Event) -> None:
+        if isinstance(e, RunFinished):
+            finished.append(e.result)
+
+    bus.subscribe(on_finished)
     with Progress(console, total) as progress:
         bus.subscribe(progress)
         code, _ = run(spec, opts, bus)

@@ -61,7 +61,7 @@ class ServiceCrashed(EnvironmentStartError):
 class FaultError(EnvironmentStartError):
     """A fault could not be injected or healed (the fault proxy or a process refused)."""
 
-    def __init__(self, message: str, *, fault: dict | None = None):
+    def __init__(self, message: str, *, fault: dict[str, object] | None = None):
         super().__init__(message)
         self.fault = fault or {}
 

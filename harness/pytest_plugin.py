@@ -168,9 +168,10 @@ def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_is
     merged = None
     if sagas:
         merged = merge_results(sagas, healed_at=0.0, end_at=session.now)
-        seen: set[tuple[str, str, str]] = set()
-        merged.violations = [v for v in merged.violations
-                             if (v.saga, v.key, v.check) not in seen and not seen.add((v.saga, v.key, v.check))]
+        unique: dict[tuple[str, str, str], Any] = {}
+        for v in merged.violations:  # windows of several checks may overlap
+            unique.setdefault((v.saga, v.key, v.check), v)
+        merged.violations = list(unique.values())
     checks = tests + wide
     ok = all(c.ok for c in checks)
     result = RunResult(

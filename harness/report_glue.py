@@ -27,7 +27,7 @@ MAX_SHRINK_RUNS = 8
 def _first_failed_check(result: Any) -> str | None:
     for c in result.checks:
         if not c.ok:
-            return c.name
+            return str(c.name)
     return None
 
 

@@ -721,7 +721,7 @@ class Session:
         out = []
         for name, fn in self.invariants:
             self.emit(Phase("invariant", name))
-            ok, why = eventually_settled(lambda fn=fn: fn(self.system), self.spec.invariant_timeout, settled=settled)
+            ok, why = eventually_settled(self._invariant_call(fn), self.spec.invariant_timeout, settled=settled)
             first = (why.splitlines() or [""])[0]
             summary = "holds" if ok else (first if len(first) <= 160 else first[:157] + "...")
             details = [] if ok else why.splitlines()
@@ -730,6 +730,9 @@ class Session:
                 self.emit(ViolationFound(f"invariant {name}", summary))
             out.append(CheckOutcome(f"invariant {name}", ok, summary, details))
         return out
+
+    def _invariant_call(self, fn: Callable[[Any], Any]) -> Callable[[], Any]:
+        return lambda: fn(self.system)
 
     def drain(self) -> None:
         """Wait until the recorder has every message the streams hold (a problem is recorded otherwise)."""
@@ -955,7 +958,8 @@ class SessionHandle:
 
     @property
     def services(self) -> dict[str, Any]:
-        return self.session.system.services
+        services: dict[str, Any] = self.session.system.services
+        return services
 
     @property
     def chaos(self) -> Any:
@@ -963,11 +967,11 @@ class SessionHandle:
 
     @property
     def nats_url(self) -> str:
-        return self.session.system.nats_url
+        return str(self.session.system.nats_url)
 
     @property
     def nats_urls(self) -> list[str]:
-        return self.session.system.nats_urls
+        return list(self.session.system.nats_urls)
 
     @property
     def spec(self) -> SystemSpec:

@@ -30,7 +30,7 @@ class ReportWriter:
             from sagaproof.harness.history import HistoryReader
 
             result = event.result
-            history = HistoryReader(result.history_path) if result.history_path else []
+            history: Iterable[dict[str, Any]] = HistoryReader(result.history_path) if result.history_path else []
             self.paths = write_reports(result, Path(event.report_dir), history)
 
 

@@ -2,19 +2,20 @@
 
 Runs the real engine (`sagaproof run` as a function) on the example shop, without faults, for runs of
 growing length, each in a fresh process, and prints the harness process's peak RSS (the services are
-other processes) against the number of messages recorded. Two modes, measured in the same invocation:
+other processes) against the number of messages recorded. Three modes, measured in the same invocation:
 
-* engine:   the harness as it is: the history streams to events.jsonl, the checks and reports read it back;
-* baseline: the same run plus what the harness used to do: keep every history record in memory (one dict
-            per record) and judge the list at the end.
+* engine:    the harness as it is: the history streams to events.jsonl, the checks and reports read it back;
+* no-broker: the same without the broker checks (harness.consumption, which index the whole history in
+             memory when they judge it), to show the rest of the engine on its own;
+* baseline:  the engine plus what the harness used to do: keep every history record in memory (one dict per
+             record) and judge the list at the end.
 
 The shop's invariants are left out: they fetch every service's whole state (every order, payment and
 reservation), which grows with the run by the example's design, whatever the harness does.
 
-For each mode it prints the growth per 1,000 messages from one run length to the next, and the ratio of the
-two growths over the longest step. Flat means the engine's growth stays near zero while the baseline's
-does not. (The engine's checks and its sort hold at most 5,000 records at a time, so its peak rises until a
-run has that many and hardly after.)
+For each mode it prints the growth per 1,000 messages from one run length to the next, and the ratio to the
+baseline's over the longest step. Flat means the growth stays near zero once a run is longer than the pieces
+the engine reads at a time (its saga checks hold 2,500 messages' worth, its sort 5,000 records).
 
     .venv/bin/python benchmarks/memory_flat.py                 # 6 s, 18 s and 54 s runs
     .venv/bin/python benchmarks/memory_flat.py --durations 5 20
@@ -44,6 +45,10 @@ def one(mode: str, duration: float) -> dict[str, float]:
     spec = dataclasses.replace(load_system_file(ROOT / "examples" / "shop"), invariants=())
     bus = EventBus()
     kept: list[dict] = []
+    if mode == "no-broker":
+        from sagaproof.harness import checks
+
+        checks.CHECKS.remove(checks.broker_checks)
     if mode == "baseline":
         import time
 
@@ -72,10 +77,10 @@ def main() -> int:
     if args.one:
         print(json.dumps(one(args.one[0], float(args.one[1]))))
         return 0
-    rows: dict[str, list[dict[str, float]]] = {"engine": [], "baseline": []}
+    rows: dict[str, list[dict[str, float]]] = {"engine": [], "no-broker": [], "baseline": []}
     print(f"{'mode':9s} {'run':>6s} {'messages':>9s} {'peak RSS':>9s}")
     for duration in args.durations:
-        for mode in ("engine", "baseline"):
+        for mode in rows:
             out = subprocess.run([sys.executable, __file__, "--one", mode, str(duration)], capture_output=True,
                                  text=True, cwd=ROOT, timeout=600 + 10 * duration)
             if out.returncode != 0:
@@ -92,7 +97,8 @@ def main() -> int:
             print(f"{mode}: {growth[mode]:+.2f} MB per 1,000 more messages from {a['messages']:.0f} to "
                   f"{b['messages']:.0f} messages ({a['peak_mb']:.1f} -> {b['peak_mb']:.1f} MB)")
     if growth.get("baseline", 0) > 0:
-        print(f"engine growth / baseline growth over the longest step: {growth['engine'] / growth['baseline']:.2f}")
+        for mode in ("engine", "no-broker"):
+            print(f"{mode} growth / baseline growth over the longest step: {growth[mode] / growth['baseline']:.2f}")
     return 0
 
 

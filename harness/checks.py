@@ -49,7 +49,7 @@ from sagaproof.harness.results import CheckOutcome
 __all__ = ["CHECKS", "CheckContext", "CheckFn", "Window", "key_of", "register_check", "run_checks",
            "saga_result"]
 
-SHARD_MESSAGES = 5_000
+SHARD_MESSAGES = 2_500
 SAGAS_JUDGED = "sagas judged"
 
 

@@ -60,6 +60,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class PortReservation:
+    """Ports held open until the processes that need them are about to start.
+
+    `free_port()` closes its socket at once, so anything else on the machine that binds port 0 in between (our
+    own fault-proxy links, for one) can be given the same port. A reservation keeps each socket bound, so the OS
+    hands those ports to nobody else, until `release()` just before the processes start.
+    """
+
+    def __init__(self, names: list[str], host: str = "127.0.0.1") -> None:
+        self._sockets: dict[str, socket.socket] = {}
+        for name in names:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            self._sockets[name] = s
+        self.ports: dict[str, int] = {name: s.getsockname()[1] for name, s in self._sockets.items()}
+
+    def release(self) -> None:
+        for s in self._sockets.values():
+            s.close()
+        self._sockets.clear()
+
+
 @dataclass
 class NatsNode:
     """One nats-server process and its fixed ports."""

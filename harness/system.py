@@ -48,7 +48,7 @@ from sagaproof.harness.events import (
     hide_password,
 )
 from sagaproof.harness.http import ServiceHTTP
-from sagaproof.harness.nats_server import NatsCluster, free_port
+from sagaproof.harness.nats_server import NatsCluster, PortReservation
 from sagaproof.harness.process import ManagedProcess, tail
 from sagaproof.harness.reaper import Reaper
 
@@ -223,6 +223,7 @@ class System:
         self.services: dict[str, Service] = {}
         self.nats: NatsCluster | None = None
         self.loop: LoopThread | None = None
+        self._reserved_ports: PortReservation | None = None
         self.proxy_server: Any = None  # chaos.toxiproxy server when embedded
         self.proxies: Any = None  # chaos.client.FaultProxyClient when chaos links are on
         self.proxy_names: dict[str, str] = {}
@@ -310,7 +311,9 @@ class System:
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
         # Services (those given by url are attached: running already, see harness/attach.py)
         own = {name: s for name, s in self.spec.services.items() if not s.attached}
-        ports = {name: free_port() for name in own}
+        # Held until the services start, so that no link bound to port 0 can be given a service's port.
+        reserved = self._reserved_ports = PortReservation(list(own))
+        ports = reserved.ports
         node_urls = self.nats_urls
         if self.chaos_links and own:
             from sagaproof.harness.chaos_control import start_links
@@ -342,6 +345,7 @@ class System:
             # An AttachedService has the Service interface that tests, invariants and the nemesis use.
             found: dict[str, Any] = {**self.services, **attach_services(self, attached)}
             self.services = {name: found[name] for name in self.spec.services}  # the system file's order
+        reserved.release()
         for svc in (self.services[name] for name in own):
             self.bus.emit(ServiceStarting(svc.name, svc.port))
             try:
@@ -410,6 +414,8 @@ class System:
             if self._state == "closed":
                 return
             self._state = "closed"
+        if self._reserved_ports is not None:
+            self._reserved_ports.release()
         errors: list[BaseException] = []
         # stop services in parallel, then proxies, then NATS
         services = list(self.services.values())

@@ -374,6 +374,9 @@ class NemesisRunner:
         self._down: set[str] = set()
         self._ready_at: dict[str, float] = {}
         self.waited: dict[str, float] = {}  # fault id -> seconds it waited for its target's previous fault
+        # fault id -> schedule time at which injecting it began; injecting can itself take a while (an attached
+        # service's kill command, a remote Toxiproxy), which delays the fault but is not the runner falling behind
+        self.dispatched: dict[str, float] = {}
 
     # ---- control -------------------------------------------------------------------------------
     def start(self, schedule: Schedule) -> None:
@@ -392,6 +395,10 @@ class NemesisRunner:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """True while the schedule's thread (started by `start`) is still running."""
+        return self._thread is not None and self._thread.is_alive()
 
     def run(self, schedule: Schedule) -> None:
         """Execute `schedule` now; returns when it ends or is cancelled, with everything healed.
@@ -428,6 +435,7 @@ class NemesisRunner:
                 return
             self.waited[fault.id] = round(max(0.0, time.monotonic() - self._t0 - fault.start), 6)
             errors_before = len(self.errors)
+            self.dispatched[fault.id] = round(time.monotonic() - self._t0, 6)
             cm = self._begin(fault)
             if cm is None:
                 self._failed(fault, "inject", errors_before)

@@ -453,7 +453,11 @@ def start_nemesis(system: Any, schedule: Any, clock: Any, bus: EventBus) -> Neme
         d = info(fault)
         if kind == "fault_start":
             d["started_at"] = clock()
-            d["late_by"] = round(t_schedule - fault.start, 6)
+            # Late: how long after its planned time the harness began to inject it. What injecting took (a
+            # command, an API call) is kept apart: the fault then lasts its whole length from when it took effect.
+            began = runner.dispatched.get(fault.id, t_schedule)
+            d["late_by"] = round(began - fault.start, 6)
+            d["inject_seconds"] = round(max(0.0, t_schedule - began), 6)
             # Seconds it waited for the previous process fault on its target to be healed (a restart that waits
             # for readiness): the schedule's own sequencing, not the harness falling behind.
             d["waited_for_target"] = runner.waited.get(fault.id, 0.0)

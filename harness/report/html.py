@@ -76,7 +76,8 @@ def _schedule_offset(faults: list[dict[str, Any]]) -> float | None:
     for f in faults:
         if isinstance(f.get("started_at"), int | float) and isinstance(f.get("late_by"), int | float) \
                 and isinstance(f.get("start"), int | float) and f.get("source", "nemesis") == "nemesis":
-            return float(f["started_at"]) - float(f["late_by"]) - float(f["start"])
+            return (float(f["started_at"]) - float(f.get("inject_seconds") or 0.0) - float(f["late_by"])
+                    - float(f["start"]))
     return None
 
 

@@ -112,7 +112,7 @@ def test_seeded_bug_is_caught_in_attach_mode_as_in_embedded_mode(tmp_path: Path,
         proc, report = _run(system, tmp_path / "rep", "--seed", "1")  # test_run.py's settings for embedded mode
         assert proc.returncode == 1, f"{bug} was not caught:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
         assert report["first_failure"] == EXPECTED_FIRST[bug], proc.stdout[-3000:]
-        assert "Reproduce: sagaproof run" in proc.stdout.replace("\n", " ")
+        assert f"Reproduce: sagaproof replay {tmp_path / 'rep'}" in proc.stdout.replace("\n", " ")
 
 
 def test_fault_kinds_with_no_way_to_inject_them_are_left_out_with_a_note(clean_shop: DeployedShop, tmp_path: Path):

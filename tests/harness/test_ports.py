@@ -6,7 +6,6 @@ import errno
 import socket
 
 import pytest
-
 from sagaproof.harness.nats_server import PortReservation
 
 

@@ -134,6 +134,11 @@ CASES = [
     Case("jobs-without-seeds", lambda t: ["run", str(MINI), "--jobs", "2"], 2, "needs --seeds"),
     Case("merge-not-a-report", lambda t: ["merge", str(t), "--report-dir", str(t / "out")], 2,
          "not a sagaproof report directory"),
+    # replaying a recorded run (issue 11)
+    Case("replay-no-such-dir", lambda t: ["replay", str(t / "nope")], 2, "no such report directory"),
+    Case("replay-not-a-report", lambda t: ["replay", str(t)], 2, "no report.json here"),
+    Case("replay-broken-report", lambda t: ["replay", str(t / "r")], 2, "cannot be read as a run's report",
+         setup=_write("r/report.json", "{")),
     Case("attached-service-without-nats-url", lambda t: ["run", str(_mini(t, '[services.api]\nurl = '
                                                                         '"http://127.0.0.1:9"\n'))], 2, "set nats.url"),
     # no nats-server to start: the environment cannot start (3)

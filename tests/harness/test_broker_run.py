@@ -49,7 +49,8 @@ def test_core_subscription_on_a_stored_subject_is_caught_first_with_no_invariant
         ("order", "payments.failed"), ("order", "inventory.failed"), ("order", "shipping.failed"),
         ("order", "shipping.scheduled")}
     assert "x-sagaproof-delivery: at-most-once" in findings[0]["fix"]
-    assert "--env SHOP_BUG=lost_terminal" in findings[0]["repro"]
+    assert findings[0]["repro"] == f"sagaproof replay {tmp_path / 'r'}"
+    assert "--env SHOP_BUG=lost_terminal" in report["run_command"]
     assert "Delivery guarantee violated: service 'order'" in proc.stdout.replace("\n", " ")
     services = report["broker"]["services"]
     assert {s["kind"] for s in services["order"]["subscriptions"]} >= {"core"}

@@ -46,4 +46,5 @@ def test_each_seeded_bug_fails_with_the_right_check_first(tmp_path: Path, bug: s
     proc, report = _run(tmp_path, "--env", f"TRIPS_BUG={bug}")
     assert proc.returncode == 1, f"{bug} was not caught:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
     assert report["first_failure"] == EXPECTED_FIRST[bug], proc.stdout[-3000:]
-    assert f"--env TRIPS_BUG={bug}" in report["command"]
+    assert f"--env TRIPS_BUG={bug}" in report["run_command"]
+    assert report["command"] == f"sagaproof replay {tmp_path}", "the reproduce line replays the run exactly"

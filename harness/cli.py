@@ -333,20 +333,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     bus.subscribe(on_ready)
     _print_whole(f"sagaproof up {spec.path}")
     with System(spec, report_dir=args.report_dir, bus=bus, chaos_links=args.chaos_links) as system:
-        # One block per service, each value whole on its line: a table would cut URLs in a narrow or piped
-        # output, and these are what a person copies.
-        _print_whole(f"system up in {system.started_seconds:.2f}s; Ctrl-C to stop")
-        for row in system.describe():
-            _print_whole(f"{row['name']}:")
-            _print_whole(f"  url:      {row['url']}")
-            _print_whole(f"  nats url: {row['nats_url']}")
-            _print_whole(f"  port:     {row['port']}   pid: {row['pid']}")
-            _print_whole(f"  log:      {row['log']}")
-        _print_whole(f"NATS (direct): {system.nats_url}")
-        if system.proxy_server is not None:
-            _print_whole(f"Fault proxy API (Toxiproxy-compatible): {system.proxy_server.url}")
-        sys.stdout.flush()
+        # Ctrl-C is the way to stop, whenever it comes: while the URLs are still being printed too.
         try:
+            # One block per service, each value whole on its line: a table would cut URLs in a narrow or piped
+            # output, and these are what a person copies.
+            _print_whole(f"system up in {system.started_seconds:.2f}s; Ctrl-C to stop")
+            for row in system.describe():
+                _print_whole(f"{row['name']}:")
+                _print_whole(f"  url:      {row['url']}")
+                _print_whole(f"  nats url: {row['nats_url']}")
+                _print_whole(f"  port:     {row['port']}   pid: {row['pid']}")
+                _print_whole(f"  log:      {row['log']}")
+            _print_whole(f"NATS (direct): {system.nats_url}")
+            if system.proxy_server is not None:
+                _print_whole(f"Fault proxy API (Toxiproxy-compatible): {system.proxy_server.url}")
+            sys.stdout.flush()
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:

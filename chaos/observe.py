@@ -34,10 +34,10 @@ without copying them, and gives up on a stream that is not NATS (it never affect
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 __all__ = ["ConnectionObservation", "ObservingLinks", "WireObserver", "attach", "parse_ack_subject"]
@@ -81,20 +81,8 @@ def parse_ack_subject(subject: str) -> dict[str, Any] | None:
         return None
 
 
-_D, _A = "d", "a"  # compact observations: a delivery, an answer
 MAX_QUEUED = 8 * 1024 * 1024  # bytes passed on but not read yet; past this, reading catches up at once
 READ_SLICE = 64 * 1024  # bytes read per turn of the loop
-
-
-def _ack_key(subject: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """(stream, consumer, stream_seq) of an ack subject, as bytes, without converting anything."""
-    tokens = subject.split(b".")
-    n = len(tokens)
-    if n == 9:
-        return tokens[2], tokens[3], tokens[5]
-    if n >= 11:
-        return tokens[4], tokens[5], tokens[7]
-    return None
 
 
 def _ack_how(payload: bytes) -> tuple[str, str | None]:
@@ -144,92 +132,318 @@ def _consumer_config(api_subject: str, body: bytes) -> Event:
     }
 
 
-class _Scanner:
-    """Incremental reader of one direction's control lines; calls `handle(op, parts, payload, size)` per frame.
+_GLUE = MAX_CONTROL_LINE + _NEEDED_PAYLOAD + 2  # enough of the next chunk to finish any frame a chunk cut short
+_LINE_CACHE = 1024  # control lines remembered per direction (those without a reply subject, which repeat)
+_NEVER = b"\x00\x00 not a control line \x00\x00"  # matches no NATS frame; the repeat path's initial line
+_WANTS = (_ACK, *_API_CREATE, _NEXT)  # upstream subjects read beyond the bare fact of a publish
+# The two frames of every JetStream message, read by one regular expression each (ack subject in the 9-token
+# form; any other line goes the general way, which reads these the same):
+# a delivery: op, subject, sid, reply, stream, consumer, delivered, stream_seq, [header size], size
+_DELIVERY = re.compile(rb"(H?MSG) (\S+) (\S+) (\$JS\.ACK\.([^\s.]+)\.([^\s.]+)\.(\d+)\.(\d+)\.[^\s.]+\.[^\s.]+\.[^\s.]+)"
+                       rb" (?:(\d+) )?(\d{1,9})\r\n").match
+# an answer: subject, stream, consumer, stream_seq, size
+_ANSWER = re.compile(rb"PUB (\$JS\.ACK\.([^\s.]+)\.([^\s.]+)\.[^\s.]+\.([^\s.]+)\.[^\s.]+\.[^\s.]+\.[^\s.]+) +(\d{1,5})\r\n").match
 
-    `payload` is the frame's payload when its subject starts with one of `wants`, else None (skipped, not
-    copied); for CONNECT it is the whole line. :meth:`feed` returns whether the bytes held any activity.
+
+class _Scanner:
+    """Incremental reader of one direction's frames: control lines only, payloads skipped without copying.
+
+    A chunk is read where it lies; only a frame cut by the chunk's end is carried over (its head, never the
+    whole chunk). The bulk of the traffic costs one C call per frame: a control line without a reply subject
+    (a core message, a plain publish) is remembered, and a run of frames with the same control line (same
+    subject and size) is stepped over by `startswith`, counted at the end of the run. Other lines are
+    remembered up to :data:`_LINE_CACHE`, looked up per frame. :meth:`feed` returns whether the bytes held
+    any activity; a stream that is not NATS is given up on (``broken``), the bytes untouched.
     """
 
-    __slots__ = ("_partial", "_skip", "_handle", "_wants", "_core", "broken")
+    __slots__ = ("_partial", "_skip", "_cache", "_last", "_step", "_subject", "conn", "broken")
 
-    def __init__(self, handle: Callable[[bytes, list[bytes], bytes | None, int], bool],
-                 wants: tuple[bytes, ...] = (), core: dict[bytes, int] | None = None) -> None:
-        self._partial = b""
-        self._skip = 0
-        self._handle = handle
-        self._wants = wants  # subject prefixes of frames `handle` must see (with their payload, upstream)
-        self._core = core  # downstream: count plain MSGs per subject here instead of calling `handle`
+    def __init__(self, conn: ConnectionObservation) -> None:
+        self._partial = b""  # the head of a frame the last chunk cut short
+        self._skip = 0  # payload bytes still to come of a frame not needed
+        self._cache: dict[bytes, tuple[int, bytes | None, bool]] = {}  # line -> (frame length, counted subject, active)
+        self._last = _NEVER  # the last remembered line read, and its frame length and subject
+        self._step = len(_NEVER)
+        self._subject: bytes | None = None
+        self.conn = conn
         self.broken = False
 
     def feed(self, data: bytes) -> bool:
         if self.broken:
             return True
-        pos = 0
         n = len(data)
+        pos = 0
         if self._skip:
             if n <= self._skip:
                 self._skip -= n
                 return False
             pos = self._skip
             self._skip = 0
-        if self._partial:
-            data = self._partial + data[pos:]
-            self._partial = b""
-            pos = 0
-            n = len(data)
-        handle = self._handle
-        wants = self._wants
-        core = self._core
         active = False
-        while pos < n:
-            nl = data.find(b"\n", pos, pos + MAX_CONTROL_LINE)
-            if nl < 0:
-                if n - pos >= MAX_CONTROL_LINE:
-                    self.broken = True  # not NATS (or corrupt): stop reading, never touch the bytes
+        if self._partial:
+            partial = self._partial
+            self._partial = b""
+            head = partial + data[pos:pos + _GLUE]  # the cut frame, whole (it fits: line + needed payload)
+            lp = len(partial)
+            end, active = self._scan(head, 0, lp)
+            if self.broken:
+                return True
+            if end < 0:  # still cut short: the chunk was all of it (else the frame would not fit in _GLUE)
+                if n - pos > _GLUE:
+                    self.broken = True
                     return True
-                self._partial = data[pos:]
                 return active
-            parts = data[pos:nl].split()
-            start = pos
-            pos = nl + 1
+            pos += end - lp
+            if pos >= n:
+                self._skip = pos - n
+                return active
+        end, more = self._scan(data, pos, n)
+        if self.broken:
+            return True
+        if end > n:
+            self._skip = end - n
+        return active or more
+
+    def _scan(self, data: bytes, pos: int, limit: int) -> tuple[int, bool]:  # pragma: no cover - interface
+        """Read the frames of `data` that start before `limit`, from `pos`: returns (where the next frame
+        starts, perhaps past the end of `data`; or -1 with the cut frame kept in `_partial`, activity)."""
+        raise NotImplementedError
+
+    def _cut(self, data: bytes, pos: int, line: bool) -> int:
+        """The frame at `pos` is cut by the end of `data` (in its control `line`, or in a payload that is read):
+        keep its head for the next chunk, or give up on a stream with no control line in MAX_CONTROL_LINE."""
+        if line and len(data) - pos >= MAX_CONTROL_LINE:
+            self.broken = True  # not NATS (or corrupt): stop reading, never touch the bytes
+        else:
+            self._partial = data[pos:]
+        return -1
+
+    def _remember(self, line: bytes, entry: tuple[int, bytes | None, bool]) -> None:
+        cache = self._cache
+        if len(cache) >= _LINE_CACHE:
+            cache.clear()
+        cache[line] = entry
+
+
+class _Downstream(_Scanner):
+    """Server -> service: JetStream deliveries (a reply on an ack subject) recorded, core messages counted per
+    subject (inboxes left out), status-only header messages (no messages, timeouts, heartbeats) ignored."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, conn: ConnectionObservation, core: dict[bytes, int]) -> None:
+        super().__init__(conn)
+        self._core = core
+
+    def _scan(self, data: bytes, pos: int, limit: int) -> tuple[int, bool]:
+        find = data.find
+        starts = data.startswith
+        cache = self._cache
+        core = self._core
+        obs = self.conn.observer
+        number = self.conn.number
+        delivering, ack_none, held, deliveries = obs.delivering, obs.ack_none, obs._held, obs._deliveries
+        delivery = _DELIVERY
+        last, step, subject = self._last, self._step, self._subject
+        run = 0  # frames of `last` in a row, not counted yet
+        active = False
+        while pos < limit:
+            if starts(last, pos):
+                pos += step
+                run += 1
+                continue
+            m = delivery(data, pos)
+            if m is not None:
+                op, subj, sid, reply, stream, consumer, count, seq, hdr, size = m.groups()
+                if (hdr is None) == (op == b"MSG"):  # else not a NATS frame: read (and given up on) below
+                    pair = (stream, consumer)
+                    delivering.add(pair)
+                    if pair not in ack_none:
+                        held[(stream, consumer, seq)] = (count, number)
+                    deliveries.append((obs.clock, number, subj, sid, reply))
+                    active = True
+                    pos = m.end() + int(size) + 2
+                    continue
+            nl = find(b"\n", pos, pos + MAX_CONTROL_LINE)
+            if nl < 0:
+                pos = self._cut(data, pos, True)
+                break
+            line = data[pos:nl + 1]
+            entry = cache.get(line)
+            if entry is None:
+                parts = line.split()
+                if not parts:
+                    pos = nl + 1
+                    continue
+                op = parts[0]
+                if op not in _OPS:
+                    op = op.upper()
+                if op not in _SIZED:
+                    pos = nl + 1  # INFO, PING, PONG, +OK, -ERR: not activity
+                    continue
+                try:
+                    size = int(parts[-1])
+                except ValueError:
+                    size = -1
+                if size < 0 or size > MAX_PAYLOAD or len(parts) < 3:
+                    self.broken = True  # not NATS (or corrupt): stop reading, never touch the bytes
+                    break
+                hmsg = op == b"HMSG"
+                n = len(parts)
+                reply = parts[3] if (n == 6 if hmsg else n == 5) else None
+                if reply is not None and reply.startswith(_ACK):  # a JetStream delivery
+                    tokens = reply.split(b".")
+                    nt = len(tokens)
+                    if nt == 9 or nt >= 11:
+                        b = 2 if nt == 9 else 4
+                        pair = (tokens[b], tokens[b + 1])
+                        delivering.add(pair)
+                        if pair not in ack_none:
+                            held[(tokens[b], tokens[b + 1], tokens[b + 3])] = (tokens[b + 2], number)
+                        deliveries.append((obs.clock, number, parts[1], parts[2], reply))
+                    active = True
+                    pos = nl + 3 + size
+                    continue
+                if hmsg and n >= 5 and parts[-1] == parts[-2]:
+                    entry = (nl + 3 + size - pos, None, False)  # headers only: a status (no messages, timeout)
+                else:
+                    entry = (nl + 3 + size - pos, None if parts[1].startswith(_INBOX) else parts[1], size > 0)
+                if reply is not None:  # a reply subject (an inbox, unique per request): counted, not remembered
+                    if entry[1] is not None:
+                        core[entry[1]] = core.get(entry[1], 0) + 1
+                    active = active or entry[2]
+                    pos += entry[0]
+                    continue
+                self._remember(line, entry)
+            if run and subject is not None:
+                core[subject] = core.get(subject, 0) + run
+            last = line
+            step, subject, act = entry
+            run = 1
+            pos += step
+            if act:
+                active = True
+        if run and subject is not None:
+            core[subject] = core.get(subject, 0) + run
+        self._last, self._step, self._subject = last, step, subject
+        return pos, active or self.broken
+
+
+class _Upstream(_Scanner):
+    """Service -> server: subscriptions, the CONNECT line, consumer create requests and answers on ack
+    subjects (read with their payload); pull requests are not activity, every other publish is."""
+
+    def _scan(self, data: bytes, pos: int, limit: int) -> tuple[int, bool]:
+        find = data.find
+        starts = data.startswith
+        cache = self._cache
+        obs = self.conn.observer
+        number = self.conn.number
+        held_pop, answers = obs._held.pop, obs._answers
+        answer = _ANSWER
+        last, step = self._last, self._step
+        active = False
+        while pos < limit:
+            if starts(last, pos):
+                pos += step
+                continue
+            m = answer(data, pos)
+            if m is not None:
+                subject, stream, consumer, seq, size = m.groups()
+                end = m.end()
+                payload = b""
+                if size != b"0":
+                    start = end
+                    end += int(size)
+                    if end + 2 > len(data):
+                        pos = self._cut(data, pos, False)  # read again with its payload when the rest has come
+                        break
+                    payload = data[start:end] if end - start <= _NEEDED_PAYLOAD else b""
+                if not payload or not payload.lstrip().startswith(b"+WPI"):  # in progress: still held
+                    held_pop((stream, consumer, seq), None)
+                answers.append((obs.clock, number, subject, payload[:512]))
+                active = True
+                pos = end + 2
+                continue
+            nl = find(b"\n", pos, pos + MAX_CONTROL_LINE)
+            if nl < 0:
+                pos = self._cut(data, pos, True)
+                break
+            line = data[pos:nl + 1]
+            entry = cache.get(line)
+            if entry is not None:
+                last = line
+                step = entry[0]
+                pos += step
+                active = True
+                continue
+            parts = line.split()
             if not parts:
+                pos = nl + 1
                 continue
             op = parts[0]
             if op not in _OPS:
                 op = op.upper()
-            if op in _SIZED:
+            if op == b"PUB" or op == b"HPUB":
                 try:
                     size = int(parts[-1])
                 except ValueError:
-                    self.broken = True
-                    return True
+                    size = -1
                 if size < 0 or size > MAX_PAYLOAD or len(parts) < 3:
-                    self.broken = True
-                    return True
-                end = pos + size + 2
-                # Fast paths for the bulk of the traffic, without a call per frame.
-                if core is not None and op == b"MSG" and (len(parts) == 4 or not parts[3].startswith(_ACK)):
-                    subject = parts[1]
-                    if not subject.startswith(_INBOX):
-                        core[subject] = core.get(subject, 0) + 1
-                    active = active or size > 0
-                elif core is None and not parts[1].startswith(wants):
-                    active = True  # an ordinary publish
-                elif wants and size <= _NEEDED_PAYLOAD:
-                    if end > n:
-                        self._partial = data[start:]  # re-read the control line with its payload next time
-                        return active
-                    active |= handle(op, parts, data[pos:pos + size], size)
-                else:
-                    active |= handle(op, parts, None, size)
-                if end > n:
-                    self._skip = end - n
-                    return active
+                    self.broken = True  # not NATS (or corrupt): stop reading, never touch the bytes
+                    break
+                end = nl + 3 + size
+                subject = parts[1]
+                if not subject.startswith(_WANTS):  # an ordinary publish
+                    active = True
+                    if len(parts) == (4 if op == b"HPUB" else 3):  # no reply subject: remembered
+                        self._remember(line, (end - pos, None, True))
+                        last = line
+                        step = end - pos
+                    pos = end
+                    continue
+                if subject.startswith(_NEXT):  # a pull request: asking is not activity, what it brings is
+                    pos = end
+                    continue
+                payload = b""
+                if size <= _NEEDED_PAYLOAD:
+                    if end > len(data):
+                        pos = self._cut(data, pos, False)  # read again with its payload when the rest has come
+                        break
+                    payload = data[nl + 1:nl + 1 + size]
+                    if op == b"HPUB":
+                        hdr = int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else 0
+                        payload = payload[hdr:]
+                if subject.startswith(_ACK):  # an answer to a delivery
+                    tokens = subject.split(b".")
+                    nt = len(tokens)
+                    if nt == 9 or nt >= 11:
+                        b = 2 if nt == 9 else 4
+                        if not payload or not payload.lstrip().startswith(b"+WPI"):  # in progress: still held
+                            held_pop((tokens[b], tokens[b + 1], tokens[b + 3]), None)
+                        answers.append((obs.clock, number, subject, payload[:512]))
+                elif size <= _NEEDED_PAYLOAD:
+                    self.conn._create(subject, payload)
+                active = True
                 pos = end
-            else:
-                active |= handle(op, parts, data[start:nl] if op == b"CONNECT" else None, 0)
-        return active
+                continue
+            if op in _SIZED:  # MSG/HMSG do not come from a client; stepped over all the same
+                try:
+                    size = int(parts[-1])
+                except ValueError:
+                    size = -1
+                if size < 0 or size > MAX_PAYLOAD or len(parts) < 3:
+                    self.broken = True  # not NATS (or corrupt): stop reading, never touch the bytes
+                    break
+                pos = nl + 3 + size
+                active = True
+                continue
+            pos = nl + 1
+            if op == b"SUB" or op == b"UNSUB" or op == b"CONNECT":
+                self.conn._control(op, parts, line)
+                active = True
+        self._last, self._step = last, step
+        return pos, active or self.broken
 
 
 class ConnectionObservation:
@@ -238,9 +452,8 @@ class ConnectionObservation:
     def __init__(self, observer: WireObserver, number: int) -> None:
         self.observer = observer
         self.number = number
-        self.held: dict[tuple[bytes, bytes, bytes], bytes] = {}  # (stream, consumer, stream_seq) -> delivered
-        self.up = _Scanner(self._upstream, (_ACK, *_API_CREATE, _NEXT))
-        self.down = _Scanner(self._downstream, (), observer.core_received)
+        self.up = _Upstream(self)
+        self.down = _Downstream(self, observer.core_received)
         self.closed = False
 
     def tap(self, direction: str, sink: Any) -> Any:
@@ -250,86 +463,30 @@ class ConnectionObservation:
     def _emit(self, kind: str, **fields: Any) -> None:
         self.observer._emit({"kind": kind, "conn": self.number, "wall": self.observer.clock, **fields})
 
-    # -- client -> server
-    def _upstream(self, op: bytes, parts: list[bytes], payload: bytes | None, size: int) -> bool:
-        if op == b"PUB" or op == b"HPUB":
-            subject = parts[1]
-            if subject.startswith(_NEXT):
-                return False  # a pull request: asking is not activity, what it brings back is
-            if subject.startswith(_ACK):
-                body = payload or b""
-                if op == b"HPUB" and payload is not None:
-                    hdr = int(parts[-2]) if len(parts) >= 4 else 0
-                    body = payload[hdr:]
-                self._on_ack(subject, body)
-            elif subject.startswith(_API_CREATE) and payload is not None:
-                body = payload
-                if op == b"HPUB":
-                    hdr = int(parts[-2]) if len(parts) >= 4 else 0
-                    body = payload[hdr:]
-                cfg = _consumer_config(subject.decode("utf-8", "replace"), body)
-                self.observer._consumer(cfg)
-                self._emit("js_consumer", **cfg)
-            return True
+    def _create(self, subject: bytes, body: bytes) -> None:
+        cfg = _consumer_config(subject.decode("utf-8", "replace"), body)
+        self.observer._consumer(cfg)
+        self._emit("js_consumer", **cfg)
+
+    def _control(self, op: bytes, parts: list[bytes], line: bytes) -> None:
         if op == b"SUB":
             if len(parts) >= 3:
-                queue = parts[2].decode() if len(parts) >= 4 else None
+                queue = parts[2].decode("utf-8", "replace") if len(parts) >= 4 else None
                 self._emit("nats_sub", subject=parts[1].decode("utf-8", "replace"), queue=queue,
                            sid=parts[-1].decode("utf-8", "replace"))
-            return True
-        if op == b"UNSUB":
+        elif op == b"UNSUB":
             if len(parts) >= 2:
                 self._emit("nats_unsub", sid=parts[1].decode("utf-8", "replace"),
                            max=int(parts[2]) if len(parts) >= 3 and parts[2].isdigit() else None)
-            return True
-        if op == b"CONNECT":
+        else:
             info: dict[str, Any] = {}
             try:
-                raw = json.loads(payload[len(b"CONNECT"):].strip()) if payload else {}
+                raw = json.loads(line.strip()[len(b"CONNECT"):].strip())
                 info = raw if isinstance(raw, dict) else {}
             except ValueError:
                 pass
             self._emit("nats_connect", name=info.get("name"), user=info.get("user"),
                        lang=info.get("lang"), version=info.get("version"))
-            return True
-        return False  # PING, PONG
-
-    def _on_ack(self, subject: bytes, body: bytes) -> None:
-        key = _ack_key(subject)
-        if key is None:
-            return
-        if not body.lstrip().startswith(b"+WPI"):  # in progress: still held
-            self.held.pop(key, None)
-            self.observer._held.pop(key, None)
-        self.observer.raw.append((_A, self.observer.clock, self.number, subject, body[:512]))
-
-    # -- server -> client
-    def _downstream(self, op: bytes, parts: list[bytes], payload: bytes | None, size: int) -> bool:
-        if op == b"MSG" or op == b"HMSG":
-            hmsg = op == b"HMSG"
-            n = len(parts)
-            reply = parts[3] if (n == 6 if hmsg else n == 5) else None
-            if reply is not None and reply.startswith(_ACK):
-                tokens = reply.split(b".")
-                n = len(tokens)
-                if n == 9 or n >= 11:
-                    b = 2 if n == 9 else 4
-                    obs = self.observer
-                    pair = (tokens[b], tokens[b + 1])
-                    key = (tokens[b], tokens[b + 1], tokens[b + 3])
-                    obs.delivering.add(pair)
-                    if pair not in obs.ack_none:
-                        self.held[key] = obs._held[key] = tokens[b + 2]
-                    obs.raw.append((_D, obs.clock, self.number, parts[1], parts[2], reply))
-                return True
-            if hmsg and n >= 5 and parts[-1] == parts[-2]:
-                return False  # headers only: a status (no messages, timeout, idle heartbeat)
-            subject = parts[1]
-            if not subject.startswith(_INBOX):  # counted, not recorded one by one: core traffic can be heavy
-                core = self.observer.core_received
-                core[subject] = core.get(subject, 0) + 1
-            return size > 0
-        return False  # INFO, PING, PONG, +OK, -ERR
 
     def close(self) -> None:
         if self.closed:
@@ -337,6 +494,80 @@ class ConnectionObservation:
         self.closed = True
         self.observer.read_queued()  # what passed before the close is read first
         self.observer._closed(self)
+
+
+def _ack_tokens(replies: tuple[bytes, ...]) -> list[list[str]] | None:
+    """The tokens of many ack subjects in the 9-token form (stream, consumer, delivered, stream_seq,
+    consumer_seq, timestamp, pending), column by column, decoded in one go; None if any is not in that form."""
+    k = len(replies)
+    tokens = b".".join(replies).decode("utf-8", "replace").split(".")
+    if len(tokens) != 9 * k or tokens[0::9].count("$JS") != k or tokens[1::9].count("ACK") != k:
+        return None
+    return [tokens[i::9] for i in range(2, 9)]
+
+
+def _ack_fields(reply: bytes) -> tuple[str, str, int, int, int, int] | None:
+    """(stream, consumer, delivered, stream_seq, consumer_seq, pending) of one ack subject (any form)."""
+    t = reply.decode("utf-8", "replace").split(".")
+    n = len(t)
+    if n != 9 and n < 11:
+        return None
+    b = 2 if n == 9 else 4
+    try:
+        return t[b], t[b + 1], int(t[b + 2]), int(t[b + 3]), int(t[b + 4]), int(t[b + 6])
+    except ValueError:
+        return None
+
+
+def _words(items: tuple[bytes, ...]) -> list[str]:
+    """Control-line words (no white space in them), decoded in one go."""
+    return b" ".join(items).decode("utf-8", "replace").split(" ")
+
+
+def _delivery_rows(items: list[tuple[float, int, bytes, bytes, bytes]]) -> list[list[Any]]:
+    if not items:
+        return []
+    walls, conns, subjects, sids, replies = zip(*items, strict=True)
+    cols = _ack_tokens(replies)
+    if cols is not None:
+        try:
+            stream, consumer, d, seq, cseq, _, pending = cols
+            return list(map(list, zip(walls, conns, _words(subjects), _words(sids), stream, consumer,
+                                      map(int, d), map(int, seq), map(int, cseq), map(int, pending), strict=True)))
+        except ValueError:
+            pass
+    rows = []  # another form of ack subject among them, or a token that is not a number: one by one
+    for wall, conn, subject, sid, reply in items:
+        fields = _ack_fields(reply)
+        if fields is not None:
+            rows.append([wall, conn, subject.decode("utf-8", "replace"), sid.decode("utf-8", "replace"), *fields])
+    return rows
+
+
+_HOW = {b"": ("ack", None), b"+ACK": ("ack", None), b"-NAK": ("nak", None), b"+WPI": ("wpi", None),
+        b"+TERM": ("term", None), b"+NXT": ("next", None)}
+
+
+def _answer_rows(items: list[tuple[float, int, bytes, bytes]]) -> list[list[Any]]:
+    if not items:
+        return []
+    walls, conns, subjects, bodies = zip(*items, strict=True)
+    how = _HOW.get
+    hows, reasons = zip(*[how(body) or _ack_how(body) for body in bodies], strict=True)
+    cols = _ack_tokens(subjects)
+    if cols is not None:
+        try:
+            stream, consumer, d, seq = cols[:4]
+            return list(map(list, zip(walls, conns, hows, stream, consumer, map(int, d), map(int, seq), reasons,
+                                      strict=True)))
+        except ValueError:
+            pass
+    rows = []
+    for wall, conn, h, reason, subject in zip(walls, conns, hows, reasons, subjects, strict=True):
+        fields = _ack_fields(subject)
+        if fields is not None:
+            rows.append([wall, conn, h, fields[0], fields[1], fields[2], fields[3], reason])
+    return rows
 
 
 class _TapSink:
@@ -380,7 +611,9 @@ class WireObserver:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        self.raw: deque[Any] = deque()  # observations not drained yet: dicts, or compact tuples on the data path
+        self.raw: deque[Event] = deque()  # observations not drained yet, but deliveries and answers:
+        self._deliveries: deque[tuple[float, int, bytes, bytes, bytes]] = deque()  # wall, conn, subject, sid, reply
+        self._answers: deque[tuple[float, int, bytes, bytes]] = deque()  # wall, conn, ack subject, body
         self.problems: list[str] = []
         self.last_activity = time.monotonic()
         self.open_connections = 0
@@ -390,7 +623,8 @@ class WireObserver:
         self.ack_none: set[tuple[bytes, bytes]] = set()  # (stream, consumer) created with ack policy none
         self.delivering: set[tuple[bytes, bytes]] = set()  # (stream, consumer) that delivered to the service
         self.core_received: dict[bytes, int] = {}  # subject -> messages delivered on core subscriptions
-        self._held: dict[tuple[bytes, bytes, bytes], bytes] = {}  # written on the proxy's loop only
+        # (stream, consumer, stream_seq) -> (delivered, conn) not answered yet; written on the proxy's loop only
+        self._held: dict[tuple[bytes, bytes, bytes], tuple[bytes, int]] = {}
         self._queue: deque[tuple[_Scanner, bytes, float, float]] = deque()  # passed, not read yet
         self._queued = 0
         self._scheduled = False
@@ -460,7 +694,7 @@ class WireObserver:
     def held(self) -> dict[tuple[str, str, int], int]:
         """Deliveries (stream, consumer, stream_seq) -> delivery count that the service has not answered yet."""
         snapshot = dict(self._held)  # one C-level copy: safe while the proxy's loop writes
-        return {(s.decode(), c.decode(), int(q)): int(d) for (s, c, q), d in snapshot.items()}
+        return {(s.decode(), c.decode(), int(q)): int(d) for (s, c, q), (d, _) in snapshot.items()}
 
     def delivering_consumers(self) -> set[tuple[str, str]]:
         """(stream, consumer) of every consumer that delivered to the service."""
@@ -487,34 +721,17 @@ class WireObserver:
     def drain_rows(self) -> tuple[list[Event], list[list[Any]], list[list[Any]]]:
         """The observations since the last drain, compactly: (other events as dicts, deliveries as rows
         ``[wall, conn, subject, sid, stream, consumer, delivered, stream_seq, consumer_seq, pending]``, answers
-        as rows ``[wall, conn, how, stream, consumer, delivered, stream_seq, reason]``), each oldest first."""
-        events: list[Event] = []
-        deliveries: list[list[Any]] = []
-        answers: list[list[Any]] = []
-        raw = self.raw
+        as rows ``[wall, conn, how, stream, consumer, delivered, stream_seq, reason]``), each oldest first.
+
+        The data path only queued the raw bytes; they are decoded here, in bulk."""
+        raw, dq, aq = self.raw, self._deliveries, self._answers
+        events = [raw.popleft() for _ in range(len(raw))]  # popleft: safe while the proxy's loop appends
+        delivered = [dq.popleft() for _ in range(len(dq))]
+        answered = [aq.popleft() for _ in range(len(aq))]
         service = self.service
-        while raw:
-            item = raw.popleft()
-            if isinstance(item, dict):
-                item["service"] = service
-                events.append(item)
-                continue
-            t = (item[5] if item[0] == _D else item[3]).decode("utf-8", "replace").split(".")
-            n = len(t)
-            if n != 9 and n < 11:
-                continue
-            b = 2 if n == 9 else 4
-            try:
-                if item[0] == _D:
-                    deliveries.append([item[1], item[2], item[3].decode("utf-8", "replace"),
-                                       item[4].decode("utf-8", "replace"), t[b], t[b + 1], int(t[b + 2]),
-                                       int(t[b + 3]), int(t[b + 4]), int(t[b + 6])])
-                else:
-                    how, reason = _ack_how(item[4])
-                    answers.append([item[1], item[2], how, t[b], t[b + 1], int(t[b + 2]), int(t[b + 3]), reason])
-            except ValueError:
-                continue
-        return events, deliveries, answers
+        for event in events:
+            event["service"] = service
+        return events, _delivery_rows(delivered), _answer_rows(answered)
 
     # -- called by the connection observations, on the proxy's loop
     def _emit(self, event: Event) -> None:
@@ -533,9 +750,9 @@ class WireObserver:
     def _closed(self, conn: ConnectionObservation) -> None:
         with self._lock:
             self.open_connections -= 1
-        for key in conn.held:  # the server redelivers them elsewhere once their ack wait passes
-            self._held.pop(key, None)
-        conn.held.clear()
+        number = conn.number  # its deliveries not answered: the server redelivers them once their ack wait passes
+        for key in [k for k, (_, c) in self._held.items() if c == number]:
+            del self._held[key]
         self.last_activity = time.monotonic()
         self._emit({"kind": "nats_closed", "conn": conn.number, "wall": time.time()})
 

@@ -16,7 +16,7 @@ from typing import Any
 import nats
 from chaos_testkit import Env, NatsServer
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
-from sagaproof.chaos.observe import WireObserver, _Scanner, attach, parse_ack_subject
+from sagaproof.chaos.observe import WireObserver, attach, parse_ack_subject
 
 
 def observed(env: Env, nats_server: NatsServer, name: str = "svc") -> tuple[str, WireObserver]:
@@ -49,36 +49,126 @@ def test_ack_subject_layouts() -> None:
     assert parse_ack_subject("$JS.ACK.SHOP.order.x.1.1.1.1") is None
 
 
-def test_scanner_reads_every_frame_whatever_the_split() -> None:
-    hdr = b"NATS/1.0\r\nNats-Msg-Id: a\r\n\r\n"
-    stream = (b"INFO {}\r\nPING\r\nMSG orders.a 1 $JS.ACK.S.c.1.1.1.1.0 3\r\nabc\r\n"
-              b"HMSG _INBOX.x 2 %d %d\r\n%s\r\n" % (len(hdr), len(hdr), hdr) +
-              b"HMSG orders.b 1 $JS.ACK.S.c.2.2.2.1.0 %d %d\r\n%sxyz\r\nMSG orders.c 3 0\r\n\r\n" % (
-                  len(hdr), len(hdr) + 3, hdr))
-    seen: list[tuple[bytes, int]] = []
+_HDR = b"NATS/1.0\r\nNats-Msg-Id: a\r\n\r\n"
+_STATUS = b"NATS/1.0 404 No Messages\r\n\r\n"
+_CREATE = json.dumps({"stream_name": "S", "config": {"durable_name": "c", "ack_policy": "explicit",
+                                                      "ack_wait": 2_000_000_000, "filter_subject": "orders.a"}}).encode()
+# What a service sent (upstream) and got (downstream), in the order they passed; every kind of frame the observer
+# reads, each fast path (a run of one core line, remembered lines, the delivery and answer expressions) and what
+# they hand over to the general reading (12-token ack subjects, headers, a reply subject, tabs, lower case).
+_TRAFFIC: list[tuple[str, bytes]] = [
+    ("up", b'CONNECT {"name":"svc","user":"u","lang":"python3","version":"2.16.0"}\r\nPING\r\n'),
+    ("down", b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n"),
+    ("up", b"SUB orders.core workers 1\r\nSUB _INBOX.abc.* 2\r\nSUB orders.b 3\r\nUNSUB 3 5\r\n"),
+    ("up", b"PUB $JS.API.CONSUMER.DURABLE.CREATE.S.c _INBOX.abc.1 %d\r\n%s\r\n" % (len(_CREATE), _CREATE)),
+    ("down", b"MSG _INBOX.abc.1 2 5\r\n{...}\r\n"),
+    ("up", b"PUB $JS.API.CONSUMER.MSG.NEXT.S.c _INBOX.abc.2 11\r\n{\"batch\":5}\r\n"),
+    ("down", b"".join(b"MSG orders.core 1 7\r\nabc\r\nde\r\n" for _ in range(5))  # a run; a payload with CRLF
+     + b"MSG orders.other 1 0\r\n\r\nMSG orders.core 1 7\r\nMSG x 1\r\n"  # a payload that looks like a frame
+     + b"MSG orders.core 1 _INBOX.reply.1 2\r\nhi\r\nmsg orders.core 1 2\r\nok\r\n"
+     + b"MSG orders.a 4 $JS.ACK.S.c.1.1.1.1700000000000000000.4 3\r\nabc\r\n"
+     + b"HMSG orders.b 4 $JS.ACK.S.c.1.2.2.1700000000000000001.3 %d %d\r\n%sxyz\r\n" % (len(_HDR), len(_HDR) + 3, _HDR)
+     + b"MSG orders.a 4 $JS.ACK._.HASH.S.c.1.3.3.1700000000000000002.2.rnd 1\r\nx\r\n"
+     + b"MSG\torders.a 4 $JS.ACK.S.c.1.4.4.1700000000000000003.1 1\r\ny\r\n"
+     + b"MSG orders.b 4 $JS.ACK.S.c.1.5.5.1700000000000000004.0 1\r\nz\r\n"
+     + b"HMSG _INBOX.abc.2 2 %d %d\r\n%s\r\n" % (len(_STATUS), len(_STATUS), _STATUS)),
+    ("up", b"PUB $JS.ACK.S.c.1.1.1.1700000000000000000.4  0\r\n\r\n"
+     b"PUB $JS.ACK.S.c.1.2.2.1700000000000000001.3 4\r\n-NAK\r\n"
+     b"PUB $JS.ACK._.HASH.S.c.1.3.3.1700000000000000002.2.rnd 4\r\n+WPI\r\n"
+     b"PUB $JS.ACK.S.c.1.4.4.1700000000000000003.1 _INBOX.abc.3 4\r\n+ACK\r\n"
+     b"HPUB $JS.ACK.S.c.1.5.5.1700000000000000004.0 %d %d\r\n%s+TERM no good\r\n" % (len(_HDR), len(_HDR) + 13, _HDR)),
+    ("down", b"MSG orders.b 4 $JS.ACK.S.c.2.2.6.1700000000000000005.0 3\r\nabc\r\nPING\r\n"),
+    ("up", b"PUB orders.out 2\r\nhi\r\nPUB orders.out 2\r\nho\r\nPUB orders.out _INBOX.abc.9 2\r\nhu\r\n"
+     b"PUB $JS.ACK.S.c.2.2.6.1700000000000000005.0 4\r\n+NXT\r\nPONG\r\n"),
+]
 
-    def handle(op: bytes, parts: list[bytes], payload: bytes | None, size: int) -> bool:
-        seen.append((b" ".join(parts[:2]), size))
-        return False
 
-    whole = _Scanner(handle, (b"",))  # every sized frame goes to `handle`, with its payload
-    whole.feed(stream)
-    expected = list(seen)
-    assert [s for s, _ in expected] == [b"INFO {}", b"PING", b"MSG orders.a", b"HMSG _INBOX.x", b"HMSG orders.b",
-                                        b"MSG orders.c"]
+def _observe(traffic: list[tuple[str, bytes, float]]) -> tuple[list[dict[str, Any]], dict[str, int],
+                                                                 dict[Any, int], list[bool]]:
+    """Feed (direction, bytes, wall) straight to one connection's readers (no link, no loop needed for that)."""
+    observer = WireObserver("svc")
+    conn = observer.open_connection()
+    active = []
+    for direction, chunk, wall in traffic:
+        observer.clock = wall
+        active.append((conn.up if direction == "up" else conn.down).feed(chunk))
+    assert not conn.up.broken and not conn.down.broken
+    return observer.drain(), observer.core_counts(), observer.held(), active
+
+
+def _chunks(cuts: list[int] | None = None) -> list[tuple[str, bytes, float]]:
+    """The traffic as it passed (chunk i stamped i), or with every chunk cut again where a cut falls (positions
+    in the bytes of its direction): pieces keep their chunk's stamp and order."""
+    out = []
+    offset = {"up": 0, "down": 0}
+    for i, (direction, chunk) in enumerate(_TRAFFIC):
+        start = offset[direction]
+        offset[direction] += len(chunk)
+        inner = sorted({c - start for c in cuts or () if start < c < start + len(chunk)})
+        for a, b in zip([0, *inner], [*inner, len(chunk)], strict=True):
+            out.append((direction, chunk[a:b], float(i)))
+    return out
+
+
+def test_every_frame_is_read_as_it_should_be() -> None:
+    events, core, held, active = _observe(_chunks())
+    by = {k: [e for e in events if e["kind"] == k] for k in {e["kind"] for e in events}}
+    assert [(e["name"], e["user"]) for e in by["nats_connect"]] == [("svc", "u")]
+    assert [(e["subject"], e["queue"], e["sid"]) for e in by["nats_sub"]] == [
+        ("orders.core", "workers", "1"), ("_INBOX.abc.*", None, "2"), ("orders.b", None, "3")]
+    assert [(e["sid"], e["max"]) for e in by["nats_unsub"]] == [("3", 5)]
+    (created,) = by["js_consumer"]
+    assert (created["stream"], created["consumer"], created["filter_subjects"], created["ack_wait"]) == (
+        "S", "c", ["orders.a"], 2.0)
+    assert [(d["subject"], d["sid"], d["stream_seq"], d["delivered"], d["consumer_seq"], d["pending"], d["wall"])
+            for d in by["delivery"]] == [
+        ("orders.a", "4", 1, 1, 1, 4, 6.0), ("orders.b", "4", 2, 1, 2, 3, 6.0), ("orders.a", "4", 3, 1, 3, 2, 6.0),
+        ("orders.a", "4", 4, 1, 4, 1, 6.0), ("orders.b", "4", 5, 1, 5, 0, 6.0), ("orders.b", "4", 2, 2, 6, 0, 8.0)]
+    assert [(a["how"], a["stream_seq"], a["delivered"], a.get("reason"), a["wall"]) for a in by["ack"]] == [
+        ("ack", 1, 1, None, 7.0), ("nak", 2, 1, None, 7.0), ("wpi", 3, 1, None, 7.0), ("ack", 4, 1, None, 7.0),
+        ("term", 5, 1, "no good", 7.0), ("next", 2, 2, None, 9.0)]
+    # "msg" in lower case is a core message too; the inbox and the status are not counted; the frame-like
+    # payload is not a frame
+    assert core == {"orders.core": 8, "orders.other": 1}
+    assert held == {("S", "c", 3): 1}  # +WPI: still held; everything else was answered
+    assert active == [True, False, True, True, True, False, True, True, True, True]
+
+
+def test_frames_read_the_same_however_the_bytes_are_cut() -> None:
+    whole = _observe(_chunks())
+    longest = max(sum(len(c) for d, c in _TRAFFIC if d == x) for x in ("up", "down"))
+    for cut in range(1, longest):  # one more cut, at every byte boundary of both directions
+        assert _observe(_chunks([cut]))[:3] == whole[:3], cut
+    every = _observe(_chunks(list(range(1, longest))))  # every byte on its own
+    assert every[:3] == whole[:3]
     rng = random.Random(7)
-    for _ in range(200):
-        seen.clear()
-        scanner = _Scanner(handle, (b"",))
-        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
-        for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
-            scanner.feed(stream[a:b])
-        assert seen == expected and not scanner.broken
+    for _ in range(300):
+        cuts = [rng.randrange(1, longest) for _ in range(rng.randint(2, 40))]
+        assert _observe(_chunks(cuts))[:3] == whole[:3], cuts
+
+
+def test_a_run_of_one_core_line_is_counted_across_chunks() -> None:
+    frame = b"MSG bench.flow 1 1024\r\n" + b"x" * 1024 + b"\r\n"
+    stream = frame * 300 + b"MSG bench.other 1 3\r\nabc\r\n" + frame * 7
+    observer = WireObserver("svc")
+    conn = observer.open_connection()
+    for start in range(0, len(stream), 32 * 1024 + 5):
+        conn.down.feed(stream[start:start + 32 * 1024 + 5])
+    assert observer.core_counts() == {"bench.flow": 307, "bench.other": 1}
 
 
 def test_scanner_gives_up_on_a_stream_that_is_not_nats() -> None:
-    scanner = _Scanner(lambda *a: False)
-    assert scanner.feed(b"x" * 5000) and scanner.broken
+    conn = WireObserver("svc").open_connection()
+    for scanner in (conn.up, conn.down):
+        assert scanner.feed(b"x" * 5000) and scanner.broken
+        assert scanner.feed(b"MSG a 1 1\r\nx\r\n"), "given up for good"
+    conn = WireObserver("svc").open_connection()
+    for scanner in (conn.up, conn.down):
+        scanner.feed(b"x" * 3000)
+        assert not scanner.broken  # a control line may be that long yet
+        assert scanner.feed(b"x" * 2000) and scanner.broken
+    conn = WireObserver("svc").open_connection()
+    assert conn.down.feed(b"MSG a 1 -5\r\n") and conn.down.broken  # a negative size
 
 
 def test_subscriptions_consumer_config_deliveries_and_answers(env: Env, nats_server: NatsServer) -> None:

@@ -496,14 +496,20 @@ class ConnectionObservation:
         self.observer._closed(self)
 
 
-def _ack_tokens(replies: tuple[bytes, ...]) -> list[list[str]] | None:
-    """The tokens of many ack subjects in the 9-token form (stream, consumer, delivered, stream_seq,
-    consumer_seq, timestamp, pending), column by column, decoded in one go; None if any is not in that form."""
+def _ack_columns(replies: tuple[bytes, ...]) -> list[list[bytes]] | None:
+    """Stream, consumer, delivered, stream_seq, consumer_seq and pending of many ack subjects in the 9-token form,
+    column by column, split in one go; None if any is not in that form."""
     k = len(replies)
-    tokens = b".".join(replies).decode("utf-8", "replace").split(".")
-    if len(tokens) != 9 * k or tokens[0::9].count("$JS") != k or tokens[1::9].count("ACK") != k:
+    tokens = b".".join(replies).split(b".")
+    if len(tokens) != 9 * k or tokens[0::9].count(b"$JS") != k or tokens[1::9].count(b"ACK") != k:
         return None
-    return [tokens[i::9] for i in range(2, 9)]
+    return [tokens[i::9] for i in (2, 3, 4, 5, 6, 8)]
+
+
+def _text(column: Any) -> Any:
+    """The column decoded, each distinct value once (subjects, sids, streams and consumers repeat)."""
+    names = {v: v.decode("utf-8", "replace") for v in set(column)}
+    return map(names.__getitem__, column)
 
 
 def _ack_fields(reply: bytes) -> tuple[str, str, int, int, int, int] | None:
@@ -519,22 +525,17 @@ def _ack_fields(reply: bytes) -> tuple[str, str, int, int, int, int] | None:
         return None
 
 
-def _words(items: tuple[bytes, ...]) -> list[str]:
-    """Control-line words (no white space in them), decoded in one go."""
-    return b" ".join(items).decode("utf-8", "replace").split(" ")
-
-
 def _delivery_rows(items: list[tuple[float, int, bytes, bytes, bytes]]) -> list[list[Any]]:
     if not items:
         return []
     walls, conns, subjects, sids, replies = zip(*items, strict=True)
-    cols = _ack_tokens(replies)
+    cols = _ack_columns(replies)
     if cols is not None:
         try:
-            stream, consumer, d, seq, cseq, _, pending = cols
-            return list(map(list, zip(walls, conns, _words(subjects), _words(sids), stream, consumer,
+            stream, consumer, d, seq, cseq, pending = cols
+            return list(map(list, zip(walls, conns, _text(subjects), _text(sids), _text(stream), _text(consumer),
                                       map(int, d), map(int, seq), map(int, cseq), map(int, pending), strict=True)))
-        except ValueError:
+        except ValueError:  # a number that is not one: read one by one below
             pass
     rows = []  # another form of ack subject among them, or a token that is not a number: one by one
     for wall, conn, subject, sid, reply in items:
@@ -554,12 +555,12 @@ def _answer_rows(items: list[tuple[float, int, bytes, bytes]]) -> list[list[Any]
     walls, conns, subjects, bodies = zip(*items, strict=True)
     how = _HOW.get
     hows, reasons = zip(*[how(body) or _ack_how(body) for body in bodies], strict=True)
-    cols = _ack_tokens(subjects)
+    cols = _ack_columns(subjects)
     if cols is not None:
         try:
             stream, consumer, d, seq = cols[:4]
-            return list(map(list, zip(walls, conns, hows, stream, consumer, map(int, d), map(int, seq), reasons,
-                                      strict=True)))
+            return list(map(list, zip(walls, conns, hows, _text(stream), _text(consumer), map(int, d), map(int, seq),
+                                      reasons, strict=True)))
         except ValueError:
             pass
     rows = []

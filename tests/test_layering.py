@@ -63,3 +63,85 @@ def test_nothing_imports_the_bare_folder_names():
 def test_shared_leaves_import_nothing_of_ours(leaf: str):
     names = _imports(ROOT / leaf)
     assert not {n for n in names if n == "sagaproof" or n.startswith("sagaproof.")}, names
+
+
+# ---------------------------------------------------------------------------- the floors of harness
+# From the top down; a module may import its own floor and the floors below it, never one above.
+FLOORS = {"front": 5, "session": 4, "report": 3, "checks": 2, "env": 1}
+BOTTOM = {"__init__", "config", "errors", "events", "history"}  # harness/<name>.py: what everyone shares
+
+
+def _floor_of(name: str) -> int | None:
+    """The floor of the harness module or package *name* (dotted, under sagaproof.harness); None: on no floor."""
+    first = name.split(".")[0] if name else "__init__"
+    if first in FLOORS:
+        return FLOORS[first]
+    if first in BOTTOM:
+        return 0
+    return None
+
+
+def _harness_imports(path: Path, module: str) -> list[tuple[int, str]]:
+    """(line, dotted name under sagaproof.harness) of every harness module *path* imports, at any depth
+    (function-level and TYPE_CHECKING imports too); `from sagaproof.harness.x import y` names x.y when y is a
+    module of ours, else x."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package[: len(package) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base] if base != "sagaproof.harness" else [f"{base}.{a.name}" for a in node.names]
+            if base.startswith("sagaproof.harness."):
+                for alias in node.names:
+                    sub = ROOT / "harness" / Path(*base.split(".")[2:]) / f"{alias.name}.py"
+                    if sub.is_file():
+                        targets.append(f"{base}.{alias.name}")
+        else:
+            continue
+        for t in targets:
+            if t == "sagaproof.harness" or t.startswith("sagaproof.harness."):
+                out.append((node.lineno, t[len("sagaproof.harness."):]))
+    return out
+
+
+def floor_offences() -> list[str]:
+    offences = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        rel = path.relative_to(ROOT / "harness")
+        module = "sagaproof.harness." + ".".join(rel.with_suffix("").parts)
+        own = _floor_of(".".join(rel.with_suffix("").parts))
+        if own is None:
+            offences.append(f"harness/{rel.as_posix()} is on no floor (move it to front/, session/, report/, "
+                            f"checks/ or env/, or make it part of the bottom: {', '.join(sorted(BOTTOM - {'__init__'}))})")
+            continue
+        for line, target in _harness_imports(path, module):
+            theirs = _floor_of(target)
+            if theirs is None:
+                offences.append(f"harness/{rel.as_posix()}:{line} imports sagaproof.harness.{target}, which is on "
+                                f"no floor")
+            elif theirs > own:
+                offences.append(f"harness/{rel.as_posix()}:{line} imports sagaproof.harness.{target}, a floor "
+                                f"above its own")
+    return offences
+
+
+def test_harness_floors_import_only_downwards():
+    offences = floor_offences()
+    assert not offences, "harness imports against its floors:\n" + "\n".join(offences)
+
+
+def test_the_floor_check_sees_function_level_and_relative_imports(tmp_path: Path):
+    """The parser the floor test relies on: imports inside functions and relative ones are found."""
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from sagaproof.harness.session import engine\n    from ..front import cli\n"
+                 "import sagaproof.harness.env.system\n")
+    found = {t for _, t in _harness_imports(f, "sagaproof.harness.env.m")}
+    assert {"session", "front", "env.system"} <= found
+    assert _floor_of("session.engine") == 4 and _floor_of("env") == 1 and _floor_of("config") == 0
+    assert _floor_of("chaos_control") is None

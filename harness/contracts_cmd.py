@@ -47,14 +47,6 @@ def _has_system_file(d: str) -> bool:
         return False
 
 
-def contract_schemas(spec: SystemSpec) -> list[Any]:
-    """The system file's plain JSON Schema mappings ([[schemas]]) as contracts.SubjectSchema objects."""
-    from sagaproof import contracts
-
-    return [contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
-                                    consumers=s["consumers"]) for s in spec.contract_schemas]
-
-
 def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
     from sagaproof import contracts
 
@@ -63,6 +55,8 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
         if not spec.contract_sources() and not spec.contract_schemas:
             raise ConfigError(f"{spec.path}: no service names a contract file; add contracts = [\"...yaml\"] to "
                               f"the services (see docs/system-file.md).")
+        from sagaproof.harness.session import contract_schemas
+
         return contracts.load(spec.contract_sources(), contract_schemas(spec)), spec
     if not Path(d).is_dir():
         raise ConfigError(f"{d}: no such directory; pass a directory with sagaproof.toml or AsyncAPI documents.")

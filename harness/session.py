@@ -51,6 +51,7 @@ from sagaproof.harness.events import (
 from sagaproof.harness.findings import Finding
 from sagaproof.harness.history import History
 from sagaproof.harness.results import CheckOutcome, RunResult
+from sagaproof.harness.wait import eventually
 
 __all__ = ["ChecksResult", "RunOptions", "Session", "SessionHandle", "StartOutcome", "StartResult",
            "eventually", "inherited_env", "replay_command", "run", "run_command", "running"]
@@ -150,25 +151,6 @@ def inherited_env(spec: SystemSpec, extra: dict[str, str], environ: dict[str, st
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def eventually(fn: Any, timeout: float, interval: float = 0.25) -> tuple[bool, str]:
-    """Call fn until it passes (returns None/True, raises nothing) or `timeout` passes; (ok, last failure)."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        try:
-            out = fn()
-            if out is None or out is True:
-                return True, ""
-            last = out if isinstance(out, str) else f"returned {out!r}"
-        except AssertionError as exc:
-            last = str(exc) or "assertion failed"
-        except Exception as exc:  # noqa: BLE001 - an invariant that crashes is a failed invariant
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            return False, last
-        time.sleep(interval)
 
 
 class _Count:
@@ -314,13 +296,19 @@ class ProcessMonitor:
             self._thread.join(5)
 
 
+def contract_schemas(spec: SystemSpec) -> list[Any]:
+    """The system file's plain JSON Schema mappings ([[schemas]]) as contracts.SubjectSchema objects."""
+    from sagaproof import contracts
+
+    return [contracts.SubjectSchema(subject=s["subject"], schema_path=s["schema"], producers=s["producers"],
+                                    consumers=s["consumers"]) for s in spec.contract_schemas]
+
+
 def static_contracts(spec: SystemSpec) -> tuple[Any, CheckOutcome | None, list[dict[str, str]]]:
     """Load and check the contracts named in the system file (None when it names none)."""
     sources = spec.contract_sources()
     if not sources and not spec.contract_schemas:
         return None, None, []
-    from sagaproof.harness.contracts_cmd import contract_schemas
-
     from sagaproof import contracts
 
     with boundary("config"):  # an invalid document is bad input: one sentence, exit 2

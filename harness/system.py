@@ -449,7 +449,7 @@ class System:
     # ------------------------------------------------------------------ helpers for invariants and tests
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
-        from sagaproof.harness.session import eventually as _eventually
+        from sagaproof.harness.wait import eventually as _eventually
 
         __tracebackhide__ = True
         ok, why = _eventually(fn, timeout, interval)

@@ -9,10 +9,12 @@ Modules:
     harness.system          the environment: NATS + fault proxies + service processes, up and down (`System`)
     harness.nats_server     embedded nats-server / 3-node cluster
     harness.process         OS processes in their own groups, with log files and escalating stops
+    harness.wait            `eventually`: wait for a condition, bounded
     harness.reaper          the watchdog that kills what the harness started if the harness dies
     harness.recorder        the lossless, contract-validating event recorder (survives broker restarts)
     harness.workload        saga starts at a rate, over HTTP or NATS
-    harness.chaos_control   per-service fault proxies, `system.chaos`, the nemesis wiring
+    harness.links           per-service fault proxies (links) and `system.chaos`, the test fault API
+    harness.nemesis         the run's seeded fault schedule carried out; attach mode's fault menu
     harness.session         the engine of one run (`Session`) and the pytest handle (`SessionHandle`)
     harness.checks          the checks of a run: functions over the history, one registered list
     harness.checker         the saga checker over the recorded history

@@ -42,13 +42,8 @@ from sagaproof.harness.events import ServiceStopped
 from sagaproof.harness.http import ServiceHTTP
 from sagaproof.harness.process import tail
 
-from sagaproof.faultkinds import KINDS
+__all__ = ["AttachedService", "FaultCommandError", "attach_services", "nats_connect_options", "split_urls"]
 
-__all__ = ["AttachedService", "FaultCommandError", "ProxyNames", "attach_services", "nats_connect_options",
-           "usable_menu"]
-
-NETWORK_FAMILY = ("network",)
-MESSAGE_FAMILY = ("message",)
 
 
 class FaultCommandError(SagaproofError):
@@ -326,8 +321,8 @@ def attach_services(system: Any, specs: dict[str, ServiceSpec]) -> dict[str, Att
     """The attached services of a system, with their proxies checked on the Toxiproxy when chaos is on."""
     services = {name: AttachedService(system, spec) for name, spec in specs.items()}
     if system.chaos_links and system.spec.chaos.toxiproxy_url:
-        from sagaproof.harness.chaos_control import _client
         from sagaproof.harness.errors import boundary
+        from sagaproof.harness.links import _client
 
         client = _client(system)
         url = system.spec.chaos.toxiproxy_url
@@ -345,95 +340,3 @@ def attach_services(system: Any, specs: dict[str, ServiceSpec]) -> dict[str, Att
                     f"{name} and NATS, or fix the name.")
             system.proxy_names[name] = spec.proxy
     return services
-
-
-# ---------------------------------------------------------------------------- the fault menu
-
-
-class ProxyNames:
-    """A fault proxy client that knows services by name: the nemesis says "payment", the team's Toxiproxy
-    calls that proxy "payment-nats". ``reset`` heals only these proxies (the Toxiproxy may serve others)."""
-
-    def __init__(self, client: Any, names: dict[str, str]):
-        self._client = client
-        self._names = dict(names)
-
-    def __getattr__(self, attr: str) -> Any:
-        method = getattr(self._client, attr)
-        if not callable(method):
-            return method
-
-        def call(*args: Any, **kw: Any) -> Any:
-            if args and isinstance(args[0], str):
-                args = (self._names.get(args[0], args[0]), *args[1:])
-            return method(*args, **kw)
-        return call
-
-    def reset(self) -> None:
-        """Remove every toxic of our proxies and enable them."""
-        for proxy in dict.fromkeys(self._names.values()):
-            for toxic in self._client.toxics(proxy):
-                self._client.remove_toxic(proxy, toxic["name"])
-            self._client.enable(proxy)
-
-
-def _message_toxics_supported(client: Any, proxy: str) -> bool:
-    """True if the Toxiproxy has sagaproof's NATS-aware toxics (a harmless probe: a toxic of toxicity 0)."""
-    from sagaproof.chaos.errors import ChaosError
-
-    try:
-        name = client.add_toxic(proxy, "nats_drop", stream="upstream", toxicity=0.0, name="sagaproof_probe",
-                                subject="sagaproof.probe", probability=0.0)
-    except ChaosError:
-        return False
-    try:
-        client.remove_toxic(proxy, name)
-    except ChaosError:
-        pass
-    return True
-
-
-def _nats_tls(nats: NatsSpec) -> bool:
-    return bool(nats.tls_ca or nats.tls_cert or any(u.startswith("tls://") for u in split_urls(nats.url or "")))
-
-
-def usable_menu(system: Any, menu: list[str]) -> tuple[list[str], list[str]]:
-    """The fault kinds of `menu` that can really be injected on every service; and a note per kind left out."""
-    attached = [s for s in system.services.values() if getattr(s.spec, "attached", False)]
-    if not attached:
-        return list(menu), []
-    keep: list[str] = []
-    notes: list[str] = []
-    no_proxy = [s.name for s in attached if s.name not in system.proxy_names]
-    message_ok: bool | None = None
-    for kind in menu:
-        family = KINDS[kind].family if kind in KINDS else None
-        why = None
-        if family in NETWORK_FAMILY + MESSAGE_FAMILY:
-            if system.proxies is None:
-                why = "no Toxiproxy for the attached services (set chaos.toxiproxy_url)"
-            elif no_proxy:
-                why = f"no proxy named for {', '.join(no_proxy)} (set services.NAME.proxy)"
-            elif family in MESSAGE_FAMILY and _nats_tls(system.spec.nats):
-                why = "the NATS links are TLS-encrypted, so a proxy cannot read the messages on them"
-            elif family in MESSAGE_FAMILY:
-                if message_ok is None:
-                    message_ok = _message_toxics_supported(system.proxies, system.proxy_names[attached[0].name])
-                if not message_ok:
-                    why = ("the Toxiproxy at chaos.toxiproxy_url has no NATS-aware toxics (`sagaproof toxiproxy` "
-                           "has them)")
-        elif kind == "kill":
-            missing = [s.name for s in attached if not {"kill", "restart"} <= set(s.spec.commands)]
-            if missing:
-                why = f"no kill and restart commands for {', '.join(missing)}"
-        elif kind == "pause":
-            missing = [s.name for s in attached if not {"pause", "resume"} <= set(s.spec.commands)]
-            if missing:
-                why = f"no pause and resume commands for {', '.join(missing)}"
-        elif kind == "nats_restart" and system.nats is None:
-            why = "the broker is not started by the harness (nats.url)"
-        if why is None:
-            keep.append(kind)
-        else:
-            notes.append(f"attach mode: fault '{kind}' left out of the menu: {why}.")
-    return keep, notes

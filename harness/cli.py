@@ -370,7 +370,7 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
         return None
     import json
 
-    from sagaproof.harness.chaos_control import validate_schedule
+    from sagaproof.harness.nemesis import validate_schedule
 
     try:
         schedule = json.loads(path.read_text())

@@ -755,7 +755,7 @@ class Session:
         Emits :class:`RunFinished` with the result (the report writer, when subscribed, writes the reports
         then). Environment errors propagate (exit 3); everything started is stopped whatever happens.
         """
-        from sagaproof.harness.chaos_control import make_schedule, start_nemesis
+        from sagaproof.harness.nemesis import make_schedule, start_nemesis
 
         spec = self.spec
         if spec.workload.via == "http" and spec.workload.service is None:
@@ -841,7 +841,7 @@ class Session:
             return opts
         from dataclasses import replace
 
-        from sagaproof.harness.attach import usable_menu
+        from sagaproof.harness.nemesis import usable_menu
 
         menu, notes = usable_menu(self.system, list(opts.faults if opts.faults is not None else self.spec.chaos.faults))
         self.system.notes.extend(notes)

@@ -234,7 +234,7 @@ class System:
         self._state = "new"
         self._lock = threading.Lock()
         self.started_seconds: float | None = None
-        from sagaproof.harness.chaos_control import ChaosHandle
+        from sagaproof.harness.links import ChaosHandle
 
         self.chaos = ChaosHandle(self)
         self.broker = BrokerView(self)  # what each service's link and the server show
@@ -302,7 +302,7 @@ class System:
                                     users=dict(self.broker.users.values()))
             route_via = None
             if self.chaos_links and self.spec.nats.cluster > 1:
-                from sagaproof.harness.chaos_control import route_proxy
+                from sagaproof.harness.links import route_proxy
 
                 route_via = lambda i, j, port: route_proxy(self, i, j, port)  # noqa: E731
             self.nats.start(route_via=route_via)
@@ -316,7 +316,7 @@ class System:
         ports = reserved.ports
         node_urls = self.nats_urls
         if self.chaos_links and own:
-            from sagaproof.harness.chaos_control import start_links
+            from sagaproof.harness.links import start_links
 
             upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(own)}
             service_urls = start_links(self, upstreams)

@@ -15,12 +15,11 @@ import pytest
 from sagaproof.harness.attach import (
     AttachedService,
     FaultCommandError,
-    ProxyNames,
     nats_connect_options,
-    usable_menu,
 )
 from sagaproof.harness.config import load_system_file
 from sagaproof.harness.errors import ConfigError
+from sagaproof.harness.nemesis import ProxyNames, usable_menu
 
 from tests.conftest import SAGAPROOF
 

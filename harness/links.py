@@ -1,13 +1,16 @@
-"""Chaos wiring on the harness side: per-service fault proxies, the pytest fault API, and the nemesis.
+"""The links: one fault proxy between every service and its NATS node, and ``system.chaos``, the test fault API.
 
 * :func:`start_links` puts one Toxiproxy proxy between every service and its NATS node (the embedded
   Toxiproxy-compatible server from :mod:`chaos.toxiproxy`, or ``[chaos] toxiproxy_url``), so each service's
-  ``{nats_url}`` goes through its own link and a fault can hit one service.
+  ``{nats_url}`` goes through its own link and a fault can hit one service; :func:`route_proxy` does the same
+  for a cluster's routes.
 * :class:`ChaosHandle` (``system.chaos``) gives tests context managers that always heal:
   ``with system.chaos.latency("payment", ms=500, jitter=100): ...``, ``partition``, ``cut``, ``throttle``,
   ``drop``, ``duplicate``, ``delay``, ``reorder``; and ``kill(name, restart_after)``, ``pause(name, seconds)``,
-  ``restart_nats()``. Every fault's start and end is written to the run's history when a recorder listens.
-* :func:`start_nemesis` generates the seeded schedule for a run and executes it in a thread.
+  ``restart_nats()``. Every fault's start and end is an event on the system's bus.
+* :class:`NatsControl` and :class:`ServiceControl` are the process controls a nemesis drives.
+
+Part of the environment: it knows nothing of runs (the seeded schedule is :mod:`harness.nemesis`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sagaproof.harness.errors import ConfigError, FaultError, boundary
-from sagaproof.harness.events import EventBus, FaultFailed, FaultHealed, FaultInjected, ProcessChanged
+from sagaproof.harness.events import FaultFailed, FaultHealed, FaultInjected, ProcessChanged
 
 
 def _client(system: Any) -> Any:
@@ -346,141 +349,3 @@ class ChaosHandle:
         if self.system.proxies is not None:
             with boundary("fault"):
                 self.system.proxies.reset()
-
-
-class NemesisHandle:
-    """A running nemesis: call :meth:`finish` after the workload; it lets the schedule run to its end (at most
-    ``grace`` seconds past its planned end), heals, and returns the planned faults."""
-
-    def __init__(self, runner: Any, schedule: Any, planned: list[dict[str, Any]], started: float):
-        self.runner = runner
-        self.schedule = schedule
-        self.planned = planned
-        self.started = started
-
-    def finish(self, *, wait: bool = True, grace: float = 30.0) -> list[dict[str, Any]]:
-        import time
-
-        if wait:
-            end = max((f.end for f in self.schedule), default=0.0)
-            self.runner.join(max(0.0, self.started + end + grace - time.monotonic()))
-        self.runner.cancel()
-        self.runner.join(60)
-        self.runner.heal_all()
-        return self.planned
-
-
-def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any, ...]:
-    """The faults of a fixed schedule (a JSON list of fault records), or ConfigError naming the bad one."""
-    from sagaproof.chaos.nemesis import BROKER_TARGET, Fault
-
-    from sagaproof.faultkinds import FAULT_KINDS
-
-    hint = "pass the minimal-schedule.json a shrinking run wrote, or a list of {id, kind, target, start, duration}."
-    if not isinstance(records, list):
-        raise ConfigError(f"{source}: a schedule is a JSON list of faults, not a JSON {type(records).__name__}; {hint}")
-    targets = [*system_spec.services, BROKER_TARGET]
-    faults = []
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ConfigError(f"{source}: fault #{i + 1} is not a JSON object; {hint}")
-        missing = [k for k in ("id", "kind", "target", "start", "duration") if k not in record]
-        numbers = all(_is_number(record.get(k)) for k in ("start", "duration"))
-        if missing or not numbers:
-            what = f"lacks {', '.join(missing)}" if missing else "has a start or duration that is not a number"
-            raise ConfigError(f"{source}: fault #{i + 1} {what}; {hint}")
-        with boundary("config"):
-            fault = Fault.from_dict(record)
-        if fault.kind not in FAULT_KINDS:
-            raise ConfigError(f"{source}: fault #{i + 1} has unknown kind '{fault.kind}'; "
-                              f"the kinds are: {', '.join(FAULT_KINDS)}.")
-        if fault.target not in targets:
-            raise ConfigError(f"{source}: fault #{i + 1} targets '{fault.target}', which is not a service of this "
-                              f"system; the targets are: {', '.join(targets)}.")
-        if fault.start < 0 or fault.duration < 0:
-            raise ConfigError(f"{source}: fault #{i + 1} has a negative start or duration; use seconds >= 0.")
-        faults.append(fault)
-    return tuple(faults)
-
-
-def _is_number(value: Any) -> bool:
-    """What Fault.from_dict accepts as a number (float() of it works)."""
-    try:
-        float(value)
-        return not isinstance(value, bool)
-    except (TypeError, ValueError):
-        return False
-
-
-def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
-    """The run's fault schedule: generated from the seed, or the fixed one given (shrinking, replay)."""
-    from sagaproof.chaos.nemesis import Schedule, generate_schedule
-
-    menu = list(opts.faults if opts.faults is not None else system_spec.chaos.faults)
-    intensity = opts.intensity if opts.intensity is not None else system_spec.chaos.intensity
-    if opts.schedule is not None:
-        faults = validate_schedule(opts.schedule, system_spec, "--schedule")
-        return Schedule(seed, window, faults, tuple(menu), float(intensity))
-    with boundary("config"):
-        return generate_schedule(seed, menu, intensity, max(window, 0.5), list(system_spec.services),
-                                 broker_faults="nats_restart" in menu and system_spec.nats.embedded)
-
-
-def start_nemesis(system: Any, schedule: Any, clock: Any, bus: EventBus) -> NemesisHandle:
-    """Run the schedule in a thread. Each fault's start, end and failure is an event on the bus, with the
-    planned time and the actual one (``started_at`` in history time, ``late_by`` against the plan)."""
-    import time
-
-    from sagaproof.chaos.nemesis import NemesisRunner
-
-    client = system.proxies
-    if any(getattr(s.spec, "attached", False) for s in system.services.values()):
-        from sagaproof.harness.attach import ProxyNames
-
-        client = ProxyNames(system.proxies, system.proxy_names) if system.proxies is not None else None
-    planned = [dict(f.to_dict(), source="nemesis") for f in schedule]
-    by_id: dict[str, dict[str, Any]] = {}
-    lock = threading.Lock()
-
-    def info(fault: Any) -> dict[str, Any]:
-        with lock:
-            d = by_id.get(fault.id)
-            if d is None:
-                d = by_id[fault.id] = dict(fault.to_dict(), source="nemesis")
-            return d
-
-    def on_event(kind: str, fault: Any, t_schedule: float) -> None:
-        d = info(fault)
-        if kind == "fault_start":
-            d["started_at"] = clock()
-            # Late: how long after its planned time the harness began to inject it. What injecting took (a
-            # command, an API call) is kept apart: the fault then lasts its whole length from when it took effect.
-            began = runner.dispatched.get(fault.id, t_schedule)
-            d["late_by"] = round(began - fault.start, 6)
-            d["inject_seconds"] = round(max(0.0, t_schedule - began), 6)
-            # Seconds it waited for the previous process fault on its target to be healed (a restart that waits
-            # for readiness): the schedule's own sequencing, not the harness falling behind.
-            d["waited_for_target"] = runner.waited.get(fault.id, 0.0)
-            # A crash loop's later crashes wait for the service to be ready again: their time is relative to
-            # that, not to the plan, so only the earlier wait counts.
-            d["judge_lateness"] = "up_for" not in fault.params
-            bus.emit(FaultInjected(dict(d)))
-        else:
-            d["ended_at"] = clock()
-            if d.get("started_at") is not None:
-                d["actual_duration"] = round(d["ended_at"] - d["started_at"], 6)
-            bus.emit(FaultHealed(dict(d)))
-
-    def on_failure(fault: Any, stage: str, error: str) -> None:
-        d = info(fault)
-        d.setdefault("errors", []).append(f"{stage}: {error}")
-        bus.emit(FaultFailed(dict(d), error, stage))
-
-    processes: dict[str, Any] = {name: ServiceControl(svc) for name, svc in system.services.items()}
-    if system.nats is not None:
-        processes["nats"] = NatsControl(system)
-    runner: Any = None
-    runner = NemesisRunner(client, processes, on_event=on_event, on_failure=on_failure)
-    with boundary("config"):
-        runner.start(schedule)
-    return NemesisHandle(runner, schedule, planned, time.monotonic())

@@ -409,7 +409,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.seeds is None:
         raise ConfigError("--jobs runs several seeds at once and needs --seeds, e.g. --seeds 1-20 --jobs 4.")
     if args.seeds is not None:
-        from sagaproof.harness.shards import cmd_run_shards
+        from sagaproof.harness.shards_cmd import cmd_run_shards
 
         return cmd_run_shards(args, console, spec)
     from sagaproof.harness.session import RunOptions
@@ -442,7 +442,7 @@ def cmd_contracts(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from sagaproof.harness.merge import exit_code_of, merge_dirs
-    from sagaproof.harness.shards import print_summary
+    from sagaproof.harness.shards_cmd import print_summary
 
     ensure_writable_dir(args.report_dir, "--report-dir")
     entries, paths = merge_dirs(list(args.inputs), args.report_dir)

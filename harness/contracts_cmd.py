@@ -5,7 +5,8 @@ contracts package.
 the system file (or every AsyncAPI document under a directory without one), in the work tree or at git refs
 (read with `git show`, nothing is checked out). `check --http` and `verify-pacts` bring the system up (no
 fault proxies) to fuzz HTTP entry points with schemathesis and to make providers emit the messages that
-consumers' pacts describe, captured from NATS and judged by pact-python's verifier.
+consumers' pacts describe, captured from NATS and judged by pact-python's verifier: those runs are
+:mod:`harness.contract_runs`; this module parses and renders.
 
 The system file is read here (the contracts package knows none): for the work tree with full validation,
 at a git ref loosely (only the keys that say where the contracts are), into a ``contracts.sources.Layout``.
@@ -14,7 +15,6 @@ at a git ref loosely (only the keys that say where the contracts are), into a ``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from rich.console import Console
-from sagaproof.harness.config import SystemSpec, field_at, find_system_file, load_system_file
+from sagaproof.harness.config import SystemSpec, find_system_file, load_system_file
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, boundary
 
 if TYPE_CHECKING:  # the contracts package is imported when a command runs
     from sagaproof.contracts.can_i_deploy import Version
-    from sagaproof.contracts.pacts import Produce
     from sagaproof.contracts.sources import Layout, Source, Tree
-    from sagaproof.harness.system import System
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,7 +82,17 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if args.http:
         if spec is None:
             raise ConfigError("--http needs a system file (sagaproof.toml) that says how to start the services.")
-        fuzz = _fuzz_http(spec, args.report_dir, console if not args.json else None)
+        from sagaproof.harness.contract_runs import fuzz_http
+
+        def show(svc_spec: Any, rep: Any) -> None:
+            status = "[green]ok[/]" if rep.ok else "[bold red]FAILED[/]"
+            console.print(f"http fuzz {svc_spec.name} {svc_spec.openapi}: {status} "
+                          f"({getattr(rep, 'requests', '?')} requests over {len(getattr(rep, 'operations', []) or [])} "
+                          f"operations)")
+            for f in list(rep.failures)[:10]:
+                console.print(f"  {f}", markup=False)
+
+        fuzz = fuzz_http(spec, args.report_dir, None if args.json else show)
         if any(not f["ok"] for f in fuzz):
             code = EXIT_CHECK_FAILED
     if args.json:
@@ -95,32 +103,6 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     else:
         render.check_table(report, console)
     return code
-
-
-def _fuzz_http(spec: SystemSpec, report_dir: Path, console: Console | None) -> list[dict[str, Any]]:
-    from sagaproof.contracts import fuzz_openapi
-    from sagaproof.harness.system import System
-
-    targets = [s for s in spec.services.values() if s.openapi]
-    if not targets:
-        raise ConfigError(f"{spec.path}: --http: no service declares openapi = \"/openapi.json\"; add it to the "
-                          f"service that serves an HTTP entry point.")
-    results = []
-    with System(spec, report_dir=report_dir) as system:
-        for svc_spec in targets:
-            svc = system.services[svc_spec.name]
-            rep = fuzz_openapi(svc.url, f"{svc.url}{svc_spec.openapi}", max_examples=50, seed=0)
-            d = rep.to_dict() if hasattr(rep, "to_dict") else {"ok": rep.ok, "failures": [str(f) for f in rep.failures]}
-            d["service"] = svc_spec.name
-            results.append(d)
-            if console is not None:
-                status = "[green]ok[/]" if rep.ok else "[bold red]FAILED[/]"
-                console.print(f"http fuzz {svc_spec.name} {svc_spec.openapi}: {status} "
-                              f"({getattr(rep, 'requests', '?')} requests over {len(getattr(rep, 'operations', []) or [])} "
-                              f"operations)")
-                for f in list(rep.failures)[:10]:
-                    console.print(f"  {f}", markup=False)
-    return results
 
 
 # ---------------------------------------------------------------------------- where a system's contracts are
@@ -527,20 +509,6 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
     return matrix.exit_code
 
 
-def _find_trigger(spec: SystemSpec, description: str, states: list[dict[str, Any]]) -> Any:
-    """The [[pacts.triggers]] entry for a message: by its description first, else by a provider state."""
-    names = [str(s.get("name")) for s in states if isinstance(s, dict) and s.get("name") is not None]
-    for t in spec.pacts.triggers:
-        if t.description is not None and t.description == description:
-            return t
-    for t in spec.pacts.triggers:
-        if t.state is not None and t.state in names:
-            return t
-    raise ConfigError(f"{spec.path}: no [[pacts.triggers]] entry for the message {description!r}"
-                      f"{' (states: ' + ', '.join(names) + ')' if names else ''}; add one with "
-                      f"description = {json.dumps(description)}, capture = \"<subject>\" and http or publish.")
-
-
 def _read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every pact file in the directory, parsed; a file that is not a pact is a ConfigError."""
     pacts = []
@@ -558,90 +526,9 @@ def _read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return pacts
 
 
-def _correlation(spec: SystemSpec, sent: Any) -> dict[str, Any]:
-    """The saga keys (e.g. order_id) the trigger's answer or published body names; the captured message
-    must carry the same values, so a message of an earlier, still running saga is never taken."""
-    if not isinstance(sent, dict):
-        return {}
-    from sagaproof.harness.workload import request_key
-
-    keys = {s.key: request_key(spec.workload, s, sent, None) for s in spec.sagas.values()}  # data.order_id too
-    return {k: v for k, v in keys.items() if v is not None}
-
-
-# pact-python's Verifier waits request_timeout for each message; we give it the longest trigger timeout
-# plus a margin, so a trigger's own timeout is what decides.
-_PACT_WAIT_LIMIT = 120.0
-
-
-def _make_producer(system: System, spec: SystemSpec, problems: list[str] | None = None) -> Produce:
-    """produce(description, states) for pact verification: fire the trigger, capture the message from NATS.
-
-    A trigger that fails (an HTTP error, no message in time) is appended to *problems* and produces an
-    empty message, which fails the interaction: pact-python would otherwise report a raising handler
-    only as a traceback on stderr and an empty message.
-    """
-    import nats
-
-    loop = system.loop
-    if loop is None:
-        raise RuntimeError("pact verification needs a started System (use it inside `with System(...)`)")
-
-    async def capture(trigger: Any) -> dict[str, Any]:
-        nc = await nats.connect(servers=system.nats_urls, **system.nats_options)  # attach: creds/TLS of [nats]
-        try:
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            await nc.subscribe(trigger.capture, cb=queue.put)
-            await nc.flush()
-            if trigger.publish is not None:
-                sent = trigger.publish.get("body", {})
-                await nc.publish(trigger.publish["subject"], json.dumps(sent).encode())
-                await nc.flush()
-            else:
-                h = trigger.http
-                svc = system.services[h["service"]]
-                resp = await asyncio.to_thread(svc.http.request, h.get("method", "POST").upper(), h.get("path", "/"),
-                                               json_body=h.get("body"), timeout=_PACT_WAIT_LIMIT)
-                if not resp.ok:
-                    raise RuntimeError(f"{h.get('method', 'POST').upper()} {h.get('path', '/')} on {h['service']} "
-                                       f"answered {resp.status}: {resp.text[:200]}")
-                try:
-                    sent = resp.json()
-                except ValueError:
-                    sent = None
-            want = _correlation(spec, sent)
-            while True:
-                msg = await queue.get()
-                try:
-                    body: Any = json.loads(msg.data) if msg.data else None
-                except ValueError:
-                    body = bytes(msg.data)  # pact shows the mismatch against the expected JSON
-                if not want or (isinstance(body, dict) and all(field_at(body, k) == v for k, v in want.items())):
-                    return {"body": body, "metadata": {"subject": msg.subject}}
-        finally:
-            await nc.close()
-
-    def produce(description: str, states: list[dict[str, Any]]) -> dict[str, Any]:
-        trigger = _find_trigger(spec, description, states)
-        wait = min(trigger.timeout, _PACT_WAIT_LIMIT)
-        try:
-            return loop.run(asyncio.wait_for(capture(trigger), wait), timeout=wait + 1)
-        except TimeoutError:
-            problem = (f"no message on {trigger.capture} within {wait:g}s after the trigger; check the trigger's "
-                       f"capture subject and that the provider emits it")
-        except Exception as exc:  # noqa: BLE001 - reported with the interaction
-            problem = str(exc) or type(exc).__name__
-        if problems is not None:
-            problems.append(f"{description}: {problem}")
-        return {"body": None, "metadata": {}}
-
-    return produce
-
-
 @_wrap_contract_errors
 def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
-    from sagaproof.contracts import verify_pacts
-    from sagaproof.harness.system import System
+    from sagaproof.harness.contract_runs import find_trigger, verify_providers
 
     spec = load_system_file(args.dir)
     pact_dir = args.pacts or spec.pacts.dir
@@ -664,53 +551,21 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
     for _, doc in pacts:
         for inter in doc.get("interactions") or []:
             if isinstance(inter, dict):
-                _find_trigger(spec, str(inter.get("description", "")), list(inter.get("providerStates") or []))
-    ok = True
-    with System(spec, report_dir=args.report_dir) as system:
-        problems: list[str] = []
-        produce = _make_producer(system, spec, problems)
-        for provider in providers:
-            del problems[:]
-            longest = max((t.timeout for t in spec.pacts.triggers), default=10.0)
-            log = system.log_dir / f"pact-verifier-{provider}.log"
-            with _output_to(log):  # pact-python's verifier prints from native code: keep it in the report dir
-                result = verify_pacts(pact_dir, provider, produce, request_timeout=longest + 5.0)
-            passed = result.ok and not problems
-            status = "[green]verified[/]" if passed else "[bold red]FAILED[/]"
-            console.print(f"pacts for provider [bold]{provider}[/]: {status} "
-                          f"({len(result.interactions)} interaction(s), {len(result.pact_files)} file(s))")
-            for line in _mismatch_lines(result.errors)[:20]:
-                console.print(f"  {line}", markup=False, soft_wrap=True)
-            for problem in problems[:10]:
-                console.print(f"  trigger failed: {problem}", markup=False, soft_wrap=True)
-            if not passed:
-                console.print(f"  pact-python's full output: {log}", markup=False, soft_wrap=True)
-            ok = ok and passed
+                find_trigger(spec, str(inter.get("description", "")), list(inter.get("providerStates") or []))
+    def render(provider: str, result: Any, problems: list[str], log: Path) -> None:
+        passed = result.ok and not problems
+        status = "[green]verified[/]" if passed else "[bold red]FAILED[/]"
+        console.print(f"pacts for provider [bold]{provider}[/]: {status} "
+                      f"({len(result.interactions)} interaction(s), {len(result.pact_files)} file(s))")
+        for line in _mismatch_lines(result.errors)[:20]:
+            console.print(f"  {line}", markup=False, soft_wrap=True)
+        for problem in problems[:10]:
+            console.print(f"  trigger failed: {problem}", markup=False, soft_wrap=True)
+        if not passed:
+            console.print(f"  pact-python's full output: {log}", markup=False, soft_wrap=True)
+
+    ok = verify_providers(spec, pact_dir, providers, Path(args.report_dir), render)
     return EXIT_OK if ok else EXIT_CHECK_FAILED
-
-
-@contextlib.contextmanager
-def _output_to(path: Path) -> Any:
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so native code too) to a file."""
-    import os
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def _mismatch_lines(errors: list[str]) -> list[str]:

@@ -19,7 +19,8 @@ What it does, on a tree still laid out flat (``harness/<module>.py``):
    ``sagaproof.harness.X`` and ``harness.X`` (imports, ``_EXPORTS``, entry points, monkeypatch targets,
    docstrings), ``from sagaproof.harness import X``, and the paths ``harness/X.py``;
 3. adds each floor to ``packages = [...]`` in pyproject.toml;
-4. lists what is left at the top of ``harness/`` that is not on the bottom floor.
+4. sorts the rewritten imports (``ruff --select I --fix``, when .venv has ruff);
+5. lists what is left at the top of ``harness/`` that is not on the bottom floor.
 
 Running it twice is harmless: the second run finds nothing to move and nothing to rewrite. Usage (from the
 repository root, on a clean work tree)::
@@ -150,7 +151,8 @@ def rewriters() -> list[tuple[re.Pattern[str], str]]:
         # a name that is a floor package in the new layout: not when a module of that package follows
         guard = ""
         if old in FLOOR_DOCS:
-            guard = r"(?!\.(?:" + "|".join(_subnames(old)) + r")\b)"
+            subs = "|".join(_subnames(old))
+            guard = r"(?!\.(?:" + subs + r")\b)(?!\s+import\s+\(?\s*(?:" + subs + r")\b)"
         rules.append((re.compile(r"(?<![\w.])((?:sagaproof\.)?harness)\." + old + r"(?!\w)" + guard), r"\1." + new))
         path = new_path(new).relative_to(HARNESS).as_posix()
         rules.append((re.compile(r"(?<![\w/])((?:sagaproof/)?harness)/" + old + r"\.py\b"), r"\1/" + path))
@@ -237,6 +239,15 @@ def leftovers(dry: bool) -> list[str]:
     return sorted(p.stem for p in HARNESS.glob("*.py") if p.stem not in BOTTOM and not (dry and p.stem in MOVES))
 
 
+def sort_imports(changed: list[Path], dry: bool) -> None:
+    """Let ruff put the rewritten imports back in order (their sort keys changed); skipped without ruff."""
+    ruff = ROOT / ".venv" / "bin" / "ruff"
+    py = [str(f) for f in changed if f.suffix == ".py"]
+    if dry or not py or not ruff.exists():
+        return
+    subprocess.run([str(ruff), "check", "--quiet", "--fix", "--select", "I", *py], cwd=ROOT, check=False)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
@@ -246,7 +257,8 @@ def main() -> int:
     print("moving:")
     move(args.dry_run)
     print("rewriting references:")
-    rewrite(args.dry_run)
+    changed = rewrite(args.dry_run)
+    sort_imports(changed, args.dry_run)
     print("packages:")
     packages(args.dry_run)
     left = leftovers(args.dry_run)

@@ -195,9 +195,17 @@ def rewrite(dry: bool) -> list[Path]:
             text = f.read_text()
         except UnicodeDecodeError:
             continue
-        new = text
+        keep = ""
+        if f.name == "pyproject.toml":  # the packages list names packages, never modules: step 3's business
+            m = re.search(r"^packages = \[\n.*?^\]", text, re.S | re.M)
+            if m is not None:
+                keep = m.group(0)
+                text_to_rewrite = text.replace(keep, "\0PACKAGES\0")
+        new = text_to_rewrite if keep else text
         for pat, repl in rules:
             new = pat.sub(repl, new)
+        if keep:
+            new = new.replace("\0PACKAGES\0", keep)
         new = FROM_IMPORT.sub(_from_import, new)
         for m in FROM_IMPORT_MANY.finditer(new):
             names = re.findall(r"\w+", m.group(0).split(" import ", 1)[1])

@@ -30,7 +30,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.checker import check_history
+from sagaproof.harness.checks.checker import check_history
 from sagaproof.harness.config import SagaSpec, StepSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,13 +120,13 @@ def synthetic_history(n_messages: int, shapes: list[tuple[float, list[str]]], ne
 def baseline_checker(ref: str) -> Any:
     """The checker as it was at git ``ref``, as a module; None when git or the ref is not there."""
     try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:harness/checker.py"], capture_output=True,
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:harness/checks/checker.py"], capture_output=True,
                                 text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     module = types.ModuleType("checker_before_issue_9")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:harness/checker.py", "exec"), module.__dict__)  # noqa: S102 - our own history
+    exec(compile(source, f"{ref}:harness/checks/checker.py", "exec"), module.__dict__)  # noqa: S102 - our own history
     return module
 
 
@@ -147,7 +147,7 @@ def main() -> None:
     args = ap.parse_args()
     old = baseline_checker(args.baseline_ref)
     if old is None:
-        print(f"(no baseline: git show {args.baseline_ref}:harness/checker.py failed)")
+        print(f"(no baseline: git show {args.baseline_ref}:harness/checks/checker.py failed)")
     print(f"{'history':>7} {'messages':>10} {'wall s':>8} {'cpu s':>7} {'us/msg':>7} {'ratio':>6} {'sagas':>8} "
           f"{'violations':>10} {'before: wall s':>14} {'cpu s':>7} {'speed-up (cpu)':>14}")
     for name, spec, shapes, nested in (("shop", SHOP, SHOP_SHAPES, False), ("trips", TRIPS, TRIPS_SHAPES, True)):

@@ -5,7 +5,7 @@ growing length, each in a fresh process, and prints the harness process's peak R
 other processes) against the number of messages recorded. Three modes, measured in the same invocation:
 
 * engine:    the harness as it is: the history streams to events.jsonl, the checks and reports read it back;
-* no-broker: the same without the broker checks (harness.consumption, which index the whole history in
+* no-broker: the same without the broker checks (harness.checks.consumption, which index the whole history in
              memory when they judge it), to show the rest of the engine on its own;
 * baseline:  the engine plus what the harness used to do: keep every history record in memory (one dict per
              record) and judge the list at the end.
@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def one(mode: str, duration: float) -> dict[str, float]:
     import dataclasses
 
-    from sagaproof.harness.checker import check_history
+    from sagaproof.harness.checks.checker import check_history
     from sagaproof.harness.config import load_system_file
     from sagaproof.harness.events import Event, EventBus, RunFinished
-    from sagaproof.harness.session import RunOptions, run
+    from sagaproof.harness.session.engine import RunOptions, run
 
     spec = dataclasses.replace(load_system_file(ROOT / "examples" / "shop"), invariants=())
     bus = EventBus()

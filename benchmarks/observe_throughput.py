@@ -4,7 +4,7 @@ Starts a nats-server and the embedded Toxiproxy-compatible server in its own pro
 runs it: an asyncio loop that also serves the links), with two pairs of links to NATS: one plain, one with a
 :class:`chaos.observe.WireObserver` tapped on each (whose events go, as in a run, to a history file: one
 JSON line per connection, subscription or consumer, and one per half second with every delivery and answer
-in rows, as ``harness.broker_view`` writes them). Then, from this process, alternating plain and observed rounds:
+in rows, as ``harness.env.broker_view`` writes them). Then, from this process, alternating plain and observed rounds:
 
 * core pub/sub: msgs/s of 1 KiB messages from a publisher on one link to a subscriber on the other;
 * JetStream: msgs/s a pull consumer on a link fetches and acks (each message is a delivery and an ack
@@ -55,7 +55,7 @@ async def main():
             attach(proxy, observers[-1])
         out[name] = proxy.listen
     print(json.dumps(out), flush=True)
-    while True:  # what a run does with the observations (harness.broker_view.BrokerView.flush), twice a second
+    while True:  # what a run does with the observations (harness.env.broker_view.BrokerView.flush), twice a second
         await asyncio.sleep(0.5)
         for observer in observers:
             events, deliveries, answers = observer.drain_rows()

@@ -16,7 +16,7 @@ Per phase:
 * NATS (nats-py): request/reply p50/p99 with requester and responder each behind its own proxy (a round
   trip crosses the proxy 4 times) and pub/sub msgs/s with 1 KiB messages; direct, proxy, proxy with a
   0 ms latency toxic each way, and with a `nats_drop` toxic each way that never matches (every frame parsed);
-* the recorder (harness/recorder.py) with live contract validation, against a bare nats-py ordered
+* the recorder (harness/session/recorder.py) with live contract validation, against a bare nats-py ordered
   consumer, each reading the same JetStream stream of N stored messages: msgs/s, and whether all arrived.
 
 Targets from issue 13 are printed as PASS/FAIL beside the figures they apply to.
@@ -324,7 +324,7 @@ async def _bare_rate(url: str, n: int) -> tuple[float, int]:
 async def _recorder_rate(url: str, n: int, tmp: Path) -> tuple[float, int, list[str], int]:
     from sagaproof.contracts.live import LiveValidator
     from sagaproof.contracts.model import Channel, ContractSet, Message
-    from sagaproof.harness.recorder import Recorder
+    from sagaproof.harness.session.recorder import Recorder
 
     cs = ContractSet()
     for i in range(20):  # a realistic number of channels, one with a wildcard

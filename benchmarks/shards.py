@@ -29,7 +29,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seeds", default="1-6")
     args = ap.parse_args()
-    from sagaproof.harness.shards import parse_seeds
+    from sagaproof.harness.session.shards import parse_seeds
 
     seeds = parse_seeds(args.seeds)
     work = Path(tempfile.mkdtemp(prefix="sp-bench-shards-"))

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sagaproof.harness.nats_server import find_nats_server, free_port
+from sagaproof.harness.env.nats_server import find_nats_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

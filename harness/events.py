@@ -1,6 +1,6 @@
 """The engine's typed events: what happened during a run, and (serialised) the run's history.
 
-There is one vocabulary. The engine (:mod:`harness.session`, the environment it drives, the recorder, the
+There is one vocabulary. The engine (:mod:`harness.session.engine`, the environment it drives, the recorder, the
 nemesis wiring) emits these dataclasses on an :class:`EventBus`; every consumer subscribes to the bus:
 
 * the history (:class:`harness.history.History`) writes each event as one JSON line of ``events.jsonl``
@@ -98,7 +98,7 @@ class Phase(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    """The run is over; ``result`` is the :class:`harness.results.RunResult` (not written to the history)."""
+    """The run is over; ``result`` is the :class:`harness.checks.results.RunResult` (not written to the history)."""
 
     kind: ClassVar[str] = "run_finished"
     verdict: str
@@ -310,7 +310,7 @@ class InvariantEvaluated(Event):
 
 @dataclass(frozen=True)
 class FindingReported(Event):
-    """One failure found by a check (every check's findings are this one family; see harness.findings)."""
+    """One failure found by a check (every check's findings are this one family; see harness.checks.findings)."""
 
     kind: ClassVar[str] = "finding"
     finding: dict[str, Any]

@@ -27,18 +27,18 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "load_system": "sagaproof.harness.config:load_system_file",
     "SystemSpec": "sagaproof.harness.config:SystemSpec",
-    "System": "sagaproof.harness.system:System",
-    "Service": "sagaproof.harness.system:Service",
-    "run": "sagaproof.harness.runner:run",
-    "RunOptions": "sagaproof.harness.runner:RunOptions",
-    "check_history": "sagaproof.harness.checker:check_history",
-    "CheckResult": "sagaproof.harness.checker:CheckResult",
-    "SagaViolation": "sagaproof.harness.checker:SagaViolation",
+    "System": "sagaproof.harness.env.system:System",
+    "Service": "sagaproof.harness.env.system:Service",
+    "run": "sagaproof.harness.session.runner:run",
+    "RunOptions": "sagaproof.harness.session.runner:RunOptions",
+    "check_history": "sagaproof.harness.checks.checker:check_history",
+    "CheckResult": "sagaproof.harness.checks.checker:CheckResult",
+    "SagaViolation": "sagaproof.harness.checks.checker:SagaViolation",
     "SagaproofError": "sagaproof.harness.errors:SagaproofError",
     "ConfigError": "sagaproof.harness.errors:ConfigError",
     "EnvironmentStartError": "sagaproof.harness.errors:EnvironmentStartError",
     "ServiceCrashed": "sagaproof.harness.errors:ServiceCrashed",
-    "main": "sagaproof.harness.cli:main",
+    "main": "sagaproof.harness.front.cli:main",
 }
 
 __all__ = [
@@ -60,13 +60,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
-    from sagaproof.harness.checker import CheckResult, SagaViolation, check_history
-    from sagaproof.harness.cli import main
+    from sagaproof.harness.checks.checker import CheckResult, SagaViolation, check_history
     from sagaproof.harness.config import SystemSpec
     from sagaproof.harness.config import load_system_file as load_system
+    from sagaproof.harness.env.system import Service, System
     from sagaproof.harness.errors import ConfigError, EnvironmentStartError, SagaproofError, ServiceCrashed
-    from sagaproof.harness.runner import RunOptions, run
-    from sagaproof.harness.system import Service, System
+    from sagaproof.harness.front.cli import main
+    from sagaproof.harness.session.runner import RunOptions, run
 
 
 def __getattr__(name: str) -> Any:

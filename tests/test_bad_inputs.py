@@ -172,7 +172,7 @@ def test_bad_input_gets_one_sentence_and_an_exit_code(case: Case, scratch: Path)
 
 
 def test_the_table_covers_every_command(scratch: Path) -> None:
-    from sagaproof.harness.cli import COMMANDS
+    from sagaproof.harness.front.cli import COMMANDS
 
     covered = set()
     for i, case in enumerate(CASES):

@@ -10,8 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from sagaproof.harness.cli import build_parser
 from sagaproof.harness.config import parse_system
+from sagaproof.harness.front.cli import build_parser
 
 from tests.conftest import ROOT
 

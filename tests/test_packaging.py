@@ -76,9 +76,9 @@ def test_wheel_holds_one_top_level_package(wheel: Path) -> None:
         top_level = [n for n in names if n.endswith(".dist-info/top_level.txt")]
         if top_level:
             assert zf.read(top_level[0]).decode().split() == ["sagaproof"]
-        assert "sagaproof/harness/cli.py" in names and "sagaproof/chaos/toxiproxy/openapi.json" in names
+        assert "sagaproof/harness/front/cli.py" in names and "sagaproof/chaos/toxiproxy/openapi.json" in names
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-        assert "sagaproof.harness.cli:main" in entry_points and "sagaproof.harness.pytest_plugin" in entry_points
+        assert "sagaproof.harness.front.cli:main" in entry_points and "sagaproof.harness.front.pytest_plugin" in entry_points
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sagaproof.harness.checks.results import RunResult
 from sagaproof.harness.events import Event, RunFinished
-from sagaproof.harness.results import RunResult
 
 __all__ = ["ReportWriter", "render_html", "write_reports"]
 

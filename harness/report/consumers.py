@@ -1,4 +1,4 @@
-"""The report's "Consumers" section: the broker's view of the run (see :mod:`harness.consumption`).
+"""The report's "Consumers" section: the broker's view of the run (see :mod:`harness.checks.consumption`).
 
 A subject x consumer matrix (messages a contract says the service receives, delivered, acknowledged,
 redelivered, duplicated on the wire, naked, terminated, core deliveries, faults seen), the redelivery coverage

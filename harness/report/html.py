@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-from sagaproof.harness.checker import CHECK_TITLES, SagaViolation
+from sagaproof.harness.checks.checker import CHECK_TITLES, SagaViolation
+from sagaproof.harness.checks.results import CheckOutcome, RunResult
 from sagaproof.harness.report import consumers, svg
-from sagaproof.harness.results import CheckOutcome, RunResult
 
 MAX_SAGA_DIAGRAMS = 30
 MAX_CONTRACT_ROWS = 200

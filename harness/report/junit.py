@@ -13,8 +13,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from sagaproof.harness.checker import CHECK_TITLES, SagaViolation
-from sagaproof.harness.results import CheckOutcome, RunResult
+from sagaproof.harness.checks.checker import CHECK_TITLES, SagaViolation
+from sagaproof.harness.checks.results import CheckOutcome, RunResult
 
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 

@@ -114,8 +114,7 @@ def make_repo(root: Path) -> Path:
 
 def sagaproof(capsys: Any, *args: str) -> tuple[int, str, str]:
     """Run the CLI in this process (exit code, stdout, stderr); SIGTERM's handler is put back afterwards."""
-    from sagaproof.harness import cli
-
+    from sagaproof.harness.front import cli
     old = signal.getsignal(signal.SIGTERM)
     capsys.readouterr()
     try:

@@ -105,7 +105,7 @@ def test_a_broken_pact_file_is_a_usage_error(tmp_path: Path, content: str, needl
 
 def test_correlation_takes_only_the_triggered_sagas_message() -> None:
     from sagaproof.harness.config import load_system_file
-    from sagaproof.harness.contract_runs import correlation as _correlation
+    from sagaproof.harness.session.contract_runs import correlation as _correlation
 
     spec = load_system_file(str(SHOP))
     assert _correlation(spec, {"order_id": "o-1", "status": "PENDING"}) == {"order_id": "o-1"}

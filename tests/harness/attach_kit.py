@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sagaproof.harness.nats_server import find_nats_server, free_port
+from sagaproof.harness.env.nats_server import find_nats_server, free_port
 
 from tests.conftest import ROOT, SAGAPROOF, SHOP
 

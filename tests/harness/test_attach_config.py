@@ -12,14 +12,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sagaproof.harness.attach import (
+from sagaproof.harness.config import load_system_file
+from sagaproof.harness.env.attach import (
     AttachedService,
     FaultCommandError,
     nats_connect_options,
 )
-from sagaproof.harness.config import load_system_file
 from sagaproof.harness.errors import ConfigError
-from sagaproof.harness.nemesis import ProxyNames, usable_menu
+from sagaproof.harness.session.nemesis import ProxyNames, usable_menu
 
 from tests.conftest import SAGAPROOF
 
@@ -167,7 +167,7 @@ def test_proxy_names_translate_service_names_and_reset_only_their_proxies():
 
 
 def test_fault_commands_run_with_placeholders_and_fail_with_one_sentence(tmp_path: Path):
-    from sagaproof.harness.reaper import Reaper
+    from sagaproof.harness.env.reaper import Reaper
 
     out = tmp_path / "out.txt"
     script = f"import sys; open({str(out)!r}, 'a').write(' '.join(sys.argv[1:]) + chr(10))"

@@ -13,8 +13,8 @@ from pathlib import Path
 import nats
 import pytest
 from sagaproof.harness.config import load_system_file, parse_system
+from sagaproof.harness.env.system import System
 from sagaproof.harness.errors import ConfigError
-from sagaproof.harness.system import System
 
 from tests.conftest import MINI
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sagaproof.harness.checker import CHECKS, check_history
+from sagaproof.harness.checks.checker import CHECKS, check_history
+from sagaproof.harness.checks.results import CheckOutcome, RunResult, saga_check_outcomes
 from sagaproof.harness.config import SagaSpec, StepSpec
-from sagaproof.harness.results import CheckOutcome, RunResult, saga_check_outcomes
 
 CHECKOUT = SagaSpec(
     name="checkout", key="order_id", start="orders.created", success=("orders.completed",),
@@ -331,7 +331,7 @@ def test_accepts_a_streamed_history() -> None:
 
 
 def test_judge_as_if_due_separates_what_is_still_owed():
-    from sagaproof.harness.checker import judge_as_if_due
+    from sagaproof.harness.checks.checker import judge_as_if_due
 
     spec = SagaSpec("checkout", "order_id", "orders.created", ("orders.completed",), ("orders.cancelled",),
                     (StepSpec("charge", "payment", "payments.completed", "payments.failed", "payments.refunded"),),

@@ -7,8 +7,8 @@ import itertools
 from typing import Any
 
 from sagaproof.contracts import load
+from sagaproof.harness.checks.consumption import Receive, check_broker, receives_from_contracts
 from sagaproof.harness.config import SagaSpec, StepSpec
-from sagaproof.harness.consumption import Receive, check_broker, receives_from_contracts
 
 SAGA = SagaSpec("checkout", "order_id", "orders.created", ("orders.completed",), ("orders.cancelled",),
                 (StepSpec("charge", "payment", "payments.completed"),))

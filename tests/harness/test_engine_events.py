@@ -16,8 +16,8 @@ from typing import ClassVar
 import pytest
 from sagaproof.harness import checks
 from sagaproof.harness.checks import CheckContext, register_check
+from sagaproof.harness.checks.results import CheckOutcome
 from sagaproof.harness.events import Event
-from sagaproof.harness.results import CheckOutcome
 
 from tests.conftest import MINI, SAGAPROOF
 
@@ -50,7 +50,7 @@ def test_a_new_event_kind_reaches_the_progress_display_and_the_reports(tmp_path:
                                                                        capsys: pytest.CaptureFixture[str]):
     import signal
 
-    from sagaproof.harness.cli import main
+    from sagaproof.harness.front.cli import main
 
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
@@ -77,7 +77,7 @@ def test_a_new_event_kind_reaches_a_failing_pytest_test(pytester: pytest.Pyteste
         from typing import ClassVar
         from sagaproof.harness.checks import register_check
         from sagaproof.harness.events import Event
-        from sagaproof.harness.results import CheckOutcome
+        from sagaproof.harness.checks.results import CheckOutcome
 
         @dataclass(frozen=True)
         class QueueDepthNoticed(Event):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from sagaproof.harness.config import load_system_file, parse_system
+from sagaproof.harness.env.system import System
 from sagaproof.harness.errors import ServiceCrashed
-from sagaproof.harness.system import System
 
 from tests.conftest import MINI, SAGAPROOF, pid_alive, port_free
 
@@ -212,8 +212,8 @@ def test_three_node_cluster_replicates_streams(tmp_path: Path):
 
 
 def test_an_existing_nats_url_is_used_and_nothing_is_started(tmp_path: Path):
-    from sagaproof.harness.nats_server import NatsCluster
-    from sagaproof.harness.reaper import Reaper
+    from sagaproof.harness.env.nats_server import NatsCluster
+    from sagaproof.harness.env.reaper import Reaper
 
     reaper = Reaper()
     reaper.start()
@@ -237,7 +237,7 @@ def test_an_existing_nats_url_is_used_and_nothing_is_started(tmp_path: Path):
 
 
 def test_toxiproxy_command_serves_toxiproxy_clients(tmp_path: Path):
-    from sagaproof.harness.nats_server import free_port
+    from sagaproof.harness.env.nats_server import free_port
 
     port = free_port()
     proc = subprocess.Popen([*SAGAPROOF, "toxiproxy", "--port", str(port)], stdout=subprocess.PIPE,

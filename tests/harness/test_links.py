@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 from sagaproof.harness.config import parse_system
-from sagaproof.harness.nats_server import free_port
-from sagaproof.harness.session import running
+from sagaproof.harness.env.nats_server import free_port
+from sagaproof.harness.session.engine import running
 
 from tests.conftest import MINI, SAGAPROOF
 

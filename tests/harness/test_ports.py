@@ -6,7 +6,7 @@ import errno
 import socket
 
 import pytest
-from sagaproof.harness.nats_server import PortReservation
+from sagaproof.harness.env.nats_server import PortReservation
 
 
 def _bind(port: int) -> socket.socket:

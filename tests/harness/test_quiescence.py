@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.config import SagaSpec, SystemSpec, WorkloadSpec, parse_system
-from sagaproof.harness.quiescence import OpenSagas, eventually, open_count
-from sagaproof.harness.session import running
-from sagaproof.harness.workload import Workload
+from sagaproof.harness.session.engine import running
+from sagaproof.harness.session.quiescence import OpenSagas, eventually, open_count
+from sagaproof.harness.session.workload import Workload
 
 from tests.conftest import MINI
 
@@ -126,7 +126,7 @@ def test_the_wait_goes_on_while_sagas_keep_ending_and_stops_once_none_does() -> 
     from dataclasses import replace
 
     from sagaproof.harness.config import QuiescenceSpec
-    from sagaproof.harness.quiescence import wait_for_convergence
+    from sagaproof.harness.session.quiescence import wait_for_convergence
 
     spec = replace(saga_spec(), quiescence=QuiescenceSpec(hold=0.1, timeout=2.0))
 

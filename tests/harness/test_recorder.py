@@ -10,10 +10,10 @@ from pathlib import Path
 
 import nats
 from sagaproof.harness.config import load_system_file
+from sagaproof.harness.env.system import System
 from sagaproof.harness.events import EventBus
 from sagaproof.harness.history import History, read_records
-from sagaproof.harness.recorder import Recorder, subject_matches
-from sagaproof.harness.system import System
+from sagaproof.harness.session.recorder import Recorder, subject_matches
 
 from tests.conftest import MINI
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sagaproof.harness.checker import CHECKS, check_history
+from sagaproof.harness.checks.checker import CHECKS, check_history
+from sagaproof.harness.checks.results import CheckOutcome, RunResult
 from sagaproof.harness.config import SagaSpec, StepSpec
 from sagaproof.harness.report import render_html, write_reports
-from sagaproof.harness.results import CheckOutcome, RunResult
 
 CHECKOUT = SagaSpec(
     name="checkout", key="order_id", start="orders.created", success=("orders.completed",),
@@ -325,7 +325,7 @@ def test_all_checks_keeps_invariants_apart_and_respects_run_loop_saga_outcomes(t
 
 
 def test_consumers_section_matrix_coverage_and_not_taken_receivers_on_the_map(tmp_path: Path) -> None:
-    from sagaproof.harness.consumption import Receive, check_broker
+    from sagaproof.harness.checks.consumption import Receive, check_broker
 
     history = [
         {"kind": "nats_connect", "t": 0.0, "seq": 1, "service": "order", "conn": 1},
@@ -362,7 +362,7 @@ def test_html_shows_each_invariants_details_once(tmp_path: Path) -> None:
 
 def test_shrinking_that_ran_out_of_reruns_does_not_claim_a_minimum(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from sagaproof.harness.cli import print_result
+    from sagaproof.harness.front.cli import print_result
 
     result, history = build_run(tmp_path)
     result.shrink = {"check": "no_double_effect", "original": 3, "minimal": [result.faults[2]],

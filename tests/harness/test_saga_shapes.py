@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sagaproof.harness.checker import check_history, judge_as_if_due
+from sagaproof.harness.checks.checker import check_history, judge_as_if_due
 from sagaproof.harness.config import SagaSpec, StepSpec
 
 

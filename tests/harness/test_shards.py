@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sagaproof.harness.shards import parse_seeds
+from sagaproof.harness.session.shards import parse_seeds
 
 from tests.conftest import MINI, SAGAPROOF, pid_alive
 

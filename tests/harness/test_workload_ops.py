@@ -12,10 +12,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sagaproof.harness.checker import check_history
+from sagaproof.harness.checks.checker import check_history
 from sagaproof.harness.config import SagaSpec, StepSpec, WorkloadSpec
-from sagaproof.harness.http import ServiceHTTP
-from sagaproof.harness.workload import Workload, http_sender, request_key
+from sagaproof.harness.env.http import ServiceHTTP
+from sagaproof.harness.session.workload import Workload, http_sender, request_key
 
 SAGA = SagaSpec("booking", "data.trip_id", "trip.requested", ("trip.confirmed",), (),
                 (StepSpec("charge", "payments", "payment.charged"),), deadline=5.0)
@@ -112,8 +112,8 @@ def test_the_key_comes_from_the_answer_else_from_the_body():
 def test_a_lost_request_reads_in_every_report(tmp_path):
     import xml.etree.ElementTree as ET
 
+    from sagaproof.harness.checks.results import RunResult, saga_check_outcomes
     from sagaproof.harness.report import write_reports
-    from sagaproof.harness.results import RunResult, saga_check_outcomes
 
     history = [{"kind": "operation", "t": 1.0, "op": 7, "saga": "booking", "key": "t-7", "invoked": 1.0,
                 "completed": 1.2, "outcome": "ok", "detail": "accepted", "request": "POST /trips"}]

@@ -63,7 +63,7 @@ _REAPER = None
 def _watch(proc: subprocess.Popen[bytes]) -> None:
     """Register the process group with sagaproof's reaper, so it dies even if the test run is killed."""
     global _REAPER
-    from sagaproof.harness.reaper import Reaper
+    from sagaproof.harness.env.reaper import Reaper
 
     if _REAPER is None:
         _REAPER = Reaper()

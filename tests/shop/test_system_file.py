@@ -9,7 +9,7 @@ import time
 
 import pytest
 from sagaproof.harness.config import load_callable, load_system_file
-from sagaproof.harness.system import System
+from sagaproof.harness.env.system import System
 from shop_fixture import SHOP_DIR
 
 

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from sagaproof.harness.config import load_system_file
-from sagaproof.harness.session import Session, SessionHandle
+from sagaproof.harness.session.engine import Session, SessionHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIPS_DIR = ROOT / "examples" / "trips"

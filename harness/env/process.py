@@ -2,7 +2,7 @@
 
 Used for nats-server nodes and for every service. Each process runs in a new session (so it is its own
 process group and Ctrl-C in the terminal reaches only the harness), its stdout and stderr go to one log
-file in the run's report directory, and its group is registered with the :mod:`harness.reaper` watchdog
+file in the run's report directory, and its group is registered with the :mod:`harness.env.reaper` watchdog
 so nothing outlives the harness. Stopping sends SIGTERM to the group, waits, then SIGKILL.
 """
 
@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from sagaproof.harness.reaper import Reaper
+from sagaproof.harness.env.reaper import Reaper
 
 
 def tail(path: Path, lines: int = 20) -> list[str]:

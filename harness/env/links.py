@@ -10,7 +10,7 @@
   ``restart_nats()``. Every fault's start and end is an event on the system's bus.
 * :class:`NatsControl` and :class:`ServiceControl` are the process controls a nemesis drives.
 
-Part of the environment: it knows nothing of runs (the seeded schedule is :mod:`harness.nemesis`).
+Part of the environment: it knows nothing of runs (the seeded schedule is :mod:`harness.session.nemesis`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any
 
 from sagaproof.harness.config import SystemSpec, load_system_file
 from sagaproof.harness.errors import ConfigError
-from sagaproof.harness.report_glue import carried_out
-from sagaproof.harness.session import MASKED, RunOptions
+from sagaproof.harness.session.engine import MASKED, RunOptions
+from sagaproof.harness.session.shrink import carried_out
 
 __all__ = ["new_report_dir", "replay_options"]
 

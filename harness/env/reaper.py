@@ -8,7 +8,7 @@ is still alive, removes the scratch directories, and exits. A clean teardown unr
 so the reaper then has nothing to do. This is the same idea as the testcontainers "Ryuk" reaper: cleanup
 must not depend on our own process exiting cleanly.
 
-Run as ``python -m sagaproof.harness.reaper`` (that is how ``Reaper.start`` runs it); it reads commands on stdin:
+Run as ``python -m sagaproof.harness.env.reaper`` (that is how ``Reaper.start`` runs it); it reads commands on stdin:
 ``group PGID``, ``ungroup PGID``, ``path DIR``, ``unpath DIR``.
 """
 
@@ -63,7 +63,7 @@ class Reaper:
         if self._proc is not None:
             return
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "sagaproof.harness.reaper"],
+            [sys.executable, "-m", "sagaproof.harness.env.reaper"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )

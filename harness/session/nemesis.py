@@ -4,7 +4,7 @@ system, the others left out with a note).
 
 * :func:`make_schedule` generates the schedule from the seed (or takes the fixed one: shrinking, replay);
   :func:`validate_schedule` checks a fixed one.
-* :func:`start_nemesis` runs it against the environment's links and process controls (:mod:`harness.links`).
+* :func:`start_nemesis` runs it against the environment's links and process controls (:mod:`harness.env.links`).
 * :func:`usable_menu` and :class:`ProxyNames` are attach mode's part: which fault kinds the team's Toxiproxy
   and commands can inject, and the team's proxy names.
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sagaproof.harness.attach import split_urls
 from sagaproof.harness.config import NatsSpec
+from sagaproof.harness.env.attach import split_urls
+from sagaproof.harness.env.links import NatsControl, ServiceControl
 from sagaproof.harness.errors import ConfigError, boundary
 from sagaproof.harness.events import EventBus, FaultFailed, FaultHealed, FaultInjected
-from sagaproof.harness.links import NatsControl, ServiceControl
 
 from sagaproof.faultkinds import KINDS
 

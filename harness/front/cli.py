@@ -1,6 +1,6 @@
 """The ``sagaproof`` command line: up, run, replay, contracts (check, diff, verify-pacts) and toxiproxy.
 
-A thin front-end of the engine (:mod:`harness.session`): it parses options, subscribes a rich progress display
+A thin front-end of the engine (:mod:`harness.session.engine`): it parses options, subscribes a rich progress display
 to the event bus, prints the result the engine's :class:`~harness.events.RunFinished` carries, and maps
 outcomes to exit codes (0 pass, 1 a check failed, 2 bad usage or input, 3 the environment could not be
 started). User mistakes print one sentence, never a traceback. What a user must copy (the reproduce line,
@@ -94,7 +94,7 @@ def _port_arg(text: str) -> int:
 
 
 def _seeds_arg(text: str) -> list[int]:
-    from sagaproof.harness.shards import parse_seeds
+    from sagaproof.harness.session.shards import parse_seeds
 
     try:
         return parse_seeds(text)
@@ -320,7 +320,7 @@ def print_result(result: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from sagaproof.harness.system import System
+    from sagaproof.harness.env.system import System
 
     spec = load_system_file(args.dir)
     ensure_writable_dir(args.report_dir, "--report-dir")
@@ -370,7 +370,7 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
         return None
     import json
 
-    from sagaproof.harness.nemesis import validate_schedule
+    from sagaproof.harness.session.nemesis import validate_schedule
 
     try:
         schedule = json.loads(path.read_text())
@@ -386,7 +386,7 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
 
 def _run(spec: Any, opts: Any, total: int) -> int:
     """Drive one run with the progress display; print the result the engine announces."""
-    from sagaproof.harness.session import run
+    from sagaproof.harness.session.engine import run
 
     bus = EventBus()
     finished: list[Any] = []
@@ -409,10 +409,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.seeds is None:
         raise ConfigError("--jobs runs several seeds at once and needs --seeds, e.g. --seeds 1-20 --jobs 4.")
     if args.seeds is not None:
-        from sagaproof.harness.shards_cmd import cmd_run_shards
+        from sagaproof.harness.front.shards_cmd import cmd_run_shards
 
         return cmd_run_shards(args, console, spec)
-    from sagaproof.harness.session import RunOptions
+    from sagaproof.harness.session.engine import RunOptions
 
     opts = RunOptions(schedule=_schedule_arg(args.schedule, spec), seed=args.seed, sagas=args.sagas, duration=args.duration,
                       faults=args.faults, intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
@@ -422,7 +422,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sagaproof.harness.replay import replay_options
+    from sagaproof.harness.session.replay import replay_options
 
     schedule = None
     if args.schedule is not None:
@@ -435,14 +435,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:
-    from sagaproof.harness.contracts_cmd import run_contracts_command
+    from sagaproof.harness.front.contracts_cmd import run_contracts_command
 
     return run_contracts_command(args, console)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from sagaproof.harness.merge import exit_code_of, merge_dirs
-    from sagaproof.harness.shards_cmd import print_summary
+    from sagaproof.harness.front.shards_cmd import print_summary
+    from sagaproof.harness.report.merge import exit_code_of, merge_dirs
 
     ensure_writable_dir(args.report_dir, "--report-dir")
     entries, paths = merge_dirs(list(args.inputs), args.report_dir)

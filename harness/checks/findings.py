@@ -53,7 +53,7 @@ class Finding:
 
     @classmethod
     def from_violation(cls, v: Any, repro: str | None = None) -> Finding:
-        """A saga checker violation (:class:`harness.checker.SagaViolation`)."""
+        """A saga checker violation (:class:`harness.checks.checker.SagaViolation`)."""
         first = v.events[0]["t"] if v.events else None
         fids = list(dict.fromkeys([f for fa in v.faults_active for f in fa] + list(v.faults)))
         return cls(check=v.check, title=v.title, message=v.message(repro), saga=v.saga, key=str(v.key),

@@ -18,7 +18,7 @@ After the faults heal, the run waits until one of three things is true:
     getting anywhere. Sagas without an outcome by then are judged as before, against their deadline. As long
     as sagas keep ending (a backlog draining after the heal), the run keeps waiting: they are late, not stuck.
 
-A saga that is still progressing is *late*, not stuck (see :mod:`harness.checker`).
+A saga that is still progressing is *late*, not stuck (see :mod:`harness.checks.checker`).
 
 :class:`OpenSagas` counts the sagas started and not ended (those overdue by twice their deadline left out:
 they are judged, not waited for); the workload waits while ``[workload] max_open`` of them are open, so a
@@ -62,10 +62,10 @@ def wait_for_convergence(spec: SystemSpec, recorder: Any, tracker: Any, broker: 
     """Wait until settled, quiescent (held for ``spec.quiescence.hold``) or the limit; see the module docstring.
 
     ``tracker`` is the run loop's saga tracker (``pending``, ``last_message_at``, ``finished``); ``broker`` a
-    :class:`harness.broker_view.BrokerView`; ``owed()`` what is still owed, judged as if every deadline had
+    :class:`harness.env.broker_view.BrokerView`; ``owed()`` what is still owed, judged as if every deadline had
     passed (by default from ``recorder.records``; the engine reads its streamed history instead).
     """
-    from sagaproof.harness.checker import judge_as_if_due
+    from sagaproof.harness.checks.checker import judge_as_if_due
 
     def still_owed() -> list[Any]:
         if owed is not None:

@@ -9,7 +9,7 @@ invariants and the session ``system.services[name]`` (stop, kill, pause, resume,
 :class:`~harness.events.ProcessChanged` event on its bus.
 
 The environment knows nothing of runs: recording, workload, checks and reports are the session's
-(:mod:`harness.session`), which is what the CLI's ``run`` and the pytest plugin drive.
+(:mod:`harness.session.engine`), which is what the CLI's ``run`` and the pytest plugin drive.
 """
 
 from __future__ import annotations
@@ -28,9 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.aio import LoopThread
-from sagaproof.harness.broker_view import BrokerView, service_users
 from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
+from sagaproof.harness.env.aio import LoopThread
+from sagaproof.harness.env.broker_view import BrokerView, service_users
+from sagaproof.harness.env.http import ServiceHTTP
+from sagaproof.harness.env.nats_server import NatsCluster, PortReservation
+from sagaproof.harness.env.process import ManagedProcess, tail
+from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import (
     ConfigError,
     EnvironmentStartError,
@@ -47,10 +51,6 @@ from sagaproof.harness.events import (
     SystemUp,
     hide_password,
 )
-from sagaproof.harness.http import ServiceHTTP
-from sagaproof.harness.nats_server import NatsCluster, PortReservation
-from sagaproof.harness.process import ManagedProcess, tail
-from sagaproof.harness.reaper import Reaper
 
 
 class Service:
@@ -234,7 +234,7 @@ class System:
         self._state = "new"
         self._lock = threading.Lock()
         self.started_seconds: float | None = None
-        from sagaproof.harness.links import ChaosHandle
+        from sagaproof.harness.env.links import ChaosHandle
 
         self.chaos = ChaosHandle(self)
         self.broker = BrokerView(self)  # what each service's link and the server show
@@ -251,7 +251,7 @@ class System:
     def nats_urls(self) -> list[str]:
         if self.nats is not None:
             return self.nats.urls
-        from sagaproof.harness.attach import split_urls
+        from sagaproof.harness.env.attach import split_urls
 
         # nats.url may list a cluster's servers, comma-separated
         return [_with_credentials(u, self.spec.nats.user, self.spec.nats.password)
@@ -260,7 +260,7 @@ class System:
     @property
     def nats_options(self) -> dict[str, Any]:
         """nats-py connect() arguments for [nats] creds, nkey and tls (attach mode); empty for embedded NATS."""
-        from sagaproof.harness.attach import nats_connect_options
+        from sagaproof.harness.env.attach import nats_connect_options
 
         return nats_connect_options(self.spec.nats)
 
@@ -302,21 +302,21 @@ class System:
                                     users=dict(self.broker.users.values()))
             route_via = None
             if self.chaos_links and self.spec.nats.cluster > 1:
-                from sagaproof.harness.links import route_proxy
+                from sagaproof.harness.env.links import route_proxy
 
                 route_via = lambda i, j, port: route_proxy(self, i, j, port)  # noqa: E731
             self.nats.start(route_via=route_via)
         self._ensure_streams()
         self.broker.start(self.nats_urls)
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
-        # Services (those given by url are attached: running already, see harness/attach.py)
+        # Services (those given by url are attached: running already, see harness/env/attach.py)
         own = {name: s for name, s in self.spec.services.items() if not s.attached}
         # Held until the services start, so that no link bound to port 0 can be given a service's port.
         reserved = self._reserved_ports = PortReservation(list(own))
         ports = reserved.ports
         node_urls = self.nats_urls
         if self.chaos_links and own:
-            from sagaproof.harness.links import start_links
+            from sagaproof.harness.env.links import start_links
 
             upstreams = {name: node_urls[i % len(node_urls)] for i, name in enumerate(own)}
             service_urls = start_links(self, upstreams)
@@ -340,7 +340,7 @@ class System:
             self.services[name] = Service(self, svc_spec, ports[name], data_dir, log_path, service_urls[name], proc)
         attached = {name: s for name, s in self.spec.services.items() if s.attached}
         if attached:
-            from sagaproof.harness.attach import attach_services
+            from sagaproof.harness.env.attach import attach_services
 
             # An AttachedService has the Service interface that tests, invariants and the nemesis use.
             found: dict[str, Any] = {**self.services, **attach_services(self, attached)}
@@ -449,7 +449,7 @@ class System:
     # ------------------------------------------------------------------ helpers for invariants and tests
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
-        from sagaproof.harness.wait import eventually as _eventually
+        from sagaproof.harness.env.wait import eventually as _eventually
 
         __tracebackhide__ = True
         ok, why = _eventually(fn, timeout, interval)

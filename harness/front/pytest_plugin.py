@@ -1,9 +1,9 @@
 """The sagaproof pytest plugin (registered through the ``pytest11`` entry point): a thin front-end of the engine.
 
 ``--sagaproof-system DIR`` (or the ``sagaproof_system`` ini key) names the system under test. The
-session-scoped ``sagaproof_system`` fixture opens one engine session (:class:`harness.session.Session`: the
+session-scoped ``sagaproof_system`` fixture opens one engine session (:class:`harness.session.engine.Session`: the
 environment up, recording from the start, live contract validation) and hands tests its
-:class:`~harness.session.SessionHandle`: ``services``, ``nats_url``, ``chaos``, ``start_sagas``, ``mark``,
+:class:`~harness.session.engine.SessionHandle`: ``services``, ``nats_url``, ``chaos``, ``start_sagas``, ``mark``,
 ``history``, ``check_sagas`` (every check the CLI has), ``eventually``.
 
 Per test (when it uses the fixture) the plugin opens a window of the history; when the test ends, pass or
@@ -105,7 +105,7 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
     from sagaproof.harness.config import load_system_file
     from sagaproof.harness.events import EventBus
     from sagaproof.harness.report import ReportWriter
-    from sagaproof.harness.session import Session, SessionHandle
+    from sagaproof.harness.session.engine import Session, SessionHandle
 
     config = request.config
     try:
@@ -145,9 +145,9 @@ def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_is
         merge_results,
         recorder_completeness,
     )
-    from sagaproof.harness.findings import Finding
-    from sagaproof.harness.results import CheckOutcome, RunResult
-    from sagaproof.harness.session import REPORTED_ELSEWHERE
+    from sagaproof.harness.checks.findings import Finding
+    from sagaproof.harness.checks.results import CheckOutcome, RunResult
+    from sagaproof.harness.session.engine import REPORTED_ELSEWHERE
 
     session.drain()
     tests = [CheckOutcome(f"test {t['nodeid']}", t["outcome"] != "failed",

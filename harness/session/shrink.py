@@ -50,7 +50,7 @@ def carried_out(faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def shrink(spec: SystemSpec, opts: Any, result: Any, bus: EventBus) -> dict[str, Any] | None:
     """Find a smaller fault schedule that still fails the same check first; None if nothing to shrink."""
     from sagaproof.chaos.nemesis import ddmin
-    from sagaproof.harness.session import run
+    from sagaproof.harness.session.engine import run
 
     target = _first_failed_check(result)
     faults = carried_out(list(result.faults))

@@ -6,7 +6,7 @@ the system file (or every AsyncAPI document under a directory without one), in t
 (read with `git show`, nothing is checked out). `check --http` and `verify-pacts` bring the system up (no
 fault proxies) to fuzz HTTP entry points with schemathesis and to make providers emit the messages that
 consumers' pacts describe, captured from NATS and judged by pact-python's verifier: those runs are
-:mod:`harness.contract_runs`; this module parses and renders.
+:mod:`harness.session.contract_runs`; this module parses and renders.
 
 The system file is read here (the contracts package knows none): for the work tree with full validation,
 at a git ref loosely (only the keys that say where the contracts are), into a ``contracts.sources.Layout``.
@@ -53,7 +53,7 @@ def _load_current(d: str) -> tuple[Any, SystemSpec | None]:
         if not spec.contract_sources() and not spec.contract_schemas:
             raise ConfigError(f"{spec.path}: no service names a contract file; add contracts = [\"...yaml\"] to "
                               f"the services (see docs/system-file.md).")
-        from sagaproof.harness.session import contract_schemas
+        from sagaproof.harness.session.engine import contract_schemas
 
         return contracts.load(spec.contract_sources(), contract_schemas(spec)), spec
     if not Path(d).is_dir():
@@ -82,7 +82,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if args.http:
         if spec is None:
             raise ConfigError("--http needs a system file (sagaproof.toml) that says how to start the services.")
-        from sagaproof.harness.contract_runs import fuzz_http
+        from sagaproof.harness.session.contract_runs import fuzz_http
 
         def show(svc_spec: Any, rep: Any) -> None:
             status = "[green]ok[/]" if rep.ok else "[bold red]FAILED[/]"
@@ -528,7 +528,7 @@ def _read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 @_wrap_contract_errors
 def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
-    from sagaproof.harness.contract_runs import find_trigger, verify_providers
+    from sagaproof.harness.session.contract_runs import find_trigger, verify_providers
 
     spec = load_system_file(args.dir)
     pact_dir = args.pacts or spec.pacts.dir

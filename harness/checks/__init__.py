@@ -2,12 +2,12 @@
 
 A check is a function ``check(ctx: CheckContext) -> Iterable[CheckOutcome]``. It reads the history through
 ``ctx.history`` (a re-iterable stream of ``events.jsonl`` records; nothing is held in memory), judges what
-falls in ``ctx.window``, and returns one or more :class:`~harness.results.CheckOutcome`, each with its
-:class:`~harness.findings.Finding` list. The session runs every function in :data:`CHECKS`, in order, for
+falls in ``ctx.window``, and returns one or more :class:`~harness.checks.results.CheckOutcome`, each with its
+:class:`~harness.checks.findings.Finding` list. The session runs every function in :data:`CHECKS`, in order, for
 the CLI's ``run`` and for the pytest handle's ``check_sagas``; adding a check is one call::
 
     from sagaproof.harness.checks import CheckContext, register_check
-    from sagaproof.harness.results import CheckOutcome
+    from sagaproof.harness.checks.results import CheckOutcome
 
     def no_poison(ctx: CheckContext):
         bad = [r for r in ctx.history.of("message") if ctx.window.holds(r) and r["subject"] == "poison"]
@@ -16,7 +16,7 @@ the CLI's ``run`` and for the pytest handle's ``check_sagas``; adding a check is
     register_check(no_poison)
 
 The built-in checks, in the order their outcomes are reported: the broker checks of a run (delivery
-guarantee, consumption, dead letters: :mod:`harness.consumption`), the saga checks (with "sagas judged", which
+guarantee, consumption, dead letters: :mod:`harness.checks.consumption`), the saga checks (with "sagas judged", which
 fails when there was nothing to judge), the invariants, live contract conformance, recorder completeness and
 "fault schedule carried out".
 
@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.checker import CHECK_TITLES, CheckResult, check_history
-from sagaproof.harness.checker import CHECKS as SAGA_CHECKS
+from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, check_history
+from sagaproof.harness.checks.checker import CHECKS as SAGA_CHECKS
+from sagaproof.harness.checks.findings import Finding
+from sagaproof.harness.checks.results import CheckOutcome
 from sagaproof.harness.config import SagaSpec, SystemSpec, field_at
 from sagaproof.harness.events import Event
-from sagaproof.harness.findings import Finding
 from sagaproof.harness.history import HistoryReader
-from sagaproof.harness.results import CheckOutcome
 
 __all__ = ["CHECKS", "CheckContext", "CheckFn", "Window", "key_of", "register_check", "run_checks",
            "saga_result"]
@@ -381,13 +381,13 @@ def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
 
 
 def broker_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
-    """The broker's view (:mod:`harness.consumption`): delivery guarantee, consumption, dead letters. They judge
+    """The broker's view (:mod:`harness.checks.consumption`): delivery guarantee, consumption, dead letters. They judge
     a whole run as it ends (by quiescence), so a run gives them ``facts["broker"]``; a pytest test's window does
     not, and they are left out there (the pytest session's report runs them over the whole session)."""
     broker = ctx.facts.get("broker")
     if not broker:
         return
-    from sagaproof.harness.consumption import check_broker, receives_from_contracts
+    from sagaproof.harness.checks.consumption import check_broker, receives_from_contracts
 
     report = check_broker(ctx.history, receives=receives_from_contracts(broker.get("receives_from")),
                           streams=broker.get("streams") or {}, services=list(broker.get("services") or []),

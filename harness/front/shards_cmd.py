@@ -2,7 +2,7 @@
 child gets, the live per-seed lines, the summary (seeds passed and failed, each failure's first check and its
 replay command) and the merged report written to ``OUT`` (``report.json``, ``junit.xml``, ``report.html``).
 
-The seeds are run by :func:`harness.shards.run_shards`; ``sagaproof merge`` prints the same summary.
+The seeds are run by :func:`harness.session.shards.run_shards`; ``sagaproof merge`` prints the same summary.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.markup import escape
 from sagaproof.harness.errors import ConfigError
-from sagaproof.harness.shards import ShardOutcome, run_shards
+from sagaproof.harness.session.shards import ShardOutcome, run_shards
 
 __all__ = ["cmd_run_shards", "passthrough_options", "print_summary"]
 
@@ -43,7 +43,7 @@ def passthrough_options(args: Any) -> list[str]:
 
 def cmd_run_shards(args: Any, console: Any, spec: Any = None) -> int:
     """``sagaproof run DIR --seeds ... --jobs N``: run the seeds, print one summary, write the merged report."""
-    from sagaproof.harness.merge import entry_from_outcome, exit_code_of, write_merged
+    from sagaproof.harness.report.merge import entry_from_outcome, exit_code_of, write_merged
 
     seeds: list[int] = args.seeds
     jobs = args.jobs or 1

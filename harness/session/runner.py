@@ -1,16 +1,16 @@
-"""``sagaproof run`` as a function: the whole job, by the engine (:mod:`harness.session`).
+"""``sagaproof run`` as a function: the whole job, by the engine (:mod:`harness.session.engine`).
 
 Kept for callers of earlier versions: :func:`run`, :class:`RunOptions`, :func:`eventually` and
 :func:`repro_command` are the session's. The outcome is an exit code (0 pass, 1 a check failed; 2 bad
 usage or input and 3 "the environment could not be started" are raised as errors) and a
-:class:`harness.results.RunResult`.
+:class:`harness.checks.results.RunResult`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sagaproof.harness.session import RunOptions, eventually, replay_command, run, run_command
+from sagaproof.harness.session.engine import RunOptions, eventually, replay_command, run, run_command
 
 __all__ = ["RunOptions", "eventually", "repro_command", "run"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sagaproof.harness.checker import CHECK_TITLES, CHECKS, CheckResult
-from sagaproof.harness.findings import Finding
+from sagaproof.harness.checks.checker import CHECK_TITLES, CHECKS, CheckResult
+from sagaproof.harness.checks.findings import Finding
 
 VERDICTS = ("pass", "fail", "error")
 REPORT_SCHEMA_VERSION = 2  # report.json's "schema_version"; docs/report.schema.json describes it
@@ -21,7 +21,7 @@ REPORT_SCHEMA_VERSION = 2  # report.json's "schema_version"; docs/report.schema.
 class CheckOutcome:
     """One named check (a saga property, an invariant, the contracts...) and whether it held.
 
-    ``findings`` are its failures (:class:`harness.findings.Finding`); ``details`` their texts (kept for
+    ``findings`` are its failures (:class:`harness.checks.findings.Finding`); ``details`` their texts (kept for
     readers of earlier reports). A ``skipped`` check had nothing it could judge and says why in ``summary``;
     it is shown as skipped, never as passed.
     """
@@ -70,8 +70,8 @@ class RunResult:
     declared_flows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     workload: dict[str, Any] | None = None
-    broker: dict[str, Any] | None = None  # harness.consumption.BrokerReport.to_dict(): matrix, coverage, per service
-    convergence: dict[str, Any] | None = None  # how the wait for the end went (harness.quiescence.Convergence)
+    broker: dict[str, Any] | None = None  # harness.checks.consumption.BrokerReport.to_dict(): matrix, coverage, per service
+    convergence: dict[str, Any] | None = None  # how the wait for the end went (harness.session.quiescence.Convergence)
     options: dict[str, Any] = field(default_factory=dict)
     run_command: str = ""
     event_counts: dict[str, int] = field(default_factory=dict)

@@ -8,7 +8,7 @@ down, then SIGKILL after a bound), and the children's groups are registered with
 even a SIGKILL of the harness leaves nothing behind (each child's own reaper then cleans its system).
 
 :func:`run_shards` runs them and returns each seed's :class:`ShardOutcome`; the command
-(:mod:`harness.shards_cmd`) prints the summary and writes the merged report (:mod:`harness.merge`).
+(:mod:`harness.front.shards_cmd`) prints the summary and writes the merged report (:mod:`harness.report.merge`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagaproof.harness.env.process import tail
 from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE
-from sagaproof.harness.process import tail
 
 MAX_SEEDS = 100_000
 STOP_GRACE = 30.0  # seconds a child gets to tear its system down after SIGTERM before SIGKILL
@@ -143,7 +143,7 @@ def run_shards(argv_for: Any, seeds: list[int], jobs: int, report_dir: Path, *, 
 
     An exception in the calling thread (Ctrl-C, SIGTERM) stops every running child before it propagates.
     """
-    from sagaproof.harness.reaper import Reaper
+    from sagaproof.harness.env.reaper import Reaper
 
     pending = deque(seeds)
     running: list[_Child] = []

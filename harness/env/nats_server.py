@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagaproof.harness.env.process import ManagedProcess, tail
+from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import EnvironmentStartError
-from sagaproof.harness.process import ManagedProcess, tail
-from sagaproof.harness.reaper import Reaper
 
 
 def find_nats_server() -> str:

@@ -37,10 +37,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sagaproof.harness.config import NatsSpec, ServiceSpec, expand
+from sagaproof.harness.env.http import ServiceHTTP
+from sagaproof.harness.env.process import tail
 from sagaproof.harness.errors import EnvironmentStartError, SagaproofError, ServiceCrashed
 from sagaproof.harness.events import ServiceStopped
-from sagaproof.harness.http import ServiceHTTP
-from sagaproof.harness.process import tail
 
 __all__ = ["AttachedService", "FaultCommandError", "attach_services", "nats_connect_options", "split_urls"]
 
@@ -199,7 +199,7 @@ class CommandControl:
 class AttachedService:
     """A service of a deployed system: reached at its URL; faulted only through its commands and its proxy.
 
-    It has the interface of :class:`harness.system.Service` that tests, invariants, the workload and the
+    It has the interface of :class:`harness.env.system.Service` that tests, invariants, the workload and the
     nemesis use (``http``, ``url``, ``kill``, ``pause``, ``resume``, ``restart``, ``wait_ready``).
     """
 
@@ -321,8 +321,8 @@ def attach_services(system: Any, specs: dict[str, ServiceSpec]) -> dict[str, Att
     """The attached services of a system, with their proxies checked on the Toxiproxy when chaos is on."""
     services = {name: AttachedService(system, spec) for name, spec in specs.items()}
     if system.chaos_links and system.spec.chaos.toxiproxy_url:
+        from sagaproof.harness.env.links import _client
         from sagaproof.harness.errors import boundary
-        from sagaproof.harness.links import _client
 
         client = _client(system)
         url = system.spec.chaos.toxiproxy_url

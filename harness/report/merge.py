@@ -64,7 +64,7 @@ def entry_from_report(report: dict[str, Any], label: str, rel_dir: str | None) -
 
 
 def entry_from_outcome(outcome: Any, base: Path) -> dict[str, Any]:
-    """One seed's line from a sharded run's :class:`harness.shards.ShardOutcome`."""
+    """One seed's line from a sharded run's :class:`harness.session.shards.ShardOutcome`."""
     rel = outcome.dir.relative_to(base).as_posix() if outcome.dir.is_relative_to(base) else str(outcome.dir)
     if outcome.report is not None:
         entry = entry_from_report(outcome.report, outcome.label, rel)

@@ -1,7 +1,7 @@
 """The contracts commands' runs: bringing the system up (no fault proxies) to fuzz its HTTP entry points and
 to make providers emit the messages that consumers' pacts describe.
 
-The command (:mod:`harness.contracts_cmd`) parses and renders; this module starts the environment, drives it
+The command (:mod:`harness.front.contracts_cmd`) parses and renders; this module starts the environment, drives it
 and hands back results (a callback per finished service or provider), so the front-end has no logic of its own
 and the environment is started only from the engine's floor.
 """
@@ -20,7 +20,7 @@ from sagaproof.harness.errors import ConfigError
 
 if TYPE_CHECKING:  # the contracts package is imported when a command runs
     from sagaproof.contracts.pacts import Produce
-    from sagaproof.harness.system import System
+    from sagaproof.harness.env.system import System
 
 __all__ = ["correlation", "find_trigger", "fuzz_http", "make_producer", "verify_providers"]
 
@@ -30,7 +30,7 @@ def fuzz_http(spec: SystemSpec, report_dir: Path,
     """Bring the system up and fuzz every service that declares ``openapi`` with schemathesis; one dict per
     service. ``on_result(service_spec, report)`` is called as each service is done."""
     from sagaproof.contracts import fuzz_openapi
-    from sagaproof.harness.system import System
+    from sagaproof.harness.env.system import System
 
     targets = [s for s in spec.services.values() if s.openapi]
     if not targets:
@@ -56,7 +56,7 @@ def verify_providers(spec: SystemSpec, pact_dir: Path, providers: list[str], rep
     ``on_provider(provider, result, problems, log)`` is called per provider with pact-python's result, the
     triggers that failed, and the file the verifier's own output went to."""
     from sagaproof.contracts import verify_pacts
-    from sagaproof.harness.system import System
+    from sagaproof.harness.env.system import System
 
     ok = True
     with System(spec, report_dir=report_dir) as system:
@@ -92,7 +92,7 @@ def correlation(spec: SystemSpec, sent: Any) -> dict[str, Any]:
     must carry the same values, so a message of an earlier, still running saga is never taken."""
     if not isinstance(sent, dict):
         return {}
-    from sagaproof.harness.workload import request_key
+    from sagaproof.harness.session.workload import request_key
 
     keys = {s.key: request_key(spec.workload, s, sent, None) for s in spec.sagas.values()}  # data.order_id too
     return {k: v for k, v in keys.items() if v is not None}

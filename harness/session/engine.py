@@ -1,6 +1,6 @@
 """The engine of one run: record, drive the workload and the faults, converge, check, report.
 
-A :class:`Session` runs against an environment (:class:`harness.system.System`: NATS, fault proxies, the
+A :class:`Session` runs against an environment (:class:`harness.env.system.System`: NATS, fault proxies, the
 services, up and down) and owns everything that makes a run a run: the history (``events.jsonl``, written
 from the engine's events as they happen), the recorder, the workload, the nemesis, the convergence wait,
 the checks (:mod:`harness.checks`, one registered list) and the result. Both front-ends are thin:
@@ -29,9 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.checker import OWED_CHECKS, CheckResult
 from sagaproof.harness.checks import CheckContext, Window, key_of, own_lateness, run_checks, saga_result
+from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult
+from sagaproof.harness.checks.findings import Finding
+from sagaproof.harness.checks.results import CheckOutcome, RunResult
 from sagaproof.harness.config import SystemSpec, load_callable
+from sagaproof.harness.env.wait import eventually
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, SagaproofError, boundary
 from sagaproof.harness.events import (
     CheckFinished,
@@ -48,10 +51,7 @@ from sagaproof.harness.events import (
     SagaChecked,
     ViolationFound,
 )
-from sagaproof.harness.findings import Finding
 from sagaproof.harness.history import History
-from sagaproof.harness.results import CheckOutcome, RunResult
-from sagaproof.harness.wait import eventually
 
 __all__ = ["ChecksResult", "RunOptions", "Session", "SessionHandle", "StartOutcome", "StartResult",
            "eventually", "inherited_env", "replay_command", "run", "run_command", "running"]
@@ -264,7 +264,7 @@ class ProcessMonitor:
                 self._down.discard(event.service)
 
     def _processes(self) -> list[tuple[str, Any]]:
-        from sagaproof.harness.process import ManagedProcess
+        from sagaproof.harness.env.process import ManagedProcess
 
         procs = [(name, svc.process) for name, svc in self.system.services.items()
                  if isinstance(svc.process, ManagedProcess)]  # an attached service is not ours to watch
@@ -481,7 +481,7 @@ class Session:
         self.contract_outcome: CheckOutcome | None = None
         self.declared_flows: list[dict[str, str]] = []
         self.tracker = SagaTracker(spec)
-        from sagaproof.harness.quiescence import OpenSagas
+        from sagaproof.harness.session.quiescence import OpenSagas
 
         self.open_sagas = OpenSagas(spec)  # the workload's backlog bound ([workload] max_open)
         self.tracker.feeds.append(self.open_sagas.on_message)
@@ -508,7 +508,7 @@ class Session:
 
     def open(self) -> Session:
         """Load the contracts, bring the environment up and start recording; on failure, tear down."""
-        from sagaproof.harness.system import System
+        from sagaproof.harness.env.system import System
 
         if self._state != "new":
             raise SagaproofError(f"this session was already {self._state}; create a new one.")
@@ -528,7 +528,7 @@ class Session:
                 "inherited_env": inherited_env(self.spec, self.env), "replayed_env": mask_secrets(self.replayed_env)}
             self.system.chaos.clock = lambda: self.now
             self.system.start()
-            from sagaproof.harness.recorder import Recorder
+            from sagaproof.harness.session.recorder import Recorder
 
             self.recorder = Recorder(self.system.nats_urls, self.emit, validator=self.validator,
                                      producer_of=_producer_lookup(self.contract_set),
@@ -596,11 +596,11 @@ class Session:
         """Start sagas the way the system file's [workload] says (blocking). Returns once every accepted
         start's start event is in the history (or ``wait`` passed, default the longest saga deadline), with
         each request's outcome and key. Each request is an ``operation`` record in the history (made by the
-        workload, :mod:`harness.workload`).
+        workload, :mod:`harness.session.workload`).
 
         ``keep_outcomes=False`` (a long run) keeps only the counts, so memory does not grow with the run."""
-        from sagaproof.harness.quiescence import open_count
-        from sagaproof.harness.workload import Workload, body_factory, http_sender, nats_sender
+        from sagaproof.harness.session.quiescence import open_count
+        from sagaproof.harness.session.workload import Workload, body_factory, http_sender, nats_sender
 
         w = self.spec.workload
         if w.via == "http" and w.service is None:
@@ -694,9 +694,9 @@ class Session:
             time.sleep(0.05)
 
     def wait_for_end(self, healed_at: float, quiet: float) -> Any:
-        """The end of a run: settled, quiescent or timeout (:func:`harness.quiescence.wait_for_convergence`,
+        """The end of a run: settled, quiescent or timeout (:func:`harness.session.quiescence.wait_for_convergence`,
         which asks the broker's view), judging what is owed from the streamed history."""
-        from sagaproof.harness.quiescence import wait_for_convergence
+        from sagaproof.harness.session.quiescence import wait_for_convergence
 
         return wait_for_convergence(self.spec, self.sink, self.tracker, self.system.broker, healed_at, quiet,
                                     owed=lambda: self.owed(Window(), healed_at)[1])
@@ -704,7 +704,7 @@ class Session:
     def evaluate_invariants(self, settled: Callable[[], bool] | None = None) -> list[CheckOutcome]:
         """Evaluate every invariant (eventually, within [invariants] timeout; an invariant that fails twice while
         ``settled()`` says nothing can change any more fails at once), each an event."""
-        from sagaproof.harness.quiescence import eventually as eventually_settled
+        from sagaproof.harness.session.quiescence import eventually as eventually_settled
 
         out = []
         for name, fn in self.invariants:
@@ -755,7 +755,7 @@ class Session:
         Emits :class:`RunFinished` with the result (the report writer, when subscribed, writes the reports
         then). Environment errors propagate (exit 3); everything started is stopped whatever happens.
         """
-        from sagaproof.harness.nemesis import make_schedule, start_nemesis
+        from sagaproof.harness.session.nemesis import make_schedule, start_nemesis
 
         spec = self.spec
         if spec.workload.via == "http" and spec.workload.service is None:
@@ -828,7 +828,7 @@ class Session:
             notes.append(f"{unknown} saga start(s) got no answer (outcome unknown: they may or may not have started)")
         result = self._result(opts, outcomes, started_iso, time.monotonic() - t_start, services, notes, wres)
         if opts.shrink and result.verdict == "fail":
-            from sagaproof.harness.report_glue import shrink
+            from sagaproof.harness.session.shrink import shrink
 
             result.shrink = shrink(spec, opts, result, self.bus)
         self.finish(result)
@@ -841,7 +841,7 @@ class Session:
             return opts
         from dataclasses import replace
 
-        from sagaproof.harness.nemesis import usable_menu
+        from sagaproof.harness.session.nemesis import usable_menu
 
         menu, notes = usable_menu(self.system, list(opts.faults if opts.faults is not None else self.spec.chaos.faults))
         self.system.notes.extend(notes)

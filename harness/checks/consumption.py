@@ -2,7 +2,7 @@
 
 Pure functions over a recorded history (``events.jsonl`` records: messages with their stream sequence, the
 links' ``delivery``/``ack``/``nats_sub``/``js_consumer`` observations, ``advisory`` records and faults; see
-:mod:`harness.broker_view`). Nothing here starts anything. Three checks, reported like the saga checks (what
+:mod:`harness.env.broker_view`). Nothing here starts anything. Three checks, reported like the saga checks (what
 was expected, what happened, the events with the faults active at each, the command that reproduces it):
 
 ``delivery guarantee``
@@ -136,8 +136,8 @@ class BrokerReport:
         return self
 
     def outcomes(self) -> list[Any]:
-        """One :class:`harness.results.CheckOutcome` per broker check, in ``BROKER_CHECKS`` order."""
-        from sagaproof.harness.results import CheckOutcome
+        """One :class:`harness.checks.results.CheckOutcome` per broker check, in ``BROKER_CHECKS`` order."""
+        from sagaproof.harness.checks.results import CheckOutcome
 
         out = []
         for name in BROKER_CHECKS:

@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	rm -rf build/typecheck && mkdir -p build/typecheck/sagaproof
 	for f in sagaproof/*.py; do ln -s ../../../$$f build/typecheck/sagaproof/; done
 	for d in harness contracts chaos; do ln -s ../../../$$d build/typecheck/sagaproof/$$d; done
-	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p sagaproof
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p sagaproof
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py

@@ -156,8 +156,53 @@ class BrokerReport:
                 "not_taken": [{"service": s, "subject": p, "how": h} for (s, p), h in self.not_taken.items()]}
 
 
+class _Rec:
+    """A compact record the checks index by the hundred thousand: slots, not a dict, read like one."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+class _Stored(_Rec):
+    __slots__ = ("t", "subject", "producer", "saga", "key", "faults")
+
+    def __init__(self, t: float, subject: Any, producer: Any, saga: str | None, key: str | None,
+                 faults: tuple[str, ...]) -> None:
+        self.t, self.subject, self.producer, self.saga, self.key, self.faults = t, subject, producer, saga, key, faults
+
+
+class _Delivery(_Rec):
+    __slots__ = ("t", "service", "conn", "subject", "sid", "stream", "consumer", "delivered", "stream_seq",
+                 "consumer_seq", "pending", "faults")
+
+    def __init__(self, t: float, service: str, conn: Any, subject: Any, sid: Any, stream: str, consumer: str,
+                 delivered: Any, stream_seq: int, consumer_seq: Any, pending: Any, faults: tuple[str, ...]) -> None:
+        self.t, self.service, self.conn, self.subject, self.sid = t, service, conn, subject, sid
+        self.stream, self.consumer, self.delivered, self.stream_seq = stream, consumer, delivered, stream_seq
+        self.consumer_seq, self.pending, self.faults = consumer_seq, pending, faults
+
+
+class _Answer(_Rec):
+    __slots__ = ("t", "service", "conn", "how", "stream", "consumer", "delivered", "stream_seq", "reason", "faults")
+
+    def __init__(self, t: float, service: str, conn: Any, how: str, stream: str, consumer: str, delivered: Any,
+                 stream_seq: int, reason: Any, faults: tuple[str, ...]) -> None:
+        self.t, self.service, self.conn, self.how, self.stream = t, service, conn, how, stream
+        self.consumer, self.delivered, self.stream_seq, self.faults = consumer, delivered, stream_seq, faults
+        self.reason = reason or None
+
+
 class _History:
-    """One pass over the records: what the checks and summaries need, indexed."""
+    """One pass over the records: what the checks and summaries need, indexed compactly.
+
+    The history itself is streamed, never held: only one small record per stored message, delivery and answer
+    is kept (slots, with their repeated names shared), so memory grows by a few hundred bytes per message.
+    """
 
     def __init__(self, records: Iterable[dict[str, Any]], sagas: Mapping[str, Any]) -> None:
         saga_of: dict[str, list[tuple[str, Any]]] = defaultdict(list)
@@ -167,9 +212,9 @@ class _History:
                 subjects.update(s for s in (st.success, st.failure, st.compensation) if s)
             for s in subjects:
                 saga_of[s].append((name, spec))
-        self.stored: dict[tuple[str, int], dict[str, Any]] = {}
-        self.deliveries: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-        self.answers: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        self.stored: dict[tuple[str, int], _Stored] = {}
+        self.deliveries: dict[tuple[str, str, int], list[_Delivery]] = defaultdict(list)
+        self.answers: dict[tuple[str, str, int], list[_Answer]] = defaultdict(list)
         self.core: dict[tuple[str, str], int] = defaultdict(int)
         self.subs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.consumers: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
@@ -182,8 +227,14 @@ class _History:
         active: dict[str, None] = {}
         snap: tuple[str, ...] = ()
         starts: dict[str, float] = {}
-        records = list(records)
+        if iter(records) is records:  # a one-shot iterator: the fault timeline needs a pass of its own
+            records = list(records)
         timeline = _FaultTimeline(records)  # rows of wire records carry their own times
+        names: dict[Any, Any] = {}
+
+        def _n(x: Any) -> Any:  # one object per distinct service, stream, consumer and subject name
+            return names.setdefault(x, x)
+
         for rec in records:
             kind = rec.get("kind")
             t = float(rec.get("t") or 0.0)
@@ -194,33 +245,37 @@ class _History:
                 raw = rec.get("data")
                 data: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 saga = key = None
-                for name, saga_spec in saga_of.get(rec.get("subject") or "", ()):
+                for saga_name, saga_spec in saga_of.get(rec.get("subject") or "", ()):
                     value = saga_spec.key_of(data) if hasattr(saga_spec, "key_of") else data.get(saga_spec.key)
                     if value is not None:
-                        saga, key = name, str(value)
+                        saga, key = saga_name, str(value)
                         break
-                self.stored[(stream, int(seq))] = {"t": t, "subject": rec.get("subject"), "producer": rec.get("producer"),
-                                                   "saga": saga, "key": key, "faults": snap}
+                self.stored[(_n(stream), int(seq))] = _Stored(t, _n(rec.get("subject")), _n(rec.get("producer")),
+                                                                saga, key, snap)
             elif kind == "delivery":
-                self.deliveries[(rec["service"], rec["stream"], int(rec["stream_seq"]))].append({**rec, "faults": snap})
-                self.js_sids.add((rec["service"], rec.get("conn", 0), str(rec.get("sid"))))
+                svc, stream, seq = _n(rec["service"]), _n(rec["stream"]), int(rec["stream_seq"])
+                self.deliveries[(svc, stream, seq)].append(_Delivery(
+                    t, svc, rec.get("conn", 0), _n(rec.get("subject")), rec.get("sid"), stream,
+                    _n(rec.get("consumer")), rec.get("delivered"), seq, rec.get("consumer_seq"), rec.get("pending"),
+                    snap))
+                self.js_sids.add((svc, rec.get("conn", 0), str(rec.get("sid"))))
             elif kind == "ack":
-                self.answers[(rec["service"], rec["stream"], int(rec["stream_seq"]))].append({**rec, "faults": snap})
+                svc, stream, seq = _n(rec["service"]), _n(rec["stream"]), int(rec["stream_seq"])
+                self.answers[(svc, stream, seq)].append(_Answer(
+                    t, svc, rec.get("conn", 0), _n(rec.get("how")), stream, _n(rec.get("consumer")),
+                    rec.get("delivered"), seq, rec.get("reason"), snap))
             elif kind == "wire":
-                svc = rec["service"]
+                svc = _n(rec["service"])
                 for wt, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending in rec.get("deliveries") or ():
-                    self.deliveries[(svc, stream, int(seq))].append({
-                        "kind": "delivery", "t": wt, "service": svc, "conn": conn, "subject": subject, "sid": sid,
-                        "stream": stream, "consumer": consumer, "delivered": delivered, "stream_seq": seq,
-                        "consumer_seq": cseq, "pending": pending, "faults": timeline.at(wt)})
+                    stream, seq = _n(stream), int(seq)
+                    self.deliveries[(svc, stream, seq)].append(_Delivery(
+                        wt, svc, conn, _n(subject), sid, stream, _n(consumer), delivered, seq, cseq, pending,
+                        timeline.at(wt)))
                     self.js_sids.add((svc, conn, str(sid)))
                 for wt, conn, how, stream, consumer, delivered, seq, reason in rec.get("answers") or ():
-                    answer = {"kind": "ack", "t": wt, "service": svc, "conn": conn, "how": how, "stream": stream,
-                              "consumer": consumer, "delivered": delivered, "stream_seq": seq,
-                              "faults": timeline.at(wt)}
-                    if reason:
-                        answer["reason"] = reason
-                    self.answers[(svc, stream, int(seq))].append(answer)
+                    stream, seq = _n(stream), int(seq)
+                    self.answers[(svc, stream, seq)].append(_Answer(
+                        wt, svc, conn, _n(how), stream, _n(consumer), delivered, seq, reason, timeline.at(wt)))
             elif kind == "nats_sub":
                 self.subs[rec["service"]].append(rec)
             elif kind == "js_consumer":
@@ -268,7 +323,7 @@ class _History:
 class _FaultTimeline:
     """The faults active at any time of a history (for observations recorded in batches)."""
 
-    def __init__(self, records: list[dict[str, Any]]) -> None:
+    def __init__(self, records: Iterable[dict[str, Any]]) -> None:
         self.times: list[float] = []
         self.sets: list[tuple[str, ...]] = []
         active: dict[str, None] = {}
@@ -445,8 +500,8 @@ def _consumption(h: _History, report: BrokerReport, receives: list[Receive], obs
             + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(groups.items())) + still)
 
 
-def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, msg: dict[str, Any],
-                deliveries: list[dict[str, Any]], answers: list[dict[str, Any]],
+def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, msg: _Stored,
+                deliveries: list[_Delivery], answers: list[_Answer],
                 stream_patterns: list[tuple[str, str]]) -> BrokerFinding:
     subject = str(msg["subject"])
     events = [{"t": msg["t"], "service": msg.get("producer") or "?",
@@ -521,18 +576,18 @@ def _dead_letters(h: _History, report: BrokerReport) -> None:
         items.append((float(a.get("t") or 0.0), h.consumer_service.get((stream, consumer), "?"), consumer, stream,
                       seq, what, list(a["faults"])))
     for (svc, stream, seq), answers in h.answers.items():  # +TERM seen on the wire (an advisory may be missing)
-        for a in answers:
-            if a["how"] == "term" and (a["consumer"], stream, seq) not in seen:
-                seen.add((a["consumer"], stream, seq))
-                reason = f" reason: {a['reason']}" if a.get("reason") else ""
-                items.append((float(a["t"]), svc, a["consumer"], stream, seq,
-                              f"terminated by the consumer (+TERM){reason}", list(a["faults"])))
+        for ans in answers:
+            if ans.how == "term" and (ans.consumer, stream, seq) not in seen:
+                seen.add((ans.consumer, stream, seq))
+                reason = f" reason: {ans.reason}" if ans.reason else ""
+                items.append((float(ans.t), svc, ans.consumer, stream, seq,
+                              f"terminated by the consumer (+TERM){reason}", list(ans.faults)))
     for t, svc, consumer, stream, seq, what, faults in sorted(items):
-        msg = h.stored.get((stream, seq), {})
-        subject = str(msg.get("subject") or "?")
+        msg = h.stored.get((stream, seq))
+        subject = str((msg.subject if msg is not None else None) or "?")
         events = []
         actives = []
-        if msg:
+        if msg is not None:
             events.append({"t": msg["t"], "service": msg.get("producer") or "?",
                            "what": f"published {subject} ({stream} sequence {seq})"})
             actives.append(list(msg["faults"]))
@@ -540,7 +595,7 @@ def _dead_letters(h: _History, report: BrokerReport) -> None:
         actives.append(faults)
         found.append(BrokerFinding(
             check="dead letters", service=svc, subject=subject, stream=stream, stream_seq=seq,
-            saga=msg.get("saga"), key=msg.get("key"),
+            saga=msg.saga if msg is not None else None, key=msg.key if msg is not None else None,
             expected="no consumer gives up on a message (no +TERM, no max_deliver reached)",
             detail=f"consumer {consumer} of '{svc}' gave up on it: {what}", events=events, faults_active=actives,
             faults=_used_faults(h, [tuple(x) for x in actives])))
@@ -575,7 +630,8 @@ def matrix(h: _History, receives: list[Receive], services: set[str]) -> list[dic
             x["declared"] = True
             x["faults"].update(msg["faults"])
     for (svc, stream, seq), ds in h.deliveries.items():
-        subject = str(ds[0].get("subject") or (h.stored.get((stream, seq)) or {}).get("subject") or "?")
+        stored = h.stored.get((stream, seq))
+        subject = str(ds[0].subject or (stored.subject if stored is not None else None) or "?")
         x = row(subject, svc)
         x["delivered"] += 1
         x["deliveries"] += len(ds)

@@ -1,0 +1,336 @@
+"""Benchmark: the recorder with live contract validation against a bare nats-py consumer, on one stream.
+
+Issue 13's target: the recorder (``harness/recorder.py``: ordered consumer per stream, core ``>``
+subscription, live validation with the contracts' ``LiveValidator``, every message written to the history
+``events.jsonl`` through the run's ``EventBus``) reads a JetStream stream at >= 0.8x the message rate of a
+bare nats-py subscriber on the same stream, and loses nothing.
+
+One nats-server (JetStream, loopback) is started; a stream ``BENCH`` (``orders.>``) is filled with N valid
+1/4 KiB order messages once. Then, for each round, every contender reads the whole stream from sequence 1
+in a fresh child process (the timer starts before it connects and stops when it has every message; for the
+recorder, once the history file holds them, flushed). The contenders, in an order that rotates each round:
+
+* ``bare``: a nats-py ordered consumer whose callback does what a minimal real consumer does: parse the
+  JSON body and count it (the target's baseline);
+* ``bare-count``: the same, counting only (shown for reference, the fastest nats-py can hand out messages);
+* ``recorder``: this tree's recorder, a ``History`` on an ``EventBus``, a ``LiveValidator`` over 21
+  channels (one with a wildcard), as the engine wires it;
+* ``recorder@REF`` (``--baseline-ref REF``): the recorder of a git ref of this repository, run from a copy
+  of that ref's tree, with the same child code, for a before/after in one run.
+
+After each recorder round the child checks what it recorded: ``drain()`` (stream state vs what it saw), no
+recorder problems, no contract violations, and the history file read back holds exactly N message records
+with stream sequences 1..N in order. Any shortfall is printed and fails the run (exit 1).
+
+Printed: each round's msgs/s, the median per contender, the ratio recorder/bare (the target, PASS/FAIL),
+counts, the load average at start and end. Bounded: N messages (default 20,000), R rounds (default 3),
+each child gives up after 120 s.
+
+    python benchmarks/recorder_throughput.py [-n 20000] [--rounds 3] [--baseline-ref issue-11]
+                                             [--busy] [--profile DIR]
+
+``--busy`` keeps one core busy with a process it starts and stops; ``--profile DIR`` writes a cProfile
+of each recorder child to DIR (slower; for finding costs, not for figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SUBJECT = "orders.created"
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["order_id", "customer", "amount", "currency", "items"],
+    "properties": {
+        "order_id": {"type": "string", "format": "uuid"},
+        "customer": {"type": "string", "minLength": 1},
+        "amount": {"type": "number", "minimum": 0},
+        "currency": {"enum": ["EUR", "USD"]},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sku"],
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+            },
+        },
+    },
+}
+BUSY = "while True: pass"
+CHILD_TIMEOUT = 120.0
+
+
+def order(i: int) -> bytes:
+    return json.dumps({
+        "order_id": f"2a0f19e1-1655-5703-aedb-{i:012d}",
+        "customer": f"c-{i % 97}",
+        "amount": 12.5 + i % 10,
+        "currency": "EUR",
+        "items": [{"sku": "A", "qty": 1}, {"sku": "B", "qty": i % 5}],
+        "note": "x" * 64,
+    }).encode()
+
+
+# ------------------------------------------------------------------------------------------ children
+async def _wait_for(count: Any, n: int, t0: float) -> None:
+    while count() < n and time.perf_counter() - t0 < CHILD_TIMEOUT:
+        await asyncio.sleep(0.001)
+
+
+async def child_bare(url: str, n: int, parse: bool) -> dict[str, Any]:
+    import nats
+
+    got = 0
+    bad = 0
+
+    async def cb(msg: Any) -> None:
+        nonlocal got, bad
+        if parse:
+            try:
+                json.loads(msg.data)
+            except ValueError:
+                bad += 1
+        got += 1
+
+    t0 = time.perf_counter()
+    nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
+    js = nc.jetstream()
+    await js.subscribe(">", stream="BENCH", ordered_consumer=True, cb=cb, pending_msgs_limit=1_000_000,
+                       pending_bytes_limit=512 * 1024 * 1024)
+    await _wait_for(lambda: got, n, t0)
+    elapsed = time.perf_counter() - t0
+    await nc.close()
+    return {"rate": n / elapsed, "got": got, "problems": [f"{bad} bodies were not JSON"] if bad else []}
+
+
+async def child_recorder(url: str, n: int, tmp: str) -> dict[str, Any]:
+    from sagaproof.contracts.live import LiveValidator
+    from sagaproof.contracts.model import Channel, ContractSet, Message
+    from sagaproof.harness.events import EventBus
+    from sagaproof.harness.history import History, read_records
+    from sagaproof.harness.recorder import Recorder
+
+    cs = ContractSet()
+    for i in range(20):  # a realistic number of channels, one with a wildcard
+        cs.channels[f"svc{i}.event"] = Channel(f"svc{i}.event", producers={f"s{i}": [Message("E", SCHEMA)]})
+    cs.channels["orders.*"] = Channel("orders.*", producers={"order": [Message("OrderCreated", SCHEMA)]})
+    path = Path(tmp) / "events.jsonl"
+    bus = EventBus()
+    history = History(path, t0=time.time())
+    bus.subscribe(history)
+    recorder = Recorder([url], bus.emit, validator=LiveValidator(cs), producer_of=lambda s: "order")
+    t0 = time.perf_counter()
+    await recorder.start()
+    await _wait_for(lambda: recorder.per_stream.get("BENCH", 0), n, t0)
+    history.flush()  # the history holds them (written to the file, not only queued)
+    elapsed = time.perf_counter() - t0
+    await recorder.drain(timeout=10)
+    got = recorder.per_stream.get("BENCH", 0)
+    problems = list(recorder.problems)
+    violations = recorder.violations if isinstance(recorder.violations, int) else len(recorder.violations)
+    await recorder.stop()
+    history.close()
+    seqs = [r["stream_seq"] for r in read_records(path, kinds=("message",))]
+    if seqs != list(range(1, n + 1)):
+        problems.append(f"the history holds {len(seqs)} message records, not stream sequences 1..{n} in order")
+    if violations:
+        problems.append(f"{violations} contract violations on valid messages")
+    return {"rate": n / elapsed, "got": got, "recorded": len(seqs), "problems": problems}
+
+
+def child_main(args: argparse.Namespace) -> int:
+    if args.child == "recorder":
+        with tempfile.TemporaryDirectory() as tmp:
+            coro = child_recorder(args.url, args.n, tmp)
+            if args.profile:
+                import cProfile
+
+                prof = cProfile.Profile()
+                res = prof.runcall(asyncio.run, coro)
+                prof.dump_stats(args.profile)
+            else:
+                res = asyncio.run(coro)
+    else:
+        res = asyncio.run(child_bare(args.url, args.n, parse=args.child == "bare"))
+    print("RESULT " + json.dumps(res), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ parent
+def spawn_nats(store: str) -> tuple[subprocess.Popen, str]:
+    nats_bin = str(Path(sys.executable).parent / "nats-server")
+    if not Path(nats_bin).exists():
+        nats_bin = shutil.which("nats-server") or nats_bin
+    proc = subprocess.Popen([nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", store],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 15
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"Listening for client connections on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            return proc, f"nats://127.0.0.1:{m.group(1)}"
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError("nats-server did not start")
+
+
+async def fill_stream(url: str, n: int) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH", subjects=["orders.>"])
+    pending = []
+    for i in range(n):
+        pending.append(await js.publish_async(SUBJECT, order(i)))
+        if len(pending) >= 2000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    info = await js.stream_info("BENCH")
+    assert info.state.messages == n, info.state
+    await nc.close()
+
+
+def export_ref(ref: str, dest: Path) -> Path:
+    """A directory holding a ``sagaproof`` package built from ``ref``'s tree (put it first on PYTHONPATH)."""
+    src = dest / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    pkg = dest / "path" / "sagaproof"
+    shutil.copytree(src / "sagaproof", pkg)
+    for part in ("harness", "contracts", "chaos"):
+        shutil.copytree(src / part, pkg / part)
+    return dest / "path"
+
+
+def run_child(kind: str, url: str, n: int, pythonpath: str | None, profile: str | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    cwd = None
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+        cwd = pythonpath
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "-n", str(n)]
+    if profile:
+        cmd += ["--profile", profile]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=CHILD_TIMEOUT + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"rate": float("nan"), "got": 0, "problems": [f"{kind} child failed: {out.stderr.strip()[-400:]}"]}
+
+
+def measure(url: str, n: int, rounds: int, baseline: str | None = None, baseline_ref: str = "",
+            profile_dir: str | None = None, log: Any = None) -> dict[str, Any]:
+    """Alternating rounds of every contender on one filled stream; returns per-contender results."""
+    contenders: list[tuple[str, str, str | None]] = [("bare", "bare", None), ("bare-count", "bare-count", None),
+                                                     ("recorder", "recorder", None)]
+    if baseline:
+        contenders.append((f"recorder@{baseline_ref}", "recorder", baseline))
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in contenders}
+    for r in range(rounds):
+        k = r % len(contenders)
+        for label, kind, path in contenders[k:] + contenders[:k]:
+            prof = None
+            if profile_dir and kind == "recorder":
+                prof = str(Path(profile_dir) / f"{label.replace('@', '_at_').replace('/', '_')}-{r}.prof")
+            res = run_child(kind, url, n, path, prof)
+            results[label].append(res)
+            if log:
+                log(f"  round {r + 1} {label}: {res['rate']:.0f} msgs/s, got {res['got']}/{n}"
+                    + (f", problems: {res['problems']}" if res["problems"] else ""))
+    return results
+
+
+def summary(results: dict[str, list[dict[str, Any]]], n: int) -> tuple[list[str], bool]:
+    lines = []
+    ok = True
+    med = {label: statistics.median(r["rate"] for r in rs) for label, rs in results.items()}
+    for label, rs in results.items():
+        rates = [r["rate"] for r in rs]
+        got = min(r["got"] for r in rs)
+        recorded = min((r.get("recorded", r["got"]) for r in rs), default=0)
+        problems = [p for r in rs for p in r["problems"]]
+        ratio = med[label] / med["bare"]
+        lines.append(f"{label:<24} median {med[label]:8.0f} msgs/s  ({', '.join(f'{x:.0f}' for x in rates)})  "
+                     f"{ratio:5.2f}x bare  got {got}/{n}" + (f" recorded {recorded}/{n}" if "recorder" in label else "")
+                     + (f"  PROBLEMS: {problems}" if problems else ""))
+        if got < n or recorded < n or problems:
+            ok = False
+    ratio = med["recorder"] / med["bare"]
+    target = ratio >= 0.8
+    lost = "nothing lost" if ok else "SOMETHING LOST (see above)"
+    lines.append(f"target: recorder with live validation {ratio:.2f}x the bare consumer >= 0.8x: "
+                 f"{'PASS' if target else 'FAIL'}; {lost}")
+    return lines, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="messages in the stream (default 20000)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--baseline-ref", default="", help="also measure the recorder of this git ref")
+    parser.add_argument("--busy", action="store_true", help="keep one core busy while measuring")
+    parser.add_argument("--profile", default="", help="write cProfile files of the recorder children here")
+    parser.add_argument("--child", choices=["bare", "bare-count", "recorder"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    if not 1 <= args.n <= 1_000_000 or not 1 <= args.rounds <= 20:
+        print("-n must be 1..1000000 and --rounds 1..20.", file=sys.stderr)
+        return 2
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
+          f"{args.n} messages of {len(order(0))} bytes, {args.rounds} rounds", flush=True)
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            proc, url = spawn_nats(str(Path(tmp) / "js"))
+            procs.append(proc)
+            asyncio.run(fill_stream(url, args.n))
+            baseline = str(export_ref(args.baseline_ref, Path(tmp) / "baseline")) if args.baseline_ref else None
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+            if args.busy:
+                procs.append(subprocess.Popen([sys.executable, "-c", BUSY]))
+                time.sleep(0.5)
+            results = measure(url, args.n, args.rounds, baseline, args.baseline_ref, args.profile or None,
+                              log=lambda s: print(s, flush=True))
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+    lines, ok = summary(results, args.n)
+    print(("with one core kept busy" if args.busy else "idle machine") + ":")
+    for line in lines:
+        print("  " + line)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

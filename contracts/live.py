@@ -17,6 +17,7 @@ from sagaproof.contracts.model import ContractSet
 __all__ = ["LiveValidator", "Violation"]
 
 Kind = Literal["schema", "headers", "undeclared", "not-json"]
+_UNPARSED: Any = object()
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,10 @@ class LiveValidator:
         self._entries[subject] = entry
         return entry
 
+    accepts_parsed_body = True  # validate() takes body=, the payload its caller parsed with json.loads already
+
     def validate(self, subject: str, payload: bytes, headers: dict[str, str] | None = None, *,
-                 producer: str | None = None) -> list[Violation]:
+                 producer: str | None = None, body: Any = _UNPARSED) -> list[Violation]:
         """Return the violations of one message (empty when it conforms).
 
         Args:
@@ -119,18 +122,21 @@ class LiveValidator:
             payload: the raw message body (JSON expected).
             headers: NATS headers, checked when the contract declares a headers schema.
             producer: the producing service if the caller knows it (overrides the contract's guess).
+            body: ``json.loads(payload)`` when the caller has it already (saves parsing it twice); only
+                for a payload that parsed.
         """
         entry = self._entry(subject)
         if entry is None:
             return [Violation(subject, producer, "", f"no contract declares subject {subject}", payload, "undeclared")]
         who = producer or entry.producer
-        try:
-            body = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            return [Violation(subject, who, "", f"payload is not JSON ({exc.msg})", payload, "not-json")]
-        except UnicodeDecodeError as exc:  # bytes that are not UTF-8/16/32 (json.loads decodes before it parses)
-            return [Violation(subject, who, "", f"payload is not JSON (not valid {exc.encoding}: {exc.reason})",
-                              payload, "not-json")]
+        if body is _UNPARSED:
+            try:
+                body = json.loads(payload)
+            except json.JSONDecodeError as exc:
+                return [Violation(subject, who, "", f"payload is not JSON ({exc.msg})", payload, "not-json")]
+            except UnicodeDecodeError as exc:  # bytes that are not UTF-8/16/32 (json.loads decodes first)
+                return [Violation(subject, who, "", f"payload is not JSON (not valid {exc.encoding}: {exc.reason})",
+                                  payload, "not-json")]
         out: list[Violation] = []
         if not any(v.is_valid(body) for v in entry.validators):
             out.append(self._explain(subject, who, body, payload, entry))

@@ -203,7 +203,12 @@ class RecordAdded(Event):
 
 @dataclass(frozen=True)
 class MessageRecorded(Event):
-    """One message seen on the run's NATS (``at`` is the server's timestamp for stream messages)."""
+    """One message seen on the run's NATS (``at`` is the server's timestamp for stream messages).
+
+    ``data`` is the parsed JSON payload (``raw`` the text when it is not JSON); ``data_json``, when set, is
+    the payload's own JSON text (printable ASCII), which the history writes as ``data`` instead of
+    serialising ``data`` again (it reads back as the same value). It is not a field of the record.
+    """
 
     kind: ClassVar[str] = "message"
     subject: str
@@ -214,6 +219,7 @@ class MessageRecorded(Event):
     data: Any
     size: int
     raw: str | None = None
+    data_json: str | None = field(default=None, repr=False, compare=False)
 
     def payload(self) -> dict[str, Any]:
         d = {"subject": self.subject, "stream": self.stream, "stream_seq": self.stream_seq,

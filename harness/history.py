@@ -26,12 +26,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.events import Event
+from sagaproof.harness.events import Event, MessageRecorded
 
 __all__ = ["HISTORY_VERSION", "History", "HistoryReader", "read_records", "sort_history"]
 
 HISTORY_VERSION = 1
 _SORT_CHUNK = 5_000  # records held in memory at once by the external sort
+_BUFFER = 256 * 1024  # bytes of records buffered before a write to the file
+FLUSH_INTERVAL = 0.5  # seconds: buffered records reach the file at least this often while records come
 
 
 def _dump(record: dict[str, Any]) -> str:
@@ -109,7 +111,9 @@ class History:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.t0 = t0
-        self._file: Any = open(self.path, "w", encoding="utf-8")
+        self._file: Any = open(self.path, "w", encoding="utf-8", buffering=_BUFFER)
+        self._flushed_at = time.monotonic()
+        self._strings: dict[str | None, str] = {}
         self._lock = threading.Lock()
         self._seq = 0
         self._bytes = 0
@@ -126,7 +130,11 @@ class History:
 
     def __call__(self, event: Event) -> None:
         """The bus listener: record every event that belongs in the history."""
-        if event.recorded:
+        if not event.recorded:
+            return
+        if type(event) is MessageRecorded and event.data_json is not None:
+            self._write_message(event)
+        else:
             self.write(event.to_record(self.t0))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -136,18 +144,47 @@ class History:
                 return
             self._seq += 1
             record["seq"] = self._seq
-            line = _dump(record) + "\n"
-            self._file.write(line)
-            self._bytes += len(line)  # ASCII: json.dumps escapes everything else
-            kind = record.get("kind", "?")
-            self.counts[kind] = self.counts.get(kind, 0) + 1
-            t = float(record.get("t") or 0.0)
-            if t < self.max_t:
-                self.in_order = False
-            else:
-                self.max_t = t
-            if kind == "message":
-                self.last_message_t = max(self.last_message_t, t)
+            self._append(_dump(record) + "\n", record.get("kind", "?"), float(record.get("t") or 0.0))
+
+    def _write_message(self, e: MessageRecorded) -> None:
+        # The record event.to_record() gives, field for field and in that order, written without parsing and
+        # serialising the payload again: ``data`` is the payload's own JSON text (printable ASCII).
+        t = round(e.at - self.t0, 6)
+        js = self._json_str
+        head = (f'{{"kind":"message","t":{t!r},"subject":{js(e.subject)},"stream":{js(e.stream)},'
+                f'"stream_seq":{"null" if e.stream_seq is None else int(e.stream_seq)},"producer":{js(e.producer)},'
+                f'"headers":{_dump(e.headers) if e.headers else "{}"},"data":{e.data_json},"size":{int(e.size)},"seq":')
+        with self._lock:
+            if self.closed:
+                return
+            self._seq += 1
+            self._append(f"{head}{self._seq}}}\n", "message", t)
+
+    def _json_str(self, text: str | None) -> str:
+        """A subject's, stream's or producer's JSON (cached: a run has few of them)."""
+        try:
+            return self._strings[text]
+        except KeyError:
+            if len(self._strings) > 10_000:
+                self._strings.clear()
+            out = self._strings[text] = json.dumps(text)
+            return out
+
+    def _append(self, line: str, kind: str, t: float) -> None:
+        # under self._lock
+        self._file.write(line)
+        self._bytes += len(line)  # ASCII: json.dumps escapes everything else
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if t < self.max_t:
+            self.in_order = False
+        else:
+            self.max_t = t
+        if kind == "message" and t > self.last_message_t:
+            self.last_message_t = t
+        now = time.monotonic()
+        if now - self._flushed_at >= FLUSH_INTERVAL:  # buffered, but never holding records for long
+            self._file.flush()
+            self._flushed_at = now
 
     @property
     def messages(self) -> int:
@@ -206,7 +243,7 @@ class History:
                 return
             self._file.close()
             sort_history(self.path)
-            self._file = open(self.path, "a", encoding="utf-8")
+            self._file = open(self.path, "a", encoding="utf-8", buffering=_BUFFER)
             self.in_order = True
 
     def close(self) -> None:

@@ -32,9 +32,54 @@ from sagaproof.harness.events import ContractViolated, Event, MessageRecorded, R
 from sagaproof.subjects import matches as subject_matches
 
 _IGNORED_PREFIXES = ("$JS.", "_INBOX.", "$SYS.", "$KV.", "$O.", "_R_.")
+_IGNORED_PREFIXES_B = tuple(p.encode() for p in _IGNORED_PREFIXES)
 IDLE_HEARTBEAT = 0.5  # seconds; an ordered consumer that misses two resumes from its next sequence
+_CACHE_LIMIT = 100_000  # distinct subjects remembered (subjects with ids in them are unbounded)
 
 __all__ = ["Recorder", "subject_matches"]
+
+_V1_TOKENS = 9  # tokens of a JetStream delivery's reply subject without domain and account hash
+
+
+def _json_text(data: bytes) -> str | None:
+    """The payload's text when it can stand in a JSON line as it is (it parsed as JSON already): printable
+    ASCII, so no line breaks, control characters or other encodings (json.loads also reads UTF-16/32)."""
+    if data.isascii():
+        text = data.decode("ascii")
+        if text.isprintable():
+            return text
+    return None
+
+
+def _client_class() -> type:
+    """nats-py's client, with one shortcut: the core ``>`` subscription's messages that the recorder leaves
+    alone anyway (JetStream deliveries and API traffic, inboxes, subjects that streams store) are dropped
+    before nats-py builds a message object and queues it for the callback. Everything else is nats-py's own
+    path; if nats-py ever stops calling ``_process_msg``, the callback's own check still skips them."""
+    global _CLIENT
+    if _CLIENT is None:
+        from nats.aio.client import Client
+
+        class RecorderClient(Client):  # type: ignore[misc]
+            _skip_sid: int | None = None
+            _skip: Callable[[bytes], bool] | None = None
+
+            def skip_for(self, sid: int, skip: Callable[[bytes], bool]) -> None:
+                self._skip, self._skip_sid = skip, sid
+
+            async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                                   headers: bytes) -> None:
+                if sid == self._skip_sid and self._skip is not None and self._skip(subject):
+                    self.stats["in_msgs"] += 1
+                    self.stats["in_bytes"] += len(data)
+                    return
+                await super()._process_msg(sid, subject, reply, data, headers)
+
+        _CLIENT = RecorderClient
+    return _CLIENT
+
+
+_CLIENT: type | None = None
 
 
 class Recorder:
@@ -73,6 +118,10 @@ class Recorder:
         self.last_message_at = time.monotonic()
         self._lock = threading.Lock()
         self._nc: Any = None
+        self._producers: dict[str, str | None] = {}
+        self._skip_cache: dict[bytes, bool] = {}
+        # a validator that can take the body the recorder parsed already (contracts.LiveValidator)
+        self._validator_takes_body = bool(getattr(validator, "accepts_parsed_body", False))
 
     # ------------------------------------------------------------------ records
     def _problem(self, text: str) -> None:
@@ -82,20 +131,43 @@ class Recorder:
             self.problems.append(text)
         self.emit(RecorderProblem(text))
 
+    def _producer(self, subject: str) -> str | None:
+        try:
+            return self._producers[subject]
+        except KeyError:
+            if len(self._producers) > _CACHE_LIMIT:
+                self._producers.clear()
+            who = self._producers[subject] = self.producer_of(subject)
+            return who
+
     def _on_message(self, subject: str, data: bytes, headers: dict[str, str] | None, stream: str | None,
                     stream_seq: int | None, at: float) -> None:
-        try:
-            parsed = json.loads(data) if data else None
-        except ValueError:
-            parsed = None
-        raw = data[:2048].decode("utf-8", "replace") if parsed is None and data else None
-        event = MessageRecorded(subject, stream, stream_seq, self.producer_of(subject), dict(headers or {}), parsed,
-                                len(data), raw, at=at)
+        # The payload is parsed once: the event carries it, the validator checks it, and when its text can
+        # stand in a JSON line unchanged the history writes that text instead of serialising it again.
+        parsed: Any = None
+        text: str | None = None
+        raw: str | None = None
+        ok = False
+        if data:
+            try:
+                parsed = json.loads(data)
+                ok = True
+            except ValueError:
+                raw = data[:2048].decode("utf-8", "replace")
+            else:
+                text = _json_text(data)
+        event = MessageRecorded(subject, stream, stream_seq, self._producer(subject), dict(headers) if headers else {},
+                                parsed, len(data), raw, at=at, data_json=text)
         self.messages += 1
         self.last_message_at = time.monotonic()
         self.emit(event)
-        if self.validator is not None:
-            for v in self.validator.validate(subject, data, headers):
+        validator = self.validator
+        if validator is not None:
+            if ok and self._validator_takes_body:
+                violations = validator.validate(subject, data, headers, body=parsed)
+            else:
+                violations = validator.validate(subject, data, headers)
+            for v in violations:
                 d = v.to_dict() if hasattr(v, "to_dict") else dict(v.__dict__)
                 d.setdefault("stream", stream)
                 d.setdefault("stream_seq", stream_seq)
@@ -104,10 +176,26 @@ class Recorder:
         if self.on_message is not None:
             self.on_message(event)
 
+    def _skip_core(self, subject: bytes) -> bool:
+        """Whether the core ``>`` subscription leaves a subject alone: the JetStream API and deliveries,
+        inboxes, system subjects, and subjects a stream stores (recorded from the stream, with its sequence)."""
+        try:
+            return self._skip_cache[subject]
+        except KeyError:
+            pass
+        if subject.startswith(_IGNORED_PREFIXES_B):
+            skip = True  # not cached: inbox subjects are unique
+        else:
+            text = subject.decode("utf-8", "replace")
+            skip = any(subject_matches(p, text) for subjects in self.stream_subjects.values() for p in subjects)
+            if len(self._skip_cache) > _CACHE_LIMIT:
+                self._skip_cache.clear()
+            self._skip_cache[subject] = skip
+        return skip
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Connect, subscribe to every stream and to core traffic; returns once subscribed."""
-        import nats
 
         async def error_cb(exc: Exception) -> None:
             if "slow consumer" in str(exc).lower() or type(exc).__name__ == "SlowConsumerError":
@@ -116,10 +204,11 @@ class Recorder:
         async def reconnected_cb() -> None:
             self.reconnects += 1
 
-        self._nc = await nats.connect(servers=self.urls, error_cb=error_cb, reconnected_cb=reconnected_cb,
-                                      max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                                      pending_size=256 * 1024 * 1024, name="sagaproof-recorder",
-                                      **self.connect_options)
+        self._nc = _client_class()()
+        await self._nc.connect(servers=self.urls, error_cb=error_cb, reconnected_cb=reconnected_cb,
+                               max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                               pending_size=256 * 1024 * 1024, name="sagaproof-recorder",
+                               **self.connect_options)
         js = self._nc.jetstream()
         streams = await js.streams_info()
         for info in streams:
@@ -135,16 +224,26 @@ class Recorder:
                 start_at = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=base + 1)
 
             def make_cb(stream: str) -> Callable[[Any], Any]:
+                per_stream = self.per_stream
+                last_seq = self.last_seq
+                record = self._on_message
+
                 async def cb(msg: Any) -> None:
                     # The ordered consumer re-creates itself on a gap or after missed heartbeats (a broker
                     # restart), from the next sequence it has not delivered; a gap that stays shows in drain().
-                    seq = msg.metadata.sequence.stream
-                    if seq <= self.last_seq.get(stream, 0):
+                    tokens = msg.reply.split(".")
+                    if len(tokens) == _V1_TOKENS:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>
+                        seq = int(tokens[5])
+                        ts = int(tokens[7]) / 1e9
+                    else:  # with a domain and account hash: let nats-py read it
+                        md = msg.metadata
+                        seq = md.sequence.stream
+                        ts = md.timestamp.timestamp() if md.timestamp else time.time()
+                    if seq <= last_seq.get(stream, 0):
                         return  # delivered again after a consumer reset: recorded already
-                    self.last_seq[stream] = seq
-                    self.per_stream[stream] = self.per_stream.get(stream, 0) + 1
-                    ts = msg.metadata.timestamp.timestamp() if msg.metadata.timestamp else time.time()
-                    self._on_message(msg.subject, msg.data, msg.headers, stream, seq, ts)
+                    last_seq[stream] = seq
+                    per_stream[stream] = per_stream.get(stream, 0) + 1
+                    record(msg.subject, msg.data, msg.headers, stream, seq, ts)
                 return cb
 
             await js.subscribe(">", stream=name, ordered_consumer=True, cb=make_cb(name), config=start_at,
@@ -153,15 +252,13 @@ class Recorder:
 
         async def core_cb(msg: Any) -> None:
             subject = msg.subject
-            if subject.startswith(_IGNORED_PREFIXES):
-                return
-            for subjects in self.stream_subjects.values():
-                if any(subject_matches(p, subject) for p in subjects):
-                    return  # recorded from its stream, with its sequence
+            if self._skip_core(subject.encode()):
+                return  # only reached when the client could not leave it out before building the message
             self._on_message(subject, msg.data, msg.headers, None, None, time.time())
 
-        await self._nc.subscribe(">", cb=core_cb, pending_msgs_limit=self.pending_limit,
-                                 pending_bytes_limit=512 * 1024 * 1024)
+        sub = await self._nc.subscribe(">", cb=core_cb, pending_msgs_limit=self.pending_limit,
+                                       pending_bytes_limit=512 * 1024 * 1024)
+        self._nc.skip_for(sub._id, self._skip_core)
         await self._nc.flush()
 
     async def drain(self, timeout: float = 15.0) -> None:

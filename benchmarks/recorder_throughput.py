@@ -108,17 +108,22 @@ async def child_bare(url: str, n: int, parse: bool) -> dict[str, Any]:
         got += 1
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
     js = nc.jetstream()
     await js.subscribe(">", stream="BENCH", ordered_consumer=True, cb=cb, pending_msgs_limit=1_000_000,
                        pending_bytes_limit=512 * 1024 * 1024)
     await _wait_for(lambda: got, n, t0)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     await nc.close()
-    return {"rate": n / elapsed, "got": got, "problems": [f"{bad} bodies were not JSON"] if bad else []}
+    return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6, "got": got,
+            "problems": [f"{bad} bodies were not JSON"] if bad else []}
 
 
-async def child_recorder(url: str, n: int, tmp: str) -> dict[str, Any]:
+async def child_recorder(url: str, n: int, tmp: str, t0_wall: float) -> dict[str, Any]:
+    import nats  # noqa: F401 - imported before the timer starts, as the bare consumer's is
+    import nats.js.api  # noqa: F401
     from sagaproof.contracts.live import LiveValidator
     from sagaproof.contracts.model import Channel, ContractSet, Message
     from sagaproof.harness.events import EventBus
@@ -131,14 +136,16 @@ async def child_recorder(url: str, n: int, tmp: str) -> dict[str, Any]:
     cs.channels["orders.*"] = Channel("orders.*", producers={"order": [Message("OrderCreated", SCHEMA)]})
     path = Path(tmp) / "events.jsonl"
     bus = EventBus()
-    history = History(path, t0=time.time())
+    history = History(path, t0=t0_wall)  # the run began before the stream was filled, as in a real run
     bus.subscribe(history)
     recorder = Recorder([url], bus.emit, validator=LiveValidator(cs), producer_of=lambda s: "order")
     t0 = time.perf_counter()
+    c0 = time.process_time()
     await recorder.start()
     await _wait_for(lambda: recorder.per_stream.get("BENCH", 0), n, t0)
     history.flush()  # the history holds them (written to the file, not only queued)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     await recorder.drain(timeout=10)
     got = recorder.per_stream.get("BENCH", 0)
     problems = list(recorder.problems)
@@ -150,13 +157,15 @@ async def child_recorder(url: str, n: int, tmp: str) -> dict[str, Any]:
         problems.append(f"the history holds {len(seqs)} message records, not stream sequences 1..{n} in order")
     if violations:
         problems.append(f"{violations} contract violations on valid messages")
-    return {"rate": n / elapsed, "got": got, "recorded": len(seqs), "problems": problems}
+    if not history.in_order:
+        problems.append("the history needed sorting: records were written out of time order")
+    return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6, "got": got, "recorded": len(seqs), "problems": problems}
 
 
 def child_main(args: argparse.Namespace) -> int:
     if args.child == "recorder":
         with tempfile.TemporaryDirectory() as tmp:
-            coro = child_recorder(args.url, args.n, tmp)
+            coro = child_recorder(args.url, args.n, tmp, args.t0)
             if args.profile:
                 import cProfile
 
@@ -224,23 +233,24 @@ def export_ref(ref: str, dest: Path) -> Path:
     return dest / "path"
 
 
-def run_child(kind: str, url: str, n: int, pythonpath: str | None, profile: str | None) -> dict[str, Any]:
+def run_child(kind: str, url: str, n: int, pythonpath: str | None, profile: str | None, t0: float) -> dict[str, Any]:
     env = dict(os.environ)
     cwd = None
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
         cwd = pythonpath
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "-n", str(n)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "-n", str(n), "--t0", str(t0)]
     if profile:
         cmd += ["--profile", profile]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=CHILD_TIMEOUT + 60)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    return {"rate": float("nan"), "got": 0, "problems": [f"{kind} child failed: {out.stderr.strip()[-400:]}"]}
+    return {"rate": float("nan"), "cpu_us": float("nan"), "got": 0,
+            "problems": [f"{kind} child failed: {out.stderr.strip()[-400:]}"]}
 
 
-def measure(url: str, n: int, rounds: int, baseline: str | None = None, baseline_ref: str = "",
+def measure(url: str, n: int, rounds: int, t0: float, baseline: str | None = None, baseline_ref: str = "",
             profile_dir: str | None = None, log: Any = None) -> dict[str, Any]:
     """Alternating rounds of every contender on one filled stream; returns per-contender results."""
     contenders: list[tuple[str, str, str | None]] = [("bare", "bare", None), ("bare-count", "bare-count", None),
@@ -254,10 +264,10 @@ def measure(url: str, n: int, rounds: int, baseline: str | None = None, baseline
             prof = None
             if profile_dir and kind == "recorder":
                 prof = str(Path(profile_dir) / f"{label.replace('@', '_at_').replace('/', '_')}-{r}.prof")
-            res = run_child(kind, url, n, path, prof)
+            res = run_child(kind, url, n, path, prof, t0)
             results[label].append(res)
             if log:
-                log(f"  round {r + 1} {label}: {res['rate']:.0f} msgs/s, got {res['got']}/{n}"
+                log(f"  round {r + 1} {label}: {res['rate']:.0f} msgs/s, {res['cpu_us']:.1f} us CPU/msg, got {res['got']}/{n}"
                     + (f", problems: {res['problems']}" if res["problems"] else ""))
     return results
 
@@ -266,6 +276,7 @@ def summary(results: dict[str, list[dict[str, Any]]], n: int) -> tuple[list[str]
     lines = []
     ok = True
     med = {label: statistics.median(r["rate"] for r in rs) for label, rs in results.items()}
+    cpu = {label: statistics.median(r["cpu_us"] for r in rs) for label, rs in results.items()}
     for label, rs in results.items():
         rates = [r["rate"] for r in rs]
         got = min(r["got"] for r in rs)
@@ -273,12 +284,15 @@ def summary(results: dict[str, list[dict[str, Any]]], n: int) -> tuple[list[str]
         problems = [p for r in rs for p in r["problems"]]
         ratio = med[label] / med["bare"]
         lines.append(f"{label:<24} median {med[label]:8.0f} msgs/s  ({', '.join(f'{x:.0f}' for x in rates)})  "
-                     f"{ratio:5.2f}x bare  got {got}/{n}" + (f" recorded {recorded}/{n}" if "recorder" in label else "")
+                     f"{ratio:5.2f}x bare  {cpu[label]:5.1f} us CPU/msg  got {got}/{n}" + (f" recorded {recorded}/{n}" if "recorder" in label else "")
                      + (f"  PROBLEMS: {problems}" if problems else ""))
         if got < n or recorded < n or problems:
             ok = False
     ratio = med["recorder"] / med["bare"]
     target = ratio >= 0.8
+    lines.append(f"recorder vs bare-count (nats-py hands out messages, nothing else): "
+                 f"{med['recorder'] / med['bare-count']:.2f}x; CPU per message recorder/bare "
+                 f"{cpu['recorder'] / cpu['bare']:.2f}x")
     lost = "nothing lost" if ok else "SOMETHING LOST (see above)"
     lines.append(f"target: recorder with live validation {ratio:.2f}x the bare consumer >= 0.8x: "
                  f"{'PASS' if target else 'FAIL'}; {lost}")
@@ -294,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="", help="write cProfile files of the recorder children here")
     parser.add_argument("--child", choices=["bare", "bare-count", "recorder"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args)
@@ -307,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             proc, url = spawn_nats(str(Path(tmp) / "js"))
             procs.append(proc)
+            t0 = time.time()  # the run's start: before the stream was filled
             asyncio.run(fill_stream(url, args.n))
             baseline = str(export_ref(args.baseline_ref, Path(tmp) / "baseline")) if args.baseline_ref else None
             if args.profile:
@@ -314,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.busy:
                 procs.append(subprocess.Popen([sys.executable, "-c", BUSY]))
                 time.sleep(0.5)
-            results = measure(url, args.n, args.rounds, baseline, args.baseline_ref, args.profile or None,
+            results = measure(url, args.n, args.rounds, t0, baseline, args.baseline_ref, args.profile or None,
                               log=lambda s: print(s, flush=True))
         finally:
             for p in reversed(procs):

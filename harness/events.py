@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 
+_new = object.__new__
+
+
 def hide_password(url: str) -> str:
     """A URL with the password of its user-info replaced by ``***``."""
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
@@ -221,6 +224,17 @@ class MessageRecorded(Event):
     raw: str | None = None
     data_json: str | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def fast(cls, subject: str, stream: str | None, stream_seq: int | None, producer: str | None,
+             headers: dict[str, str], data: Any, size: int, raw: str | None, at: float,
+             data_json: str | None) -> MessageRecorded:
+        """The same event as the constructor makes, without the frozen dataclass's per-field
+        ``object.__setattr__`` (the recorder makes one per message; tests hold the two equal)."""
+        event = _new(cls)
+        event.__dict__.update(subject=subject, stream=stream, stream_seq=stream_seq, producer=producer,
+                              headers=headers, data=data, size=size, raw=raw, data_json=data_json, at=at)
+        return event
+
     def payload(self) -> dict[str, Any]:
         d = {"subject": self.subject, "stream": self.stream, "stream_seq": self.stream_seq,
              "producer": self.producer, "headers": self.headers, "data": self.data, "size": self.size}
@@ -390,6 +404,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._current: tuple[Listener, ...] = ()  # what emit() calls: replaced whole, never changed in place
         self._lock = threading.Lock()
         self.dropped: list[tuple[Listener, BaseException]] = []
 
@@ -397,22 +412,23 @@ class EventBus:
         """Add a listener; returns a function that removes it."""
         with self._lock:
             self._listeners.append(listener)
+            self._current = tuple(self._listeners)
 
         def unsubscribe() -> None:
             with self._lock:
                 if listener in self._listeners:
                     self._listeners.remove(listener)
+                    self._current = tuple(self._listeners)
 
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
+        for listener in self._current:
             try:
                 listener(event)
             except Exception as exc:  # noqa: BLE001 - a broken display must not break the run
                 with self._lock:
                     if listener in self._listeners:
                         self._listeners.remove(listener)
+                        self._current = tuple(self._listeners)
                         self.dropped.append((listener, exc))

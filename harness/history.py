@@ -113,7 +113,7 @@ class History:
         self.t0 = t0
         self._file: Any = open(self.path, "w", encoding="utf-8", buffering=_BUFFER)
         self._flushed_at = time.monotonic()
-        self._strings: dict[str | None, str] = {}
+        self._heads: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._seq = 0
         self._bytes = 0
@@ -150,25 +150,23 @@ class History:
         # The record event.to_record() gives, field for field and in that order, written without parsing and
         # serialising the payload again: ``data`` is the payload's own JSON text (printable ASCII).
         t = round(e.at - self.t0, 6)
-        js = self._json_str
-        head = (f'{{"kind":"message","t":{t!r},"subject":{js(e.subject)},"stream":{js(e.stream)},'
-                f'"stream_seq":{"null" if e.stream_seq is None else int(e.stream_seq)},"producer":{js(e.producer)},'
-                f'"headers":{_dump(e.headers) if e.headers else "{}"},"data":{e.data_json},"size":{int(e.size)},"seq":')
+        key = (e.subject, e.stream, e.producer)
+        try:
+            mid, tail = self._heads[key]
+        except KeyError:
+            if len(self._heads) > 10_000:
+                self._heads.clear()
+            mid, tail = self._heads[key] = (
+                f',"subject":{json.dumps(e.subject)},"stream":{json.dumps(e.stream)},"stream_seq":',
+                f',"producer":{json.dumps(e.producer)},"headers":')
+        seq = "null" if e.stream_seq is None else int(e.stream_seq)
+        headers = _dump(e.headers) if e.headers else "{}"
+        head = f'{{"kind":"message","t":{t!r}{mid}{seq}{tail}{headers},"data":{e.data_json},"size":{int(e.size)},"seq":'
         with self._lock:
             if self.closed:
                 return
             self._seq += 1
             self._append(f"{head}{self._seq}}}\n", "message", t)
-
-    def _json_str(self, text: str | None) -> str:
-        """A subject's, stream's or producer's JSON (cached: a run has few of them)."""
-        try:
-            return self._strings[text]
-        except KeyError:
-            if len(self._strings) > 10_000:
-                self._strings.clear()
-            out = self._strings[text] = json.dumps(text)
-            return out
 
     def _append(self, line: str, kind: str, t: float) -> None:
         # under self._lock

@@ -156,8 +156,8 @@ class Recorder:
                 raw = data[:2048].decode("utf-8", "replace")
             else:
                 text = _json_text(data)
-        event = MessageRecorded(subject, stream, stream_seq, self._producer(subject), dict(headers) if headers else {},
-                                parsed, len(data), raw, at=at, data_json=text)
+        event = MessageRecorded.fast(subject, stream, stream_seq, self._producer(subject),
+                                     dict(headers) if headers else {}, parsed, len(data), raw, at, text)
         self.messages += 1
         self.last_message_at = time.monotonic()
         self.emit(event)

@@ -82,6 +82,68 @@ def _client_class() -> type:
 _CLIENT: type | None = None
 
 
+class _Direct:
+    """Stands in for a JetStream subscription's pending queue: each message nats-py hands over is recorded
+    at once, in the task that reads the socket, instead of being queued for a task that awaits a callback.
+    A stream's messages cannot be dropped by the recorder this way (nothing queues up to overflow; a
+    recorder that is slow slows the stream's delivery through JetStream flow control), and nats-py's
+    ordered-consumer bookkeeping (sequences, flow control, heartbeats, resets) runs before this as it did.
+    Only the queue operations nats-py uses on a subscription with a callback are provided."""
+
+    def __init__(self, sub: Any, handle: Callable[[Any], None], failed: Callable[[BaseException], None]):
+        self._sub = sub
+        self._handle = handle
+        self._failed = failed
+
+    def put_nowait(self, msg: Any) -> None:
+        self._sub._pending_size -= len(msg.data)  # what nats-py's queue reader does when it takes a message
+        try:
+            self._handle(msg)
+        except Exception as exc:  # noqa: BLE001 - never into nats-py's reading task; the run learns of it
+            self._failed(exc)
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def full(self) -> bool:
+        return False
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        return None
+
+    async def get(self) -> Any:
+        await asyncio.get_running_loop().create_future()  # never: nothing waits in this queue
+
+    def get_nowait(self) -> Any:
+        raise asyncio.QueueEmpty
+
+
+def _deliver_directly(psub: Any, handle: Callable[[Any], None], failed: Callable[[BaseException], None]) -> bool:
+    """Record a JetStream subscription's messages as nats-py parses them (see :class:`_Direct`). Messages
+    queued before the switch are recorded first, in order. If nats-py's subscription does not look as
+    expected, nothing changes (its callback records them, a little slower); returns whether it switched."""
+    sub = getattr(psub, "_sub", None)
+    queue = getattr(sub, "_pending_queue", None)
+    if not isinstance(queue, asyncio.Queue) or not isinstance(getattr(sub, "_pending_size", None), int):
+        return False
+    sub._pending_queue = _Direct(sub, handle, failed)
+    while not queue.empty():  # arrived before the switch: in order, before any that come after it
+        msg = queue.get_nowait()
+        sub._pending_size -= len(msg.data)
+        try:
+            handle(msg)
+        except Exception as exc:  # noqa: BLE001
+            failed(exc)
+        queue.task_done()
+    return True
+
+
 class Recorder:
     """Records the run's history by emitting events; start and stop on the system's event loop.
 
@@ -193,6 +255,12 @@ class Recorder:
             self._skip_cache[subject] = skip
         return skip
 
+    def _stream_error(self, stream: str) -> Callable[[BaseException], None]:
+        def failed(exc: BaseException) -> None:
+            self._problem(f"the recorder could not record a message of stream {stream} ({type(exc).__name__}: "
+                          f"{exc}); the history is incomplete, so the run cannot pass")
+        return failed
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Connect, subscribe to every stream and to core traffic; returns once subscribed."""
@@ -223,12 +291,12 @@ class Recorder:
 
                 start_at = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=base + 1)
 
-            def make_cb(stream: str) -> Callable[[Any], Any]:
+            def make_handler(stream: str) -> Callable[[Any], None]:
                 per_stream = self.per_stream
                 last_seq = self.last_seq
                 record = self._on_message
 
-                async def cb(msg: Any) -> None:
+                def handle(msg: Any) -> None:
                     # The ordered consumer re-creates itself on a gap or after missed heartbeats (a broker
                     # restart), from the next sequence it has not delivered; a gap that stays shows in drain().
                     tokens = msg.reply.split(".")
@@ -244,11 +312,17 @@ class Recorder:
                     last_seq[stream] = seq
                     per_stream[stream] = per_stream.get(stream, 0) + 1
                     record(msg.subject, msg.data, msg.headers, stream, seq, ts)
-                return cb
+                return handle
 
-            await js.subscribe(">", stream=name, ordered_consumer=True, cb=make_cb(name), config=start_at,
-                               idle_heartbeat=IDLE_HEARTBEAT,
-                               pending_msgs_limit=self.pending_limit, pending_bytes_limit=512 * 1024 * 1024)
+            on_msg = make_handler(name)
+
+            async def cb(msg: Any, on_msg: Callable[[Any], None] = on_msg) -> None:
+                on_msg(msg)
+
+            psub = await js.subscribe(">", stream=name, ordered_consumer=True, cb=cb, config=start_at,
+                                      idle_heartbeat=IDLE_HEARTBEAT,
+                                      pending_msgs_limit=self.pending_limit, pending_bytes_limit=512 * 1024 * 1024)
+            _deliver_directly(psub, on_msg, self._stream_error(name))
 
         async def core_cb(msg: Any) -> None:
             subject = msg.subject

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,27 @@ _CACHE_LIMIT = 100_000  # distinct subjects remembered (subjects with ids in the
 __all__ = ["Recorder", "subject_matches"]
 
 _V1_TOKENS = 9  # tokens of a JetStream delivery's reply subject without domain and account hash
+
+try:
+    from orjson import JSONDecodeError as _FastDecodeError
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - a dependency; without it json.loads reads every payload
+    _fast_loads = None
+# orjson reads integers beyond 64 bits as floats where json.loads keeps them exact: a payload with a run of 19
+# or more digits anywhere (strings included, to be safe) is read by json.loads.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads(data)``, the same value and the same errors, about four times faster: orjson reads what it
+    reads exactly as json.loads does; what it refuses or might read differently (NaN, numbers beyond 64 bits or
+    a double's range, UTF-16, a BOM, lone surrogates) goes to json.loads."""
+    if _fast_loads is not None and _LONG_DIGITS.search(data) is None:
+        try:
+            return _fast_loads(data)
+        except _FastDecodeError:
+            pass
+    return json.loads(data)
 
 
 def _json_text(data: bytes) -> str | None:
@@ -212,7 +234,7 @@ class Recorder:
         ok = False
         if data:
             try:
-                parsed = json.loads(data)
+                parsed = _loads(data)
                 ok = True
             except ValueError:
                 raw = data[:2048].decode("utf-8", "replace")

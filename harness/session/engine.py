@@ -533,7 +533,8 @@ class Session:
             self.recorder = Recorder(self.system.nats_urls, self.emit, validator=self.validator,
                                      producer_of=_producer_lookup(self.contract_set),
                                      on_message=self.tracker.on_message, connect_options=self.system.nats_options,
-                                     from_now=not self.spec.nats.embedded)
+                                     from_now=not self.spec.nats.embedded,
+                                     core=self.system.recorder_core)
             self.system.recorder = self.recorder
             self.system.loop.run(self.recorder.start(), timeout=30)
             self.system.broker.attach_recorder(self.sink)  # the links' and the server's observations join it

@@ -177,12 +177,19 @@ class Recorder:
         on_message: called with each :class:`MessageRecorded` (after it was emitted), e.g. to track sagas.
         connect_options: credentials and TLS of an existing NATS (attach mode).
         from_now: record only what arrives after the start (an existing NATS keeps earlier runs' messages).
+        core: ``(urls, denied)``: where the core ``>`` subscription connects (a second connection), as a user
+            the server never sends the ``denied`` subjects (embedded NATS: ``System.recorder_core``), so that
+            stream messages do not reach it at all. Used only when every denied subject that is not JetStream's
+            or an inbox's is stored by a stream the recorder reads (else a message could be neither stored
+            nor seen); otherwise, and with None, the core subscription shares the streams' connection and the
+            recorder leaves those subjects out itself.
     """
 
     def __init__(self, urls: list[str], emit: Callable[[Event], None], *, validator: Any = None,
                  producer_of: Callable[[str], str | None] | None = None,
                  on_message: Callable[[MessageRecorded], None] | None = None, pending_limit: int = 1_000_000,
-                 connect_options: dict[str, Any] | None = None, from_now: bool = False):
+                 connect_options: dict[str, Any] | None = None, from_now: bool = False,
+                 core: tuple[list[str], list[str]] | None = None):
         self.urls = urls
         self.emit = emit
         self.connect_options = dict(connect_options or {})
@@ -202,6 +209,9 @@ class Recorder:
         self.last_message_at = time.monotonic()
         self._lock = threading.Lock()
         self._nc: Any = None
+        self._core_nc: Any = None
+        self.core = core
+        self.core_connection = False  # whether the core subscription has its own, server-filtered connection
         self._producers: dict[str, str | None] = {}
         self._skip_cache: dict[bytes, bool] = {}
         # a validator that can take the body the recorder parsed already (contracts.LiveValidator)
@@ -277,6 +287,17 @@ class Recorder:
             self._skip_cache[subject] = skip
         return skip
 
+    def _covered(self, denied: list[str]) -> bool:
+        """Whether every denied subject is ignored anyway or stored by one of the streams being read."""
+        patterns = [p for subjects in self.stream_subjects.values() for p in subjects]
+        for d in denied:
+            if d.startswith(_IGNORED_PREFIXES):
+                continue
+            wide = ">" in d.split(".")
+            if not any(p == d or ((not wide or p.split(".")[-1] == ">") and subject_matches(p, d)) for p in patterns):
+                return False
+        return True
+
     def _stream_error(self, stream: str) -> Callable[[BaseException], None]:
         def failed(exc: BaseException) -> None:
             self._problem(f"the recorder could not record a message of stream {stream} ({type(exc).__name__}: "
@@ -294,11 +315,14 @@ class Recorder:
         async def reconnected_cb() -> None:
             self.reconnects += 1
 
-        self._nc = _client_class()()
-        await self._nc.connect(servers=self.urls, error_cb=error_cb, reconnected_cb=reconnected_cb,
-                               max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                               pending_size=256 * 1024 * 1024, name="sagaproof-recorder",
-                               **self.connect_options)
+        async def connect(urls: list[str], name: str) -> Any:
+            nc = _client_class()()
+            await nc.connect(servers=urls, error_cb=error_cb, reconnected_cb=reconnected_cb,
+                             max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                             pending_size=256 * 1024 * 1024, name=name, **self.connect_options)
+            return nc
+
+        self._nc = await connect(self.urls, "sagaproof-recorder")
         js = self._nc.jetstream()
         streams = await js.streams_info()
         for info in streams:
@@ -352,10 +376,16 @@ class Recorder:
                 return  # only reached when the client could not leave it out before building the message
             self._on_message(subject, msg.data, msg.headers, None, None, time.time())
 
-        sub = await self._nc.subscribe(">", cb=core_cb, pending_msgs_limit=self.pending_limit,
-                                       pending_bytes_limit=512 * 1024 * 1024)
-        self._nc.skip_for(sub._id, self._skip_core)
-        await self._nc.flush()
+        if self.core is not None and self._covered(self.core[1]):
+            self._core_nc = await connect(self.core[0], "sagaproof-recorder-core")
+            self.core_connection = True
+        core = self._core_nc or self._nc
+        sub = await core.subscribe(">", cb=core_cb, pending_msgs_limit=self.pending_limit,
+                                   pending_bytes_limit=512 * 1024 * 1024)
+        core.skip_for(sub._id, self._skip_core)
+        await core.flush()
+        if core is not self._nc:
+            await self._nc.flush()
 
     async def drain(self, timeout: float = 15.0) -> None:
         """Wait until every stream's last sequence has been recorded, then verify nothing was lost."""
@@ -378,10 +408,13 @@ class Recorder:
                     await asyncio.sleep(0.2)
         while time.monotonic() < deadline and any(self.last_seq.get(n, 0) < last for n, (last, _) in targets.items()):
             await asyncio.sleep(0.02)
-        try:
-            await self._nc.flush(timeout=5)
-        except Exception:  # noqa: BLE001 - a flush that fails shows as missing messages below
-            pass
+        for nc in (self._nc, self._core_nc):
+            if nc is None:
+                continue
+            try:
+                await nc.flush(timeout=5)
+            except Exception:  # noqa: BLE001 - a flush that fails shows as missing messages below
+                pass
         for name, (last, count) in targets.items():
             got = self.last_seq.get(name, 0)
             if got < last:
@@ -395,8 +428,11 @@ class Recorder:
 
     async def stop(self) -> None:
         """Close the connection; idempotent."""
-        if self._nc is not None:
-            nc, self._nc = self._nc, None
+        for attr in ("_core_nc", "_nc"):
+            nc = getattr(self, attr)
+            if nc is None:
+                continue
+            setattr(self, attr, None)
             try:
                 await nc.close()
             except Exception:  # noqa: BLE001

@@ -148,6 +148,18 @@ class LiveValidator:
                                      "headers", _ptr(err.schema_path)))
         return out
 
+    def quick(self, subject: str) -> Any:
+        """A fast check for one subject's messages, or None: a callable ``ok(body) -> bool`` that is True only
+        when :meth:`validate` would find nothing (for a declared subject without a headers schema). When it
+        says False, or there is none, call :meth:`validate` for the violations."""
+        entry = self._entry(subject)
+        if entry is None or entry.header_validators:
+            return None
+        validators = entry.validators
+        if len(validators) == 1:
+            return validators[0].is_valid
+        return lambda body: any(v.is_valid(body) for v in validators)
+
     @staticmethod
     def _explain(subject: str, who: str | None, body: Any, payload: bytes, entry: _Entry) -> Violation:
         # Report the errors of the message schema it comes closest to (fewest errors).

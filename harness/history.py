@@ -33,6 +33,7 @@ __all__ = ["HISTORY_VERSION", "History", "HistoryReader", "read_records", "sort_
 HISTORY_VERSION = 1
 _SORT_CHUNK = 5_000  # records held in memory at once by the external sort
 _BUFFER = 256 * 1024  # bytes of records buffered before a write to the file
+_BATCH = 256  # lines joined into one write to the file object
 FLUSH_INTERVAL = 0.5  # seconds: buffered records reach the file at least this often while records come
 
 
@@ -112,6 +113,7 @@ class History:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.t0 = t0
         self._file: Any = open(self.path, "w", encoding="utf-8", buffering=_BUFFER)
+        self._lines: list[str] = []  # written lines not yet handed to the file (joined, _BATCH at a time)
         self._flushed_at = time.monotonic()
         self._heads: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -148,7 +150,8 @@ class History:
 
     def _write_message(self, e: MessageRecorded) -> None:
         # The record event.to_record() gives, field for field and in that order, written without parsing and
-        # serialising the payload again: ``data`` is the payload's own JSON text (printable ASCII).
+        # serialising the payload again: ``data`` is the payload's own JSON text (printable ASCII). The
+        # bookkeeping of _append, inlined: this runs once per message.
         t = round(e.at - self.t0, 6)
         key = (e.subject, e.stream, e.producer)
         try:
@@ -159,18 +162,40 @@ class History:
             mid, tail = self._heads[key] = (
                 f',"subject":{json.dumps(e.subject)},"stream":{json.dumps(e.stream)},"stream_seq":',
                 f',"producer":{json.dumps(e.producer)},"headers":')
-        seq = "null" if e.stream_seq is None else int(e.stream_seq)
+        seq = "null" if e.stream_seq is None else e.stream_seq
         headers = _dump(e.headers) if e.headers else "{}"
-        head = f'{{"kind":"message","t":{t!r}{mid}{seq}{tail}{headers},"data":{e.data_json},"size":{int(e.size)},"seq":'
+        head = f'{{"kind":"message","t":{t!r}{mid}{seq}{tail}{headers},"data":{e.data_json},"size":{e.size},"seq":'
         with self._lock:
             if self.closed:
                 return
             self._seq += 1
-            self._append(f"{head}{self._seq}}}\n", "message", t)
+            line = f"{head}{self._seq}}}\n"
+            lines = self._lines
+            lines.append(line)
+            if len(lines) >= _BATCH:
+                self._file.write("".join(lines))
+                lines.clear()
+                now = time.monotonic()
+                if now - self._flushed_at >= FLUSH_INTERVAL:
+                    self._file.flush()
+                    self._flushed_at = now
+            self._bytes += len(line)
+            counts = self.counts
+            counts["message"] = counts.get("message", 0) + 1
+            if t < self.max_t:
+                self.in_order = False
+            else:
+                self.max_t = t
+            if t > self.last_message_t:
+                self.last_message_t = t
 
     def _append(self, line: str, kind: str, t: float) -> None:
         # under self._lock
-        self._file.write(line)
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= _BATCH:
+            self._file.write("".join(lines))
+            lines.clear()
         self._bytes += len(line)  # ASCII: json.dumps escapes everything else
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if t < self.max_t:
@@ -181,8 +206,15 @@ class History:
             self.last_message_t = t
         now = time.monotonic()
         if now - self._flushed_at >= FLUSH_INTERVAL:  # buffered, but never holding records for long
-            self._file.flush()
+            self._flush_file()
             self._flushed_at = now
+
+    def _flush_file(self) -> None:
+        # under self._lock
+        if self._lines:
+            self._file.write("".join(self._lines))
+            self._lines.clear()
+        self._file.flush()
 
     @property
     def messages(self) -> int:
@@ -192,7 +224,7 @@ class History:
         """Flush what was written; returns the file's size in bytes (what a reader may read)."""
         with self._lock:
             if not self.closed:
-                self._file.flush()
+                self._flush_file()
             return self._bytes
 
     # ------------------------------------------------------------------ reading
@@ -239,6 +271,7 @@ class History:
         with self._lock:
             if self.closed or self.in_order:
                 return
+            self._flush_file()
             self._file.close()
             sort_history(self.path)
             self._file = open(self.path, "a", encoding="utf-8", buffering=_BUFFER)
@@ -250,6 +283,7 @@ class History:
             if self.closed:
                 return
             self.closed = True
+            self._flush_file()
             self._file.close()
         if not self.in_order:
             sort_history(self.path)

@@ -46,32 +46,29 @@ try:
 except ImportError:  # pragma: no cover - a dependency; without it json.loads reads every payload
     _fast_loads = None
 # orjson reads integers beyond 64 bits as floats where json.loads keeps them exact: a payload with a run of 19
-# or more digits anywhere (strings included, to be safe) is read by json.loads. (Every digit becomes "0", then
-# one search for 19 of them: a tenth of what a regular expression costs.)
-_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+# or more digits anywhere (strings included, to be safe) is read by json.loads. One pass over the payload's
+# bytes answers that and whether it is printable ASCII: digits become "0", other printable ASCII "a", every
+# other byte 1 (a regular expression would cost as much as orjson saves).
+_CLASSES = bytes(0x30 if 0x30 <= b <= 0x39 else 0x61 if 0x20 <= b <= 0x7E else 1 for b in range(256))
 _LONG_RUN = b"0" * 19
 
 
-def _loads(data: bytes) -> Any:
-    """``json.loads(data)``, the same value and the same errors, about four times faster: orjson reads what it
-    reads exactly as json.loads does; what it refuses or might read differently (NaN, numbers beyond 64 bits or
-    a double's range, UTF-16, a BOM, lone surrogates) goes to json.loads."""
-    if _fast_loads is not None and _LONG_RUN not in data.translate(_DIGITS_AS_ZERO):
+def _parse(data: bytes) -> tuple[Any, str | None]:
+    """``(json.loads(data), text)``: the same value and the same errors (ValueError) as ``json.loads``, about
+    four times faster (orjson reads what it reads exactly as json.loads does; what it refuses or might read
+    differently - NaN, numbers beyond 64 bits or a double's range, UTF-16, a BOM, lone surrogates - goes to
+    json.loads); ``text`` is the payload as a str when it can stand in a JSON line as it is (printable ASCII:
+    no line breaks, control characters or other encodings), else None."""
+    scan = data.translate(_CLASSES)
+    value: Any
+    if _fast_loads is not None and _LONG_RUN not in scan:
         try:
-            return _fast_loads(data)
+            value = _fast_loads(data)
         except _FastDecodeError:
-            pass
-    return json.loads(data)
-
-
-def _json_text(data: bytes) -> str | None:
-    """The payload's text when it can stand in a JSON line as it is (it parsed as JSON already): printable
-    ASCII, so no line breaks, control characters or other encodings (json.loads also reads UTF-16/32)."""
-    if data.isascii():
-        text = data.decode("ascii")
-        if text.isprintable():
-            return text
-    return None
+            value = json.loads(data)
+    else:
+        value = json.loads(data)
+    return value, (data.decode("ascii") if b"\x01" not in scan else None)
 
 
 def _client_class() -> type:
@@ -217,6 +214,8 @@ class Recorder:
         self._skip_cache: dict[bytes, bool] = {}
         # a validator that can take the body the recorder parsed already (contracts.LiveValidator)
         self._validator_takes_body = bool(getattr(validator, "accepts_parsed_body", False))
+        self._has_quick = callable(getattr(validator, "quick", None))  # per-subject fast "conforms" check
+        self._quick: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ records
     def _problem(self, text: str) -> None:
@@ -245,12 +244,10 @@ class Recorder:
         ok = False
         if data:
             try:
-                parsed = _loads(data)
+                parsed, text = _parse(data)
                 ok = True
             except ValueError:
                 raw = data[:2048].decode("utf-8", "replace")
-            else:
-                text = _json_text(data)
         event = MessageRecorded.fast(subject, stream, stream_seq, self._producer(subject),
                                      dict(headers) if headers else {}, parsed, len(data), raw, at, text)
         self.messages += 1
@@ -258,7 +255,17 @@ class Recorder:
         self.emit(event)
         validator = self.validator
         if validator is not None:
-            if ok and self._validator_takes_body:
+            quick = None
+            if ok and self._has_quick:
+                try:
+                    quick = self._quick[subject]
+                except KeyError:
+                    if len(self._quick) > _CACHE_LIMIT:
+                        self._quick.clear()
+                    quick = self._quick[subject] = validator.quick(subject)
+            if quick is not None and quick(parsed):
+                violations = ()  # conforms: the validator would find nothing
+            elif ok and self._validator_takes_body:
                 violations = validator.validate(subject, data, headers, body=parsed)
             else:
                 violations = validator.validate(subject, data, headers)

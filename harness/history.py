@@ -175,10 +175,10 @@ class History:
             if len(lines) >= _BATCH:
                 self._file.write("".join(lines))
                 lines.clear()
-                now = time.monotonic()
-                if now - self._flushed_at >= FLUSH_INTERVAL:
-                    self._file.flush()
-                    self._flushed_at = now
+            now = time.monotonic()
+            if now - self._flushed_at >= FLUSH_INTERVAL:  # buffered, but never holding records for long
+                self._flush_file()
+                self._flushed_at = now
             self._bytes += len(line)
             counts = self.counts
             counts["message"] = counts.get("message", 0) + 1

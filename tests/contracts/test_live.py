@@ -51,3 +51,23 @@ def test_undeclared_subject_and_non_json() -> None:
 def test_headers_are_checked_when_declared() -> None:
     [v] = _lv().validate("orders.created", json.dumps(GOOD).encode(), {"correlation-id": 5})  # type: ignore[dict-item]
     assert v.kind == "headers" and v.pointer == "/correlation-id"
+
+
+def test_quick_check_agrees_with_validate() -> None:
+    """The recorder's per-subject shortcut: True only where validate() finds nothing; None where it cannot say."""
+    lv = _lv()
+    ok = {"order_id": "2a0f19e1-1655-5703-aedb-03bbff5171e1", "payment_id": "p"}
+    quick = lv.quick("payments.refunded")
+    assert quick is not None
+    for body in (ok, {**ok, "order_id": "nope"}, {"payment_id": "p"}, [], None, "x", {**ok, "extra": 1}):
+        assert quick(body) == (lv.validate("payments.refunded", json.dumps(body).encode(), None, body=body) == [])
+    assert quick({**ok, "order_id": "nope"}) is False
+    assert lv.quick("orders.created") is None  # a headers schema: validate() checks the headers too
+    assert lv.quick("audit.log") is None  # undeclared: a violation
+
+
+def test_a_body_parsed_by_the_caller_gives_the_same_violations() -> None:
+    lv = _lv()
+    bad = {**GOOD, "items": [{"sku": "A", "qty": 0}]}
+    payload = json.dumps(bad).encode()
+    assert lv.validate("orders.created", payload, None, body=bad) == lv.validate("orders.created", payload, None)

@@ -40,6 +40,7 @@ __all__ = ["Recorder", "subject_matches"]
 
 _V1_TOKENS = 9  # tokens of a JetStream delivery's reply subject without domain and account hash
 
+_fast_loads: Callable[[bytes], Any] | None
 try:
     from orjson import JSONDecodeError as _FastDecodeError
     from orjson import loads as _fast_loads
@@ -80,7 +81,7 @@ def _client_class() -> type:
     if _CLIENT is None:
         from nats.aio.client import Client
 
-        class RecorderClient(Client):  # type: ignore[misc]
+        class RecorderClient(Client):
             _skip_sid: int | None = None
             _skip: Callable[[bytes], bool] | None = None
 
@@ -148,9 +149,9 @@ def _deliver_directly(psub: Any, handle: Callable[[Any], None], failed: Callable
     """Record a JetStream subscription's messages as nats-py parses them (see :class:`_Direct`). Messages
     queued before the switch are recorded first, in order. If nats-py's subscription does not look as
     expected, nothing changes (its callback records them, a little slower); returns whether it switched."""
-    sub = getattr(psub, "_sub", None)
+    sub: Any = getattr(psub, "_sub", None)
     queue = getattr(sub, "_pending_queue", None)
-    if not isinstance(queue, asyncio.Queue) or not isinstance(getattr(sub, "_pending_size", None), int):
+    if sub is None or not isinstance(queue, asyncio.Queue) or not isinstance(getattr(sub, "_pending_size", None), int):
         return False
     sub._pending_queue = _Direct(sub, handle, failed)
     while not queue.empty():  # arrived before the switch: in order, before any that come after it
@@ -255,7 +256,8 @@ class Recorder:
         self.emit(event)
         validator = self.validator
         if validator is not None:
-            quick = None
+            quick: Any = None
+            violations: Any
             if ok and self._has_quick:
                 try:
                     quick = self._quick[subject]
@@ -270,7 +272,7 @@ class Recorder:
             else:
                 violations = validator.validate(subject, data, headers)
             for v in violations:
-                d = v.to_dict() if hasattr(v, "to_dict") else dict(v.__dict__)
+                d: dict[str, Any] = v.to_dict() if hasattr(v, "to_dict") else dict(v.__dict__)
                 d.setdefault("stream", stream)
                 d.setdefault("stream_seq", stream_seq)
                 self.violations += 1

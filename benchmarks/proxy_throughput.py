@@ -16,8 +16,9 @@ Per phase:
 * NATS (nats-py): request/reply p50/p99 with requester and responder each behind its own proxy (a round
   trip crosses the proxy 4 times) and pub/sub msgs/s with 1 KiB messages; direct, proxy, proxy with a
   0 ms latency toxic each way, and with a `nats_drop` toxic each way that never matches (every frame parsed);
-* the recorder (harness/session/recorder.py) with live contract validation, against a bare nats-py ordered
-  consumer, each reading the same JetStream stream of N stored messages: msgs/s, and whether all arrived.
+* the recorder (harness/recorder.py) with live contract validation, against a bare nats-py ordered
+  consumer, each reading the same JetStream stream of N stored messages: msgs/s, and whether all arrived
+  (benchmarks/recorder_throughput.py, which also runs on its own and explains how it measures).
 
 Targets from issue 13 are printed as PASS/FAIL beside the figures they apply to.
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import socket
@@ -88,26 +88,6 @@ asyncio.run(main())
 """
 
 BUSY = "while True:\n    pass\n"
-
-SCHEMA = {
-    "type": "object",
-    "required": ["order_id", "customer", "amount", "currency", "items"],
-    "properties": {
-        "order_id": {"type": "string", "format": "uuid"},
-        "customer": {"type": "string", "minLength": 1},
-        "amount": {"type": "number", "minimum": 0},
-        "currency": {"enum": ["EUR", "USD"]},
-        "items": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["sku"],
-                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
-            },
-        },
-    },
-}
-
 
 def spawn(
     args: list[str], pattern: str, timeout: float = 15.0, env: dict[str, str] | None = None, cwd: str | None = None
@@ -266,106 +246,15 @@ async def nats_figures(a_url: str, b_url: str, requests_n: int, msgs_n: int) -> 
 
 
 # ------------------------------------------------------------------------------------------ recorder
-def _order(i: int) -> bytes:
-    return json.dumps(
-        {
-            "order_id": f"2a0f19e1-1655-5703-aedb-{i:012d}",
-            "customer": f"c-{i % 97}",
-            "amount": 12.5 + i % 10,
-            "currency": "EUR",
-            "items": [{"sku": "A", "qty": 1}],
-        }
-    ).encode()
+def recorder_figures(n: int, rounds: int) -> dict[str, Any]:
+    """The recorder against a bare consumer: benchmarks/recorder_throughput.py (its own embedded NATS, as
+    the engine starts it), medians of `rounds` alternating rounds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import recorder_throughput
 
-
-async def _fill_stream(url: str, n: int) -> None:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    try:
-        await js.delete_stream("BENCH")
-    except Exception:  # noqa: BLE001 - absent on the first phase
-        pass
-    await js.add_stream(name="BENCH", subjects=["orders.>"])
-    pending = []
-    for i in range(n):
-        pending.append(await js.publish_async("orders.created", _order(i)))
-        if len(pending) >= 2000:
-            await asyncio.gather(*pending)
-            pending = []
-    await asyncio.gather(*pending)
-    info = await js.stream_info("BENCH")
-    assert info.state.messages == n, info.state
-    await nc.close()
-
-
-async def _bare_rate(url: str, n: int) -> tuple[float, int]:
-    nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
-    js = nc.jetstream()
-    got = 0
-    done = asyncio.Event()
-
-    async def cb(_msg: Any) -> None:
-        nonlocal got
-        got += 1
-        if got >= n:
-            done.set()
-
-    t0 = time.perf_counter()
-    await js.subscribe(
-        ">", stream="BENCH", ordered_consumer=True, cb=cb, pending_msgs_limit=n * 2,
-        pending_bytes_limit=512 * 1024 * 1024,
-    )
-    await asyncio.wait_for(done.wait(), 120)
-    elapsed = time.perf_counter() - t0
-    await nc.close()
-    return n / elapsed, got
-
-
-async def _recorder_rate(url: str, n: int, tmp: Path) -> tuple[float, int, list[str], int]:
-    from sagaproof.contracts.live import LiveValidator
-    from sagaproof.contracts.model import Channel, ContractSet, Message
-    from sagaproof.harness.session.recorder import Recorder
-
-    cs = ContractSet()
-    for i in range(20):  # a realistic number of channels, one with a wildcard
-        cs.channels[f"svc{i}.event"] = Channel(f"svc{i}.event", producers={f"s{i}": [Message("E", SCHEMA)]})
-    cs.channels["orders.*"] = Channel("orders.*", producers={"order": [Message("OrderCreated", SCHEMA)]})
-    recorder = Recorder([url], tmp / "events.jsonl", t0=time.time(), validator=LiveValidator(cs))
-    t0 = time.perf_counter()
-    await recorder.start()
-    while recorder.per_stream.get("BENCH", 0) < n and time.perf_counter() - t0 < 120:
-        await asyncio.sleep(0.001)
-    elapsed = time.perf_counter() - t0
-    await recorder.drain(timeout=10)
-    got = recorder.per_stream.get("BENCH", 0)
-    problems = list(recorder.problems)
-    violations = len(recorder.violations)
-    await recorder.stop()
-    return n / elapsed, got, problems, violations
-
-
-def recorder_figures(url: str, n: int, rounds: int) -> dict[str, Any]:
-    """Best of `rounds` alternating runs of the bare consumer and the recorder on one stream."""
-    asyncio.run(_fill_stream(url, n))
-    bare_rates, rec_rates, bare_got, rec_got, problems, violations = [], [], [], [], [], 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(rounds):
-            rate, got = asyncio.run(_bare_rate(url, n))
-            bare_rates.append(rate)
-            bare_got.append(got)
-            rate, got, probs, viol = asyncio.run(_recorder_rate(url, n, Path(tmp)))
-            rec_rates.append(rate)
-            rec_got.append(got)
-            problems += probs
-            violations += viol
-    return {
-        "bare": max(bare_rates),
-        "recorder": max(rec_rates),
-        "bare_got": min(bare_got),
-        "recorder_got": min(rec_got),
-        "problems": problems,
-        "violations": violations,
-    }
+    results = recorder_throughput.run(n, rounds)
+    lines, ok = recorder_throughput.summary(results, n)
+    return {"lines": lines, "ok": ok}
 
 
 # ------------------------------------------------------------------------------------------ bench
@@ -506,7 +395,7 @@ class Bench:
             out["bandwidth"].append((mbps, got))
         self.http.delete(f"{self.api}/proxies/bw/toxics/bandwidth_downstream", timeout=10)
         print("  measuring recorder ...", file=sys.stderr, flush=True)
-        out["recorder"] = recorder_figures(f"nats://{self.nats_addr}", self.rec_n, self.rec_rounds)
+        out["recorder"] = recorder_figures(self.rec_n, self.rec_rounds)
         return out
 
 
@@ -541,14 +430,9 @@ def report(title: str, res: dict[str, Any], busy: bool, args: argparse.Namespace
     print("bandwidth toxic (downstream, on from the start): " + ", ".join(
         f"{asked} MB/s -> {got:.2f} ({got / asked:.3f}x {mark(got / asked >= 0.95)})" for asked, got in res["bandwidth"]
     ))
-    rec = res["recorder"]
-    ratio = rec["recorder"] / rec["bare"]
-    lost = rec["recorder_got"] < bench.rec_n or bool(rec["problems"])
-    print(
-        f"recorder + live validation: {rec['recorder']:.0f} msgs/s vs bare nats-py ordered consumer {rec['bare']:.0f} msgs/s "
-        f"= {ratio:.2f}x ({mark(ratio >= 0.8)}); recorded {rec['recorder_got']}/{bench.rec_n}, bare {rec['bare_got']}/{bench.rec_n}, "
-        f"problems {rec['problems'] or 'none'}, violations {rec['violations']} ({mark(not lost)})"
-    )
+    print("recorder + live validation vs bare nats-py consumer (benchmarks/recorder_throughput.py):")
+    for line in res["recorder"]["lines"]:
+        print("  " + line)
     added = (px["rr50"] - base["rr50"]) * 1e6
     if not busy:
         print(f"target: NATS request/reply added p50 {added:.0f} us <= 250 us: {mark(added <= 250)}")
@@ -561,7 +445,7 @@ def report(title: str, res: dict[str, Any], busy: bool, args: argparse.Namespace
     print(
         f"(TCP: {bench.bulk // (1024 * 1024)} MiB each way, median of {bench.bulk_rounds}; {bench.ping_n} pings; "
         f"NATS: {bench.req_n} requests, {bench.msgs_n} messages, request/reply crosses the proxy 4 times; "
-        f"recorder: {bench.rec_n} stored messages, best of {bench.rec_rounds})"
+        f"recorder: {bench.rec_n} stored messages, median of {bench.rec_rounds})"
     )
 
 

@@ -300,6 +300,37 @@ def summary(results: dict[str, list[dict[str, Any]]], n: int) -> tuple[list[str]
     return lines, ok
 
 
+def run(n: int, rounds: int, *, baseline_ref: str = "", busy: bool = False, profile_dir: str | None = None,
+        log: Any = None) -> dict[str, list[dict[str, Any]]]:
+    """Start the embedded NATS, fill the stream, measure every contender (see the module docstring), stop."""
+    procs: list[subprocess.Popen] = []
+    cluster = None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            cluster = start_nats(Path(tmp))
+            url = cluster.url
+            core = (cluster.recorder_core_urls[0], ",".join(cluster.recorder_denied))
+            t0 = time.time()  # the run's start: before the stream was filled
+            asyncio.run(fill_stream(url, n))
+            baseline = str(export_ref(baseline_ref, Path(tmp) / "baseline")) if baseline_ref else None
+            if profile_dir:
+                Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            if busy:
+                procs.append(subprocess.Popen([sys.executable, "-c", BUSY]))
+                time.sleep(0.5)
+            return measure(url, n, rounds, t0, baseline, baseline_ref, profile_dir, log=log, core=core)
+        finally:
+            for p in procs:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            if cluster is not None:
+                cluster.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=20_000, help="messages in the stream (default 20000)")
@@ -320,33 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.n} messages of {len(order(0))} bytes, {args.rounds} rounds", flush=True)
-    procs: list[subprocess.Popen] = []
-    cluster = None
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            cluster = start_nats(Path(tmp))
-            url = cluster.url
-            core = (cluster.recorder_core_urls[0], ",".join(cluster.recorder_denied))
-            t0 = time.time()  # the run's start: before the stream was filled
-            asyncio.run(fill_stream(url, args.n))
-            baseline = str(export_ref(args.baseline_ref, Path(tmp) / "baseline")) if args.baseline_ref else None
-            if args.profile:
-                Path(args.profile).mkdir(parents=True, exist_ok=True)
-            if args.busy:
-                procs.append(subprocess.Popen([sys.executable, "-c", BUSY]))
-                time.sleep(0.5)
-            results = measure(url, args.n, args.rounds, t0, baseline, args.baseline_ref, args.profile or None,
-                              log=lambda s: print(s, flush=True), core=core)
-        finally:
-            for p in procs:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
-            if cluster is not None:
-                cluster.stop()
+    results = run(args.n, args.rounds, baseline_ref=args.baseline_ref, busy=args.busy,
+                  profile_dir=args.profile or None, log=lambda s: print(s, flush=True))
     lines, ok = summary(results, args.n)
     print(("with one core kept busy" if args.busy else "idle machine") + ":")
     for line in lines:

@@ -6,6 +6,11 @@ the harness holds no copy of the history in memory and a run's memory stays flat
 Readers (:meth:`History.records`, :class:`HistoryReader`) stream the file back, a line at a time, and can skip
 the kinds they do not want without parsing them.
 
+Writes are batched (lines joined, a buffered file): a reader's view flushes first, so it sees every record
+written before it began; records reach the file at least every :data:`FLUSH_INTERVAL` seconds while records
+come, and at :meth:`History.close`. A :class:`~harness.events.MessageRecorded` that carries its payload's
+JSON text is written from that text (the same record as serialising its parsed ``data``, without the cost).
+
 Records arrive almost in time order (messages carry the server's timestamp, a recorder that reconnects
 after a broker restart replays older messages). :meth:`History.close` sorts the file by ``(t, seq)`` with a
 bounded-memory external merge sort when anything came out of order, so the file a report or a replay reads

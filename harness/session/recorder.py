@@ -5,17 +5,26 @@ It connects straight to NATS (never through a fault proxy) and reads
 * every JetStream stream with an ordered consumer from sequence 1, so it sees exactly what the streams
   stored, with stream sequences and the server's timestamps, and can prove it missed nothing by comparing
   the highest sequence it saw with the stream's own state at the end;
-* every other subject with a core ``>`` subscription (the JetStream API, inboxes and system subjects
-  excepted), for core-NATS traffic that no stream captures.
+* every other subject with a core ``>`` subscription (the JetStream API, inboxes, system subjects and the
+  streams' own subjects excepted), for core-NATS traffic that no stream captures.
 
 Each message is emitted as a :class:`~harness.events.MessageRecorded` event (the history writes it to
 ``events.jsonl``; the recorder keeps no copy), and is validated by the contracts' live validator when one is
 given (a :class:`~harness.events.ContractViolated` event per violation). The recorder survives broker
-restarts and reconnects: its connection reconnects forever, and its ordered consumers notice a silent
+restarts and reconnects: its connections reconnect forever, and its ordered consumers notice a silent
 stream within a second (short idle heartbeats) and resume from the next sequence they have not seen. If it
 falls behind (a slow-consumer error, a gap in a stream's sequence, fewer messages than the stream holds)
-it says so (:attr:`Recorder.problems` and a :class:`~harness.events.RecorderProblem` event), and the run
-fails instead of passing on partial data.
+or cannot record a message, it says so (:attr:`Recorder.problems` and a
+:class:`~harness.events.RecorderProblem` event), and the run fails instead of passing on partial data.
+
+It keeps up with the streams (``benchmarks/recorder_throughput.py`` measures it against a bare nats-py
+consumer): a stream's messages are recorded as nats-py parses them, without a queue and a callback task per
+message; each payload is parsed once (orjson where it reads exactly as ``json.loads`` does), shared by the
+event, the validator (a per-subject check that the message conforms, details only for one that does not)
+and the history (which writes the payload's own JSON text); the core subscription leaves what it ignores
+before nats-py builds a message object, and with embedded NATS it connects as a user the server never
+sends stream messages or JetStream deliveries (JetStream delivers a stream message under its own subject,
+so a ``>`` subscription would otherwise receive each one twice more: published, and delivered).
 """
 
 from __future__ import annotations

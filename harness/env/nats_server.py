@@ -118,7 +118,7 @@ class NatsCluster:
         self._binary = binary
         self.users = dict(users or {})  # one NATS user per service (name -> password), so the server can tell them apart
         # The recorder's core-traffic connection: the server leaves out what the recorder would drop anyway
-        # (JetStream deliveries and API, inboxes), so it never receives a stream's messages a second time.
+        # (the declared streams' subjects, so their messages published and delivered; JetStream's API, inboxes).
         self.recorder_user = RECORDER_CORE_USER
         while self.recorder_user in (self.user, *self.users):
             self.recorder_user += "-"

@@ -16,7 +16,7 @@ Per phase:
 * NATS (nats-py): request/reply p50/p99 with requester and responder each behind its own proxy (a round
   trip crosses the proxy 4 times) and pub/sub msgs/s with 1 KiB messages; direct, proxy, proxy with a
   0 ms latency toxic each way, and with a `nats_drop` toxic each way that never matches (every frame parsed);
-* the recorder (harness/recorder.py) with live contract validation, against a bare nats-py ordered
+* the recorder (harness/session/recorder.py) with live contract validation, against a bare nats-py ordered
   consumer, each reading the same JetStream stream of N stored messages: msgs/s, and whether all arrived
   (benchmarks/recorder_throughput.py, which also runs on its own and explains how it measures).
 

@@ -1,11 +1,11 @@
 """Benchmark: the recorder with live contract validation against a bare nats-py consumer, on one stream.
 
-Issue 13's target: the recorder (``harness/recorder.py``: ordered consumer per stream, core ``>``
+Issue 13's target: the recorder (``harness/session/recorder.py``: ordered consumer per stream, core ``>``
 subscription, live validation with the contracts' ``LiveValidator``, every message written to the history
 ``events.jsonl`` through the run's ``EventBus``) reads a JetStream stream at >= 0.8x the message rate of a
 bare nats-py subscriber on the same stream, and loses nothing.
 
-One nats-server is started as the engine starts embedded NATS (``harness.nats_server.NatsCluster``, with
+One nats-server is started as the engine starts embedded NATS (``harness.env.nats_server.NatsCluster``, with
 the recorder's own user for core traffic, denied the stream's subjects); a stream ``BENCH`` (``orders.>``)
 is filled with N valid 241-byte order messages once. Then, for each round, every contender reads the whole
 stream from sequence 1 in a fresh child process (the timer starts before it connects and stops when it has
@@ -133,7 +133,7 @@ async def child_recorder(url: str, n: int, tmp: str, t0_wall: float, core_url: s
     from sagaproof.contracts.model import Channel, ContractSet, Message
     from sagaproof.harness.events import EventBus
     from sagaproof.harness.history import History, read_records
-    from sagaproof.harness.recorder import Recorder
+    from sagaproof.harness.session.recorder import Recorder
 
     cs = ContractSet()
     for i in range(20):  # a realistic number of channels, one with a wildcard
@@ -191,8 +191,8 @@ def child_main(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ parent
 def start_nats(tmp: Path) -> Any:
-    """The engine's embedded NATS (harness.nats_server.NatsCluster): its users, the recorder's core user."""
-    from sagaproof.harness.nats_server import NatsCluster
+    """The engine's embedded NATS (harness.env.nats_server.NatsCluster): its users, the recorder's core user."""
+    from sagaproof.harness.env.nats_server import NatsCluster
 
     # as System does for a declared stream: the recorder's core user is never sent the stream's subjects
     cluster = NatsCluster(tmp / "run", tmp / "logs", size=1, recorder_deny=["orders.>"])

@@ -29,7 +29,7 @@ from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import EnvironmentStartError
 
 RECORDER_CORE_USER = "sagaproof-recorder-core"
-# What the recorder's core subscription ignores (harness.recorder's prefixes), as subscribe-deny subjects.
+# What the recorder's core subscription ignores (harness.session.recorder's prefixes), as subscribe-deny subjects.
 RECORDER_CORE_DENY = ("_INBOX.>", "$JS.>", "$SYS.>", "$KV.>", "$O.>", "_R_.>")
 
 

@@ -193,7 +193,7 @@ PAYLOADS = [
 def test_payloads_are_read_exactly_as_json_loads_reads_them():
     """The recorder's fast parse (orjson where it agrees) gives json.loads's value and errors, and hands back
     the text only when it can stand in a JSON line as it is."""
-    from sagaproof.harness.recorder import _parse
+    from sagaproof.harness.session.recorder import _parse
 
     for data in PAYLOADS:
         try:
@@ -217,7 +217,7 @@ def test_stream_messages_queued_before_the_switch_are_recorded_first_in_order():
     """nats-py may queue a stream's first deliveries before the recorder takes them over; those come first."""
     from types import SimpleNamespace
 
-    from sagaproof.harness.recorder import _deliver_directly
+    from sagaproof.harness.session.recorder import _deliver_directly
 
     queue: asyncio.Queue = asyncio.Queue()
     sub = SimpleNamespace(_pending_queue=queue, _pending_size=0)

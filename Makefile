@@ -20,10 +20,10 @@ test: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 	$(BIN)/python -m pytest -q --durations=25
 
-# The inner loop: everything but the whole-run end-to-end tests (the `slow` marker), in about a minute.
+# The inner loop: everything but the whole-run end-to-end tests (the `slow` marker), on up to 4 cores.
 check: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --maxprocesses 4
 
 lint: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks

@@ -79,9 +79,29 @@ SLOW_MODULES = {
     "tests/harness/test_sharded_run.py",
     "tests/harness/test_attach.py",
 }
+# Whole runs inside otherwise quick modules (each starts a system and runs sagas: 10 to 35 s apiece).
+SLOW_TESTS = {
+    "tests/harness/test_engine_events.py::test_a_run_whose_faults_could_not_be_injected_does_not_pass",
+    "tests/harness/test_shards.py::test_interrupting_a_sharded_run_stops_every_seed_and_everything_they_started",
+    "tests/harness/test_replay.py::test_a_bug_exported_in_the_shell_is_replayed_exactly_into_a_new_report",
+    "tests/harness/test_plugin.py::test_what_the_engine_gives_a_test_on_the_shop",
+    "tests/harness/test_plugin.py::test_a_live_contract_violation_fails_the_test_and_the_session_leaves_a_report",
+    "tests/contracts/test_can_i_deploy.py::test_bad_inputs_are_one_sentence_and_exit_2",
+    "tests/harness/test_contracts_cli.py::test_diff_base_directory_may_be_the_systems_directory_or_the_repository_root",
+    "tests/shop/test_pacts_consumers.py::test_consumer_pact_tests_write_the_committed_pacts",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if Path(item.fspath).relative_to(ROOT).as_posix() in SLOW_MODULES:
+        path = Path(item.fspath).relative_to(ROOT).as_posix()
+        if path in SLOW_MODULES or f"{path}::{item.originalname}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+    # A renamed test must not fall silently into the fast tier: every SLOW_TESTS entry whose module was
+    # collected whole must name a test in it.
+    names = {f"{Path(i.fspath).relative_to(ROOT).as_posix()}::{i.originalname}" for i in items}
+    modules = {n.split("::")[0] for n in names}
+    stale = sorted(t for t in SLOW_TESTS if t.split("::")[0] in modules and t not in names
+                   and not config.option.keyword and not config.option.deselect)
+    if stale and all("::" not in a for a in config.args):
+        raise pytest.UsageError(f"tests/conftest.py SLOW_TESTS names tests that do not exist: {', '.join(stale)}")

@@ -94,16 +94,26 @@ def test_open_sagas_counts_started_not_ended_and_forgets_the_overdue() -> None:
 def test_workload_waits_while_max_open_sagas_are_open() -> None:
     spec = WorkloadSpec(sagas=6, rate=1000.0, concurrency=2, via="publish", subject="x", max_open=2)
     sent: list[int] = []
-    t0 = time.monotonic()
+    open_at_send: list[int] = []
+    state = {"ended": 0, "full_polls": 0}
 
-    def open_now() -> int:  # two sagas end every 0.1 s
-        return max(0, len(sent) - 2 * int((time.monotonic() - t0) / 0.1))
+    def open_now() -> int:  # two sagas end each time the workload has found the limit reached three times
+        if len(sent) - state["ended"] >= 2:
+            state["full_polls"] += 1
+            if state["full_polls"] % 3 == 0:
+                state["ended"] += 2
+        return len(sent) - state["ended"]
 
-    w = Workload(spec, lambda body: sent.append(body["index"]), lambda i, rng: {"index": i}, seed=1,
-                 open_sagas=open_now)
+    def send(body: dict) -> None:
+        open_at_send.append(len(sent) - state["ended"])
+        sent.append(body["index"])
+
+    w = Workload(spec, send, lambda i, rng: {"index": i}, seed=1, open_sagas=open_now)
     assert w.open_limit == 2
     result = w.run()
-    assert sorted(sent) == list(range(6)) and result.held_back > 0.1
+    assert sorted(sent) == list(range(6))
+    assert max(open_at_send) < 2, "a saga was started while max_open were open"
+    assert state["full_polls"] >= 6 and result.held_back > 0.0
     unbounded = Workload(spec, lambda body: None, lambda i, rng: {"index": i}, seed=1)
     assert unbounded.run().held_back == 0.0
 

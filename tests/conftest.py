@@ -55,6 +55,13 @@ def mini_dir(tmp_path: Path):
     return d
 
 
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored, and every process the
+# tests start would inherit that too: the Ctrl-C tests would then fail for want of a Ctrl-C. The tests stand for
+# a person at a terminal, so the children get SIGINT's default (a Python handler is reset to it on exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def kill_group_quietly(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)

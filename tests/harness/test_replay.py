@@ -73,7 +73,12 @@ def test_up_prints_every_url_whole_in_a_narrow_pipe(tmp_path: Path):
         manifest = json.loads((tmp_path / "system.json").read_text())
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        try:
+            proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # never leave it running, whatever went wrong
+            proc.terminate()
+            proc.communicate(timeout=60)
+            raise
     assert proc.returncode == 0
     for svc in manifest["services"]:
         assert f"  url:      {svc['url']}" in lines, (svc["url"], lines)

@@ -705,12 +705,11 @@ class Session:
     def evaluate_invariants(self, settled: Callable[[], bool] | None = None) -> list[CheckOutcome]:
         """Evaluate every invariant (eventually, within [invariants] timeout; an invariant that fails twice while
         ``settled()`` says nothing can change any more fails at once), each an event."""
-        from sagaproof.harness.session.quiescence import eventually as eventually_settled
 
         out = []
         for name, fn in self.invariants:
             self.emit(Phase("invariant", name))
-            ok, why = eventually_settled(self._invariant_call(fn), self.spec.invariant_timeout, settled=settled)
+            ok, why = eventually(self._invariant_call(fn), self.spec.invariant_timeout, settled=settled)
             first = (why.splitlines() or [""])[0]
             summary = "holds" if ok else (first if len(first) <= 160 else first[:157] + "...")
             details = [] if ok else why.splitlines()

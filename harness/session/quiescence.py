@@ -108,34 +108,6 @@ def wait_for_convergence(spec: SystemSpec, recorder: Any, tracker: Any, broker: 
         time.sleep(0.1)
 
 
-def eventually(fn: Callable[[], Any], timeout: float, *, settled: Callable[[], bool] | None = None,
-               interval: float = 0.25) -> tuple[bool, str]:
-    """Call fn until it passes (returns None/True, raises nothing), `timeout` passes, or -- when `settled` is
-    given -- it has failed twice in a row while ``settled()`` said nothing can change any more."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    failed_settled = 0
-    while True:
-        try:
-            out = fn()
-            if out is None or out is True:
-                return True, ""
-            last = out if isinstance(out, str) else f"returned {out!r}"
-        except AssertionError as exc:
-            last = str(exc) or "assertion failed"
-        except Exception as exc:  # noqa: BLE001 - an invariant that crashes is a failed invariant
-            last = f"{type(exc).__name__}: {exc}"
-        if settled is not None and settled():
-            failed_settled += 1
-            if failed_settled >= 2:
-                return False, last
-        else:
-            failed_settled = 0
-        if time.monotonic() >= deadline:
-            return False, last
-        time.sleep(interval)
-
-
 class OpenSagas:
     """Sagas whose start event was recorded and whose terminal event was not, newest last; feed it records."""
 

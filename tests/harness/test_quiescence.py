@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.config import SagaSpec, SystemSpec, WorkloadSpec, parse_system
+from sagaproof.harness.env.wait import eventually
 from sagaproof.harness.session.engine import running
-from sagaproof.harness.session.quiescence import OpenSagas, eventually, open_count
+from sagaproof.harness.session.quiescence import OpenSagas, open_count
 from sagaproof.harness.session.workload import Workload
 
 from tests.conftest import MINI

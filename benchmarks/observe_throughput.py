@@ -2,9 +2,9 @@
 
 Starts a nats-server and the embedded Toxiproxy-compatible server in its own process (as `sagaproof run`
 runs it: an asyncio loop that also serves the links), with two pairs of links to NATS: one plain, one with a
-:class:`chaos.observe.WireObserver` tapped on each (whose events go, as in a run, to a history file: one
-JSON line per connection, subscription or consumer, and one per half second with every delivery and answer
-in rows, as ``harness.env.broker_view`` writes them). Then, from this process, alternating plain and observed rounds:
+:class:`chaos.observe.WireObserver` tapped on each (whose events go, as in a run, to a history file through
+``harness.history.History``: one JSON line per connection, subscription or consumer, and one per half second
+with every delivery and answer in columns, as ``harness.env.broker_view`` writes them). Then, from this process, alternating plain and observed rounds:
 
 * core pub/sub: msgs/s of 1 KiB messages from a publisher on one link to a subscriber on the other;
 * JetStream: msgs/s a pull consumer on a link fetches and acks (each message is a delivery and an ack
@@ -39,13 +39,15 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 LINKS = r"""
-import asyncio, json, sys
+import asyncio, json, sys, time
 from sagaproof.chaos.observe import WireObserver, attach
 from sagaproof.chaos.toxiproxy import serve
+from sagaproof.harness.env.broker_view import _record, wire_event
+from sagaproof.harness.history import History
 
 async def main():
     server = await serve(host="127.0.0.1", port=0)
-    sink = open(sys.argv[2], "w", buffering=1 << 16)
+    history = History(sys.argv[2], t0=time.time())
     observers = []
     out = {}
     for name in ("plain_a", "plain_b", "observed_a", "observed_b"):
@@ -55,15 +57,15 @@ async def main():
             attach(proxy, observers[-1])
         out[name] = proxy.listen
     print(json.dumps(out), flush=True)
+    t0 = history.t0
     while True:  # what a run does with the observations (harness.env.broker_view.BrokerView.flush), twice a second
         await asyncio.sleep(0.5)
         for observer in observers:
-            events, deliveries, answers = observer.drain_rows()
+            events, deliveries, answers = observer.drain_wire(t0)
             for event in events:
-                sink.write(json.dumps(event, separators=(",", ":")) + "\n")
+                history.write(_record(event, t0))
             if deliveries or answers:
-                sink.write(json.dumps({"kind": "wire", "service": observer.service, "deliveries": deliveries,
-                                       "answers": answers}, separators=(",", ":")) + "\n")
+                history.write(_record(wire_event(observer.service, deliveries, answers, t0), t0))
 
 asyncio.run(main())
 """

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagaproof.chaos.observe import wire_rows
+
 from sagaproof.subjects import matches, overlaps
 
 BROKER_CHECKS: tuple[str, ...] = ("delivery guarantee", "consumption", "dead letters")
@@ -266,13 +268,14 @@ class _History:
                     rec.get("delivered"), seq, rec.get("reason"), snap))
             elif kind == "wire":
                 svc = _n(rec["service"])
-                for wt, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending in rec.get("deliveries") or ():
+                d_rows, a_rows = wire_rows(rec.get("deliveries"), rec.get("answers"))
+                for wt, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending in d_rows:
                     stream, seq = _n(stream), int(seq)
                     self.deliveries[(svc, stream, seq)].append(_Delivery(
                         wt, svc, conn, _n(subject), sid, stream, _n(consumer), delivered, seq, cseq, pending,
                         timeline.at(wt)))
                     self.js_sids.add((svc, conn, str(sid)))
-                for wt, conn, how, stream, consumer, delivered, seq, reason in rec.get("answers") or ():
+                for wt, conn, how, stream, consumer, delivered, seq, reason in a_rows:
                     stream, seq = _n(stream), int(seq)
                     self.answers[(svc, stream, seq)].append(_Answer(
                         wt, svc, conn, _n(how), stream, _n(consumer), delivered, seq, reason, timeline.at(wt)))

@@ -115,16 +115,16 @@ class BrokerView:
     def flush(self) -> None:
         """Move what the links observed so far into the history (or the buffer, before a recorder listens).
 
-        Deliveries and answers go in as one ``wire`` record per service and flush, their rows in compact lists
-        (a run can have many; see docs/reports.md), the rarer observations as records of their own."""
+        Deliveries and answers go in as one ``wire`` record per service and flush, in compact columns (a run
+        can have many; see docs/reports.md), the rarer observations as records of their own."""
+        recorder = self._recorder
+        t0 = recorder.t0 if recorder is not None else None  # once a recorder listens, rows come on its clock
         for name, observer in list(self.observers.items()):
-            events, deliveries, answers = observer.drain_rows()
+            events, deliveries, answers = observer.drain_wire(t0)
             for event in events:
                 self._on_event(event)
             if deliveries or answers:
-                first = min(([deliveries[0][0]] if deliveries else []) + ([answers[0][0]] if answers else []))
-                self._on_event({"kind": "wire", "service": name, "wall": first, "deliveries": deliveries,
-                                "answers": answers})
+                self._on_event(wire_event(name, deliveries, answers, t0))
 
     async def _on_advisory(self, msg: Any) -> None:
         tokens = msg.subject.split(".")
@@ -321,11 +321,47 @@ def _merge_jsz(pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for _, entry in found.values()]
 
 
+def wire_event(service: str, deliveries: dict[str, Any] | None, answers: dict[str, Any] | None,
+               t0: float | None) -> dict[str, Any]:
+    """The ``wire`` observation of one flush of a service's link: its deliveries and answers in columns
+    (:meth:`WireObserver.drain_wire`), timed by the first of them; `t0` is what their times count from (None:
+    they are walls)."""
+    first = min(([deliveries["t"][0]] if deliveries else []) + ([answers["t"][0]] if answers else []))
+    event: dict[str, Any] = {"kind": "wire", "service": service, "deliveries": deliveries or {},
+                             "answers": answers or {}}
+    if t0 is None:
+        event["wall"] = first
+    else:
+        event["t"] = first
+        event["_rows_t0"] = t0
+    return event
+
+
+def _shift(columns: Any, by: float, t0: float | None = None) -> None:
+    """Move a wire record's times (columns, or rows of older histories) by `by`; with `t0`, then make them
+    seconds since `t0` (rounded to the µs, never negative)."""
+    if isinstance(columns, dict):
+        times = [t + by for t in columns.get("t") or ()]
+        columns["t"] = times if t0 is None else [round(t - t0, 6) if t > t0 else 0.0 for t in times]
+    else:
+        for row in columns or ():
+            row[0] += by
+            if t0 is not None:
+                row[0] = round(max(0.0, row[0] - t0), 6)
+
+
 def _record(event: dict[str, Any], t0: float) -> dict[str, Any]:
     rec = dict(event)
+    rows_t0 = rec.pop("_rows_t0", None)
+    if rows_t0 == t0:  # already on this clock (times and t), as the links drained it
+        return rec
+    wire = rec.get("kind") == "wire"
+    if rows_t0 is not None:  # on another recorder's clock: back to walls
+        rec["wall"] = rec.pop("t") + rows_t0
+        for columns in (rec.get("deliveries"), rec.get("answers")):
+            _shift(columns, rows_t0)
     rec["t"] = round(max(0.0, float(rec.pop("wall", time.time())) - t0), 6)  # set-up before recording: t=0
-    for rows in (rec.get("deliveries"), rec.get("answers")):  # a wire record's rows carry their own times
-        if rows and rec.get("kind") == "wire":
-            for row in rows:
-                row[0] = round(max(0.0, row[0] - t0), 6)
+    if wire:  # a wire record's deliveries and answers carry their own times
+        for columns in (rec.get("deliveries"), rec.get("answers")):
+            _shift(columns, 0.0, t0)
     return rec

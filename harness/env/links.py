@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -201,13 +201,13 @@ class ChaosHandle:
         return err
 
     @contextmanager
-    def _network(self, kind: str, service: str, params: dict[str, Any], make: Any) -> Iterator[None]:
-        proxy = self._proxy(service)
-        fault = self._new(kind, service, params)
+    def _carried(self, fault: dict[str, Any], inject: Callable[[], Any], heal: Callable[[], Any]) -> Iterator[None]:
+        """Carry out `fault` around the block: inject it, mark it started, and heal and mark it ended however
+        the block ends. An injection or a healing the proxy refuses is a fault not carried out
+        (:class:`FaultFailed`), raised as a :class:`FaultError`."""
         try:
             with boundary("fault"):
-                cm = make(self._faults(), proxy)
-                cm.__enter__()
+                inject()
         except (FaultError, OSError) as exc:
             raise self._refused(fault, exc) from None
         self._start(fault)
@@ -216,11 +216,24 @@ class ChaosHandle:
         finally:
             try:
                 with boundary("fault"):
-                    cm.__exit__(None, None, None)
+                    heal()
             except (FaultError, OSError) as exc:
                 self._end(fault)
                 raise self._refused(fault, exc, "heal") from None
             self._end(fault)
+
+    @contextmanager
+    def _network(self, kind: str, service: str, params: dict[str, Any], make: Any) -> Iterator[None]:
+        proxy = self._proxy(service)
+        fault = self._new(kind, service, params)
+        toxics: list[Any] = []  # the context manager of the toxics, once made
+
+        def inject() -> None:
+            toxics.append(make(self._faults(), proxy))
+            toxics[0].__enter__()
+
+        with self._carried(fault, inject, lambda: toxics[0].__exit__(None, None, None)):
+            yield
 
     def latency(self, service: str, ms: int, jitter: int = 0, direction: str = "both") -> Any:
         """Every byte between the service and NATS is `ms` (± jitter) late."""
@@ -318,22 +331,10 @@ class ChaosHandle:
         names = [f"nats-route-{a}-{b}" for a in range(len(nats.nodes)) for b in range(len(nats.nodes))
                  if a != b and node in (a, b)]
         fault = self._new("nats_isolate", f"nats-{node}", {"routes": names})
-        try:
-            with boundary("fault"):
-                for name in names:
-                    self.system.proxies.disable(name)
-        except FaultError as exc:
-            raise self._refused(fault, exc) from None
-        self._start(fault)
-        try:
+        proxies = self.system.proxies
+        with self._carried(fault, lambda: [proxies.disable(name) for name in names],
+                           lambda: [proxies.enable(name) for name in names]):
             yield
-        finally:
-            try:
-                with boundary("fault"):
-                    for name in names:
-                        self.system.proxies.enable(name)
-            finally:
-                self._end(fault)
 
     def restart_nats(self, node: int = 0) -> None:
         """Kill a NATS node and bring it back with its JetStream data."""

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from sagaproof.chaos.observe import wire_rows
+
 from tests.conftest import MINI, SAGAPROOF, SHOP
 
 
@@ -82,7 +84,7 @@ def test_clean_run_without_chaos_still_observes_every_service(tmp_path: Path) ->
     history = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
     kinds = {r["kind"] for r in history}
     assert {"nats_connect", "js_consumer", "wire", "advisory", "broker_snapshot"} <= kinds
-    rows = [row for r in history if r["kind"] == "wire" for row in r["deliveries"]]
+    rows = [row for r in history if r["kind"] == "wire" for row in wire_rows(r["deliveries"], r["answers"])[0]]
     assert len({(row[4], row[7]) for row in rows if row[5] == "payment"}) >= 20  # payment's deliveries, by sequence
 
 

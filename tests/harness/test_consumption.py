@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from sagaproof.contracts import load
 from sagaproof.harness.checks.consumption import Receive, check_broker, receives_from_contracts
 from sagaproof.harness.config import SagaSpec, StepSpec
@@ -223,18 +224,30 @@ def test_when_the_run_ends_without_quiescence_what_may_still_be_taken_is_pending
     assert [f.stream_seq for f in final.findings["consumption"]] == [a, b, c]
 
 
-def test_wire_records_with_rows_read_like_single_records() -> None:
+@pytest.mark.parametrize("form", ["columns", "rows"])
+def test_wire_records_read_like_single_records(form: str) -> None:
     h = H().connect("payment").consumer("payment", ["orders.created"])
     h.add("fault_start", 0.5, fault={"id": "f1", "kind": "kill", "target": "payment"})
     a = h.msg(1.0, "orders.created")
     b = h.msg(1.1, "orders.created", key="o2")
     h.add("fault_end", 1.15, fault_id="f1")
-    # as the broker view writes them: one record per flush, rows with their own times
-    h.add("wire", 1.2, service="payment",
-          deliveries=[[1.2, 1, "orders.created", "2", "SHOP", "payment", 1, a, a, 1],
-                      [1.2, 1, "orders.created", "2", "SHOP", "payment", 1, b, b, 0],
-                      [1.4, 1, "orders.created", "2", "SHOP", "payment", 2, b, b + 1, 0]],
-          answers=[[1.25, 1, "ack", "SHOP", "payment", 1, a, None], [1.3, 1, "nak", "SHOP", "payment", 1, b, None]])
+    if form == "columns":  # as the broker view writes them: one record per flush, columns with their own times
+        h.add("wire", 1.2, service="payment",
+              deliveries={"t": [1.2, 1.2, 1.4], "conn": [1, 1, 1], "subject": ["orders.created"] * 3,
+                          "sid": ["2"] * 3,
+                          "ack": f"$JS.ACK.SHOP.payment.1.{a}.{a}.1700000000000000000.1 "
+                                 f"$JS.ACK.SHOP.payment.1.{b}.{b}.1700000000000000000.0 "
+                                 f"$JS.ACK.SHOP.payment.2.{b}.{b + 1}.1700000000000000000.0"},
+              answers={"t": [1.25, 1.3], "conn": [1, 1], "how": ["ack", "nak"],
+                       "ack": f"$JS.ACK.SHOP.payment.1.{a}.{a}.1700000000000000000.1 "
+                              f"$JS.ACK.SHOP.payment.1.{b}.{b}.1700000000000000000.0"})
+    else:  # as older histories hold them: rows
+        h.add("wire", 1.2, service="payment",
+              deliveries=[[1.2, 1, "orders.created", "2", "SHOP", "payment", 1, a, a, 1],
+                          [1.2, 1, "orders.created", "2", "SHOP", "payment", 1, b, b, 0],
+                          [1.4, 1, "orders.created", "2", "SHOP", "payment", 2, b, b + 1, 0]],
+              answers=[[1.25, 1, "ack", "SHOP", "payment", 1, a, None],
+                       [1.3, 1, "nak", "SHOP", "payment", 1, b, None]])
     report = h.check(receives=[RECEIVES[0]], services=("payment",))
     (f,) = report.findings["consumption"]
     assert f.stream_seq == b and "delivered 2 time(s) and never acknowledged; the last answer was -NAK" in f.detail

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sagaproof.chaos.observe import wire_rows
 from sagaproof.harness.config import SagaSpec, SystemSpec, WorkloadSpec, parse_system
 from sagaproof.harness.env.wait import eventually
 from sagaproof.harness.session.engine import running
@@ -53,7 +54,8 @@ def test_a_held_delivery_and_a_disconnected_service_are_not_quiescent(tmp_path: 
         why = wait_until(lambda: (lambda q: q[1] if not q[0] and "holds" in q[1] else "")(broker.quiescence(0.2)))
         assert "service 'alpha' holds 1 unanswered deliveries (e.g. MINI sequence 1" in why
         wait_until(lambda: broker.quiescence(0.2)[0])
-        acks = [(r["service"], row[2], row[6]) for r in system.history() if r["kind"] == "wire" for row in r["answers"]]
+        acks = [(r["service"], row[2], row[6]) for r in system.history() if r["kind"] == "wire"
+                for row in wire_rows(r["deliveries"], r["answers"])[1]]
         assert acks == [("alpha", "ack", 1)]
         system.services["alpha"].kill()
         assert wait_until(lambda: (lambda q: q[1] if not q[0] else "")(broker.quiescence(0.2))) == \
@@ -94,26 +96,28 @@ def test_open_sagas_counts_started_not_ended_and_forgets_the_overdue() -> None:
 
 def test_workload_waits_while_max_open_sagas_are_open() -> None:
     spec = WorkloadSpec(sagas=6, rate=1000.0, concurrency=2, via="publish", subject="x", max_open=2)
+    started: list[int] = []  # sagas the workload decided to start (their bodies are drawn just before)
     sent: list[int] = []
-    open_at_send: list[int] = []
+    open_at_start: list[int] = []
     state = {"ended": 0, "full_polls": 0}
 
     def open_now() -> int:  # two sagas end each time the workload has found the limit reached three times
-        if len(sent) - state["ended"] >= 2:
+        if len(started) - state["ended"] >= 2:
             state["full_polls"] += 1
             if state["full_polls"] % 3 == 0:
                 state["ended"] += 2
-        return len(sent) - state["ended"]
+        return len(started) - state["ended"]
 
-    def send(body: dict) -> None:
-        open_at_send.append(len(sent) - state["ended"])
-        sent.append(body["index"])
+    def body(i: int, rng: object) -> dict:
+        open_at_start.append(len(started) - state["ended"])
+        started.append(i)
+        return {"index": i}
 
-    w = Workload(spec, send, lambda i, rng: {"index": i}, seed=1, open_sagas=open_now)
+    w = Workload(spec, lambda b: sent.append(b["index"]), body, seed=1, open_sagas=open_now)
     assert w.open_limit == 2
     result = w.run()
     assert sorted(sent) == list(range(6))
-    assert max(open_at_send) < 2, "a saga was started while max_open were open"
+    assert max(open_at_start) < 2, "a saga was started while max_open were open"
     assert state["full_polls"] >= 6 and result.held_back > 0.0
     unbounded = Workload(spec, lambda body: None, lambda i, rng: {"index": i}, seed=1)
     assert unbounded.run().held_back == 0.0

@@ -242,11 +242,14 @@ class _Downstream(_Scanner):
         core = self._core
         obs = self.conn.observer
         number = self.conn.number
-        delivering, ack_none, held, deliveries = obs.delivering, obs.ack_none, obs._held, obs._deliveries
+        delivering, ack_none, held, queue = obs.delivering, obs.ack_none, obs._held, obs._deliveries.append
+        clock = obs.clock
         delivery = _DELIVERY
         last, step, subject = self._last, self._step, self._subject
         run = 0  # frames of `last` in a row, not counted yet
         active = False
+        on = (b"", b"")  # the (stream, consumer) of the last delivery, and whether its deliveries are held
+        holds = False
         while pos < limit:
             if starts(last, pos):
                 pos += step
@@ -256,11 +259,13 @@ class _Downstream(_Scanner):
             if m is not None:
                 op, subj, sid, reply, stream, consumer, count, seq, hdr, size = m.groups()
                 if (hdr is None) == (op == b"MSG"):  # else not a NATS frame: read (and given up on) below
-                    pair = (stream, consumer)
-                    delivering.add(pair)
-                    if pair not in ack_none:
+                    if stream != on[0] or consumer != on[1]:
+                        on = (stream, consumer)
+                        delivering.add(on)
+                        holds = on not in ack_none
+                    if holds:
                         held[(stream, consumer, seq)] = (count, number)
-                    deliveries.append((obs.clock, number, subj, sid, reply))
+                    queue((clock, number, subj, sid, reply))
                     active = True
                     pos = m.end() + int(size) + 2
                     continue
@@ -300,7 +305,7 @@ class _Downstream(_Scanner):
                         delivering.add(pair)
                         if pair not in ack_none:
                             held[(tokens[b], tokens[b + 1], tokens[b + 3])] = (tokens[b + 2], number)
-                        deliveries.append((obs.clock, number, parts[1], parts[2], reply))
+                        queue((clock, number, parts[1], parts[2], reply))
                     active = True
                     pos = nl + 3 + size
                     continue
@@ -339,7 +344,8 @@ class _Upstream(_Scanner):
         cache = self._cache
         obs = self.conn.observer
         number = self.conn.number
-        held_pop, answers = obs._held.pop, obs._answers
+        held_pop, queue = obs._held.pop, obs._answers.append
+        clock = obs.clock
         answer = _ANSWER
         last, step = self._last, self._step
         active = False
@@ -361,7 +367,7 @@ class _Upstream(_Scanner):
                     payload = data[start:end] if end - start <= _NEEDED_PAYLOAD else b""
                 if not payload or not payload.lstrip().startswith(b"+WPI"):  # in progress: still held
                     held_pop((stream, consumer, seq), None)
-                answers.append((obs.clock, number, subject, payload[:512]))
+                queue((clock, number, subject, payload if len(payload) <= 512 else payload[:512]))
                 active = True
                 pos = end + 2
                 continue
@@ -421,7 +427,7 @@ class _Upstream(_Scanner):
                         b = 2 if nt == 9 else 4
                         if not payload or not payload.lstrip().startswith(b"+WPI"):  # in progress: still held
                             held_pop((tokens[b], tokens[b + 1], tokens[b + 3]), None)
-                        answers.append((obs.clock, number, subject, payload[:512]))
+                        queue((clock, number, subject, payload if len(payload) <= 512 else payload[:512]))
                 elif size <= _NEEDED_PAYLOAD:
                     self.conn._create(subject, payload)
                 active = True

@@ -340,6 +340,8 @@ def wire_event(service: str, deliveries: dict[str, Any] | None, answers: dict[st
 def _shift(columns: Any, by: float, t0: float | None = None) -> None:
     """Move a wire record's times (columns, or rows of older histories) by `by`; with `t0`, then make them
     seconds since `t0` (rounded to the µs, never negative)."""
+    if not columns:
+        return
     if isinstance(columns, dict):
         times = [t + by for t in columns.get("t") or ()]
         columns["t"] = times if t0 is None else [round(t - t0, 6) if t > t0 else 0.0 for t in times]

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
+from sagaproof.chaos.observe import wire_rows
 from sagaproof.contracts import load
 from sagaproof.harness.checks.consumption import Receive, check_broker, receives_from_contracts
 from sagaproof.harness.config import SagaSpec, StepSpec
@@ -254,3 +255,20 @@ def test_wire_records_read_like_single_records(form: str) -> None:
     row = next(r for r in report.matrix if r["service"] == "payment")
     assert (row["delivered"], row["acked"], row["redelivered"], row["naked"]) == (2, 1, 1, 1)
     assert report.coverage["streams"]["SHOP"]["payment"] == {"deliveries": 3, "redeliveries": 1}
+
+
+def test_wire_records_come_on_the_recorder_clock_however_they_were_drained() -> None:
+    from sagaproof.harness.env.broker_view import _record, wire_event
+
+    def columns(times: list[float]) -> dict[str, Any]:
+        return {"t": times, "conn": [1] * len(times), "subject": ["orders.created"] * len(times),
+                "sid": ["2"] * len(times), "ack": " ".join(f"$JS.ACK.SHOP.payment.1.{i}.{i}.0.0" for i in range(len(times)))}
+
+    t0 = 1_700_000_000.0
+    walls = [t0 - 1.0, t0 + 0.25, t0 + 1.5]  # one before the recorder started: t 0
+    before = _record(wire_event("payment", columns(list(walls)), None, None), t0)  # drained before a recorder
+    drained = _record(wire_event("payment", columns([0.0, 0.25, 1.5]), None, t0), t0)  # on its clock already
+    other = _record(wire_event("payment", columns([1.0, 2.25, 3.5]), None, t0 - 2.0), t0)  # another clock
+    for rec in (before, drained, other):
+        assert rec["deliveries"]["t"] == [0.0, 0.25, 1.5] and rec["t"] == 0.0 and "_rows_t0" not in rec
+        assert [row[7] for row in wire_rows(rec["deliveries"], rec["answers"])[0]] == [0, 1, 2]

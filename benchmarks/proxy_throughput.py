@@ -52,6 +52,7 @@ from typing import Any
 import nats
 import nats.errors
 import requests
+from natsload import core_flow  # benchmarks/natsload.py (this script's folder is first on sys.path)
 
 SERVER = r"""
 import asyncio
@@ -213,35 +214,9 @@ async def nats_figures(a_url: str, b_url: str, requests_n: int, msgs_n: int) -> 
     await requester.close()
     await responder.close()
 
-    sub = await nats.connect(b_url, pending_size=256 * 1024 * 1024)
-    pub = await nats.connect(a_url, pending_size=256 * 1024 * 1024)
-    done = asyncio.Event()
-    got = 0
-
-    async def on_msg(_msg: Any) -> None:
-        nonlocal got
-        got += 1
-        if got >= msgs_n:
-            done.set()
-
-    s = await sub.subscribe("bench.flow", cb=on_msg, pending_msgs_limit=msgs_n * 2, pending_bytes_limit=-1)
-    await sub.flush()
-    payload = os.urandom(1024)
-    t0 = time.perf_counter()
-    for i in range(msgs_n):
-        await pub.publish("bench.flow", payload)
-        if i % 1000 == 999:
-            await pub.flush(timeout=10)  # keep the publisher from outrunning the socket
-    await pub.flush(timeout=10)
-    try:
-        await asyncio.wait_for(done.wait(), 30)
-        rate = msgs_n / (time.perf_counter() - t0)
-    except TimeoutError:  # messages lost (a slow consumer cut by the server): no rate, say so
+    rate, got = await core_flow(a_url, b_url, msgs_n)
+    if got < msgs_n:  # messages lost (a slow consumer cut by the server): no rate, say so
         print(f"  pub/sub: only {got} of {msgs_n} messages arrived", file=sys.stderr, flush=True)
-        rate = float("nan")
-    await s.unsubscribe()
-    await pub.close()
-    await sub.close()
     return rtts, rate
 
 

@@ -131,10 +131,12 @@ def cpu_seconds(pid: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller counts")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per variant")
+    ap.add_argument("--rounds", type=int, default=20, help="alternating rounds per variant (fewer cannot resolve 10%% on a busy machine)")
+    ap.add_argument("--core-messages", type=int, default=0, help="core messages per round (default 30000)")
+    ap.add_argument("--js-messages", type=int, default=0, help="JetStream messages per round (default 5000)")
     args = ap.parse_args(argv)
-    core_n = 10000 if args.quick else 30000
-    js_n = 2000 if args.quick else 5000
+    core_n = args.core_messages or (10000 if args.quick else 30000)
+    js_n = args.js_messages or (2000 if args.quick else 5000)
     load0 = f"{os.getloadavg()[0]:.2f}"
     tmp = tempfile.TemporaryDirectory()
     procs: list[subprocess.Popen] = []

@@ -136,13 +136,38 @@ _GLUE = MAX_CONTROL_LINE + _NEEDED_PAYLOAD + 2  # enough of the next chunk to fi
 _LINE_CACHE = 1024  # control lines remembered per direction (those without a reply subject, which repeat)
 _NEVER = b"\x00\x00 not a control line \x00\x00"  # matches no NATS frame; the repeat path's initial line
 _WANTS = (_ACK, *_API_CREATE, _NEXT)  # upstream subjects read beyond the bare fact of a publish
-# The two frames of every JetStream message, read by one regular expression each (ack subject in the 9-token
-# form; any other line goes the general way, which reads these the same):
-# a delivery: op, subject, sid, reply, stream, consumer, delivered, stream_seq, [header size], size
-_DELIVERY = re.compile(rb"(H?MSG) (\S+) (\S+) (\$JS\.ACK\.([^\s.]+)\.([^\s.]+)\.(\d+)\.(\d+)\.[^\s.]+\.[^\s.]+\.[^\s.]+)"
-                       rb" (?:(\d+) )?(\d{1,9})\r\n").match
-# an answer: subject, stream, consumer, stream_seq, size
-_ANSWER = re.compile(rb"PUB (\$JS\.ACK\.([^\s.]+)\.([^\s.]+)\.[^\s.]+\.([^\s.]+)\.[^\s.]+\.[^\s.]+\.[^\s.]+) +(\d{1,5})\r\n").match
+# The two frames of every JetStream message, read by one regular expression each (any other line goes the
+# general way, which reads these the same); the ack subject is kept whole, as the key of a held delivery:
+# a delivery: op, subject, sid, reply (the ack subject), [header size], size
+_DELIVERY = re.compile(rb"(H?MSG) (\S+) (\S+) (\$JS\.ACK\.\S+) (?:(\d+) )?(\d{1,9})\r\n").match
+# an answer without a reply subject: ack subject, size
+_ANSWER = re.compile(rb"PUB (\$JS\.ACK\.\S+) +(\d{1,5})\r\n").match
+
+
+def _pair(reply: bytes) -> tuple[bytes, bytes] | None:
+    """(stream, consumer) of an ack subject in any of its forms, or None."""
+    tokens = reply.split(b".")
+    n = len(tokens)
+    if n != 9 and n < 11:
+        return None
+    b = 2 if n == 9 else 4
+    return tokens[b], tokens[b + 1]
+
+
+def _keys(acks: tuple[bytes, ...]) -> list[tuple[bytes, bytes, bytes] | None]:
+    """(stream, consumer, stream_seq) of each ack subject (None for one that is not one): the 9-token form of
+    all of them split in one go, any other form one by one."""
+    k = len(acks)
+    tokens = b".".join(acks).split(b".")
+    if len(tokens) == 9 * k and tokens[1::9].count(b"ACK") == k:
+        return list(zip(tokens[2::9], tokens[3::9], tokens[5::9], strict=True))
+    out: list[tuple[bytes, bytes, bytes] | None] = []
+    for ack in acks:
+        t = ack.split(b".")
+        n = len(t)
+        b = 2 if n == 9 else 4
+        out.append((t[b], t[b + 1], t[b + 3]) if (n == 9 or n >= 11) and t[1] == b"ACK" else None)
+    return out
 
 
 class _Scanner:
@@ -242,14 +267,12 @@ class _Downstream(_Scanner):
         core = self._core
         obs = self.conn.observer
         number = self.conn.number
-        delivering, ack_none, held, queue = obs.delivering, obs.ack_none, obs._held, obs._deliveries.append
+        ack_none, held, queue = obs.ack_none, obs._held, obs._deliveries.append
         clock = obs.clock
         delivery = _DELIVERY
         last, step, subject = self._last, self._step, self._subject
         run = 0  # frames of `last` in a row, not counted yet
         active = False
-        on = (b"", b"")  # the (stream, consumer) of the last delivery, and whether its deliveries are held
-        holds = False
         while pos < limit:
             if starts(last, pos):
                 pos += step
@@ -257,14 +280,10 @@ class _Downstream(_Scanner):
                 continue
             m = delivery(data, pos)
             if m is not None:
-                op, subj, sid, reply, stream, consumer, count, seq, hdr, size = m.groups()
+                op, subj, sid, reply, hdr, size = m.groups()
                 if (hdr is None) == (op == b"MSG"):  # else not a NATS frame: read (and given up on) below
-                    if stream != on[0] or consumer != on[1]:
-                        on = (stream, consumer)
-                        delivering.add(on)
-                        holds = on not in ack_none
-                    if holds:
-                        held[(stream, consumer, seq)] = (count, number)
+                    if not ack_none or _pair(reply) not in ack_none:  # ack policy none: nothing to answer
+                        held[reply] = number
                     queue((clock, number, subj, sid, reply))
                     active = True
                     pos = m.end() + int(size) + 2
@@ -301,10 +320,8 @@ class _Downstream(_Scanner):
                     nt = len(tokens)
                     if nt == 9 or nt >= 11:
                         b = 2 if nt == 9 else 4
-                        pair = (tokens[b], tokens[b + 1])
-                        delivering.add(pair)
-                        if pair not in ack_none:
-                            held[(tokens[b], tokens[b + 1], tokens[b + 3])] = (tokens[b + 2], number)
+                        if (tokens[b], tokens[b + 1]) not in ack_none:
+                            held[reply] = number
                         queue((clock, number, parts[1], parts[2], reply))
                     active = True
                     pos = nl + 3 + size
@@ -355,7 +372,7 @@ class _Upstream(_Scanner):
                 continue
             m = answer(data, pos)
             if m is not None:
-                subject, stream, consumer, seq, size = m.groups()
+                subject, size = m.groups()
                 end = m.end()
                 payload = b""
                 if size != b"0":
@@ -366,7 +383,7 @@ class _Upstream(_Scanner):
                         break
                     payload = data[start:end] if end - start <= _NEEDED_PAYLOAD else b""
                 if not payload or not payload.lstrip().startswith(b"+WPI"):  # in progress: still held
-                    held_pop((stream, consumer, seq), None)
+                    held_pop(subject, None)
                 queue((clock, number, subject, payload if len(payload) <= 512 else payload[:512]))
                 active = True
                 pos = end + 2
@@ -424,9 +441,8 @@ class _Upstream(_Scanner):
                     tokens = subject.split(b".")
                     nt = len(tokens)
                     if nt == 9 or nt >= 11:
-                        b = 2 if nt == 9 else 4
                         if not payload or not payload.lstrip().startswith(b"+WPI"):  # in progress: still held
-                            held_pop((tokens[b], tokens[b + 1], tokens[b + 3]), None)
+                            held_pop(subject, None)
                         queue((clock, number, subject, payload if len(payload) <= 512 else payload[:512]))
                 elif size <= _NEEDED_PAYLOAD:
                     self.conn._create(subject, payload)
@@ -616,8 +632,10 @@ class WireObserver:
         self.ack_none: set[tuple[bytes, bytes]] = set()  # (stream, consumer) created with ack policy none
         self.delivering: set[tuple[bytes, bytes]] = set()  # (stream, consumer) that delivered to the service
         self.core_received: dict[bytes, int] = {}  # subject -> messages delivered on core subscriptions
-        # (stream, consumer, stream_seq) -> (delivered, conn) not answered yet; written on the proxy's loop only
-        self._held: dict[tuple[bytes, bytes, bytes], tuple[bytes, int]] = {}
+        # ack subject -> conn of each delivery not answered yet (written on the proxy's loop); an older delivery
+        # of a message delivered again is let go when the two are drained (:meth:`_reconcile`)
+        self._held: dict[bytes, int] = {}
+        self._latest: dict[tuple[bytes, bytes, bytes], bytes] = {}  # (stream, consumer, seq) -> its held ack subject
         self._queue: deque[tuple[_Scanner, bytes, float, float]] = deque()  # passed, not read yet
         self._queued = 0
         self._scheduled = False
@@ -686,8 +704,15 @@ class WireObserver:
 
     def held(self) -> dict[tuple[str, str, int], int]:
         """Deliveries (stream, consumer, stream_seq) -> delivery count that the service has not answered yet."""
-        snapshot = dict(self._held)  # one C-level copy: safe while the proxy's loop writes
-        return {(s.decode(), c.decode(), int(q)): int(d) for (s, c, q), (d, _) in snapshot.items()}
+        snapshot = list(dict(self._held))  # one C-level copy: safe while the proxy's loop writes
+        out: dict[tuple[str, str, int], int] = {}
+        for reply in snapshot:
+            fields = _ack_fields(reply.decode("utf-8", "replace"))
+            if fields is not None:  # a message delivered again before a drain: its latest delivery counts
+                key = (fields[0], fields[1], fields[3])
+                if out.get(key, 0) < fields[2]:
+                    out[key] = fields[2]
+        return out
 
     def delivering_consumers(self) -> set[tuple[str, str]]:
         """(stream, consumer) of every consumer that delivered to the service."""
@@ -739,17 +764,46 @@ class WireObserver:
         deliveries = answers = None
         if delivered:
             walls, conns, subjects, sids, replies = zip(*delivered, strict=True)
+            self._reconcile_deliveries(replies)
             deliveries = {"t": _times(walls, t0), "conn": list(conns), "subject": _text(subjects),
                           "sid": _text(sids), "ack": b" ".join(replies).decode("utf-8", "replace")}
         if answered:
             walls, conns, subjects, bodies = zip(*answered, strict=True)
             known = {body: _HOW.get(body) or _ack_how(body) for body in set(bodies)}  # bodies repeat (+ACK, empty)
             hows, reasons = zip(*map(known.__getitem__, bodies), strict=True)
+            self._reconcile_answers(subjects, hows)
             answers = {"t": _times(walls, t0), "conn": list(conns), "how": list(hows),
                        "ack": b" ".join(subjects).decode("utf-8", "replace")}
             if any(reasons):
                 answers["reason"] = list(reasons)
         return events, deliveries, answers
+
+    def _reconcile_deliveries(self, replies: tuple[bytes, ...]) -> None:
+        """Drained deliveries, oldest first: note the consumers that delivered, and let go of an older delivery
+        of a message the server delivered again (its ack wait ran out; only the latest is owed an answer)."""
+        held, latest = self._held, self._latest
+        keys = _keys(replies)
+        self.delivering.update((key[0], key[1]) for key in set(keys) if key is not None)
+        for reply, key in zip(replies, keys, strict=True):
+            if key is None:  # not an ack subject after all: nothing the server waits for
+                held.pop(reply, None)
+                continue
+            before = latest.get(key)
+            if before is not None and before != reply:
+                held.pop(before, None)
+            if reply in held:
+                latest[key] = reply
+            elif before is not None:
+                latest.pop(key, None)
+
+    def _reconcile_answers(self, subjects: tuple[bytes, ...], hows: tuple[str, ...]) -> None:
+        """Drained answers: a message answered for good (anything but in progress) needs no reconciling more."""
+        latest = self._latest
+        if not latest:
+            return
+        for subject, key, how in zip(subjects, _keys(subjects), hows, strict=True):
+            if key is not None and how != "wpi" and latest.get(key) == subject:
+                del latest[key]
 
     # -- called by the connection observations, on the proxy's loop
     def _emit(self, event: Event) -> None:
@@ -769,8 +823,8 @@ class WireObserver:
         with self._lock:
             self.open_connections -= 1
         number = conn.number  # its deliveries not answered: the server redelivers them once their ack wait passes
-        for key in [k for k, (_, c) in self._held.items() if c == number]:
-            del self._held[key]
+        for key in [k for k, c in self._held.items() if c == number]:
+            self._held.pop(key, None)
         self.last_activity = time.monotonic()
         self._emit({"kind": "nats_closed", "conn": conn.number, "wall": time.time()})
 

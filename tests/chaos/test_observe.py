@@ -134,6 +134,35 @@ def test_every_frame_is_read_as_it_should_be() -> None:
     assert active == [True, False, True, True, True, False, True, True, True, True]
 
 
+def test_only_the_latest_delivery_of_a_message_is_held() -> None:
+    """A message delivered again (its ack wait ran out) is owed one answer, to its latest delivery: once the two
+    deliveries are drained, the older one is let go, whether the newer one was answered or not."""
+    def delivery(n: int, seq: int) -> bytes:
+        return b"MSG orders.a 4 $JS.ACK.S.c.%d.%d.%d.170000000000000000%d.0 1\r\nx\r\n" % (n, seq, seq + n, n)
+
+    def answer(n: int, seq: int, body: bytes = b"") -> bytes:
+        return b"PUB $JS.ACK.S.c.%d.%d.%d.170000000000000000%d.0 %d\r\n%s\r\n" % (n, seq, seq + n, n, len(body), body)
+
+    observer = WireObserver("svc")
+    conn = observer.open_connection()
+    conn.down.feed(delivery(1, 7) + delivery(1, 8))
+    observer.drain()
+    assert observer.held() == {("S", "c", 7): 1, ("S", "c", 8): 1}
+    assert observer.delivering_consumers() == {("S", "c")}
+    conn.down.feed(delivery(2, 7) + delivery(2, 8))  # both delivered again; only the second one is answered
+    conn.up.feed(answer(2, 8))
+    assert observer.held() == {("S", "c", 7): 2, ("S", "c", 8): 1}  # seq 8's first delivery waits for a drain
+    observer.drain()
+    assert observer.held() == {("S", "c", 7): 2}
+    conn.up.feed(answer(2, 7, b"+WPI"))  # in progress: still owed
+    observer.drain()
+    assert observer.held() == {("S", "c", 7): 2}
+    conn.down.feed(delivery(3, 7))
+    conn.up.feed(answer(3, 7, b"+ACK"))
+    observer.drain()
+    assert observer.held() == {} and observer._latest == {}  # nothing kept for messages answered for good
+
+
 def test_frames_read_the_same_however_the_bytes_are_cut() -> None:
     whole = _observe(_chunks())
     longest = max(sum(len(c) for d, c in _TRAFFIC if d == x) for x in ("up", "down"))

@@ -154,19 +154,14 @@ def _pair(reply: bytes) -> tuple[bytes, bytes] | None:
     return tokens[b], tokens[b + 1]
 
 
-def _keys(acks: tuple[bytes, ...]) -> list[tuple[bytes, bytes, bytes] | None]:
-    """(stream, consumer, stream_seq) of each ack subject (None for one that is not one): the 9-token form of
-    all of them split in one go, any other form one by one."""
-    k = len(acks)
-    tokens = b".".join(acks).split(b".")
-    if len(tokens) == 9 * k and tokens[1::9].count(b"ACK") == k:
-        return list(zip(tokens[2::9], tokens[3::9], tokens[5::9], strict=True))
-    out: list[tuple[bytes, bytes, bytes] | None] = []
+def _fields(acks: Any) -> list[tuple[bytes, bytes, bytes, bytes] | None]:
+    """(stream, consumer, delivered, stream_seq) of each ack subject, None for one that is not one."""
+    out: list[tuple[bytes, bytes, bytes, bytes] | None] = []
     for ack in acks:
         t = ack.split(b".")
         n = len(t)
         b = 2 if n == 9 else 4
-        out.append((t[b], t[b + 1], t[b + 3]) if (n == 9 or n >= 11) and t[1] == b"ACK" else None)
+        out.append((t[b], t[b + 1], t[b + 2], t[b + 3]) if (n == 9 or n >= 11) and t[1] == b"ACK" else None)
     return out
 
 
@@ -633,9 +628,8 @@ class WireObserver:
         self.delivering: set[tuple[bytes, bytes]] = set()  # (stream, consumer) that delivered to the service
         self.core_received: dict[bytes, int] = {}  # subject -> messages delivered on core subscriptions
         # ack subject -> conn of each delivery not answered yet (written on the proxy's loop); an older delivery
-        # of a message delivered again is let go when the two are drained (:meth:`_reconcile`)
+        # of a message delivered again is let go when the newer one is drained (:meth:`_reconcile`)
         self._held: dict[bytes, int] = {}
-        self._latest: dict[tuple[bytes, bytes, bytes], bytes] = {}  # (stream, consumer, seq) -> its held ack subject
         self._queue: deque[tuple[_Scanner, bytes, float, float]] = deque()  # passed, not read yet
         self._queued = 0
         self._scheduled = False
@@ -764,46 +758,51 @@ class WireObserver:
         deliveries = answers = None
         if delivered:
             walls, conns, subjects, sids, replies = zip(*delivered, strict=True)
-            self._reconcile_deliveries(replies)
+            joined = b" ".join(replies)
+            self._reconcile(replies, joined)
             deliveries = {"t": _times(walls, t0), "conn": list(conns), "subject": _text(subjects),
-                          "sid": _text(sids), "ack": b" ".join(replies).decode("utf-8", "replace")}
+                          "sid": _text(sids), "ack": joined.decode("utf-8", "replace")}
         if answered:
             walls, conns, subjects, bodies = zip(*answered, strict=True)
             known = {body: _HOW.get(body) or _ack_how(body) for body in set(bodies)}  # bodies repeat (+ACK, empty)
             hows, reasons = zip(*map(known.__getitem__, bodies), strict=True)
-            self._reconcile_answers(subjects, hows)
             answers = {"t": _times(walls, t0), "conn": list(conns), "how": list(hows),
                        "ack": b" ".join(subjects).decode("utf-8", "replace")}
             if any(reasons):
                 answers["reason"] = list(reasons)
         return events, deliveries, answers
 
-    def _reconcile_deliveries(self, replies: tuple[bytes, ...]) -> None:
-        """Drained deliveries, oldest first: note the consumers that delivered, and let go of an older delivery
-        of a message the server delivered again (its ack wait ran out; only the latest is owed an answer)."""
-        held, latest = self._held, self._latest
-        keys = _keys(replies)
-        self.delivering.update((key[0], key[1]) for key in set(keys) if key is not None)
-        for reply, key in zip(replies, keys, strict=True):
-            if key is None:  # not an ack subject after all: nothing the server waits for
+    def _reconcile(self, replies: tuple[bytes, ...], joined: bytes) -> None:
+        """Drained deliveries (`joined`: their ack subjects, space-separated): note the consumers that delivered,
+        and let go of an older delivery of a message the server delivered again (its ack wait ran out; only the
+        latest is owed an answer). The bulk, first deliveries from one consumer, costs two C calls per drain;
+        otherwise each ack subject is read, and the held deliveries are looked through if a redelivery came."""
+        k = len(replies)
+        t = replies[0].split(b".")
+        n = len(t)
+        if (n == 9 or n >= 11) and t[1] == b"ACK":
+            b = 2 if n == 9 else 4
+            head = b".".join(t[:b + 2]) + b"."  # $JS.ACK.[<domain>.<account>.]<stream>.<consumer>.
+            if joined.count(head) == k:  # all from that consumer
+                self.delivering.add((t[b], t[b + 1]))
+                if joined.count(head + b"1.") == k:  # all first deliveries: nothing older to let go
+                    return
+        fields = _fields(replies)
+        self.delivering.update((f[0], f[1]) for f in fields if f is not None)
+        held = self._held
+        latest: dict[tuple[bytes, bytes, bytes], int] = {}  # message -> its latest delivery count seen
+        for reply, f in zip(replies, fields, strict=True):
+            if f is None:  # not an ack subject after all: nothing the server waits for
                 held.pop(reply, None)
-                continue
-            before = latest.get(key)
-            if before is not None and before != reply:
-                held.pop(before, None)
-            if reply in held:
-                latest[key] = reply
-            elif before is not None:
-                latest.pop(key, None)
-
-    def _reconcile_answers(self, subjects: tuple[bytes, ...], hows: tuple[str, ...]) -> None:
-        """Drained answers: a message answered for good (anything but in progress) needs no reconciling more."""
-        latest = self._latest
+            elif f[2] != b"1" and f[2].isdigit():
+                key = (f[0], f[1], f[3])
+                latest[key] = max(latest.get(key, 0), int(f[2]))
         if not latest:
             return
-        for subject, key, how in zip(subjects, _keys(subjects), hows, strict=True):
-            if key is not None and how != "wpi" and latest.get(key) == subject:
-                del latest[key]
+        snapshot = list(dict(held))
+        for reply, f in zip(snapshot, _fields(snapshot), strict=True):
+            if f is not None and f[2].isdigit() and int(f[2]) < latest.get((f[0], f[1], f[3]), 0):
+                held.pop(reply, None)
 
     # -- called by the connection observations, on the proxy's loop
     def _emit(self, event: Event) -> None:

@@ -195,8 +195,9 @@ class NatsServer:
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None
-        for _line in self.proc.stdout:
-            pass
+        with self.proc.stdout:  # closed once the server has exited and its output ended
+            for _line in self.proc.stdout:
+                pass
 
     @property
     def addr(self) -> str:

@@ -67,18 +67,10 @@ def parse_ack_subject(subject: str) -> dict[str, Any] | None:
     >>> parse_ack_subject("$JS.ACK.SHOP.order.2.17.40.1700000000000000000.3")["stream_seq"]
     17
     """
-    tokens = subject.split(".")
-    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+    fields = _ack_fields(subject)
+    if fields is None:
         return None
-    base = 2 if len(tokens) == 9 else 4
-    if len(tokens) - base < 7:
-        return None
-    try:
-        return {"stream": tokens[base], "consumer": tokens[base + 1], "delivered": int(tokens[base + 2]),
-                "stream_seq": int(tokens[base + 3]), "consumer_seq": int(tokens[base + 4]),
-                "pending": int(tokens[base + 6])}
-    except ValueError:
-        return None
+    return dict(zip(("stream", "consumer", "delivered", "stream_seq", "consumer_seq", "pending"), fields, strict=True))
 
 
 MAX_QUEUED = 8 * 1024 * 1024  # bytes passed on but not read yet; past this, reading catches up at once
@@ -142,16 +134,6 @@ _WANTS = (_ACK, *_API_CREATE, _NEXT)  # upstream subjects read beyond the bare f
 _DELIVERY = re.compile(rb"(H?MSG) (\S+) (\S+) (\$JS\.ACK\.\S+) (?:(\d+) )?(\d{1,9})\r\n").match
 # an answer without a reply subject: ack subject, size
 _ANSWER = re.compile(rb"PUB (\$JS\.ACK\.\S+) +(\d{1,5})\r\n").match
-
-
-def _pair(reply: bytes) -> tuple[bytes, bytes] | None:
-    """(stream, consumer) of an ack subject in any of its forms, or None."""
-    tokens = reply.split(b".")
-    n = len(tokens)
-    if n != 9 and n < 11:
-        return None
-    b = 2 if n == 9 else 4
-    return tokens[b], tokens[b + 1]
 
 
 def _fields(acks: Any) -> list[tuple[bytes, bytes, bytes, bytes] | None]:
@@ -277,7 +259,7 @@ class _Downstream(_Scanner):
             if m is not None:
                 op, subj, sid, reply, hdr, size = m.groups()
                 if (hdr is None) == (op == b"MSG"):  # else not a NATS frame: read (and given up on) below
-                    if not ack_none or _pair(reply) not in ack_none:  # ack policy none: nothing to answer
+                    if not ack_none or (_fields((reply,))[0] or ())[:2] not in ack_none:  # ack policy none: no answer
                         held[reply] = number
                     queue((clock, number, subj, sid, reply))
                     active = True

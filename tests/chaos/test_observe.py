@@ -380,3 +380,13 @@ def test_server_view_facts(env: Env, nats_server: NatsServer, tmp_path: Any) -> 
     assert consumer["num_redelivered"] >= 1 and "ack_floor" in consumer and "delivered" in consumer
     svc = next(c for c in connz["connections"] if c.get("name") == "svc-conn")
     assert svc["authorized_user"] == "svc" and svc["subscriptions_list"]
+
+
+def test_deliveries_of_a_consumer_without_acks_are_not_held() -> None:
+    observer = WireObserver("svc")
+    conn = observer.open_connection()
+    body = b'{"stream_name":"S","config":{"durable_name":"quiet","ack_policy":"none"}}'
+    conn.up.feed(b"PUB $JS.API.CONSUMER.DURABLE.CREATE.S.quiet _INBOX.x.1 %d\r\n%s\r\n" % (len(body), body))
+    conn.down.feed(b"MSG orders.a 4 $JS.ACK.S.quiet.1.1.1.1700000000000000000.0 1\r\nx\r\n"
+                   b"MSG orders.a 5 $JS.ACK.S.loud.1.2.1.1700000000000000001.0 1\r\ny\r\n")
+    assert observer.held() == {("S", "loud", 2): 1}  # ack policy none: the server waits for no answer

@@ -367,9 +367,11 @@ class CheckFinished(Event):
     ok: bool
     summary_text: str = ""
     skipped: bool = False
+    status: str = ""  # "passed" | "failed" | "not judged" | "not applicable" (harness.checks.results)
 
     def payload(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "summary": self.summary_text, "skipped": self.skipped}
+        return {"name": self.name, "ok": self.ok, "summary": self.summary_text, "skipped": self.skipped,
+                "status": self.status or ("failed" if not self.ok else "passed")}
 
 
 # ------------------------------------------------------------------------------------------ pytest

@@ -7,6 +7,7 @@ directory and a missing nats-server. Each row says the exit code and a phrase th
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -141,6 +142,11 @@ CASES = [
          setup=_write("r/report.json", "{")),
     Case("attached-service-without-nats-url", lambda t: ["run", str(_mini(t, '[services.api]\nurl = '
                                                                         '"http://127.0.0.1:9"\n'))], 2, "set nats.url"),
+    # the deploy gate's own subcommands
+    Case("can-i-deploy-no-deployments", lambda t: ["contracts", "can-i-deploy", "payment", "--to", "prod", "--dir",
+                                                   str(SHOP)], 2, "no deployments are recorded"),
+    Case("record-deployment-unknown-service", lambda t: ["contracts", "record-deployment", "nosuch", "--env", "prod",
+                                                         "--dir", str(SHOP)], 2, "has no contract"),
     # no nats-server to start: the environment cannot start (3)
     Case("nats-server-missing", lambda t: ["run", str(MINI), "--sagas", "1", "--report-dir", str(t / "r")], 3,
          "SAGAPROOF_NATS_SERVER", env=lambda t: {"SAGAPROOF_NATS_SERVER": str(t / "no-nats-server")}),
@@ -171,16 +177,29 @@ def test_bad_input_gets_one_sentence_and_an_exit_code(case: Case, scratch: Path)
     assert not (scratch / ".hypothesis").exists(), "a failing command must not leave a .hypothesis/ folder behind"
 
 
-def test_the_table_covers_every_command(scratch: Path) -> None:
-    from sagaproof.harness.front.cli import COMMANDS
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Every command the parser defines, as its words: ("run",), ("contracts",), ("contracts", "check")..."""
+    paths: set[tuple[str, ...]] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths.add((*prefix, name))
+                paths |= _command_paths(sub, (*prefix, name))
+    return paths
 
-    covered = set()
+
+def test_the_table_covers_every_command_and_subcommand(scratch: Path) -> None:
+    from sagaproof.harness.front.cli import build_parser
+
+    defined = _command_paths(build_parser())
+    assert ("contracts", "can-i-deploy") in defined and ("run",) in defined  # the walk sees both levels
+    covered: set[tuple[str, ...]] = set()
     for i, case in enumerate(CASES):
         d = scratch / str(i)
         d.mkdir()
         if case.setup is not None:
             case.setup(d)
         args = case.args(d)
-        if args:
-            covered.add(args[0])
-    assert set(COMMANDS) <= covered, f"commands without a bad-input row: {sorted(set(COMMANDS) - covered)}"
+        covered |= {tuple(args[:n]) for n in range(1, len(args) + 1)}
+    missing = sorted(" ".join(p) for p in defined - covered)
+    assert not missing, f"commands without a bad-input row: {missing}"

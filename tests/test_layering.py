@@ -20,22 +20,52 @@ FORBIDDEN = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    """Every absolute module an import statement in *path* names, as 'sagaproof.<part>' or its first name."""
+def _package_of(path: Path, root: Path = ROOT) -> list[str]:
+    """The dotted package *path* belongs to, as installed: harness/checks/x.py -> sagaproof.harness.checks;
+    sagaproof/x.py -> sagaproof; tests/x.py -> tests (for resolving relative imports)."""
+    rel = path.relative_to(root)
+    parts = list(rel.parts[:-1])
+    if parts and parts[0] in PARTS:
+        parts = ["sagaproof", *parts]
+    return parts
+
+
+def _imports(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module an import statement in *path* names, at any depth (function-level and TYPE_CHECKING imports
+    too), relative imports resolved against the file's package as installed; each as 'sagaproof.<part>' or
+    its first name."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    names: set[str] = set()
+    package = _package_of(path, root)
     mods: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             mods.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            mods.append(node.module)
-            if node.module == "sagaproof":
-                mods.extend(f"sagaproof.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                anchor = package[: max(0, len(package) - node.level + 1)]
+                module = ".".join([*anchor, module] if module else anchor)
+            if module:
+                mods.append(module)
+            if module == "sagaproof" or (node.level and not node.module):
+                mods.extend(f"{module}.{alias.name}" if module else alias.name for alias in node.names)
+    names: set[str] = set()
     for mod in mods:
         parts = mod.split(".")
         names.add(".".join(parts[:2]) if parts[0] == "sagaproof" and len(parts) > 1 else parts[0])
     return names
+
+
+def test_the_import_reader_sees_relative_and_function_level_imports(tmp_path: Path):
+    (tmp_path / "contracts").mkdir()
+    planted = tmp_path / "contracts" / "render.py"
+    planted.write_text("def f():\n    from ..harness import config\n    from . import loader\n"
+                       "    import sagaproof.chaos.faults\n")
+    assert {"sagaproof.harness", "sagaproof.contracts", "sagaproof.chaos"} <= _imports(planted, tmp_path)
+    (tmp_path / "harness" / "env").mkdir(parents=True)
+    deep = tmp_path / "harness" / "env" / "x.py"
+    deep.write_text("from ...contracts.loader import load\n")
+    assert "sagaproof.contracts" in _imports(deep, tmp_path)
 
 
 def _python_files() -> list[Path]:

@@ -41,13 +41,13 @@ from typing import Any
 from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, check_history
 from sagaproof.harness.checks.checker import CHECKS as SAGA_CHECKS
 from sagaproof.harness.checks.findings import Finding
-from sagaproof.harness.checks.results import CheckOutcome
+from sagaproof.harness.checks.results import NOT_JUDGED, CheckOutcome
 from sagaproof.harness.config import SagaSpec, SystemSpec, field_at
 from sagaproof.harness.events import Event
 from sagaproof.harness.history import HistoryReader
 
-__all__ = ["CHECKS", "CheckContext", "CheckFn", "Window", "key_of", "register_check", "run_checks",
-           "saga_result"]
+__all__ = ["BUILTIN_CHECKS", "CHECKS", "CheckContext", "CheckFn", "Window", "key_of", "register_check",
+           "registered_checks", "run_checks", "saga_result"]
 
 SHARD_MESSAGES = 2_500
 SAGAS_JUDGED = "sagas judged"
@@ -348,9 +348,10 @@ def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
     """The five saga checks, plus "sagas judged" (fails when the window had no saga to judge)."""
     sagas = ctx.spec.sagas
     if not sagas:
-        for name in SAGA_CHECKS:
-            yield CheckOutcome(name, True, f"{CHECK_TITLES[name]}: skipped, the system file declares no [sagas]",
-                               skipped=True)
+        yield CheckOutcome.not_judged(
+            SAGAS_JUDGED, f"{ctx.spec.path} declares no [sagas], so no saga could be judged; declare each saga "
+                          f"(its correlation key, start event, steps and terminal events) as docs/system-file.md shows")
+        yield from _saga_checks_not_judged("the system file declares no [sagas]")
         return
     result = saga_result(ctx.history, sagas, ctx.window, healed_at=ctx.healed_at, end_at=ctx.end_at,
                          n_messages=int(ctx.facts.get("messages") or 0), scratch=ctx.facts.get("scratch"),
@@ -365,9 +366,9 @@ def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
                  "in this window" if not ctx.window.everything else "in this run")
         text = (f"no saga started {where} (no {' or '.join(sorted({s.start for s in sagas.values()}))} recorded), "
                 f"so nothing was judged; a check with nothing to judge does not pass")
-        yield CheckOutcome(SAGAS_JUDGED, False, text, [text], [Finding(SAGAS_JUDGED, text, text)])
-        for name in SAGA_CHECKS:
-            yield CheckOutcome(name, True, f"{CHECK_TITLES[name]}: skipped, nothing to judge", skipped=True)
+        yield CheckOutcome(SAGAS_JUDGED, False, text, [text], [Finding(SAGAS_JUDGED, text, text)],
+                           status=NOT_JUDGED)
+        yield from _saga_checks_not_judged(f"no saga started {where}")
         return
     yield CheckOutcome(SAGAS_JUDGED, True, f"{result.sagas_checked} sagas judged")
     for name in SAGA_CHECKS:
@@ -375,6 +376,14 @@ def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
         findings = [Finding.from_violation(v) for v in vs]
         yield CheckOutcome(name, not vs, f"{CHECK_TITLES[name]}: {result.summary(name)}",
                            [f.message for f in findings], findings)
+
+
+def _saga_checks_not_judged(why: str) -> Iterator[CheckOutcome]:
+    """The five saga checks when there was no saga to judge: not judged (no finding of their own: "sagas
+    judged" carries it)."""
+    for name in SAGA_CHECKS:
+        yield CheckOutcome(name, False, f"{CHECK_TITLES[name]}: not judged, {why} (see 'sagas judged')",
+                           status=NOT_JUDGED)
 
 
 # --------------------------------------------------------------------------------------------- others
@@ -391,7 +400,8 @@ def broker_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
 
     report = check_broker(ctx.history, receives=receives_from_contracts(broker.get("receives_from")),
                           streams=broker.get("streams") or {}, services=list(broker.get("services") or []),
-                          sagas=ctx.spec.sagas, final=bool(broker.get("final", True)))
+                          sagas=ctx.spec.sagas, final=bool(broker.get("final", True)),
+                          observing=broker.get("observing"), nothing_sent=bool(ctx.facts.get("nothing_sent")))
     repro = ctx.facts.get("repro")
     if repro:
         report = report.with_repro(repro)
@@ -422,9 +432,14 @@ def invariants(ctx: CheckContext) -> Iterator[CheckOutcome]:
 
 def live_contracts(ctx: CheckContext) -> Iterator[CheckOutcome]:
     """Every recorded message matched its contract (``contract_violation`` records in the window)."""
+    name = "live contract conformance"
     if not ctx.facts.get("validator"):
-        yield CheckOutcome("live contract conformance", True, "no contracts declared; nothing to check",
-                           skipped=True)
+        yield CheckOutcome.not_applicable(name, "no service declares a contract, so there is nothing to hold the "
+                                                "recorded messages to")
+        return
+    n = int(ctx.facts.get("window_messages", ctx.facts.get("messages", 0)) or 0)
+    if n == 0:
+        yield _nothing_recorded(ctx, name, "so no message could be held to its contract")
         return
     findings: list[Finding] = []
     count = 0
@@ -441,13 +456,36 @@ def live_contracts(ctx: CheckContext) -> Iterator[CheckOutcome]:
 
 def recorder_completeness(ctx: CheckContext) -> Iterator[CheckOutcome]:
     """The recorder saw every message the streams hold (``recorder_problem`` records in the window)."""
+    name = "recorder completeness"
     problems = [rec for rec in ctx.history.of("recorder_problem") if ctx.window.holds(rec)]
-    n = ctx.facts.get("window_messages", ctx.facts.get("messages", 0))
-    findings = [Finding("recorder completeness", str(r.get("problem")), str(r.get("problem")), t=r.get("t"))
-                for r in problems]
-    yield CheckOutcome("recorder completeness", not problems,
-                       f"{n} messages recorded, none lost" if not problems else str(problems[0].get("problem")),
-                       [f.title for f in findings], findings)
+    n = int(ctx.facts.get("window_messages", ctx.facts.get("messages", 0)) or 0)
+    findings = [Finding(name, str(r.get("problem")), str(r.get("problem")), t=r.get("t")) for r in problems]
+    if problems:
+        yield CheckOutcome(name, False, str(problems[0].get("problem")), [f.title for f in findings], findings)
+        return
+    if n == 0:
+        yield _nothing_recorded(ctx, name, "so there was nothing to prove complete")
+        return
+    checked = ctx.facts.get("cross_checked")
+    if checked is not None and not checked:
+        yield CheckOutcome.not_applicable(
+            name, f"{n} messages recorded, but no JetStream stream held any to cross-check the recorder against "
+                  f"(core NATS messages carry no sequence number, so a lost one could not be seen)")
+        return
+    streams = (f" (checked against stream{'s' if len(checked) != 1 else ''} {', '.join(sorted(checked))})"
+               if checked else "")
+    yield CheckOutcome(name, True, f"{n} messages recorded, none lost{streams}")
+
+
+def _nothing_recorded(ctx: CheckContext, name: str, consequence: str) -> CheckOutcome:
+    """The outcome of a check of messages when none was recorded: not judged, or not applicable where the
+    session says nothing was sent on purpose (a pytest session whose tests sent no traffic)."""
+    where = "in this window" if not ctx.window.everything else "in this run"
+    if ctx.facts.get("nothing_sent"):
+        return CheckOutcome.not_applicable(name, f"no message was recorded {where} and the tests sent none, "
+                                                 f"{consequence}")
+    return CheckOutcome.not_judged(name, f"no message was recorded {where}, {consequence}; check that the "
+                                         f"workload starts sagas and that the services reach NATS")
 
 
 def fault_schedule(ctx: CheckContext) -> Iterator[CheckOutcome]:
@@ -467,7 +505,17 @@ def fault_schedule(ctx: CheckContext) -> Iterator[CheckOutcome]:
         elif rec.get("stage", "inject") == "inject":
             failed[fid] = (f, str(rec.get("error")), float(rec.get("t") or 0.0))
     if not planned and not started and not failed:
-        yield CheckOutcome("fault schedule carried out", True, "no faults were planned", skipped=True)
+        chaos = ctx.facts.get("chaos")
+        if chaos:
+            yield CheckOutcome.not_judged(
+                "fault schedule carried out",
+                f"the chaos phase planned no fault ({chaos}), so this run is not a chaos run; widen the fault "
+                f"menu (--faults, [chaos] faults), raise --intensity or run longer, or run with --no-chaos")
+        else:
+            yield CheckOutcome.not_applicable("fault schedule carried out",
+                                              "no fault was planned or injected" + (
+                                                  " in this window" if not ctx.window.everything else
+                                                  " (the run had no chaos phase)"))
         return
     findings: list[Finding] = []
     for fid, (f, error, t) in failed.items():
@@ -521,6 +569,14 @@ def _num(x: Any) -> str:
 # The consumers' side first: a lost delivery explains a stuck saga.
 CHECKS: list[CheckFn] = [broker_checks, saga_checks, invariants, live_contracts, recorder_completeness,
                          fault_schedule]
+
+
+BUILTIN_CHECKS: tuple[CheckFn, ...] = tuple(CHECKS)
+
+
+def registered_checks() -> list[CheckFn]:
+    """The checks added with :func:`register_check` (not the built-in ones), in the order they were added."""
+    return [fn for fn in CHECKS if fn not in BUILTIN_CHECKS]
 
 
 def register_check(fn: CheckFn) -> CheckFn:

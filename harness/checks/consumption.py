@@ -125,10 +125,13 @@ class BrokerReport:
     coverage: dict[str, Any] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_taken: dict[tuple[str, str], str] = field(default_factory=dict)  # (service, pattern) -> "none" | "some"
+    # check -> ("not judged" | "not applicable", why) for a check that judged nothing (passed otherwise)
+    unjudged: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not any(self.findings.values())
+        """No finding, and no check that applied had nothing to judge."""
+        return not any(self.findings.values()) and not any(st == "not judged" for st, _ in self.unjudged.values())
 
     def with_repro(self, command: str) -> BrokerReport:
         for group in self.findings.values():
@@ -144,6 +147,11 @@ class BrokerReport:
         out = []
         for name in BROKER_CHECKS:
             found = self.findings[name]
+            if not found and name in self.unjudged:
+                status, why = self.unjudged[name]
+                out.append(CheckOutcome.not_judged(name, why) if status == "not judged"
+                           else CheckOutcome.not_applicable(name, why))
+                continue
             details = [f.message() for f in found[:MAX_DETAILS]]
             if len(found) > MAX_DETAILS:
                 details.append(f"... and {len(found) - MAX_DETAILS} more (see report.json)")
@@ -356,7 +364,8 @@ def _used_faults(h: _History, snaps: Iterable[tuple[str, ...]]) -> dict[str, dic
 
 
 def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], streams: Mapping[str, list[str]],
-                 services: Iterable[str], sagas: Mapping[str, Any] | None = None, final: bool = True) -> BrokerReport:
+                 services: Iterable[str], sagas: Mapping[str, Any] | None = None, final: bool = True,
+                 observing: Iterable[str] | None = None, nothing_sent: bool = False) -> BrokerReport:
     """Run the three broker checks and build the report's summaries.
 
     Args:
@@ -368,6 +377,13 @@ def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], 
         final: the history ends with the system quiescent (every delivery answered). When it does not (the
             run gave up waiting), a message a consumer can still take or acknowledge is *pending*, not a
             violation; one no consumer of the service takes, or that was terminated or dead-lettered, still is.
+        observing: the services whose NATS connection went through an observed link (None: all of
+            ``services``). None of them: the checks do not apply (attach mode without links, TLS).
+        nothing_sent: nobody sent traffic on purpose (a pytest session whose tests sent none): a check with
+            nothing to judge is then not applicable rather than not judged.
+
+    A check that judged nothing says so (:attr:`BrokerReport.unjudged`): not applicable when it cannot apply
+    (no observed link, no stream, no contract says what anyone receives), not judged otherwise.
     """
     h = _History(records, sagas or {})
     services = list(services)
@@ -380,7 +396,44 @@ def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], 
     report.matrix = matrix(h, receives, observed)
     report.coverage = coverage(h, streams)
     report.services = _per_service(h, services)
+    _unjudged(h, report, receives, stream_patterns, services if observing is None else list(observing), observed,
+              nothing_sent)
     return report
+
+
+def _unjudged(h: _History, report: BrokerReport, receives: list[Receive], stream_patterns: list[tuple[str, str]],
+              observing: list[str], observed: set[str], nothing_sent: bool) -> None:
+    """Which broker checks had nothing to judge, and why (see :func:`check_broker`)."""
+    nothing = "not applicable" if nothing_sent else "not judged"
+    if not observing:
+        why = ("no service's NATS connection went through an observed link in this run (attach mode without "
+               "links, or TLS), so no subscription, delivery or acknowledgement could be seen")
+        report.unjudged = {name: ("not applicable", why) for name in BROKER_CHECKS}
+        return
+    if not observed:
+        why = (f"none of the observed services ({', '.join(sorted(observing))}) was seen connecting to NATS "
+               f"through its link, so no subscription, delivery or acknowledgement could be judged")
+        report.unjudged = {name: (nothing, why) for name in BROKER_CHECKS}
+        return
+    if not stream_patterns:
+        why = ("no JetStream stream stores any subject (core NATS only), so there is no stored message, "
+               "acknowledgement or redelivery to judge")
+        report.unjudged = {name: ("not applicable", why) for name in BROKER_CHECKS}
+        return
+    if not any(h.subs.get(s) or h.consumers.get(s) for s in observed):
+        report.unjudged["delivery guarantee"] = (
+            nothing, f"no observed service ({', '.join(sorted(observed))}) subscribed to anything or created a "
+                     f"consumer, so how they read the stored subjects could not be judged")
+    if report.summaries.get("consumption", "").startswith("no stored message"):
+        if not any(r.service in observed and r.intent != AT_MOST_ONCE for r in receives):
+            report.unjudged["consumption"] = (
+                "not applicable", "no contract says an observed service receives a subject at least once (none "
+                                  "declares a receive operation, or each is declared at-most-once), so no message "
+                                  "is owed an acknowledgement")
+        else:
+            report.unjudged["consumption"] = (
+                nothing, "no stored message was on a subject an observed service's contract receives, so no "
+                         "message was owed to anyone")
 
 
 def _intends_at_most_once(receives: list[Receive], service: str, pattern: str) -> bool:

@@ -17,26 +17,93 @@ VERDICTS = ("pass", "fail", "error")
 REPORT_SCHEMA_VERSION = 2  # report.json's "schema_version"; docs/report.schema.json describes it
 
 
+PASSED, FAILED, NOT_JUDGED, NOT_APPLICABLE = "passed", "failed", "not judged", "not applicable"
+STATUSES = (PASSED, FAILED, NOT_JUDGED, NOT_APPLICABLE)
+
+
 @dataclass
 class CheckOutcome:
-    """One named check (a saga property, an invariant, the contracts...) and whether it held.
+    """One named check (a saga property, an invariant, the contracts...) and what it concluded.
 
-    ``findings`` are its failures (:class:`harness.checks.findings.Finding`); ``details`` their texts (kept for
-    readers of earlier reports). A ``skipped`` check had nothing it could judge and says why in ``summary``;
-    it is shown as skipped, never as passed.
+    ``status`` is one of three outcomes, the third in two kinds:
+
+    * ``"passed"``: it judged something and found nothing wrong;
+    * ``"failed"``: it found something wrong (``findings``; ``details`` are their texts, kept for readers of
+      earlier reports);
+    * ``"not judged"``: it applies to this run but had nothing to judge (no saga started, no message recorded,
+      no consumer observed...). ``summary`` says why. It fails the run: a check with nothing to judge does not
+      pass;
+    * ``"not applicable"``: it cannot apply in this mode (no contracts declared, attach mode without links, a
+      run without chaos...). ``summary`` says why. It does not fail the run and is never shown as passed.
+
+    ``ok`` is True for passed and not applicable, ``skipped`` for both kinds of not judged. Built with only
+    ``ok``, the status is passed or failed; ``skipped=True`` with ``ok=True`` means not applicable.
     """
 
     name: str
-    ok: bool
+    ok: bool = True
     summary: str = ""
     details: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     skipped: bool = False
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = FAILED if not self.ok else NOT_APPLICABLE if self.skipped else PASSED
+        if self.status not in STATUSES:
+            raise ValueError(f"check {self.name!r}: status {self.status!r} is not one of {', '.join(STATUSES)}")
+        self.ok = self.status in (PASSED, NOT_APPLICABLE)
+        self.skipped = self.status in (NOT_JUDGED, NOT_APPLICABLE)
+
+    @classmethod
+    def not_judged(cls, name: str, why: str) -> CheckOutcome:
+        """A check that applies but had nothing to judge; ``why`` is one sentence. It fails the run."""
+        return cls(name, False, f"not judged: {why}", [why], [Finding(name, f"not judged: {why}", why)],
+                   status=NOT_JUDGED)
+
+    @classmethod
+    def not_applicable(cls, name: str, why: str) -> CheckOutcome:
+        """A check that cannot apply in this mode; ``why`` is one sentence. It does not fail the run."""
+        return cls(name, True, f"not applicable: {why}", status=NOT_APPLICABLE)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["findings"] = [f.to_dict() for f in self.findings]
         return d
+
+
+def verdict_of(outcomes: list[CheckOutcome]) -> tuple[str, int]:
+    """The verdict and exit code of everything judged: ``("pass", 0)`` when every check passed or does not
+    apply, else ``("fail", 1)`` (a failed check, or one that applies and had nothing to judge). The CLI's
+    runs, the pytest session and merged reports all decide through this."""
+    ok = all(o.ok for o in outcomes)
+    return ("pass", 0) if ok else ("fail", 1)
+
+
+def combine_outcomes(groups: list[list[CheckOutcome]]) -> list[CheckOutcome]:
+    """One outcome per check name over several judgements of it (the pytest session's ``check_sagas`` calls):
+    failed if any failed (every finding kept), else not judged if any was, else passed if any passed, else
+    not applicable. Names keep the order in which they first appear."""
+    by_name: dict[str, list[CheckOutcome]] = {}
+    for group in groups:
+        for o in group:
+            by_name.setdefault(o.name, []).append(o)
+    out = []
+    rank = {FAILED: 0, NOT_JUDGED: 1, PASSED: 2, NOT_APPLICABLE: 3}
+    for name, seen in by_name.items():
+        worst = min(seen, key=lambda o: rank[o.status])
+        if len(seen) == 1:
+            out.append(worst)
+            continue
+        same = [o for o in seen if o.status == worst.status]
+        findings = [f for o in same for f in o.findings]
+        details = [d for o in same for d in o.details]
+        summary = worst.summary if len(same) == 1 else f"{worst.summary} (and in {len(same) - 1} more judgement(s))"
+        if worst.status == PASSED:
+            summary = f"{worst.summary} (passed in {len(same)} judgements)" if len(same) > 1 else worst.summary
+        out.append(CheckOutcome(name, worst.ok, summary, details, findings, status=worst.status))
+    return out
 
 
 @dataclass

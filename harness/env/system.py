@@ -52,6 +52,24 @@ from sagaproof.harness.events import (
     hide_password,
 )
 
+# Variables that describe the machine or the shell, not the system under test (where programs are, who and where the user is, the terminal, the locale): what
+# a service inherits from the shell in a replay besides the recorded variables, so it finds the same programs.
+MACHINE_VARS = re.compile(r"^(PATH|HOME|USER|LOGNAME|SHELL|PWD|OLDPWD|SHLVL|TERM|TERM_.*|COLORTERM|LS_COLORS|"
+                          r"DISPLAY|WAYLAND_.*|SSH_.*|XDG_.*|TMPDIR|TMP|TEMP|HOSTNAME|HOSTTYPE|LANG|LANGUAGE|LC_.*|"
+                          r"_|COLUMNS|LINES|MAIL|PS1|PS2|EDITOR|VISUAL|PAGER|LESS.*|VIRTUAL_ENV|VIRTUAL_ENV_PROMPT|"
+                          r"PYTEST_.*|PYTHONUNBUFFERED|DBUS_.*|MOTD_SHOWN|OSTYPE|MACHTYPE|CONDA_.*)$")
+
+
+def inherited(environ: Any, replayed: dict[str, str] | None) -> dict[str, str]:
+    """What a service with ``inherit_env`` starts from: the whole environment, or in a replay (``replayed``
+    given) the variables the original run's services inherited plus only the machine's own (MACHINE_VARS), so
+    a variable set in the replaying shell but absent from the original run never reaches the services."""
+    if replayed is None:
+        return dict(environ)
+    env = {k: v for k, v in environ.items() if MACHINE_VARS.match(k)}
+    env.update(replayed)
+    return env
+
 
 class Service:
     """A running service of the system under test."""
@@ -215,6 +233,7 @@ class System:
         self.log_dir = self.report_dir / "logs"
         self.extra_env = dict(env or {})
         self.replayed_env: dict[str, str] = {}  # inherited variables a replay sets again (below the file's env)
+        self.replaying = False  # a replay: services inherit replayed_env and the machine's variables, nothing else
         self.manifest_extra: dict[str, Any] = {}  # more for system.json (the session's: inherited env...)
         self.bus = bus or EventBus()
         self.chaos_links = chaos_links
@@ -339,8 +358,8 @@ class System:
             values = {"port": str(ports[name]), "nats_url": service_urls[name], "data_dir": str(data_dir),
                       "python": sys.executable, "name": name, "system_dir": str(self.spec.root)}
             argv = [expand(a, values) for a in svc_spec.command]
-            env = dict(os.environ) if svc_spec.inherit_env else {"PATH": os.environ.get("PATH", "")}
-            env.update(self.replayed_env if svc_spec.inherit_env else {})
+            env = inherited(os.environ, self.replayed_env if self.replaying else None) if svc_spec.inherit_env \
+                else {"PATH": os.environ.get("PATH", "")}
             env.update({k: expand(v, values) for k, v in svc_spec.env.items()})
             env.update(self.extra_env)
             env.setdefault("PYTHONUNBUFFERED", "1")

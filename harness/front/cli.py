@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sagaproof.harness.config import load_system_file, parse_duration
 from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError, translate
@@ -291,13 +292,16 @@ def print_result(result: Any) -> None:
     table.add_column("verdict")
     table.add_column("summary", overflow="fold")
     for c in result.checks:
-        verdict = "[dim]skipped[/]" if c.skipped else "[green]pass[/]" if c.ok else "[bold red]FAIL[/]"
-        table.add_row(c.name, verdict, c.summary)
+        status = getattr(c, "status", "")
+        verdict = ("[dim]not applicable[/]" if status == "not applicable" else
+                   "[bold red]NOT JUDGED[/]" if status == "not judged" else
+                   "[green]pass[/]" if c.ok else "[bold red]FAIL[/]")
+        table.add_row(escape(c.name), verdict, escape(c.summary))
     console.print(table)
     failed = [c for c in result.checks if not c.ok]
     if failed:
         first = failed[0]
-        console.print(f"[bold red]First failure:[/] {first.name}")
+        console.print(f"[bold red]First failure:[/] {escape(first.name)}" + (" (not judged)" if first.status == "not judged" else ""))
         for line in first.details[:1]:
             console.print(line, markup=False, soft_wrap=True)
     if result.shrink:

@@ -136,17 +136,23 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_iso: str, seconds: float) -> None:
-    """The session's result: one check per test that used the system, plus the session-wide checks."""
+    """The session's result, judged as a run is: one check per test that used the system, every
+    ``check_sagas`` result (asserted or not), and the session-wide checks (the broker's view, live contracts,
+    recorder completeness, the faults, every registered check) over the whole history. The verdict comes from
+    :func:`harness.checks.results.verdict_of`, as ``sagaproof run``'s does; it is also the session's exit code
+    (see :func:`pytest_sessionfinish`)."""
     from sagaproof.harness.checks import (
+        CheckContext,
         Window,
         broker_checks,
         fault_schedule,
         live_contracts,
         merge_results,
         recorder_completeness,
+        registered_checks,
     )
     from sagaproof.harness.checks.findings import Finding
-    from sagaproof.harness.checks.results import CheckOutcome, RunResult
+    from sagaproof.harness.checks.results import CheckOutcome, RunResult, combine_outcomes, verdict_of
     from sagaproof.harness.session.engine import REPORTED_ELSEWHERE
 
     session.drain()
@@ -156,36 +162,64 @@ def _finish_session(session: Any, handle: Any, state: dict[str, Any], started_is
                           [Finding(f"test {t['nodeid']}", t["summary"], t["text"])] if t["outcome"] == "failed" else [],
                           skipped=t["outcome"] == "skipped")
              for t in state["tests"]]
-    from sagaproof.harness.checks import CheckContext
-
     broker = {"receives_from": session.contract_set, "final": False, "services": list(session.system.services),
-              "streams": dict(session.recorder.stream_subjects) if session.recorder is not None else {}}
+              "streams": dict(session.recorder.stream_subjects) if session.recorder is not None else {},
+              "observing": list(session.system.broker.observers)}
     ctx = CheckContext(session.spec, session.history.reader(), Window(), 0.0, session.now,
-                       session._facts(broker=broker), session.emit)
-    wide = [o for fn in (broker_checks, live_contracts, recorder_completeness, fault_schedule) for o in fn(ctx)]
+                       session._facts(broker=broker, nothing_sent=session.history.messages == 0), session.emit)
+    wide = [o for fn in (broker_checks, live_contracts, recorder_completeness, fault_schedule, *registered_checks())
+            for o in fn(ctx)]
     broker_report = ctx.facts.get("broker_report")
-    sagas = [r.sagas for r in handle.results]
+    counted = [r for r in handle.results if r.in_verdict]
     merged = None
-    if sagas:
-        merged = merge_results(sagas, healed_at=0.0, end_at=session.now)
+    if counted:
+        merged = merge_results([r.sagas for r in counted], healed_at=0.0, end_at=session.now)
         unique: dict[tuple[str, str, str], Any] = {}
         for v in merged.violations:  # windows of several checks may overlap
             unique.setdefault((v.saga, v.key, v.check), v)
         merged.violations = list(unique.values())
-    checks = tests + wide
-    ok = all(c.ok for c in checks)
+        judged = combine_outcomes([r.outcomes for r in counted] + [wide])
+    else:
+        judged = combine_outcomes([wide]) + [CheckOutcome.not_applicable(
+            "sagas judged", "no test called check_sagas, so the session judged no saga; the tests' own "
+                            "assertions are its only verdicts on the system")]
+    checks = tests + judged
+    verdict, exit_code = verdict_of(checks)
+    state["verdict"] = (verdict, [c for c in checks if not c.ok])
     result = RunResult(
         seed=session.seed, system_path=str(session.spec.path), command=session.command, started_at=started_iso,
-        duration_s=round(seconds, 3), verdict="pass" if ok else "fail", exit_code=0 if ok else 1, checks=checks,
-        check_result=merged, contract_violations=[f.data.get("violation", {}) for c in wide
+        duration_s=round(seconds, 3), verdict=verdict, exit_code=exit_code, checks=checks,
+        check_result=merged, contract_violations=[f.data.get("violation", {}) for c in judged
                                                   if c.name == "live contract conformance" for f in c.findings],
         faults=session.fault_table(), services=session.system.describe(),
         history_path=str(session.history.path), messages_recorded=session.history.messages,
+        invariants=[c for c in judged if c.name.startswith("invariant ")],
         declared_flows=session.declared_flows, options={"seed": session.seed, "pytest": True},
         broker=broker_report.to_dict() if broker_report is not None else None,
         run_command=session.command, event_counts=dict(session.history.counts),
         notable_events=session.notable_events(exclude=REPORTED_ELSEWHERE))
     session.finish(result)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session fails when the engine's verdict does, even if every test passed (a ``check_sagas`` result
+    nobody asserted, a broker check, a registered check)."""
+    state = session.config.stash.get(_STATE, None)
+    verdict = (state or {}).get("verdict")
+    if verdict and verdict[0] == "fail" and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    verdict = (state or {}).get("verdict")
+    if not verdict:
+        return
+    name, failed = verdict
+    terminalreporter.section("sagaproof")
+    terminalreporter.write_line(f"sagaproof verdict: {name} (report: {_report_dir(config) / 'report.html'})")
+    for c in failed[:20]:
+        terminalreporter.write_line(f"  {c.status}: {c.name}: {c.summary[:300]}")
 
 
 @pytest.fixture(autouse=True)

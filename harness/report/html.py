@@ -159,9 +159,13 @@ def _headline(result: RunResult) -> str:
 
 def _check_card(c: CheckOutcome) -> str:
     title = CHECK_TITLES.get(c.name, c.name)
+    status = getattr(c, "status", "")
+    if status == "not judged":  # applies but judged nothing: it fails the run
+        return (f"<div class='check bad notjudged'><span class='icon'>?</span><span class='name'>{_e(title)}</span> "
+                f"<span class='muted'>NOT JUDGED</span><div class='muted'>{_e(c.summary)}</div></div>")
     if getattr(c, "skipped", False):
         return (f"<div class='check skip'><span class='icon'>–</span><span class='name'>{_e(title)}</span> "
-                f"<span class='muted'>skipped</span><div class='muted'>{_e(c.summary)}</div></div>")
+                f"<span class='muted'>not applicable</span><div class='muted'>{_e(c.summary)}</div></div>")
     return (f"<div class='check {'ok' if c.ok else 'bad'}'><span class='icon'>{'✓' if c.ok else '✗'}</span>"
             f"<span class='name'>{_e(title)}</span> <span class='muted'>{'passed' if c.ok else 'FAILED'}</span>"
             f"<div class='muted'>{_e(c.summary)}</div></div>")

@@ -41,7 +41,10 @@ def _case(suite: ET.Element, classname: str, name: str, *, failure: tuple[str, s
 
 
 def _outcome_case(suite: ET.Element, classname: str, c: CheckOutcome, command: str) -> None:
-    if getattr(c, "skipped", False):
+    if getattr(c, "status", "") == "not judged":  # applies, judged nothing: fails the run, so a failure here
+        _case(suite, classname, c.name, failure=(c.summary, "not judged", c.summary))
+        return
+    if getattr(c, "skipped", False):  # not applicable
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _clean(c.name), "time": "0"})
         ET.SubElement(case, "skipped", {"message": _clean(c.summary)})
         return

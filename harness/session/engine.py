@@ -32,8 +32,11 @@ from typing import Any
 from sagaproof.harness.checks import CheckContext, Window, key_of, own_lateness, run_checks, saga_result
 from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult
 from sagaproof.harness.checks.findings import Finding
-from sagaproof.harness.checks.results import CheckOutcome, RunResult
+from sagaproof.harness.checks.results import CheckOutcome, RunResult, verdict_of
 from sagaproof.harness.config import SystemSpec, load_callable
+from sagaproof.harness.env.system import (
+    MACHINE_VARS,  # not recorded, never replayed: the machine, not the system
+)
 from sagaproof.harness.env.wait import eventually
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, SagaproofError, boundary
 from sagaproof.harness.events import (
@@ -127,13 +130,6 @@ def replay_command(report_dir: str | Path) -> str:
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|AUTH|COOKIE"
                          r"|SESSION|(^|_)KEY$|_PW$|^PW_|SIGNATURE|CERT", re.I)
 MASKED = "***"
-# Variables that describe the machine or the shell, not the system under test: not recorded, never replayed.
-MACHINE_VARS = re.compile(r"^(PATH|HOME|USER|LOGNAME|SHELL|PWD|OLDPWD|SHLVL|TERM|TERM_.*|COLORTERM|LS_COLORS|"
-                          r"DISPLAY|WAYLAND_.*|SSH_.*|XDG_.*|TMPDIR|TMP|TEMP|HOSTNAME|HOSTTYPE|LANG|LANGUAGE|LC_.*|"
-                          r"_|COLUMNS|LINES|MAIL|PS1|PS2|EDITOR|VISUAL|PAGER|LESS.*|VIRTUAL_ENV|VIRTUAL_ENV_PROMPT|"
-                          r"PYTEST_.*|PYTHONUNBUFFERED|DBUS_.*|MOTD_SHOWN|OSTYPE|MACHTYPE|CONDA_.*)$")
-
-
 def mask_secrets(env: dict[str, str]) -> dict[str, str]:
     """The same variables, with the values of secret-looking names replaced by ``***``."""
     return {k: (MASKED if SECRET_NAME.search(k) else v) for k, v in env.items()}
@@ -392,12 +388,13 @@ class ChecksResult:
     """
 
     def __init__(self, outcomes: list[CheckOutcome], sagas: CheckResult, *, seed: int | None, repro: str,
-                 window: Window):
+                 window: Window, in_verdict: bool = True):
         self.outcomes = outcomes
         self.sagas = sagas
         self.seed = seed
         self.repro = repro
         self.window = window
+        self.in_verdict = in_verdict  # counted in the pytest session's verdict (check_sagas(in_verdict=False): not)
 
     @property
     def ok(self) -> bool:
@@ -412,7 +409,7 @@ class ChecksResult:
         return [o for o in self.outcomes if not o.ok]
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("sagas", "outcomes"):
+        if name.startswith("__") or name in ("sagas", "outcomes", "in_verdict"):
             raise AttributeError(name)
         return getattr(self.sagas, name)
 
@@ -421,7 +418,8 @@ class ChecksResult:
             return f"every check held ({self.sagas.sagas_checked} sagas judged)"
         lines = [f"{len(self.failed_checks)} check(s) failed: {', '.join(o.name for o in self.failed_checks)}"]
         for o in self.failed_checks:
-            lines.append(f"- {o.name}: {o.summary}")
+            lines.append(f"- {o.name}: {o.summary}" if o.status != "not judged" or "not judged" in o.summary
+                         else f"- {o.name} (not judged): {o.summary}")
             for f in o.findings[:5]:
                 lines.extend("    " + line for line in f.text().splitlines())
             if len(o.findings) > 5:
@@ -470,7 +468,7 @@ class Session:
         self.seed = seed
         self.env = dict(env or {})
         self.chaos_links = chaos_links
-        self.replayed_env = dict(replayed_env or {})
+        self.replayed_env = None if replayed_env is None else dict(replayed_env)
         self.command = command
         self.t0 = time.time()
         self.history: History | None = None
@@ -522,10 +520,13 @@ class Session:
                 self.validator = LiveValidator(self.contract_set)
             self.system = System(self.spec, report_dir=self.report_dir, env=self.env, bus=self.bus,
                                  chaos_links=self.chaos_links, seed=self.seed)
-            self.system.replayed_env = dict(self.replayed_env)
+            self.system.replayed_env = dict(self.replayed_env or {})
+            self.system.replaying = self.replayed_env is not None
             self.system.manifest_extra = {
                 "seed": self.seed, "command": self.command, "env_options": mask_secrets(self.env),
-                "inherited_env": inherited_env(self.spec, self.env), "replayed_env": mask_secrets(self.replayed_env)}
+                "inherited_env": (inherited_env(self.spec, self.env) if self.replayed_env is None
+                                  else mask_secrets(self.replayed_env)),
+                "replayed_env": mask_secrets(self.replayed_env or {})}
             self.system.chaos.clock = lambda: self.now
             self.system.start()
             from sagaproof.harness.session.recorder import Recorder
@@ -659,9 +660,11 @@ class Session:
     # ------------------------------------------------------------------ judging
     def _facts(self, **more: Any) -> dict[str, Any]:
         assert self.history is not None
+        recorder = self.recorder
         return {"planned_faults": self.planned_faults, "schedule_tolerance": self.spec.chaos.schedule_tolerance,
                 "validator": self.validator is not None, "messages": self.history.messages,
-                "scratch": self.report_dir, "repro": self.command, **more}
+                "scratch": self.report_dir, "repro": self.command,
+                "cross_checked": sorted(recorder.cross_checked) if recorder is not None else None, **more}
 
     def owed(self, window: Window, healed_at: float) -> tuple[CheckResult, list[Any]]:
         """Judge the window as if every deadline had passed; also what is still owed (may yet arrive)."""
@@ -741,8 +744,8 @@ class Session:
             self.emit(SagaChecked(saga.sagas_checked, len(saga.violations)))
             self.last_saga_result = saga
         for o in outcomes:
-            self.emit(CheckFinished(o.name, o.ok, o.summary, o.skipped))
-            if not o.ok:
+            self.emit(CheckFinished(o.name, o.ok, o.summary, o.skipped, o.status))
+            if o.status == "failed":
                 self.emit(ViolationFound(o.name, o.summary))
             for f in o.findings:
                 self.emit(FindingReported(f.to_dict()))
@@ -815,9 +818,11 @@ class Session:
         self.emit(Phase("checking"))
         outcomes = self.check(Window(), healed_at=healed_at, end_at=end_at,
                               quiescent_at=convergence.quiescent_at if convergence.how == "quiescent" else None,
+                              chaos=self.chaos_phase(opts),
                               broker={"receives_from": self.contract_set, "final": convergence.how != "timeout",
                                       "streams": dict(self.recorder.stream_subjects),
-                                      "services": list(self.system.services)})
+                                      "services": list(self.system.services),
+                                      "observing": list(self.system.broker.observers)})
         if self.contract_outcome is not None:
             outcomes.insert(0, self.contract_outcome)
         if wres.failed:
@@ -835,6 +840,15 @@ class Session:
         self.close()
         return result.exit_code, result
 
+    def chaos_phase(self, opts: RunOptions) -> str | None:
+        """What the run's chaos phase was asked for (for "fault schedule carried out"), None without one."""
+        if not opts.chaos:
+            return None
+        menu = list(opts.faults if opts.faults is not None else self.spec.chaos.faults)
+        if not menu:
+            return None  # --faults none: no chaos phase was asked for
+        return f"fault kinds asked for: {', '.join(map(str, menu))}"
+
     def _usable(self, opts: RunOptions) -> RunOptions:
         """The options with the fault menu cut to what can be injected (attach mode: some kinds cannot)."""
         if not any(getattr(s.spec, "attached", False) for s in self.system.services.values()):
@@ -850,15 +864,15 @@ class Session:
     def _result(self, opts: RunOptions, outcomes: list[CheckOutcome], started_iso: str, seconds: float,
                 services: list[dict[str, Any]], notes: list[str], wres: StartResult) -> RunResult:
         assert self.history is not None
-        ok = all(c.ok for c in outcomes)
+        verdict, exit_code = verdict_of(outcomes)
         saga = self.last_saga_result
         invariants = [c for c in outcomes if c.name.startswith("invariant ")]
         contract_violations = [f.data.get("violation", {}) for c in outcomes
                                if c.name == "live contract conformance" for f in c.findings]
         return RunResult(
             seed=self.seed, system_path=str(self.spec.path), command=self.command, started_at=started_iso,
-            duration_s=round(seconds, 3), verdict="pass" if ok else "fail",
-            exit_code=EXIT_OK if ok else EXIT_CHECK_FAILED, checks=outcomes, check_result=saga,
+            duration_s=round(seconds, 3), verdict=verdict,
+            exit_code=EXIT_OK if exit_code == 0 else EXIT_CHECK_FAILED, checks=outcomes, check_result=saga,
             contract_violations=contract_violations, faults=self.fault_table(),
             services=services, history_path=str(self.history.path), messages_recorded=self.history.messages,
             invariants=invariants, shrink=None, declared_flows=self.declared_flows, notes=notes,
@@ -1003,7 +1017,7 @@ class SessionHandle:
         return self.session.start_sagas(count, seed=seed, wait=wait)
 
     def check_sagas(self, since: float | None = None, *, keys: Iterable[Any] | None = None,
-                    wait: float | None = None, invariants: bool = True) -> ChecksResult:
+                    wait: float | None = None, invariants: bool = True, in_verdict: bool = True) -> ChecksResult:
         """Every check, over the sagas that started at or after ``since`` (default: the start of this test),
         or exactly the sagas with these ``keys``: the saga checks, live contract conformance, recorder
         completeness, the faults of the window, the invariants (unless ``invariants=False``), and every
@@ -1011,6 +1025,9 @@ class SessionHandle:
 
         First waits (at most ``wait`` seconds, default the longest saga deadline) until nothing is owed:
         no saga of the window misses its outcome or a compensation. A window with no saga fails.
+
+        Every result counts in the pytest session's verdict (``report.json``, the exit code), asserted or not;
+        a test that provokes a failure on purpose, to see it reported, passes ``in_verdict=False``.
         """
         s = self.session
         if since is None:
@@ -1034,7 +1051,7 @@ class SessionHandle:
             text = (f"{len(saga.pending)} saga(s) had no outcome yet when check_sagas stopped waiting after "
                     f"{waited:g}s: {keys}; pass a longer wait= or find out why they are stuck")
             outcomes.append(CheckOutcome("sagas settled", False, text, [text], [Finding("sagas settled", text, text)]))
-        result = ChecksResult(outcomes, saga, seed=s.seed, repro=self._repro(), window=window)
+        result = ChecksResult(outcomes, saga, seed=s.seed, repro=self._repro(), window=window, in_verdict=in_verdict)
         self.results.append(result)
         return result
 
@@ -1141,7 +1158,8 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
     unsub = bus.subscribe(ReportWriter()) if opts.reports else (lambda: None)
     try:
         session = Session(spec, report_dir=report_dir, bus=bus, seed=seed, env=opts.env, chaos_links=opts.chaos,
-                          replayed_env=opts.replayed_env, command=replay_command(report_dir))
+                          replayed_env=opts.replayed_env if opts.replay_of else None,
+                          command=replay_command(report_dir))
         return session.run(opts)
     finally:
         unsub()

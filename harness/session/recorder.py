@@ -211,6 +211,7 @@ class Recorder:
         self.violations = 0
         self.per_stream: dict[str, int] = {}  # messages recorded per stream, to compare with the stream
         self.last_seq: dict[str, int] = {}
+        self.cross_checked: set[str] = set()  # the streams whose state the last drain compared the history with
         self.stream_subjects: dict[str, list[str]] = {}
         self.reconnects = 0
         self.messages = 0
@@ -441,6 +442,7 @@ class Recorder:
             except Exception:  # noqa: BLE001 - a flush that fails shows as missing messages below
                 pass
         for name, (last, count) in targets.items():
+            self.cross_checked.add(name)
             got = self.last_seq.get(name, 0)
             if got < last:
                 self._problem(f"the recorder saw stream {name} up to sequence {got} but the stream holds "

@@ -129,6 +129,19 @@ def test_fault_kinds_with_no_way_to_inject_them_are_left_out_with_a_note(clean_s
     assert "left out of the menu" in proc.stdout
 
 
+def test_a_chaos_run_whose_every_fault_kind_was_left_out_is_not_a_chaos_pass(clean_shop: DeployedShop,
+                                                                              tmp_path: Path):
+    system = write_attached_system(tmp_path / "sys", clean_shop, commands=(), proxies=False, faults='["kill"]')
+    proc, report = _run(system, tmp_path / "rep", "--seed", "2", "--sagas", "20")
+    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
+    checks = {c["name"]: c for c in report["checks"]}
+    schedule = checks["fault schedule carried out"]
+    assert schedule["status"] == "not judged" and "not a chaos run" in schedule["summary"], schedule
+    assert report["first_failure"] == "fault schedule carried out"
+    # no link of the harness's: the broker's view cannot apply, and says so instead of passing
+    assert {checks[n]["status"] for n in ("delivery guarantee", "consumption", "dead letters")} == {"not applicable"}
+
+
 def test_a_proxy_the_toxiproxy_does_not_have_is_one_sentence_and_exit_3(clean_shop: DeployedShop, tmp_path: Path):
     system = write_attached_system(tmp_path / "sys", clean_shop)
     toml = system / "sagaproof.toml"

@@ -182,10 +182,42 @@ def test_redelivery_coverage_says_when_no_consumer_of_a_stream_saw_one() -> None
                                                                                    "redeliveries": 1}
 
 
-def test_services_that_never_connected_are_not_judged() -> None:
+def test_services_that_never_connected_are_not_judged_and_that_is_no_pass() -> None:
     h = H()
     h.msg(1.0, "orders.created")
-    assert h.check(receives=[RECEIVES[0]], services=("payment",)).ok
+    report = h.check(receives=[RECEIVES[0]], services=("payment",))
+    assert not report.findings["consumption"] and not report.ok  # nothing wrong seen, and nothing judged
+    outcomes = {o.name: o for o in report.outcomes()}
+    assert {o.status for o in outcomes.values()} == {"not judged"}
+    assert "was seen connecting to NATS" in outcomes["delivery guarantee"].summary
+    assert "every stored subject" not in outcomes["delivery guarantee"].summary
+
+
+def test_without_an_observed_link_the_broker_checks_do_not_apply() -> None:
+    h = H()
+    h.msg(1.0, "orders.created")
+    report = check_broker(h.records, receives=[RECEIVES[0]], streams=STREAMS, services=["payment"], observing=[])
+    assert report.ok
+    assert {(o.status, o.ok) for o in report.outcomes()} == {("not applicable", True)}
+    assert "attach mode without links" in report.outcomes()[0].summary
+
+
+def test_a_core_only_system_has_no_stored_message_to_judge() -> None:
+    h = H().connect("payment")
+    h.add("nats_sub", 0.02, service="payment", conn=1, sid="1", subject="orders.created")
+    report = check_broker(h.records, receives=[RECEIVES[0]], streams={}, services=["payment"])
+    assert {o.status for o in report.outcomes()} == {"not applicable"}
+    assert "no JetStream stream stores any subject" in report.outcomes()[1].summary
+
+
+def test_consumption_owed_nothing_is_not_judged_unless_no_contract_says_what_anyone_receives() -> None:
+    h = H().connect("payment").consumer("payment", ["orders.created"])
+    h.msg(1.0, "payments.completed")  # nobody's contract receives it
+    owed_nothing = {o.name: o for o in h.check(receives=[RECEIVES[0]], services=("payment",)).outcomes()}
+    assert owed_nothing["consumption"].status == "not judged"
+    assert owed_nothing["delivery guarantee"].status == "passed"
+    no_contract = {o.name: o for o in h.check(receives=[], services=("payment",)).outcomes()}
+    assert no_contract["consumption"].status == "not applicable"
 
 
 def test_contract_extension_key_states_the_intent(tmp_path: Any) -> None:

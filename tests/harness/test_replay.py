@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MINI, SAGAPROOF, SHOP
 
 
@@ -84,3 +86,18 @@ def test_up_prints_every_url_whole_in_a_narrow_pipe(tmp_path: Path):
         assert f"  url:      {svc['url']}" in lines, (svc["url"], lines)
         assert f"  nats url: {svc['nats_url']}" in lines, (svc["nats_url"], lines)
     assert not [line for line in lines if "…" in line], lines
+
+
+@pytest.mark.slow
+def test_a_variable_set_only_in_the_replaying_shell_does_not_reach_the_services(tmp_path: Path):
+    orig = tmp_path / "orig"
+    proc = subprocess.run([*SAGAPROOF, "run", str(SHOP), "--seed", "4", "--sagas", "20", "--no-chaos",
+                           "--report-dir", str(orig)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    # The shell that replays has the bug switched on; the original run did not: the replay must not see it.
+    replay = subprocess.run([*SAGAPROOF, "replay", str(orig), "--report-dir", str(tmp_path / "again")],
+                            env=_env(SHOP_BUG="no_refund", UNRELATED_VAR="x"), capture_output=True, text=True,
+                            timeout=300)
+    assert replay.returncode == 0, replay.stdout[-3000:] + replay.stderr[-2000:]
+    manifest = json.loads((tmp_path / "again" / "system.json").read_text())
+    assert "SHOP_BUG" not in manifest["inherited_env"] and "UNRELATED_VAR" not in manifest["inherited_env"]

@@ -169,6 +169,12 @@ def test_a_service_and_a_nats_node_whose_ports_are_taken_at_start_are_started_on
     assert "address already in use" in retries["alpha"]["reason"].lower()
     assert retries["nats-0"]["port"] == taken["nats-0"]
     assert "started again on port" in retries["alpha"]["line"]
+    import jsonschema_rs  # the records follow docs/report.schema.json
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+    valid = jsonschema_rs.validator_for({"$schema": schema["$schema"], "$defs": schema["$defs"],
+                                         "$ref": "#/$defs/records/port_retry"})
+    assert all(valid.is_valid(r) for r in retries.values())
 
 
 def test_a_service_that_fails_for_another_reason_is_not_moved(tmp_path: Path) -> None:

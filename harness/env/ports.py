@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from sagaproof.harness.errors import ConfigError
+
 LOWEST = 10_000
 FALLBACK_EPHEMERAL = (32768, 60999)  # Linux's default
 MIN_CANDIDATES = 256  # fewer than this above LOWEST: start at 1024
@@ -101,12 +103,15 @@ def candidates(ephemeral: tuple[int, int] | None = None, reserved: Iterable[int]
 
 
 def _usable(path: Path) -> bool:
-    """A real directory (not a link) this process can create files in."""
+    """A real directory (not a link) this process can create files in, and, when another user owns it, with the
+    sticky bit (so nobody else can delete a lock file that is held)."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(st.st_mode) and os.access(path, os.W_OK | os.X_OK)
+    if not stat.S_ISDIR(st.st_mode) or not os.access(path, os.W_OK | os.X_OK):
+        return False
+    return st.st_uid == os.getuid() or bool(st.st_mode & stat.S_ISVTX)
 
 
 def lock_dir() -> Path:
@@ -115,7 +120,14 @@ def lock_dir() -> Path:
     chosen = os.environ.get(DIR_ENV)
     if chosen:
         path = Path(chosen)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{DIR_ENV}={chosen} cannot be used for the port lock files ({exc.strerror or exc}); "
+                              f"point it at a writable directory or unset it.") from None
+        if not _usable(path):
+            raise ConfigError(f"{DIR_ENV}={chosen} is not a directory this user can create files in; point it "
+                              f"at a writable directory or unset it.")
         return path
     shared = Path(tempfile.gettempdir()) / "sagaproof-ports"
     try:
@@ -144,6 +156,10 @@ def _try_lock(directory: Path, port: int) -> int | None:
     except OSError:
         os.close(fd)
         return None
+    try:
+        os.fchmod(fd, 0o644)  # whatever the umask: other users' runs must be able to open it to lock it
+    except OSError:
+        pass  # not ours
     return fd
 
 

@@ -514,8 +514,10 @@ class System:
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.reaper.remove_path(str(self.run_dir))
-        self.reaper.close()
-        self.ports.close()  # only now: nothing of the run listens any more
+        try:
+            self.reaper.close()
+        finally:
+            self.ports.close()  # only now: nothing of the run listens any more
 
     # ------------------------------------------------------------------ helpers for invariants and tests
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:

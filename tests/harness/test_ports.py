@@ -221,3 +221,14 @@ def test_two_runs_started_at_once_with_the_same_port_order_both_pass(tmp_path: P
         assert all(_outside(p, low, high) for p in mine), mine
         used.append(mine)
     assert not used[0] & used[1], used
+
+
+def test_a_port_dir_that_cannot_be_used_is_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sagaproof.harness.errors import ConfigError
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv(ports.DIR_ENV, str(tmp_path / "file"))
+    with pytest.raises(ConfigError, match="SAGAPROOF_PORT_DIR=.*unset it"):
+        ports.lock_dir()
+    monkeypatch.setenv(ports.DIR_ENV, str(tmp_path / "locks"))
+    assert ports.lock_dir() == tmp_path / "locks" and (tmp_path / "locks").is_dir()

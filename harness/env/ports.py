@@ -192,7 +192,7 @@ class Allocator:
         self.sequential = (order if order is not None else os.environ.get(ORDER_ENV, "")).strip() == "sequential"
         self.ports = candidates()
         if not self.sequential:
-            random.SystemRandom().shuffle(self.ports)
+            random.Random(os.urandom(16)).shuffle(self.ports)  # seeded from the OS, never from the run's seed
         self._cursor = 0
         self._held: dict[int, int] = {}  # port -> fd of its lock
         self._lock = threading.Lock()

@@ -62,13 +62,8 @@ def find_nats_server() -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port outside the kernel's ephemeral range that binds now and that no sagaproof process holds
-    (:mod:`harness.env.ports`), *not* kept locked: for a test's or a benchmark's own servers. What the harness
-    starts holds its ports until it closes (:class:`harness.env.ports.Ports`)."""
-    chooser = ports.allocator()
-    port = chooser.take(host)
-    chooser.release(port)
-    return port
+    """A port for a test's or a benchmark's own server (:func:`harness.env.ports.free_port`)."""
+    return ports.free_port(host)
 
 
 def log_since(process: ManagedProcess) -> str:

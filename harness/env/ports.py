@@ -247,6 +247,25 @@ def allocator() -> Allocator:
         return _allocator
 
 
+KEPT = 128  # free_port(): how many of the latest ports stay locked
+_kept: list[int] = []
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port for a server that a test or a benchmark starts itself: chosen like the harness's, and kept locked
+    against other sagaproof processes until this process has asked for :data:`KEPT` more (or exits), so the
+    server has long since bound it. What the harness starts holds its ports in a :class:`Ports` instead."""
+    chooser = allocator()
+    port = chooser.take(host)
+    with _allocator_lock:
+        _kept.append(port)
+        old = _kept[:-KEPT]
+        del _kept[:-KEPT]
+    for p in old:
+        chooser.release(p)
+    return port
+
+
 class Ports:
     """The ports one owner (a System, a NATS cluster) holds: taken from the process's allocator, released
     together by :meth:`close` (the owner's close), or one by one when a port turned out to be taken."""

@@ -57,6 +57,7 @@ def test_the_ports_handed_out_are_outside_this_hosts_ephemeral_range(tmp_path: P
     assert all(_outside(p, low, high) and p not in reserved for p in taken), (low, high, taken)
     # what tests and benchmarks use for servers of their own (it was a port-0 port, from the ephemeral range)
     assert _outside(free := free_port(), low, high), free
+    assert ports._try_lock(ports.lock_dir(), free) is None  # and kept locked while its server starts
     # the random order is not the sequential one (two processes do not walk the same way)
     assert taken != sorted(taken)
 
@@ -232,3 +233,39 @@ def test_a_port_dir_that_cannot_be_used_is_a_clear_config_error(tmp_path: Path, 
         ports.lock_dir()
     monkeypatch.setenv(ports.DIR_ENV, str(tmp_path / "locks"))
     assert ports.lock_dir() == tmp_path / "locks" and (tmp_path / "locks").is_dir()
+
+
+def test_a_link_whose_port_is_taken_before_it_listens_is_made_on_another(tmp_path: Path) -> None:
+    """The links (observing and fault proxies) bind their port themselves: a program that takes it between the
+    choice and the bind makes the link listen on another port, and the caller is told."""
+    from sagaproof.chaos.observe import WireObserver
+    from sagaproof.harness.env.aio import LoopThread
+    from sagaproof.harness.env.broker_view import _make_links
+
+    pool = ports.Ports(ports.Allocator(tmp_path))
+    loop = LoopThread()
+    foreign: list[socket.socket] = []
+    retried: list[tuple[int, int, str]] = []
+    try:
+        links = loop.run(_make_links(), timeout=15)
+
+        def use(port: int) -> str:
+            if not foreign:  # the first port given: another program binds it first
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                foreign.append(s)
+            return str(loop.run(links.add("svc", "127.0.0.1:9", WireObserver("svc"), f"127.0.0.1:{port}"),
+                                timeout=15))
+
+        listen = ports.with_port(pool, use, lambda old, new, why: retried.append((old, new, why)))
+        assert len(retried) == 1
+        old, new, why = retried[0]
+        assert old == foreign[0].getsockname()[1] and "address already in use" in why
+        assert listen == f"127.0.0.1:{new}" and pool.ports == [new]
+        loop.run(links.close(), timeout=15)
+    finally:
+        for s in foreign:
+            s.close()
+        loop.close()
+        pool.close()

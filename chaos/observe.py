@@ -826,9 +826,11 @@ class ObservingLinks:
 
         self._proxies = ProxyCollection(random.Random(0))
 
-    async def add(self, name: str, upstream: str, observer: WireObserver) -> str:
-        """A link `name` toward `upstream` (host:port) observed by `observer`; returns its listen address."""
-        proxy = await self._proxies.create({"name": name, "listen": "127.0.0.1:0", "upstream": upstream})
+    async def add(self, name: str, upstream: str, observer: WireObserver, listen: str = "127.0.0.1:0") -> str:
+        """A link `name` listening on `listen` toward `upstream` (host:port) observed by `observer`; returns its
+        listen address. A listen address that cannot be bound raises
+        :class:`~chaos.toxiproxy._proxy.ApiError` (500, with the OS's reason)."""
+        proxy = await self._proxies.create({"name": name, "listen": listen, "upstream": upstream})
         attach(proxy, observer)
         return str(proxy.listen)
 

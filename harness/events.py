@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 __all__ = [
     "CheckFinished", "ContractViolated", "Event", "EventBus", "FaultFailed", "FaultHealed", "FaultInjected",
     "FindingReported", "InvariantEvaluated", "MessageRecorded", "NatsReady", "Phase",
-    "ProcessChanged", "RecordAdded", "RecorderProblem", "RunFinished", "RunStarted", "SagaChecked", "SagaStarted",
+    "PortRetried", "ProcessChanged", "RecordAdded", "RecorderProblem", "RunFinished", "RunStarted", "SagaChecked", "SagaStarted",
     "ServiceReady", "ServiceStarting", "ServiceStopped", "SystemUp", "TestFinished", "TestStarted",
     "ViolationFound", "hide_password",
 ]
@@ -166,6 +166,23 @@ class ProcessChanged(Event):
 
 
 ServiceStopped = ProcessChanged  # the name of earlier versions
+
+
+@dataclass(frozen=True)
+class PortRetried(Event):
+    """What the harness started could not bind the port it was given (a program that is not sagaproof took it
+    after it was chosen): it is started again on ``new_port``. ``process`` is a service, ``nats-N``, the fault
+    proxy's API (``fault-proxy``) or a link (``link:NAME``)."""
+
+    kind: ClassVar[str] = "port_retry"
+    process: str
+    port: int
+    new_port: int
+    reason: str
+
+    def summary(self) -> str | None:
+        return (f"{self.process} could not bind port {self.port} (taken by another program): "
+                f"started again on port {self.new_port}")
 
 
 # ------------------------------------------------------------------------------------------ workload

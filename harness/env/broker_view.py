@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sagaproof.chaos.observe import ObservingLinks, WireObserver, attach
+from sagaproof.harness.env.ports import with_port
 
 MAX_BUFFERED = 200_000  # observations kept while no recorder listens (e.g. `sagaproof up`)
 _ADVISORY_TYPES = {"MAX_DELIVERIES": "max_deliveries", "MSG_TERMINATED": "terminated", "MSG_NAKED": "nak",
@@ -83,7 +84,12 @@ class BrokerView:
             else:
                 if self._links is None:
                     self._links = loop.run(_make_links(), timeout=15)
-                hostport = loop.run(self._links.add(name, hostport, observer), timeout=15)
+                links, upstream = self._links, hostport
+                hostport = with_port(
+                    self.system.ports,
+                    lambda port: str(loop.run(links.add(name, upstream, observer, f"127.0.0.1:{port}"),  # noqa: B023
+                                              timeout=15)),
+                    lambda old, new, why: self.system.port_retried(f"link:{name}", old, new, why))  # noqa: B023
             user, password = self.users.get(name) or (parts.username, parts.password)
             auth = f"{user}:{password or ''}@" if user else ""
             out[name] = f"nats://{auth}{hostport}"

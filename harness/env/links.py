@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sagaproof.harness.env.ports import with_port
 from sagaproof.harness.errors import ConfigError, FaultError, boundary
 from sagaproof.harness.events import FaultFailed, FaultHealed, FaultInjected, ProcessChanged
 
@@ -34,10 +35,22 @@ def _client(system: Any) -> Any:
         if url is None:
             from sagaproof.chaos.toxiproxy import serve
 
-            system.proxy_server = system.loop.run(serve(host="127.0.0.1", port=0, seed=system.seed), timeout=15)
+            system.proxy_server = with_port(
+                system.ports, lambda port: system.loop.run(serve(host="127.0.0.1", port=port, seed=system.seed),
+                                                           timeout=15),
+                lambda old, new, why: system.port_retried("fault-proxy", old, new, why))
             url = system.proxy_server.url
         system.proxies = FaultProxyClient(url)
     return system.proxies
+
+
+def create_link(system: Any, client: Any, name: str, upstream: str) -> str:
+    """Create proxy `name` toward `upstream` listening on a port of the run's (:mod:`harness.env.ports`: it
+    keeps its port when disabled and enabled again); another port when that one was taken meanwhile.
+    Returns its listen address."""
+    return with_port(system.ports,
+                     lambda port: str(client.create_proxy(name, upstream=upstream, listen=f"127.0.0.1:{port}")),
+                     lambda old, new, why: system.port_retried(f"link:{name}", old, new, why))
 
 
 def route_proxy(system: Any, i: int, j: int, port: int) -> int:
@@ -47,7 +60,7 @@ def route_proxy(system: Any, i: int, j: int, port: int) -> int:
     with boundary("environment"):
         if name in client.proxies():
             client.delete_proxy(name)
-        listen = client.create_proxy(name, upstream=f"127.0.0.1:{port}", listen="127.0.0.1:0")
+        listen = create_link(system, client, name, f"127.0.0.1:{port}")
     return int(listen.rsplit(":", 1)[1])
 
 
@@ -63,7 +76,7 @@ def start_links(system: Any, upstreams: dict[str, str]) -> dict[str, str]:
             parts = urlsplit(nats_url)
             if name in existing:
                 client.delete_proxy(name)  # a leftover of an earlier run on an external Toxiproxy
-            listen = client.create_proxy(name, upstream=f"127.0.0.1:{parts.port}", listen="127.0.0.1:0")
+            listen = create_link(system, client, name, f"127.0.0.1:{parts.port}")
             system.proxy_names[name] = name
             auth = f"{parts.username}:{parts.password}@" if parts.username else ""
             out[name] = f"nats://{auth}{listen}"

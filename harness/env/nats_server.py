@@ -5,25 +5,30 @@ Each node gets JetStream with its store in the run's directory, a per-run genera
 (so no stray client can publish into the run) and one more user per service (so ``/connz`` tells which
 service each connection belongs to), a monitoring port whose ``/healthz`` decides readiness,
 and, in a cluster, routes to its peers with ``no_advertise`` (so clients that reach NATS through a fault
-proxy never learn a way around it). Ports are fixed after the first start, so a node restarted by the
-chaos issue comes back where its clients expect it, with its JetStream data kept.
+proxy never learn a way around it). Ports come from :mod:`harness.env.ports` (outside the ephemeral range,
+locked for the cluster's life; a node whose port another program took at start is started again on another).
+They are fixed after the first start, so a node restarted by the chaos issue comes back where its clients
+expect it, with its JetStream data kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
-import socket
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagaproof.harness.env import ports
+from sagaproof.harness.env.ports import Ports, port_taken
 from sagaproof.harness.env.process import ManagedProcess, tail
 from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import EnvironmentStartError
@@ -57,33 +62,18 @@ def find_nats_server() -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now (for ports that must be known before a process starts)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]  # (host, port) for AF_INET
-        return port
+    """A port for a test's or a benchmark's own server (:func:`harness.env.ports.free_port`)."""
+    return ports.free_port(host)
 
 
-class PortReservation:
-    """Ports held open until the processes that need them are about to start.
-
-    `free_port()` closes its socket at once, so anything else on the machine that binds port 0 in between (our
-    own fault-proxy links, for one) can be given the same port. A reservation keeps each socket bound, so the OS
-    hands those ports to nobody else, until `release()` just before the processes start.
-    """
-
-    def __init__(self, names: list[str], host: str = "127.0.0.1") -> None:
-        self._sockets: dict[str, socket.socket] = {}
-        for name in names:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            self._sockets[name] = s
-        self.ports: dict[str, int] = {name: s.getsockname()[1] for name, s in self._sockets.items()}
-
-    def release(self) -> None:
-        for s in self._sockets.values():
-            s.close()
-        self._sockets.clear()
+def log_since(process: ManagedProcess) -> str:
+    """What the process wrote to its log since its last start."""
+    try:
+        with open(process.log_path, "rb") as f:
+            f.seek(process.log_offset)
+            return f.read(256 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -108,8 +98,15 @@ class NatsCluster:
 
     def __init__(self, run_dir: Path, log_dir: Path, *, size: int = 1, reaper: Reaper | None = None,
                  user: str | None = None, password: str | None = None, binary: str | None = None,
-                 users: dict[str, str] | None = None, recorder_deny: list[str] | tuple[str, ...] = ()):
+                 users: dict[str, str] | None = None, recorder_deny: list[str] | tuple[str, ...] = (),
+                 ports: Ports | None = None, on_port_retry: Callable[[str, int, int, str], None] | None = None,
+                 on_starting: Callable[[NatsNode], None] | None = None):
         self.run_dir = run_dir
+        # The nodes' ports: locked for the cluster's life (the caller's pool, else one of its own, let go in stop)
+        self.ports = ports if ports is not None else Ports()
+        self._own_ports = ports is None
+        self._on_port_retry = on_port_retry  # (process, old port, new port, why): a port was taken, another used
+        self._on_starting = on_starting  # called just before each node's process starts
         self.log_dir = log_dir
         self.size = size
         self.user = user or "sagaproof"
@@ -185,18 +182,14 @@ class NatsCluster:
 
         ``route_via(i, j, port) -> port``, when given, is asked for the port node i must dial to reach node j's
         cluster port (a fault proxy in chaos runs, so a node can be cut off from its peers).
+
+        Each node's ports are taken from :attr:`ports` (outside the ephemeral range, locked). A node that exits
+        during start-up because one of its ports was taken (by a program that is not sagaproof, after the
+        choice) gets another port and the cluster is started again (``on_port_retry`` is told), at most
+        :data:`ports.RETRIES` times; any other failure is raised.
         """
         binary = self._binary or find_nats_server()
-        cluster_ports = [free_port() for _ in range(self.size)] if self.size > 1 else []
-        self.cluster_ports = cluster_ports
-        via: dict[tuple[int, int], int] = {}
-
-        def dial(i: int, j: int) -> int:
-            """The port node i dials to reach node j's cluster port (one proxy per pair, made once)."""
-            if (i, j) not in via:
-                via[(i, j)] = route_via(i, j, cluster_ports[j]) if route_via else cluster_ports[j]
-            return via[(i, j)]
-
+        clustered = self.size > 1
         for i in range(self.size):
             store = self.run_dir / f"nats-{i}" / "store"
             store.mkdir(parents=True, exist_ok=True)
@@ -204,33 +197,106 @@ class NatsCluster:
             log_path = self.log_dir / (f"nats-{i}.log" if self.size > 1 else "nats.log")
             proc = ManagedProcess(f"nats-{i}", [binary, "-c", str(conf)], cwd=self.run_dir, env=dict(os.environ),
                                   log_path=log_path, reaper=self._reaper, stop_timeout=5.0)
-            node = NatsNode(i, free_port(), free_port(), cluster_ports[i] if cluster_ports else None, store, conf, proc)
-            peers = [dial(i, j) for j in range(len(cluster_ports)) if j != i]
+            node = NatsNode(i, self.ports.take(), self.ports.take(), self.ports.take() if clustered else None,
+                            store, conf, proc)
+            self.nodes.append(node)
+        for attempt in range(ports.RETRIES + 1):
+            self._configure(route_via)
+            for node in self.nodes:
+                if self._on_starting is not None:
+                    self._on_starting(node)
+                node.process.start()
+            try:
+                self._wait_all_healthy(timeout)
+                return
+            except EnvironmentStartError:
+                taken = [n for n in self.nodes if not n.process.running and port_taken(log_since(n.process))]
+                if not taken or attempt == ports.RETRIES:
+                    raise
+            for node in self.nodes:  # a new cluster port changes its peers' routes: all start again
+                node.process.kill()
+            for node in taken:
+                self._move(node)
+
+    def _configure(self, route_via: Any) -> None:
+        """Write every node's config (the route proxies made, or made again, for the current cluster ports)."""
+        self.cluster_ports = [n.cluster_port for n in self.nodes if n.cluster_port is not None]
+        via: dict[tuple[int, int], int] = {}
+
+        def dial(i: int, j: int) -> int:
+            """The port node i dials to reach node j's cluster port (one proxy per pair)."""
+            if (i, j) not in via:
+                via[(i, j)] = route_via(i, j, self.cluster_ports[j]) if route_via else self.cluster_ports[j]
+            return via[(i, j)]
+
+        for node in self.nodes:
+            peers = [dial(node.index, j) for j in range(len(self.cluster_ports)) if j != node.index]
             advertise = 1 if route_via and self.size > 1 else None
             self._write_config(node, peers, advertise)
-            self.nodes.append(node)
-        for node in self.nodes:
-            node.process.start()
-        for node in self.nodes:
-            self.wait_healthy(node, timeout)
+
+    def _move(self, node: NatsNode) -> None:
+        """Give a node that could not bind new ports for those its log names as taken (all of them if it names
+        none of them)."""
+        text = log_since(node.process)
+        lines = [line for line in text.splitlines() if port_taken(line)]
+        named = {int(p) for line in lines for p in re.findall(r":(\d{2,5})\b", line)}
+        why = lines[-1].strip() if lines else "address already in use"
+        fields = [f for f in ("client_port", "http_port", "cluster_port") if getattr(node, f) is not None]
+        chosen = [f for f in fields if getattr(node, f) in named] or fields
+        for f in chosen:
+            old = getattr(node, f)
+            new = self.ports.replace(old)
+            setattr(node, f, new)
+            if self._on_port_retry is not None:
+                self._on_port_retry(f"nats-{node.index}", old, new, why)
+
+    def _wait_all_healthy(self, timeout: float) -> None:
+        """Block until every node answers /healthz ok; raise at once when one of them exits."""
+        deadline = time.monotonic() + timeout
+        pending = list(self.nodes)
+        while pending:
+            for node in list(pending):
+                self._check_alive(node)
+                if self._healthy(node) is True:
+                    pending.remove(node)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                node = pending[0]
+                node.process.kill()
+                raise EnvironmentStartError(f"nats-server node {node.index} was not healthy within {timeout:.0f}s; "
+                                            f"see {node.process.log_path}.")
+            time.sleep(0.01)
+
+    def _check_alive(self, node: NatsNode) -> None:
+        if not node.process.running:
+            raise EnvironmentStartError(
+                f"nats-server node {node.index} exited with code {node.process.returncode} during start-up; "
+                f"last lines of {node.process.log_path}:\n  " + "\n  ".join(tail(node.process.log_path, 12)))
+
+    @staticmethod
+    def _healthy(node: NatsNode) -> bool | str:
+        """True when /healthz answers 200, else what it answered (or why it could not be asked)."""
+        try:
+            with urllib.request.urlopen(node.healthz_url, timeout=1.0) as resp:
+                if resp.status == 200:
+                    return True
+                return f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:  # 503 while JetStream is still coming up
+            return f"HTTP {exc.code}"
+        except OSError as exc:
+            return str(exc)
 
     def wait_healthy(self, node: NatsNode, timeout: float) -> None:
         """Block until the node's /healthz answers ok; raise EnvironmentStartError with its log if not."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            if not node.process.running:
-                raise EnvironmentStartError(
-                    f"nats-server node {node.index} exited with code {node.process.returncode} during start-up; "
-                    f"last lines of {node.process.log_path}:\n  " + "\n  ".join(tail(node.process.log_path, 12)))
-            try:
-                with urllib.request.urlopen(node.healthz_url, timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-            except urllib.error.HTTPError as exc:  # 503 while JetStream is still coming up
-                last = f"HTTP {exc.code}"
-            except OSError as exc:
-                last = str(exc)
+            self._check_alive(node)
+            answer = self._healthy(node)
+            if answer is True:
+                return
+            last = str(answer)
             time.sleep(0.01)
         node.process.kill()
         raise EnvironmentStartError(
@@ -248,6 +314,8 @@ class NatsCluster:
         self.wait_healthy(node, timeout)
 
     def stop(self) -> None:
-        """Stop every node; idempotent."""
+        """Stop every node (and let go of its ports when the cluster holds them itself); idempotent."""
         for node in self.nodes:
             node.process.stop()
+        if self._own_ports:
+            self.ports.close()

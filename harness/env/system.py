@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
+from sagaproof.harness.env import ports as port_choice
 from sagaproof.harness.env.aio import LoopThread
 from sagaproof.harness.env.broker_view import BrokerView, service_users
 from sagaproof.harness.env.http import ServiceHTTP
-from sagaproof.harness.env.nats_server import NatsCluster, PortReservation
+from sagaproof.harness.env.nats_server import NatsCluster, log_since
+from sagaproof.harness.env.ports import Ports, port_taken
 from sagaproof.harness.env.process import ManagedProcess, tail
 from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import (
@@ -45,6 +47,7 @@ from sagaproof.harness.errors import (
 from sagaproof.harness.events import (
     EventBus,
     NatsReady,
+    PortRetried,
     ProcessChanged,
     ServiceReady,
     ServiceStarting,
@@ -86,6 +89,8 @@ class Service:
         self.process = process
         self.http = ServiceHTTP("127.0.0.1", port)
         self.ready_seconds: float | None = None
+        # (argv, env) of the service's process on a given port: a start that finds its port taken moves it
+        self.command_for: Any = None
 
     @property
     def url(self) -> str:
@@ -242,7 +247,9 @@ class System:
         self.services: dict[str, Service] = {}
         self.nats: NatsCluster | None = None
         self.loop: LoopThread | None = None
-        self._reserved_ports: PortReservation | None = None
+        # Every port the run's processes listen on (services, NATS, the fault proxy, links): outside the
+        # ephemeral range and locked against every other sagaproof process on the host until close()
+        self.ports = Ports()
         self.proxy_server: Any = None  # chaos.toxiproxy server when embedded
         self.proxies: Any = None  # chaos.client.FaultProxyClient when chaos links are on
         self.proxy_names: dict[str, str] = {}
@@ -328,7 +335,10 @@ class System:
             self.broker.users = service_users(list(self.spec.services), "sagaproof")
             self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper,
                                     users=dict(self.broker.users.values()),
-                                    recorder_deny=[subj for st in self.spec.nats.streams for subj in st.subjects])
+                                    recorder_deny=[subj for st in self.spec.nats.streams for subj in st.subjects],
+                                    ports=self.ports, on_port_retry=self.port_retried,
+                                    on_starting=lambda node: self.bus.emit(
+                                        ServiceStarting(f"nats-{node.index}", node.client_port)))
             route_via = None
             if self.chaos_links and self.spec.nats.cluster > 1:
                 from sagaproof.harness.env.links import route_proxy
@@ -340,9 +350,7 @@ class System:
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
         # Services (those given by url are attached: running already, see harness/env/attach.py)
         own = {name: s for name, s in self.spec.services.items() if not s.attached}
-        # Held until the services start, so that no link bound to port 0 can be given a service's port.
-        reserved = self._reserved_ports = PortReservation(list(own))
-        ports = reserved.ports
+        ports = {name: self.ports.take() for name in own}
         node_urls = self.nats_urls
         if self.chaos_links and own:
             from sagaproof.harness.env.links import start_links
@@ -355,18 +363,14 @@ class System:
         for name, svc_spec in own.items():
             data_dir = self.run_dir / "data" / name
             data_dir.mkdir(parents=True, exist_ok=True)
-            values = {"port": str(ports[name]), "nats_url": service_urls[name], "data_dir": str(data_dir),
-                      "python": sys.executable, "name": name, "system_dir": str(self.spec.root)}
-            argv = [expand(a, values) for a in svc_spec.command]
-            env = inherited(os.environ, self.replayed_env if self.replaying else None) if svc_spec.inherit_env \
-                else {"PATH": os.environ.get("PATH", "")}
-            env.update({k: expand(v, values) for k, v in svc_spec.env.items()})
-            env.update(self.extra_env)
-            env.setdefault("PYTHONUNBUFFERED", "1")
+            command_for = self._command_for(svc_spec, service_urls[name], data_dir)
+            argv, env = command_for(ports[name])
             log_path = self.log_dir / f"{name}.log"
             proc = ManagedProcess(name, argv, cwd=svc_spec.cwd, env=env, log_path=log_path, reaper=self.reaper,
                                   stop_timeout=svc_spec.stop_timeout)
-            self.services[name] = Service(self, svc_spec, ports[name], data_dir, log_path, service_urls[name], proc)
+            svc = Service(self, svc_spec, ports[name], data_dir, log_path, service_urls[name], proc)
+            svc.command_for = command_for
+            self.services[name] = svc
         attached = {name: s for name, s in self.spec.services.items() if s.attached}
         if attached:
             from sagaproof.harness.env.attach import attach_services
@@ -374,8 +378,49 @@ class System:
             # An AttachedService has the Service interface that tests, invariants and the nemesis use.
             found: dict[str, Any] = {**self.services, **attach_services(self, attached)}
             self.services = {name: found[name] for name in self.spec.services}  # the system file's order
-        reserved.release()
-        for svc in (self.services[name] for name in own):
+        with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
+            futures = {pool.submit(self._start_service, svc) if svc.name in own else pool.submit(svc.wait_ready): svc
+                       for svc in self.services.values()}
+            errors: list[EnvironmentStartError] = []
+            for fut, svc in futures.items():
+                try:
+                    seconds = fut.result()
+                    self.bus.emit(ServiceReady(svc.name, svc.port, seconds))
+                except EnvironmentStartError as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        self.write_manifest()
+
+    def _command_for(self, svc_spec: ServiceSpec, nats_url: str, data_dir: Path) -> Any:
+        """port -> (argv, env) of a service's process: its command and env with the placeholders filled in."""
+
+        def command_for(port: int) -> tuple[list[str], dict[str, str]]:
+            values = {"port": str(port), "nats_url": nats_url, "data_dir": str(data_dir),
+                      "python": sys.executable, "name": svc_spec.name, "system_dir": str(self.spec.root)}
+            argv = [expand(a, values) for a in svc_spec.command]
+            env = inherited(os.environ, self.replayed_env if self.replaying else None) if svc_spec.inherit_env \
+                else {"PATH": os.environ.get("PATH", "")}
+            env.update({k: expand(v, values) for k, v in svc_spec.env.items()})
+            env.update(self.extra_env)
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            return argv, env
+
+        return command_for
+
+    def _start_service(self, svc: Service) -> float:
+        """Start one of the run's services and wait until it is ready; returns the seconds it took.
+
+        A service whose port was taken by another program after it was chosen (it no longer binds, or the
+        service exits during start-up saying its address is in use) is started again on another port (a
+        :class:`PortRetried` event), at most :data:`ports.RETRIES` times; any other failure is raised."""
+        moves = 0
+        while True:
+            if not port_choice.bindable(svc.port) and moves < port_choice.RETRIES:
+                moves += 1
+                if self._move_service(svc, f"port {svc.port} was bound by another program before the service "
+                                           f"started"):
+                    continue
             self.bus.emit(ServiceStarting(svc.name, svc.port))
             try:
                 svc.process.start()
@@ -383,18 +428,35 @@ class System:
                 raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
                                             f"fix [services.{svc.name}].command.") from None
             svc._emit("start")
-        with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
-            futures = {pool.submit(svc.wait_ready): svc for svc in self.services.values()}
-            errors = []
-            for fut, svc in futures.items():
-                try:
-                    seconds = fut.result()
-                    self.bus.emit(ServiceReady(svc.name, svc.port, seconds))
-                except ServiceCrashed as exc:
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-        self.write_manifest()
+            try:
+                return svc.wait_ready()
+            except ServiceCrashed:
+                said = [line for line in log_since(svc.process).splitlines() if port_taken(line)]
+                if not said or moves >= port_choice.RETRIES:
+                    raise
+                moves += 1
+                if not self._move_service(svc, said[-1].strip()):
+                    raise
+
+    def _move_service(self, svc: Service, why: str) -> bool:
+        """Give a service that is not running another port (its command and env made again); False when its
+        command does not use ``{port}`` (another port would change nothing)."""
+        old = svc.port
+        new = self.ports.take()
+        argv, env = svc.command_for(new)
+        if (argv, env) == svc.command_for(old):
+            self.ports.release(new)
+            return False
+        self.ports.release(old)
+        svc.process.argv, svc.process.env = argv, env
+        svc.port = new
+        svc.http = ServiceHTTP("127.0.0.1", new)
+        self.port_retried(svc.name, old, new, why)
+        return True
+
+    def port_retried(self, process: str, old: int, new: int, why: str) -> None:
+        """Record that `process` could not bind `old` (another program has it) and is started on `new`."""
+        self.bus.emit(PortRetried(process, old, new, why))
 
     def write_manifest(self) -> Path:
         """Write report_dir/system.json: what runs where (pids, ports, logs), for people and tools."""
@@ -443,8 +505,6 @@ class System:
             if self._state == "closed":
                 return
             self._state = "closed"
-        if self._reserved_ports is not None:
-            self._reserved_ports.release()
         errors: list[BaseException] = []
         # stop services in parallel, then proxies, then NATS
         services = list(self.services.values())
@@ -473,7 +533,10 @@ class System:
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.reaper.remove_path(str(self.run_dir))
-        self.reaper.close()
+        try:
+            self.reaper.close()
+        finally:
+            self.ports.close()  # only now: nothing of the run listens any more
 
     # ------------------------------------------------------------------ helpers for invariants and tests
     def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:

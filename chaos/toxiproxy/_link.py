@@ -12,7 +12,11 @@ can hold data (latency) while the next one works, and toxics are added, updated 
 on live connections by re-splicing the chain: the stage before the change is interrupted and
 restarted (with a fresh toxicity draw), a removed stage flushes what it holds downstream.
 When a source reaches end-of-stream the EOF travels down the chain; when it reaches the end
-the whole connection is closed (both sockets, not half-closed).
+the link's destination socket is closed (fully, not half-closed) and the other link's source,
+that same socket, has ended with it: its EOF travels down its own chain, so a `slow_close` on
+either link delays the close the client sees whichever side closed first, as in the reference
+server (whose write loop closes its destination and whose other read loop then fails). The
+connection is gone when both links have ended.
 
 With no toxics a read is written straight to the other socket from the protocol callback: no
 task, no queue and no copy. Back-pressure is the transports' own: a full destination (or a full
@@ -259,7 +263,7 @@ class SocketSink(Sink):
 
     def push(self, item: Chunk | None) -> None:
         if item is None:
-            self.conn.close()
+            self.conn.end_link(self)
             return
         side = self.side
         transport = side.transport
@@ -435,6 +439,7 @@ class Link:
         self._loop = asyncio.get_running_loop()
         self._reading_paused = True  # a Side starts paused
         self._eof = False
+        self.ended = False  # the EOF reached the destination socket, which is closed
 
     def start(self, toxics: list[ToxicConfig]) -> None:
         for toxic in toxics:
@@ -596,6 +601,19 @@ class Connection:
         self.down.start(downstream_toxics)
         self.client.attached()
         self.upstream.attached()
+
+    def end_link(self, sink: SocketSink) -> None:
+        """A link's EOF reached its socket end (`sink`): close that socket, which is the other
+        link's source, so the other link ends too once its chain has passed the EOF on."""
+        if self.closed:
+            return
+        done, other = (self.up, self.down) if sink is self.sinks[0] else (self.down, self.up)
+        if other.ended:
+            self.close()
+            return
+        done.ended = True
+        sink.side.close(reset=self.reset_on_close)
+        other.feed_eof()
 
     def close(self) -> None:
         """Close both sockets (RST if SO_LINGER 0 was set at open) and stop every task."""

@@ -29,6 +29,17 @@ DIAL_TIMEOUT = 10.0
 MAX_NAME = 1024
 
 
+def listen_backlog() -> int:
+    """The longest listen queue the system allows (net.core.somaxconn), as Go's listeners ask for;
+    4096 (the kernel's default since Linux 5.4) when it cannot be read."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", "rb") as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return 4096
+    return max(1, min(value, 0x7FFFFFFF))
+
+
 class ApiError(Exception):
     """An API error with its HTTP status; rendered as `{"error":..., "status":...}`."""
 
@@ -172,14 +183,16 @@ class Proxy:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((bind_host, port))
-            sock.listen(512)
+            backlog = listen_backlog()
+            sock.listen(backlog)
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
             raise ApiError(500, f"listen tcp {shown}: bind: {_os_error_text(exc)}") from None
         bound_port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._accept, sock=sock)
+        # create_server listens again, with its own default queue of 100 unless told otherwise
+        self._server = await loop.create_server(self._accept, sock=sock, backlog=backlog)
         self.listen = join_host_port(bind_host, bound_port)
         self.enabled = True
 

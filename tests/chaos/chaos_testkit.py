@@ -51,7 +51,13 @@ async def start_echo() -> asyncio.Server:
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    # a listen queue as long as the system allows, so that many connections dialed at once all get in
+    return await asyncio.start_server(handle, "127.0.0.1", 0, backlog=somaxconn())
+
+
+def somaxconn() -> int:
+    """net.core.somaxconn: the longest listen queue the system allows."""
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
 
 
 async def start_closer(greeting: bytes = b"bye") -> asyncio.Server:

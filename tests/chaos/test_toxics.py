@@ -126,6 +126,23 @@ def test_slow_close_delays_the_close(env: Env) -> None:
     assert time.monotonic() - t0 >= 0.25
 
 
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_slow_close_delays_the_close_when_the_client_closes_first(env: Env, stream: str) -> None:
+    """The client shuts its sending side first: the EOF it then reads still comes `delay` late, on
+    either link (as in the reference server, where ending one link closes the socket the other
+    reads). Before, the client saw EOF at once."""
+    sock = connect(env.proxy())
+    env.toxic("echo", "slow_close", stream=stream, delay=300)
+    sock.sendall(b"hi")
+    assert recv_exactly(sock, 2) == b"hi"  # the connection is through, the toxic on it
+    t0 = time.monotonic()
+    sock.shutdown(socket.SHUT_WR)
+    data, how = recv_until_closed(sock)
+    elapsed = time.monotonic() - t0
+    assert (data, how) == (b"", "eof")
+    assert elapsed >= 0.3 - SLACK, elapsed
+
+
 def test_timeout_closes_after_idle_and_drops_data(env: Env) -> None:
     sock = connect(env.proxy())
     env.toxic("echo", "timeout", stream="upstream", timeout=300)

@@ -22,8 +22,18 @@ Per phase:
 
 Targets from issue 13 are printed as PASS/FAIL beside the figures they apply to.
 
+Against the real Toxiproxy (the Go server; `--real-toxiproxy PATH` or SAGAPROOF_REAL_TOXIPROXY names its
+`toxiproxy-server` binary, built from source with ../shared/tools/build_real_toxiproxy.sh), started beside
+ours in the same run with the same proxies: the TCP figures above take it in turn with the others (same
+moments), pings also give p90 and the share over 1 ms, and each figure of ours is divided by the real
+one's; plus proxy creation + deletion (ms per pair, taken in alternating blocks), 1,000 connections
+opened at once (how long until all are through, and how many SYNs were dropped and sent again, read from
+TCP_INFO) and the resident memory of each server just after start. The targets of issue 24 are marked
+PASS/FAIL. Without a binary it says so and measures against going direct only.
+
     python benchmarks/proxy_throughput.py [--quick] [--phases idle,busy] [--server-pythonpath DIR]
-                                          [--server-loop uvloop|asyncio]
+                                          [--server-loop uvloop|asyncio] [--real-toxiproxy PATH]
+                                          [--sections tcp,nats,bandwidth,recorder,real]
 
 `--server-pythonpath DIR` runs the proxy server from another source tree (DIR holds a `sagaproof`
 package), to measure an older version against the same clients in the same way; `--server-loop`
@@ -37,8 +47,10 @@ import argparse
 import asyncio
 import os
 import re
+import selectors
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -82,7 +94,7 @@ async def h(r, w):
         pass
     w.close()
 async def main():
-    s = await asyncio.start_server(h, "127.0.0.1", 0)
+    s = await asyncio.start_server(h, "127.0.0.1", 0, backlog=4096)
     print(s.sockets[0].getsockname()[1], flush=True)
     await s.serve_forever()
 asyncio.run(main())
@@ -166,6 +178,61 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+TCPI_TOTAL_RETRANS = 100  # byte offset of tcpi_total_retrans in Linux's struct tcp_info
+
+
+def connect_burst(addr: tuple[str, int], n: int, bound: float = 60.0) -> tuple[float, int, int]:
+    """Open `n` connections at once (every SYN sent before any is waited for), then send a byte on each
+    and read its echo. Returns (seconds until all echoed, SYNs dropped and sent again, failed connects)."""
+    socks: list[socket.socket] = []
+    sel = selectors.DefaultSelector()
+    retransmitted = failed = 0
+    t0 = time.perf_counter()
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setblocking(False)
+            sock.connect_ex(addr)
+            sel.register(sock, selectors.EVENT_WRITE)
+        pending = n
+        good: list[socket.socket] = []
+        deadline = time.monotonic() + bound
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=1.0):
+                sock = key.fileobj  # type: ignore[assignment]
+                sel.unregister(sock)
+                pending -= 1
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    failed += 1
+                    continue
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+                retransmitted += struct.unpack_from("I", info, TCPI_TOTAL_RETRANS)[0] > 0
+                sock.setblocking(True)
+                sock.settimeout(bound)
+                good.append(sock)
+        failed += pending
+        for sock in good:
+            try:
+                sock.sendall(b"Ex")  # echo mode, then one byte
+                failed += sock.recv(1) != b"x"
+            except OSError:
+                failed += 1
+        return time.perf_counter() - t0, retransmitted, failed
+    finally:
+        sel.close()
+        for sock in socks:
+            sock.close()
+
+
 def tcp_pings(addrs: dict[str, tuple[str, int]], count: int) -> dict[str, list[float]]:
     """1-byte round trips to each address in turn, `count` each, so that every one sees the same moments."""
     socks = {label: _connect(addr, b"E") for label, addr in addrs.items()}
@@ -232,6 +299,52 @@ def recorder_figures(n: int, rounds: int) -> dict[str, Any]:
     return {"lines": lines, "ok": ok}
 
 
+# ------------------------------------------------------------------------------------------ real Toxiproxy
+REAL_ENV = "SAGAPROOF_REAL_TOXIPROXY"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_real(path: str) -> tuple[subprocess.Popen, str]:
+    """The real toxiproxy-server on a loopback port; its API URL once /version answers."""
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"error: {path} is not an executable toxiproxy-server; build it with "
+                         "../shared/tools/build_real_toxiproxy.sh or leave out --real-toxiproxy")
+    port = free_port()
+    proc = subprocess.Popen([path, "-host", "127.0.0.1", "-port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if requests.get(url + "/version", timeout=1).ok:
+                return proc, url
+        except requests.RequestException:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise SystemExit(f"error: the real Toxiproxy at {path} did not answer on {url}; check that it runs")
+
+
+def churn(http: requests.Session, api: str, upstream: str, names: range) -> list[float]:
+    """Seconds per proxy created and deleted through the API, one pair after the other."""
+    out = []
+    for i in names:
+        t0 = time.perf_counter()
+        r = http.post(f"{api}/proxies", json={"name": f"churn{i}", "listen": "127.0.0.1:0", "upstream": upstream},
+                      timeout=10)
+        r.raise_for_status()
+        http.delete(f"{api}/proxies/churn{i}", timeout=10).raise_for_status()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ bench
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -245,6 +358,13 @@ class Bench:
         self.bw_seconds = 1.0 if quick else 2.0
         self.rec_n = 5000 if quick else 20000
         self.rec_rounds = 2 if quick else 3
+        self.churn_n = 100 if quick else 300
+        self.burst_n = 1000
+        self.burst_rounds = 1 if quick else 2
+        self.sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+        self.real_path = args.real_toxiproxy or os.environ.get(REAL_ENV, "")
+        self.real_api = ""
+        self.rss: dict[str, float] = {}
         self.procs: list[subprocess.Popen] = []
         self.tmp = tempfile.TemporaryDirectory()
         self.http = requests.Session()
@@ -272,10 +392,23 @@ class Bench:
         self.procs.append(p)
         self.server_pid = p.pid
         self.api = m.group(1)
+        time.sleep(0.2)  # let it settle before its memory is read
+        self.rss["ours"] = rss_mb(self.server_pid)
+        if self.real_path and "real" in self.sections:
+            p, self.real_api = start_real(self.real_path)
+            self.procs.append(p)
+            self.real_pid = p.pid
+            time.sleep(0.2)
+            self.rss["real"] = rss_mb(self.real_pid)
         self.p_tcp = self.make("tcp", self.tcp_addr)
         self.p_tcp_lat = self.make("tcp_lat", self.tcp_addr)
         for stream in ("upstream", "downstream"):
             self.toxic("tcp_lat", "latency", stream, latency=0)
+        if self.real_api:
+            self.r_tcp = self.make("tcp", self.tcp_addr, self.real_api)
+            self.r_tcp_lat = self.make("tcp_lat", self.tcp_addr, self.real_api)
+            for stream in ("upstream", "downstream"):
+                self.toxic("tcp_lat", "latency", stream, api=self.real_api, latency=0)
         self.p_a = self.make("svc_a", self.nats_addr)
         self.p_b = self.make("svc_b", self.nats_addr)
         self.p_bw = self.make("bw", self.tcp_addr)
@@ -290,16 +423,16 @@ class Bench:
                 p.wait(5)
         self.tmp.cleanup()
 
-    def make(self, name: str, upstream: str) -> str:
+    def make(self, name: str, upstream: str, api: str = "") -> str:
         r = self.http.post(
-            f"{self.api}/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": upstream}, timeout=10
+            f"{api or self.api}/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": upstream}, timeout=10
         )
         r.raise_for_status()
-        return r.json()["listen"]
+        return str(r.json()["listen"])
 
-    def toxic(self, proxy: str, type_: str, stream: str, **attrs: Any) -> None:
+    def toxic(self, proxy: str, type_: str, stream: str, api: str = "", **attrs: Any) -> None:
         r = self.http.post(
-            f"{self.api}/proxies/{proxy}/toxics",
+            f"{api or self.api}/proxies/{proxy}/toxics",
             json={"type": type_, "stream": stream, "attributes": attrs},
             timeout=10,
         )
@@ -316,35 +449,64 @@ class Bench:
                 elif kind == "nats":
                     self.toxic(proxy, "nats_drop", stream, subject="never.matches", probability=1.0)
 
+    def real_figures(self) -> dict[str, Any]:
+        """Proxy creation + deletion, 1,000 connections at once, against the real server, alternating."""
+        out: dict[str, Any] = {"churn": {"ours": [], "real": []}, "burst": {"ours": [], "real": []}}
+        apis = {"ours": self.api, "real": self.real_api}
+        print("  measuring proxy creation and deletion ...", file=sys.stderr, flush=True)
+        block = 10
+        for start in range(0, self.churn_n, block):
+            for who, api in apis.items():
+                out["churn"][who] += churn(self.http, api, self.tcp_addr, range(start, start + block))
+        print(f"  measuring {self.burst_n} connections at once ...", file=sys.stderr, flush=True)
+        for _ in range(self.burst_rounds):
+            for who, addr in (("ours", self.p_tcp), ("real", self.r_tcp)):
+                out["burst"][who].append(connect_burst(addr_of(addr), self.burst_n))
+                time.sleep(0.5)  # let the closed connections drain before the next burst
+        return out
+
     def phase(self) -> dict[str, Any]:
         """One table. TCP figures are taken interleaved (each round and each ping goes direct, through
         the proxy, and through the proxy with latency toxics, in turn), so that all three see the same
         machine; NATS figures one configuration after the other."""
-        out: dict[str, Any] = {"rows": []}
+        out: dict[str, Any] = {"rows": [], "tcp": {}}
         tcp = {"direct": self.tcp_addr, "proxy": self.p_tcp, "proxy+latency": self.p_tcp_lat}
+        if self.real_api:
+            tcp.update({"real": self.r_tcp, "real+latency": self.r_tcp_lat})
+        pid_of = {label: self.real_pid if label.startswith("real") else self.server_pid for label in tcp}
         figures: dict[str, dict[str, Any]] = {label: {"label": label, "up": [], "down": []} for label in tcp}
-        print("  measuring TCP bulk ...", file=sys.stderr, flush=True)
-        cpu: dict[str, float] = {label: 0.0 for label in tcp}
-        for _ in range(self.bulk_rounds):
-            for label, addr in tcp.items():
-                before = cpu_seconds(self.server_pid)
-                figures[label]["up"].append(tcp_upload(addr_of(addr), self.bulk))
-                figures[label]["down"].append(tcp_download(addr_of(addr), self.bulk))
-                cpu[label] += cpu_seconds(self.server_pid) - before
-        print("  measuring TCP ping ...", file=sys.stderr, flush=True)
-        pings = tcp_pings({label: addr_of(addr) for label, addr in tcp.items()}, self.ping_n)
-        # The proxy process's own CPU time per MB and per round trip: a figure that other load on the
-        # machine does not change much (it is what the proxy costs, not how long it waited for a core).
-        out["cpu"] = {}
-        for label in ("proxy", "proxy+latency"):
-            before = cpu_seconds(self.server_pid)
-            tcp_pings({label: addr_of(tcp[label])}, self.ping_n)
-            per_ping = (cpu_seconds(self.server_pid) - before) / self.ping_n
-            per_mb = cpu[label] / (2 * self.bulk * self.bulk_rounds / 1e6)
-            out["cpu"][label] = (per_mb, per_ping)
-        for label, row in figures.items():
-            row["up"], row["down"] = statistics.median(row["up"]), statistics.median(row["down"])
-            row["ping50"], row["ping99"] = statistics.median(pings[label]), pct(pings[label], 0.99)
+        if "tcp" in self.sections or self.real_api:
+            print("  measuring TCP bulk ...", file=sys.stderr, flush=True)
+            cpu: dict[str, float] = {label: 0.0 for label in tcp}
+            for _ in range(self.bulk_rounds):
+                for label, addr in tcp.items():
+                    before = cpu_seconds(pid_of[label])
+                    figures[label]["up"].append(tcp_upload(addr_of(addr), self.bulk))
+                    figures[label]["down"].append(tcp_download(addr_of(addr), self.bulk))
+                    cpu[label] += cpu_seconds(pid_of[label]) - before
+            print("  measuring TCP ping ...", file=sys.stderr, flush=True)
+            pings = tcp_pings({label: addr_of(addr) for label, addr in tcp.items()}, self.ping_n)
+            # The proxy process's own CPU time per MB and per round trip: a figure that other load on the
+            # machine does not change much (it is what the proxy costs, not how long it waited for a core).
+            out["cpu"] = {}
+            for label in tcp:
+                if label == "direct":
+                    continue
+                before = cpu_seconds(pid_of[label])
+                tcp_pings({label: addr_of(tcp[label])}, self.ping_n)
+                per_ping = (cpu_seconds(pid_of[label]) - before) / self.ping_n
+                per_mb = cpu[label] / (2 * self.bulk * self.bulk_rounds / 1e6)
+                out["cpu"][label] = (per_mb, per_ping)
+            for label, row in figures.items():
+                row["up"], row["down"] = statistics.median(row["up"]), statistics.median(row["down"])
+                row["ping50"], row["ping99"] = statistics.median(pings[label]), pct(pings[label], 0.99)
+                row["ping90"] = pct(pings[label], 0.90)
+                row["over1ms"] = sum(1 for x in pings[label] if x > 1e-3)
+                out["tcp"][label] = row
+        if self.real_api:
+            out["real"] = self.real_figures()
+        if not self.sections & {"nats", "bandwidth", "recorder"}:
+            return out
         figures["proxy+nats_drop"] = {"label": "proxy+nats_drop"}
         configs = [
             ("direct", None, self.nats_addr, self.nats_addr),
@@ -352,7 +514,7 @@ class Bench:
             ("proxy+latency", "latency", self.p_a, self.p_b),
             ("proxy+nats_drop", "nats", self.p_a, self.p_b),
         ]
-        for label, toxic, a_addr, b_addr in configs:
+        for label, toxic, a_addr, b_addr in configs if "nats" in self.sections else []:
             self.set_toxics(toxic)
             print(f"  measuring NATS {label} ...", file=sys.stderr, flush=True)
             row = figures[label]
@@ -361,7 +523,7 @@ class Bench:
             out["rows"].append(row)
         self.set_toxics(None)
         out["bandwidth"] = []
-        for mbps in (5, 20, 50):
+        for mbps in (5, 20, 50) if "bandwidth" in self.sections else ():
             print(f"  measuring bandwidth {mbps} MB/s ...", file=sys.stderr, flush=True)
             self.http.delete(f"{self.api}/proxies/bw/toxics/bandwidth_downstream", timeout=10)
             self.toxic("bw", "bandwidth", "downstream", rate=mbps * 1000)
@@ -369,8 +531,9 @@ class Bench:
             got = tcp_download(addr_of(self.p_bw), total)
             out["bandwidth"].append((mbps, got))
         self.http.delete(f"{self.api}/proxies/bw/toxics/bandwidth_downstream", timeout=10)
-        print("  measuring recorder ...", file=sys.stderr, flush=True)
-        out["recorder"] = recorder_figures(self.rec_n, self.rec_rounds)
+        if "recorder" in self.sections:
+            print("  measuring recorder ...", file=sys.stderr, flush=True)
+            out["recorder"] = recorder_figures(self.rec_n, self.rec_rounds)
         return out
 
 
@@ -378,50 +541,104 @@ def mark(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def ratio(a: float, b: float) -> float:
+    return a / b if b else (float("inf") if a else 1.0)
+
+
 def report(title: str, res: dict[str, Any], busy: bool, args: argparse.Namespace, bench: Bench) -> None:
-    rows = {r["label"]: r for r in res["rows"]}
-    base = rows["direct"]
     print()
     print(f"== {title} ==")
-    print(
-        f"{'config':<16} {'up MB/s':>8} {'x':>5} {'down MB/s':>9} {'x':>5} {'ping p50':>9} {'p99 us':>7} {'x p99':>6} "
-        f"{'rr p50 us':>9} {'+us':>5} {'rr p99':>7} {'msgs/s':>7} {'x':>5}"
-    )
-    nan = float("nan")
-    for r in res["rows"]:
-        up, down = r.get("up", nan), r.get("down", nan)
-        p50, p99 = r.get("ping50", nan), r.get("ping99", nan)
-        print(
-            f"{r['label']:<16} {up:8.0f} {up / base['up']:5.2f} {down:9.0f} {down / base['down']:5.2f} "
-            f"{p50 * 1e6:9.0f} {p99 * 1e6:7.0f} {p99 / base['ping99']:6.2f} "
-            f"{r['rr50'] * 1e6:9.0f} {(r['rr50'] - base['rr50']) * 1e6:5.0f} {r['rr99'] * 1e6:7.0f} "
-            f"{r['msgs']:7.0f} {r['msgs'] / base['msgs']:5.2f}"
-        )
-    px = rows["proxy"]
-    print("proxy process CPU: " + "; ".join(
-        f"{label} {per_mb * 1e6:.0f} us per MB, {per_ping * 1e6:.0f} us per 1-byte round trip"
-        for label, (per_mb, per_ping) in res["cpu"].items()
-    ))
-    print("bandwidth toxic (downstream, on from the start): " + ", ".join(
-        f"{asked} MB/s -> {got:.2f} ({got / asked:.3f}x {mark(got / asked >= 0.95)})" for asked, got in res["bandwidth"]
-    ))
-    print("recorder + live validation vs bare nats-py consumer (benchmarks/recorder_throughput.py):")
-    for line in res["recorder"]["lines"]:
-        print("  " + line)
-    added = (px["rr50"] - base["rr50"]) * 1e6
-    if not busy:
-        print(f"target: NATS request/reply added p50 {added:.0f} us <= 250 us: {mark(added <= 250)}")
-    else:
-        r99 = px["ping99"] / base["ping99"]
-        up = px["up"] / base["up"]
-        down = px["down"] / base["down"]
-        print(f"target: ping p99 {r99:.2f}x direct <= 4x: {mark(r99 <= 4)}; bulk upload {up:.2f}x >= 0.35x: "
+    tcp = res["tcp"]
+    if tcp:
+        base = tcp["direct"]
+        print(f"{'TCP config':<16} {'up MB/s':>8} {'x':>5} {'down MB/s':>9} {'x':>5} {'ping p50':>9} {'p90':>6} "
+              f"{'p99 us':>7} {'x p99':>6} {'>1ms':>6}")
+        for label, r in tcp.items():
+            print(f"{label:<16} {r['up']:8.0f} {r['up'] / base['up']:5.2f} {r['down']:9.0f} {r['down'] / base['down']:5.2f} "
+                  f"{r['ping50'] * 1e6:9.0f} {r['ping90'] * 1e6:6.0f} {r['ping99'] * 1e6:7.0f} "
+                  f"{r['ping99'] / base['ping99']:6.2f} {r['over1ms'] / bench.ping_n:6.1%}")
+        print("proxy process CPU: " + "; ".join(
+            f"{label} {per_mb * 1e6:.0f} us per MB, {per_ping * 1e6:.0f} us per 1-byte round trip"
+            for label, (per_mb, per_ping) in res["cpu"].items()
+        ))
+    rows = {r["label"]: r for r in res["rows"]}
+    if rows:
+        nbase = rows["direct"]
+        print(f"{'NATS config':<16} {'rr p50 us':>9} {'+us':>5} {'rr p99':>7} {'msgs/s':>7} {'x':>5}")
+        for r in res["rows"]:
+            print(f"{r['label']:<16} {r['rr50'] * 1e6:9.0f} {(r['rr50'] - nbase['rr50']) * 1e6:5.0f} "
+                  f"{r['rr99'] * 1e6:7.0f} {r['msgs']:7.0f} {r['msgs'] / nbase['msgs']:5.2f}")
+    if res.get("bandwidth"):
+        print("bandwidth toxic (downstream, on from the start): " + ", ".join(
+            f"{asked} MB/s -> {got:.2f} ({got / asked:.3f}x {mark(got / asked >= 0.95)})"
+            for asked, got in res["bandwidth"]
+        ))
+    if "recorder" in res:
+        print("recorder + live validation vs bare nats-py consumer (benchmarks/recorder_throughput.py):")
+        for line in res["recorder"]["lines"]:
+            print("  " + line)
+    if rows and not busy:
+        added = (rows["proxy"]["rr50"] - rows["direct"]["rr50"]) * 1e6
+        print(f"target (issue 13): NATS request/reply added p50 {added:.0f} us <= 250 us: {mark(added <= 250)}")
+    if tcp and busy:
+        px, base = tcp["proxy"], tcp["direct"]
+        r99, up, down = px["ping99"] / base["ping99"], px["up"] / base["up"], px["down"] / base["down"]
+        print(f"target (issue 13): ping p99 {r99:.2f}x direct <= 4x: {mark(r99 <= 4)}; bulk upload {up:.2f}x >= 0.35x: "
               f"{mark(up >= 0.35)}; bulk download {down:.2f}x >= 0.15x: {mark(down >= 0.15)}")
+    if "real" in res:
+        report_real(res, bench)
+    elif "real" in bench.sections:
+        print(f"no real Toxiproxy given (--real-toxiproxy PATH or {REAL_ENV}): figures are against going direct only")
     print(
         f"(TCP: {bench.bulk // (1024 * 1024)} MiB each way, median of {bench.bulk_rounds}; {bench.ping_n} pings; "
         f"NATS: {bench.req_n} requests, {bench.msgs_n} messages, request/reply crosses the proxy 4 times; "
-        f"recorder: {bench.rec_n} stored messages, median of {bench.rec_rounds})"
+        f"recorder: {bench.rec_n} stored messages, median of {bench.rec_rounds}; load average "
+        f"{os.getloadavg()[0]:.2f} at the end of the phase)"
     )
+
+
+def report_real(res: dict[str, Any], bench: Bench) -> None:
+    tcp, real = res["tcp"], res["real"]
+    print(f"-- ours against the real Toxiproxy ({bench.real_path}), same run --")
+    print(f"{'':<40} {'ours':>9} {'real':>9} {'ours/real':>9}")
+
+    def line(what: str, ours: float, theirs: float, fmt: str = "9.0f") -> float:
+        r = ratio(ours, theirs)
+        print(f"{what:<40} {ours:{fmt}} {theirs:{fmt}} {r:9.2f}")
+        return r
+
+    checks: list[str] = []
+    for kind in ("", "+latency"):
+        o, r = tcp["proxy" + kind], tcp["real" + kind]
+        name = "no toxics" if not kind else "0 ms latency toxic each way"
+        print(f"TCP, {name}:")
+        line("  bulk upload MB/s", o["up"], r["up"])
+        line("  bulk download MB/s", o["down"], r["down"])
+        line("  ping p50 us", o["ping50"] * 1e6, r["ping50"] * 1e6)
+        line("  ping p90 us", o["ping90"] * 1e6, r["ping90"] * 1e6)
+        p99 = line("  ping p99 us", o["ping99"] * 1e6, r["ping99"] * 1e6)
+        over = line(f"  pings over 1 ms (of {bench.ping_n})", o["over1ms"], r["over1ms"])
+        cpu_o, cpu_r = res["cpu"]["proxy" + kind], res["cpu"]["real" + kind]
+        line("  server CPU us per MB", cpu_o[0] * 1e6, cpu_r[0] * 1e6)
+        line("  server CPU us per round trip", cpu_o[1] * 1e6, cpu_r[1] * 1e6, "9.1f")
+        checks.append(f"ping p99{kind} {p99:.2f}x <= 1.5x: {mark(p99 <= 1.5)}")
+        checks.append(f"over 1 ms{kind} {over:.2f}x <= 1.5x: {mark(over <= 1.5)}")
+    co, cr = real["churn"]["ours"], real["churn"]["real"]
+    print(f"proxy created + deleted ({len(co)} each, alternating blocks of 10):")
+    line("  ms per pair, median", statistics.median(co) * 1e3, statistics.median(cr) * 1e3, "9.2f")
+    churn_mean = line("  ms per pair, mean", statistics.mean(co) * 1e3, statistics.mean(cr) * 1e3, "9.2f")
+    checks.append(f"create+delete {churn_mean:.2f}x <= 1x: {mark(churn_mean <= 1.0)}")
+    bo, br = real["burst"]["ours"], real["burst"]["real"]
+    print(f"{bench.burst_n} connections opened at once, then a byte echoed on each ({len(bo)} rounds each):")
+    line("  seconds until all through, median", statistics.median(b[0] for b in bo),
+         statistics.median(b[0] for b in br), "9.3f")
+    resent = sum(b[1] for b in bo)
+    line("  SYNs dropped and sent again, total", resent, sum(b[1] for b in br))
+    failed = sum(b[2] for b in bo)
+    line("  connections failed, total", failed, sum(b[2] for b in br))
+    checks.append(f"1000 at once: {resent} resent, {failed} failed: {mark(resent == 0 and failed == 0)}")
+    line("memory at start, MB (VmRSS)", bench.rss["ours"], bench.rss["real"], "9.1f")
+    print("targets (issue 24): " + "; ".join(checks))
 
 
 @contextmanager
@@ -444,6 +661,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts (for smoke runs)")
     parser.add_argument("--phases", default="idle,busy", help="which phases to run: idle, busy or both")
     parser.add_argument("--server-pythonpath", default="", help="run the proxy server from this source tree")
+    parser.add_argument("--real-toxiproxy", default="", metavar="PATH",
+                        help=f"the real toxiproxy-server binary to compare with (default: ${REAL_ENV})")
+    parser.add_argument("--sections", default="tcp,nats,bandwidth,recorder,real",
+                        help="what to measure: tcp, nats, bandwidth, recorder, real (comma-separated)")
     parser.add_argument(
         "--server-loop", choices=["uvloop", "asyncio"], default="", help="the server's event loop (default: its own)"
     )
@@ -453,6 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.start()
         server = args.server_pythonpath or "this tree"
+        if bench.real_api:
+            print(f"real Toxiproxy: {bench.real_path} (run beside ours, same proxies, same moments)", flush=True)
+        elif "real" in bench.sections:
+            print(f"no real Toxiproxy given (--real-toxiproxy PATH or {REAL_ENV}): "
+                  "measuring against going direct only", flush=True)
         print(
             f"server: {server}, loop {args.server_loop or 'default'}; machine: {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.2f} at start",

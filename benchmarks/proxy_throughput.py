@@ -352,7 +352,7 @@ class Bench:
         quick = args.quick
         self.bulk = (32 if quick else 128) * 1024 * 1024
         self.bulk_rounds = 2 if quick else 3
-        self.ping_n = 1000 if quick else 3000
+        self.ping_n = 3000 if quick else 10000
         self.req_n = 500 if quick else 2000
         self.msgs_n = 5000 if quick else 30000
         self.bw_seconds = 1.0 if quick else 2.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import random
@@ -29,6 +30,7 @@ DIAL_TIMEOUT = 10.0
 MAX_NAME = 1024
 
 
+@functools.cache
 def listen_backlog() -> int:
     """The longest listen queue the system allows (net.core.somaxconn), as Go's listeners ask for;
     4096 (the kernel's default since Linux 5.4) when it cannot be read."""
@@ -213,7 +215,8 @@ class Proxy:
             await asyncio.wait(tasks, timeout=1.0)
         if server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):  # not wait_for: no task of its own (Python 3.11)
+                    await server.wait_closed()
 
     def _forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -237,7 +240,8 @@ class Proxy:
             host, port_text = split_host_port(self.upstream)
             port = int(port_text)
             loop = asyncio.get_running_loop()
-            _transport, upstream = await asyncio.wait_for(loop.create_connection(Side, host, port), DIAL_TIMEOUT)
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                _transport, upstream = await loop.create_connection(Side, host, port)
         except (OSError, ValueError, TimeoutError):
             # Like the reference: the client saw a successful connect, now it sees a close.
             client.close(reset=False)

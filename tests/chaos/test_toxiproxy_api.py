@@ -32,6 +32,18 @@ def test_version_and_request_id(env: Env) -> None:
     )
 
 
+def test_date_header_is_the_imf_fixdate_email_utils_writes() -> None:
+    """The Date header is written without the email package (its memory); same text, any time."""
+    import email.utils
+    import random
+
+    from sagaproof.chaos.toxiproxy._http import http_date
+
+    rng = random.Random(7)
+    for t in [0.0, 951782400.0, 4102444799.0] + [rng.uniform(0, 4.1e9) for _ in range(2000)]:
+        assert http_date(t) == email.utils.formatdate(t, usegmt=True), t
+
+
 def test_router_404_405_and_browser_block(env: Env) -> None:
     resp = env.api("GET", "/nope")
     assert (resp.status_code, resp.text) == (404, "404 page not found\n")

@@ -4,6 +4,7 @@ handlers, status codes and bodies exactly as the reference server answers them."
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import posixpath
@@ -22,7 +23,6 @@ HANDLER_TIMEOUT = 25.0
 _JSON = ("Content-Type", "application/json")
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
-_XID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
 _VAR = object()
 
 _ROUTES: list[tuple[tuple[object, ...], dict[str, str]]] = [
@@ -57,8 +57,8 @@ class _RequestIds:
             + self._pid.to_bytes(2, "big")
             + (next(self._counter) & 0xFFFFFF).to_bytes(3, "big")
         )
-        number = int.from_bytes(raw, "big") << 4  # 96 bits -> 100 bits = 20 base32 digits
-        return "".join(_XID_ALPHABET[(number >> (5 * i)) & 31] for i in range(19, -1, -1))
+        # 96 bits -> 20 digits of base32hex (the last one padded with zero bits), lower case: Go's xid
+        return base64.b32hexencode(raw)[:20].decode().lower()
 
 
 def _error(status: int, message: str) -> Response:

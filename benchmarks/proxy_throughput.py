@@ -593,12 +593,16 @@ def report(title: str, res: dict[str, Any], busy: bool, args: argparse.Namespace
         report_real(res, bench)
     elif "real" in bench.sections:
         print(f"no real Toxiproxy given (--real-toxiproxy PATH or {REAL_ENV}): figures are against going direct only")
-    print(
-        f"(TCP: {bench.bulk // (1024 * 1024)} MiB each way, median of {bench.bulk_rounds}; {bench.ping_n} pings; "
-        f"NATS: {bench.req_n} requests, {bench.msgs_n} messages, request/reply crosses the proxy 4 times; "
-        f"recorder: {bench.rec_n} stored messages, median of {bench.rec_rounds}; load average "
-        f"{os.getloadavg()[0]:.2f} at the end of the phase)"
-    )
+    counts = []
+    if tcp:
+        counts.append(f"TCP: {bench.bulk // (1024 * 1024)} MiB each way, median of {bench.bulk_rounds}; "
+                      f"{bench.ping_n} pings")
+    if rows:
+        counts.append(f"NATS: {bench.req_n} requests, {bench.msgs_n} messages, request/reply crosses the proxy 4 times")
+    if "recorder" in res:
+        counts.append(f"recorder: {bench.rec_n} stored messages, median of {bench.rec_rounds}")
+    counts.append(f"load average {os.getloadavg()[0]:.2f} at the end of the phase")
+    print("(" + "; ".join(counts) + ")")
 
 
 def report_real(res: dict[str, Any], bench: Bench) -> None:

@@ -199,11 +199,14 @@ async def serve_connection(
                 return
             try:
                 request = _parse_head(raw[:-4])
-                _declared_length(request.headers)  # refuse an over-limit body before inviting it
+                length = _declared_length(request.headers)  # refuse an over-limit body before inviting it
                 if request.headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                async with asyncio.timeout(READ_TIMEOUT):
-                    request.body = await _read_body(reader, request.headers)
+                if length or "chunked" in request.headers.get("transfer-encoding", "").lower():
+                    async with asyncio.timeout(READ_TIMEOUT):
+                        request.body = await _read_body(reader, request.headers)
+                else:
+                    request.body = b""  # nothing to read: no timer to set and cancel
             except _BadRequest as exc:
                 text = str(exc) if exc.status == 413 else f"malformed HTTP request: {exc}"
                 await _reject(reader, writer, error_response(exc.status, text))

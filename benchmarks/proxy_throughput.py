@@ -65,6 +65,7 @@ import nats
 import nats.errors
 import requests
 from natsload import core_flow  # benchmarks/natsload.py (this script's folder is first on sys.path)
+from sagaproof.harness.env.ports import free_port  # outside the ephemeral range, locked against other runs
 
 SERVER = r"""
 import asyncio
@@ -301,12 +302,6 @@ def recorder_figures(n: int, rounds: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ real Toxiproxy
 REAL_ENV = "SAGAPROOF_REAL_TOXIPROXY"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_real(path: str) -> tuple[subprocess.Popen, str]:

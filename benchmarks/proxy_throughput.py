@@ -59,7 +59,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import nats
 import nats.errors
@@ -304,11 +304,17 @@ def recorder_figures(n: int, rounds: int) -> dict[str, Any]:
 REAL_ENV = "SAGAPROOF_REAL_TOXIPROXY"
 
 
+def fail(message: str) -> NoReturn:
+    """A mistake in what the benchmark was given: one sentence, exit code 2."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 def start_real(path: str) -> tuple[subprocess.Popen, str]:
     """The real toxiproxy-server on a loopback port; its API URL once /version answers."""
     if not os.access(path, os.X_OK):
-        raise SystemExit(f"error: {path} is not an executable toxiproxy-server; build it with "
-                         "../shared/tools/build_real_toxiproxy.sh or leave out --real-toxiproxy")
+        fail(f"{path} is not an executable toxiproxy-server; build it with "
+             "../shared/tools/build_real_toxiproxy.sh or leave out --real-toxiproxy.")
     port = free_port()
     proc = subprocess.Popen([path, "-host", "127.0.0.1", "-port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -324,7 +330,7 @@ def start_real(path: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
     proc.kill()
     proc.wait(5)
-    raise SystemExit(f"error: the real Toxiproxy at {path} did not answer on {url}; check that it runs")
+    fail(f"the real Toxiproxy at {path} did not answer on {url}; check that it runs ({path} -version).")
 
 
 def churn(http: requests.Session, api: str, upstream: str, names: range) -> list[float]:

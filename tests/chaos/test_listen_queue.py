@@ -17,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from chaos_testkit import Env, somaxconn
@@ -28,16 +29,22 @@ TCPI_TOTAL_RETRANS = 100  # byte offset of tcpi_total_retrans in Linux's struct 
 BOUND = 120.0  # s: a bound on the waits so that a broken proxy fails the test instead of hanging it
 
 
-def _room_for(n: int) -> None:
-    """Skip (saying why) when the system could not hold `n` connections at once through a proxy."""
-    if somaxconn() < n + 24:
-        pytest.skip(f"net.core.somaxconn is {somaxconn()}: a listen queue cannot hold {n} connections here")
-    need = 4 * n + 256  # client, accepted, upstream and echo sockets all live in this process
+@pytest.fixture
+def room_for_n() -> Iterator[None]:
+    """Skip (saying why) when the system could not hold N connections at once through a proxy; raise
+    the open-file limit for the test if it must, and put it back after."""
+    if somaxconn() < N + 24:
+        pytest.skip(f"net.core.somaxconn is {somaxconn()}: a listen queue cannot hold {N} connections here")
+    need = 4 * N + 256  # client, accepted, upstream and echo sockets all live in this process
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         if hard != resource.RLIM_INFINITY and hard < need:
             pytest.skip(f"the open-file limit is {hard}: {need} sockets are needed")
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _syn_retransmits(sock: socket.socket) -> int:
@@ -45,8 +52,7 @@ def _syn_retransmits(sock: socket.socket) -> int:
     return int(struct.unpack_from("I", info, TCPI_TOTAL_RETRANS)[0])
 
 
-def test_a_thousand_connections_at_once_are_all_accepted_first_time(env: Env) -> None:
-    _room_for(N)
+def test_a_thousand_connections_at_once_are_all_accepted_first_time(room_for_n: None, env: Env) -> None:
     addr = env.proxy()
     socks: list[socket.socket] = []
     sel = selectors.DefaultSelector()

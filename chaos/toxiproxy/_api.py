@@ -24,6 +24,7 @@ _JSON = ("Content-Type", "application/json")
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _VAR = object()
+_XID_DIGITS = "0123456789abcdefghijklmnopqrstuv"
 
 _ROUTES: list[tuple[tuple[object, ...], dict[str, str]]] = [
     (("proxies",), {"GET": "list_proxies", "POST": "create_proxy"}),
@@ -49,16 +50,19 @@ class _RequestIds:
         self._counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
         self._machine = os.urandom(3)
         self._pid = os.getpid() & 0xFFFF
+        self._second = -1
+        self._prefix = ""
 
-    def next(self) -> str:
-        raw = (
-            int(time.time()).to_bytes(4, "big")
-            + self._machine
-            + self._pid.to_bytes(2, "big")
-            + (next(self._counter) & 0xFFFFFF).to_bytes(3, "big")
-        )
-        # 96 bits -> 20 digits of base32hex (the last one padded with zero bits), lower case: Go's xid
-        return base64.b32hexencode(raw)[:20].decode().lower()
+    def next(self, now: float | None = None) -> str:
+        # 96 bits (time 32, machine 24, pid 16, counter 24) -> 20 digits of base32hex, the last one
+        # padded with zero bits, lower case: Go's xid. The first 14 digits (70 bits) change once a
+        # second and are kept; the last 6 are the pid's last 2 bits, the counter and the padding.
+        second = int(time.time() if now is None else now)
+        if second != self._second:
+            raw = second.to_bytes(4, "big") + self._machine + self._pid.to_bytes(2, "big") + bytes(3)
+            self._second, self._prefix = second, base64.b32hexencode(raw)[:14].decode().lower()
+        tail = ((self._pid & 3) << 28) | ((next(self._counter) & 0xFFFFFF) << 4)
+        return self._prefix + "".join(_XID_DIGITS[(tail >> shift) & 31] for shift in (25, 20, 15, 10, 5, 0))
 
 
 def _error(status: int, message: str) -> Response:

@@ -169,11 +169,23 @@ def http_date(now: float | None = None) -> str:
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
+_date_now: tuple[int, str] = (-1, "")
+
+
+def _current_date() -> str:
+    """http_date() of now, made once a second."""
+    global _date_now
+    second = int(time.time())
+    if second != _date_now[0]:
+        _date_now = (second, http_date(second))
+    return _date_now[1]
+
+
 def _serialize(resp: Response, keep_alive: bool) -> bytes:
     head = [f"HTTP/1.1 {resp.status} {_reason(resp.status)}"]
     names = {name.lower() for name, _ in resp.headers}
     head.extend(f"{name}: {value}" for name, value in resp.headers)
-    head.append("Date: " + http_date())
+    head.append("Date: " + _current_date())
     if resp.status not in (204, 304) and resp.status >= 200 and "content-length" not in names:
         head.append(f"Content-Length: {len(resp.body)}")
     if not keep_alive:
@@ -181,17 +193,43 @@ def _serialize(resp: Response, keep_alive: bool) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + resp.body
 
 
+class _IdleTimer:
+    """Closes a connection that has waited IDLE_TIMEOUT for the next request head. One timer per
+    connection, looked at only when it fires: a request sets `due`, it does not start and cancel a
+    timer of its own (which was the largest cost of a request's Python after the write)."""
+
+    __slots__ = ("_loop", "_writer", "due", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter) -> None:
+        self._loop = loop
+        self._writer = writer
+        self.due: float | None = loop.time() + IDLE_TIMEOUT  # None while a request is being served
+        self._handle = loop.call_at(self.due, self._fire)
+
+    def _fire(self) -> None:
+        due = self.due
+        if due is not None and self._loop.time() >= due:
+            self._writer.close()  # the pending read ends at once; the connection is over
+            return
+        self._handle = self._loop.call_at(due if due is not None else self._loop.time() + IDLE_TIMEOUT, self._fire)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 async def serve_connection(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
 ) -> None:
     """Serve requests on one connection until the client closes, errs or idles out."""
+    loop = asyncio.get_running_loop()
+    idle = _IdleTimer(loop, writer)
     try:
         while True:
             try:
-                # timeout scopes, not wait_for (a task per call on Python 3.11)
-                async with asyncio.timeout(IDLE_TIMEOUT):
-                    raw = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                idle.due = loop.time() + IDLE_TIMEOUT
+                raw = await reader.readuntil(b"\r\n\r\n")
+                idle.due = None
+            except (asyncio.IncompleteReadError, ConnectionError):
                 return
             except asyncio.LimitOverrunError:
                 message = f"request head too large: the request line and headers are limited to {MAX_HEAD} bytes"
@@ -203,7 +241,7 @@ async def serve_connection(
                 if request.headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if length or "chunked" in request.headers.get("transfer-encoding", "").lower():
-                    async with asyncio.timeout(READ_TIMEOUT):
+                    async with asyncio.timeout(READ_TIMEOUT):  # a scope, not wait_for (no task per call)
                         request.body = await _read_body(reader, request.headers)
                 else:
                     request.body = b""  # nothing to read: no timer to set and cancel
@@ -230,5 +268,6 @@ async def serve_connection(
     except (ConnectionError, OSError):
         return
     finally:
+        idle.cancel()
         with contextlib.suppress(Exception):
             writer.close()

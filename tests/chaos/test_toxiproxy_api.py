@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 import pytest
-from chaos_testkit import Env, connect, recv_exactly
+from chaos_testkit import Env, connect, recv_exactly, recv_until_closed
 
 ERROR_CT = "text/plain; charset=utf-8"
 
@@ -42,6 +43,56 @@ def test_date_header_is_the_imf_fixdate_email_utils_writes() -> None:
     rng = random.Random(7)
     for t in [0.0, 951782400.0, 4102444799.0] + [rng.uniform(0, 4.1e9) for _ in range(2000)]:
         assert http_date(t) == email.utils.formatdate(t, usegmt=True), t
+
+
+def test_request_ids_are_go_xids() -> None:
+    """Request ids are Go's xid (time, machine, pid, counter as 20 base32hex digits), built from a
+    prefix kept for the second and the counter; checked against the whole construction."""
+    import itertools
+    import random
+
+    from sagaproof.chaos.toxiproxy._api import _RequestIds
+
+    digits = "0123456789abcdefghijklmnopqrstuv"
+    ids = _RequestIds()
+    rng = random.Random(11)
+    for _ in range(2000):
+        now, start, pid = rng.uniform(0, 4.2e9), rng.randrange(1 << 24), rng.randrange(1 << 16)
+        ids._counter, ids._pid, ids._second = itertools.count(start), pid, -1
+        raw = int(now).to_bytes(4, "big") + ids._machine + pid.to_bytes(2, "big") + start.to_bytes(3, "big")
+        number = int.from_bytes(raw, "big") << 4
+        assert ids.next(now) == "".join(digits[(number >> (5 * i)) & 31] for i in range(19, -1, -1))
+
+
+def test_an_idle_api_connection_is_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that sends no request head within IDLE_TIMEOUT is closed by the server (one
+    timer per connection, re-armed only when it fires); one that keeps asking is served."""
+    from sagaproof.chaos.toxiproxy import _http
+
+    monkeypatch.setattr(_http, "IDLE_TIMEOUT", 0.3)
+    host, port = env.url.removeprefix("http://").rsplit(":", 1)
+    sock = connect((host, int(port)))
+    t0 = time.monotonic()
+    for _ in range(3):  # served while it keeps asking
+        sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until_header_end(sock).startswith(b"HTTP/1.1 200 OK")
+    data, how = recv_until_closed(sock, limit=30)
+    assert (data, how) == (b"", "eof")
+    assert time.monotonic() - t0 >= 0.3 - 0.005
+
+
+def recv_until_header_end(sock: socket.socket) -> bytes:
+    """One whole response to GET /version: its head, then the body of Content-Length bytes."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        assert chunk, buf
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
 
 
 def test_router_404_405_and_browser_block(env: Env) -> None:

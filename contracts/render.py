@@ -13,17 +13,53 @@ from sagaproof.contracts.can_i_deploy import Matrix
 from sagaproof.contracts.check import CheckReport
 from sagaproof.contracts.diff import Change
 
-__all__ = ["check_table", "diff_table", "diff_to_dict", "matrix_table"]
+__all__ = ["add_columns", "check_table", "diff_table", "diff_to_dict", "identifier_column", "matrix_table"]
 
 _STYLE = {"ok": "green", "incompatible": "bold red", "no producer": "bold red", "unknown": "yellow",
           "no consumer": "yellow", "unused": "dim"}
 
 
+def add_columns(table: Table, console: Console, columns: list[tuple[str, list[str], bool]]) -> None:
+    """Add the columns ``(header, values, is_identifier)`` with widths that fit the terminal: identifiers
+    (subjects, keys, paths) whole when the others can give them room, else folded over lines, never cut with an
+    ellipsis; the other columns wrap their words into what is left. Every width is set here, so the table never
+    runs past the terminal's edge."""
+    n = len(columns)
+    avail = max(n * 4, console.width - (3 * n + 1))
+    natural = [max([len(header), *(len(v) for v in values)]) for header, values, _ in columns]
+    floor = [nat if ident else min(nat, max(len(header), 8)) for nat, (header, _, ident) in zip(natural, columns, strict=True)]
+    widths = list(floor)
+    if sum(floor) > avail:  # the identifiers do not fit whole: they share what the others leave, folded
+        others = sum(f for f, (_, _, ident) in zip(floor, columns, strict=True) if not ident)
+        idents = [i for i, c in enumerate(columns) if c[2]]
+        share = max(4, (avail - others) // max(1, len(idents)))
+        for i in idents:
+            widths[i] = min(natural[i], share)
+    spare = avail - sum(widths)
+    for i in range(n):  # what is left goes to the other columns, in order, up to their natural width
+        if spare <= 0:
+            break
+        grow = min(spare, natural[i] - widths[i])
+        widths[i] += grow
+        spare -= grow
+    for (header, _, _), width in zip(columns, widths, strict=True):
+        table.add_column(header, overflow="fold", width=width)
+
+
+def identifier_column(table: Table, name: str, values: list[str], console: Console, *,
+                      others: list[list[str]] | None = None) -> None:
+    """Add an identifier column and then the ``others`` (each its header and values) with :func:`add_columns`."""
+    add_columns(table, console, [(name, values, True), *((col[0], col[1:], False) for col in others or [])])
+
+
 def check_table(report: CheckReport, console: Console) -> None:
-    """Print the channels table (subject, producers, consumers, verdict) and then every problem."""
+    """Print the channels table (subject, producers, consumers, verdict) and then every problem. Subjects and
+    service names wrap, never cut, at any terminal width."""
     table = Table(title="Channels", show_lines=False)
-    for col in ("subject", "producers", "consumers", "verdict"):
-        table.add_column(col)
+    others = [["producers", *(", ".join(r.producers) or "-" for r in report.rows)],
+              ["consumers", *(", ".join(r.consumers) or "-" for r in report.rows)],
+              ["verdict", *(r.verdict for r in report.rows)]]
+    identifier_column(table, "subject", [r.subject for r in report.rows], console, others=others)
     for row in report.rows:
         table.add_row(row.subject, ", ".join(row.producers) or "-", ", ".join(row.consumers) or "-",
                       Text(row.verdict, style=_STYLE.get(row.verdict, "")))
@@ -42,8 +78,11 @@ def diff_table(changes: list[Change], console: Console) -> None:
         console.print(Text("no contract changes", style="green"))
         return
     table = Table(title="Contract changes")
-    for col in ("subject", "change", "path", "breaking for", "description"):
-        table.add_column(col, overflow="fold")
+    add_columns(table, console, [("subject", [c.subject for c in changes], True),
+                                 ("change", [c.kind for c in changes], False),
+                                 ("path", [c.path or "-" for c in changes], True),
+                                 ("breaking for", [c.breaking_for or "undecided" for c in changes], False),
+                                 ("description", [c.description for c in changes], False)])
     order = {"breaking": 0, "undecided": 1, "safe": 2}
     for c in sorted(changes, key=lambda c: (order[c.verdict], c.subject)):
         if c.breaking_for:
@@ -76,8 +115,13 @@ def matrix_table(matrix: Matrix, console: Console) -> None:
     """Print the can-i-deploy matrix (consumer, its ref, producer, its ref, channel, check, verdict), then why
     each row that is not safe is not (with its counterexample), the notes, and one summary line."""
     table = Table(title=f"Can I deploy to {matrix.environment}?")
-    for col in ("consumer", "ref", "producer", "ref", "channel", "check", "verdict"):
-        table.add_column(col, overflow="fold")
+    rows = matrix.rows
+    add_columns(table, console, [("consumer", [r.consumer.service for r in rows], False),
+                                 ("ref", [r.consumer.label for r in rows], False),
+                                 ("producer", [r.producer.service for r in rows], False),
+                                 ("ref", [r.producer.label for r in rows], False),
+                                 ("channel", [r.channel for r in rows], True),
+                                 ("check", [r.kind for r in rows], False), ("verdict", [r.verdict for r in rows], False)])
     for r in matrix.rows:
         table.add_row(r.consumer.service, r.consumer.label, r.producer.service, r.producer.label, r.channel, r.kind,
                       Text(r.verdict, style=_VERDICT_STYLE[r.verdict]))

@@ -22,20 +22,59 @@ from sagaproof.harness.errors import ConfigError
 from sagaproof.faultkinds import FAULT_KINDS
 
 SYSTEM_FILE = "sagaproof.toml"
-PLACEHOLDERS = ("port", "nats_url", "data_dir", "python", "name", "system_dir")
+PLACEHOLDERS = ("port", "nats_url", "data_dir", "shared_dir", "python", "name", "service", "replica", "system_dir")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
+RETENTIONS = ("limits", "workqueue", "interest")
+DISCARDS = ("old", "new")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable consumer the harness creates on a declared stream before the services start (the services then
+    bind to it by name)."""
+
+    name: str
+    filter_subjects: tuple[str, ...] = ()
+    ack_wait: float | None = None  # None: the server's default (30 s)
+    max_deliver: int | None = None  # None: unlimited
+    ack_policy: str = "explicit"  # "explicit" | "all" | "none"
+    deliver_subject: str | None = None  # a push consumer; None: a pull consumer
+    deliver_group: str | None = None
+
+
 @dataclass(frozen=True)
 class StreamSpec:
-    """A JetStream stream the harness creates before the services start."""
+    """A JetStream stream the harness creates before the services start, with the settings teams use.
+
+    ``retention`` is ``"limits"`` (the default: kept until a limit is reached), ``"workqueue"`` (removed once a
+    consumer acknowledges it) or ``"interest"`` (removed once every consumer has). ``mirror`` and ``sources`` name
+    other streams this one copies from; the harness creates them as written and reads them as facts.
+    """
 
     name: str
     subjects: tuple[str, ...]
     replicas: int | None = None
     duplicate_window: float | None = None
     storage: str = "file"
+    retention: str = "limits"
+    max_age: float | None = None
+    max_msgs: int | None = None
+    max_bytes: int | None = None
+    max_msgs_per_subject: int | None = None
+    discard: str = "old"
+    consumers: tuple[ConsumerSpec, ...] = ()
+    mirror: str | None = None
+    sources: tuple[str, ...] = ()
+
+    @property
+    def consumed_on_read(self) -> bool:
+        """Whether reading the stream with a consumer of one's own would take messages from the services: a
+        work queue (one consumer per subject, a message removed when acknowledged). The recorder reads such a
+        stream's messages as they are published, never through a consumer."""
+        return self.retention == "workqueue"
 
 
 @dataclass(frozen=True)
@@ -86,6 +125,31 @@ class ServiceSpec:
     proxy: str | None = None
     commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
     command_timeout: float = 60.0
+    # replicas: how many processes run this service, and per-replica settings (env on top of env, a command)
+    replicas: int = 1
+    replica_settings: tuple[dict[str, Any], ...] = ()
+    # set on the spec of one replica's process (see SystemSpec.processes): the service it is a replica of
+    group: str | None = None
+    replica: int | None = None
+
+    @property
+    def service(self) -> str:
+        """The name of the service as the system file declares it (for a replica, the service it belongs to)."""
+        return self.group or self.name
+
+    def replica_names(self) -> list[str]:
+        """The names of this service's processes: its own name, or ``NAME-1`` .. ``NAME-N`` for replicas."""
+        if self.replicas <= 1 or self.group is not None:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(1, self.replicas + 1)]
+
+    def replica_spec(self, index: int) -> ServiceSpec:
+        """The spec of replica ``index`` (1-based): its own name, its settings over the service's."""
+        from dataclasses import replace
+
+        own = self.replica_settings[index - 1] if index <= len(self.replica_settings) else {}
+        return replace(self, name=f"{self.name}-{index}", group=self.name, replica=index,
+                       env={**self.env, **own.get("env", {})}, command=own.get("command") or self.command)
 
     @property
     def attached(self) -> bool:
@@ -178,6 +242,17 @@ class WorkloadSpec:
     saga: str | None = None
     key: str | None = None
     max_open: int | None = None  # sagas open at once (None: half a deadline's worth of starts, see open_limit)
+    headers: dict[str, str] = field(default_factory=dict)  # per request; {request_id} and {index} expanded
+    idempotency_key: str | None = None  # a header carrying the request's id, the same on each retry of it
+    duplicate: float = 0.0  # the fraction of start requests sent twice (a duplicate-request fault of the client)
+
+    def request_headers(self, index: int, request_id: str) -> dict[str, str]:
+        """The headers of start request ``index``, whose id is ``request_id`` (kept across its retries)."""
+        values = {"request_id": request_id, "index": str(index)}
+        out = {k: expand(v, values) for k, v in self.headers.items()}
+        if self.idempotency_key:
+            out[self.idempotency_key] = request_id
+        return out
 
     def open_limit(self, deadline: float = 10.0) -> int:
         """How many sagas may be open at once before the workload waits for some to end: ``max_open``, or by
@@ -250,6 +325,21 @@ class SystemSpec:
     pacts: PactsSpec = PactsSpec()
     env: dict[str, str] = field(default_factory=dict)
     quiescence: QuiescenceSpec = QuiescenceSpec()
+
+    def processes(self) -> dict[str, ServiceSpec]:
+        """Every process of the system by name: a service, or each replica of one (``NAME-1`` .. ``NAME-N``)."""
+        out: dict[str, ServiceSpec] = {}
+        for name, svc in self.services.items():
+            if svc.replicas > 1:
+                for i in range(1, svc.replicas + 1):
+                    out[f"{name}-{i}"] = svc.replica_spec(i)
+            else:
+                out[name] = svc
+        return out
+
+    def groups(self) -> dict[str, str]:
+        """Process name -> the service it is a replica of, for the services with replicas."""
+        return {proc: spec.service for proc, spec in self.processes().items() if spec.group is not None}
 
     def contract_sources(self) -> dict[str, list[Path]]:
         """Service name -> its contract files, for the contracts package."""
@@ -376,19 +466,93 @@ def _load_nats(ctx: _Ctx, raw: dict[str, Any]) -> NatsSpec:
     streams = []
     raw_streams = _get(ctx, "nats", raw, "streams", list, [])
     for i, s in enumerate(raw_streams):
-        where = f"nats.streams[{i}]"
-        if not isinstance(s, dict):
-            raise ctx.fail(where, "must be a table, e.g. [[nats.streams]] name = \"SHOP\" subjects = [\"orders.>\"].")
-        _check_keys(ctx, where, s, ["name", "subjects", "replicas", "duplicate_window", "storage"])
-        name = _get(ctx, where, s, "name", str, required=True, example='name = "SHOP"')
-        subjects = _str_list(ctx, where, s, "subjects", required=True, example='subjects = ["orders.>"]')
-        storage = _get(ctx, where, s, "storage", str, "file")
-        if storage not in ("file", "memory"):
-            raise ctx.fail(f"{where}.storage", f"must be \"file\" or \"memory\", not {storage!r}.")
-        dw = _duration(ctx, where, s, "duplicate_window", 0.0) or None
-        streams.append(StreamSpec(name, subjects, _get(ctx, where, s, "replicas", int), dw, storage))
+        streams.append(_load_stream(ctx, f"nats.streams[{i}]", s))
+    names = [st.name for st in streams]
+    for st in streams:
+        if names.count(st.name) > 1:
+            raise ctx.fail("nats.streams", f"stream '{st.name}' is declared twice; give each stream its own name.")
+        for other in (st.mirror, *st.sources):
+            if other is not None and other == st.name:
+                raise ctx.fail(f"nats.streams.{st.name}", "cannot mirror or source itself; name another stream.")
     return NatsSpec(url=url, user=_get(ctx, "nats", raw, "user", str), password=_get(ctx, "nats", raw, "password", str),
                     cluster=cluster, streams=tuple(streams))
+
+
+_STREAM_KEYS = ["name", "subjects", "replicas", "duplicate_window", "storage", "retention", "max_age", "max_msgs",
+                "max_bytes", "max_msgs_per_subject", "discard", "consumers", "mirror", "sources"]
+_CONSUMER_KEYS = ["name", "filter_subject", "filter_subjects", "ack_wait", "max_deliver", "ack_policy",
+                  "deliver_subject", "deliver_group"]
+
+
+def _positive_int(ctx: _Ctx, where: str, table: dict[str, Any], key: str) -> int | None:
+    value = _get(ctx, where, table, key, int)
+    if value is not None and value < 1:
+        raise ctx.fail(f"{where}.{key}", f"must be a positive integer, not {value}; leave it out for no limit.")
+    return cast("int | None", value)
+
+
+def _choice(ctx: _Ctx, where: str, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    value = _get(ctx, where, table, key, str, default)
+    if value not in choices:
+        raise ctx.fail(f"{where}.{key}", f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}.")
+    return cast(str, value)
+
+
+def _load_stream(ctx: _Ctx, where: str, s: Any) -> StreamSpec:
+    """One [[nats.streams]] table: every setting a team gives when it creates a stream, checked here."""
+    if not isinstance(s, dict):
+        raise ctx.fail(where, "must be a table, e.g. [[nats.streams]] name = \"SHOP\" subjects = [\"orders.>\"].")
+    _check_keys(ctx, where, s, _STREAM_KEYS)
+    name = _get(ctx, where, s, "name", str, required=True, example='name = "SHOP"')
+    if not re.match(r"^[A-Za-z0-9_-]+$", name):
+        raise ctx.fail(f"{where}.name", f"stream names may use letters, digits, '-' and '_' only, not {name!r}.")
+    mirror = _get(ctx, where, s, "mirror", str)
+    sources = _str_list(ctx, where, s, "sources")
+    if mirror is not None:
+        if "subjects" in s:
+            raise ctx.fail(f"{where}.subjects", "a mirror takes its subjects from the stream it mirrors; remove "
+                                                "subjects (or mirror).")
+        if sources:
+            raise ctx.fail(f"{where}.sources", "cannot be combined with mirror; keep one of them.")
+        subjects: tuple[str, ...] = ()
+    elif sources:
+        subjects = _str_list(ctx, where, s, "subjects")
+    else:
+        subjects = _str_list(ctx, where, s, "subjects", required=True, example='subjects = ["orders.>"]')
+    storage = _choice(ctx, where, s, "storage", ("file", "memory"), "file")
+    retention = _choice(ctx, where, s, "retention", RETENTIONS, "limits")
+    discard = _choice(ctx, where, s, "discard", DISCARDS, "old")
+    dw = _duration(ctx, where, s, "duplicate_window", 0.0) or None
+    max_age = _duration(ctx, where, s, "max_age", 0.0) or None
+    consumers: list[ConsumerSpec] = []
+    for j, c in enumerate(_get(ctx, where, s, "consumers", list, [])):
+        cw = f"{where}.consumers[{j}]"
+        if not isinstance(c, dict):
+            raise ctx.fail(cw, 'must be a table, e.g. [[nats.streams.consumers]] name = "payout" '
+                               'filter_subject = "pay.cmd.>" max_deliver = 5 ack_wait = "30s".')
+        _check_keys(ctx, cw, c, _CONSUMER_KEYS)
+        cname = _get(ctx, cw, c, "name", str, required=True, example='name = "payout"')
+        if not re.match(r"^[A-Za-z0-9_-]+$", cname):
+            raise ctx.fail(f"{cw}.name", f"consumer names may use letters, digits, '-' and '_' only, not {cname!r}.")
+        if cname in {x.name for x in consumers}:
+            raise ctx.fail(f"{cw}.name", f"consumer '{cname}' is declared twice on stream '{name}'.")
+        if "filter_subject" in c and "filter_subjects" in c:
+            raise ctx.fail(f"{cw}.filter_subjects", "cannot be combined with filter_subject; keep one of them.")
+        filters = _str_list(ctx, cw, c, "filter_subjects") or _str_list(ctx, cw, c, "filter_subject")
+        policy = _choice(ctx, cw, c, "ack_policy", ("explicit", "all", "none"), "explicit")
+        if retention == "workqueue" and policy != "explicit":
+            raise ctx.fail(f"{cw}.ack_policy", f"must be \"explicit\" on work-queue stream '{name}' (JetStream "
+                                               f"refuses any other); remove it.")
+        ack_wait = _duration(ctx, cw, c, "ack_wait", 0.0) or None
+        consumers.append(ConsumerSpec(cname, filters, ack_wait, _positive_int(ctx, cw, c, "max_deliver"), policy,
+                                      _get(ctx, cw, c, "deliver_subject", str), _get(ctx, cw, c, "deliver_group", str)))
+    replicas = _get(ctx, where, s, "replicas", int)
+    if replicas is not None and replicas not in (1, 3, 5) and not 1 <= replicas <= 5:
+        raise ctx.fail(f"{where}.replicas", f"must be between 1 and 5, not {replicas}.")
+    return StreamSpec(name, subjects, replicas, dw, storage, retention, max_age,
+                      _positive_int(ctx, where, s, "max_msgs"), _positive_int(ctx, where, s, "max_bytes"),
+                      _positive_int(ctx, where, s, "max_msgs_per_subject"), discard, tuple(consumers), mirror,
+                      sources)
 
 
 def _load_ready(ctx: _Ctx, where: str, raw: Any) -> ReadySpec:
@@ -434,7 +598,7 @@ def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any, shared_env: dict[s
     if not isinstance(raw, dict):
         raise ctx.fail(where, f"must be a table, e.g. [{where}] command = [\"python\", \"svc.py\"].")
     _check_keys(ctx, where, raw, ["command", "cwd", "env", "inherit_env", "ready", "contracts", "openapi",
-                                  "stop_timeout"])
+                                  "stop_timeout", "replicas"])
     cmd = _get(ctx, where, raw, "command", (list, str), required=True, example='command = ["{python}", "app.py"]')
     if isinstance(cmd, str):
         try:
@@ -464,13 +628,43 @@ def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any, shared_env: dict[s
     if openapi is not None and not openapi.startswith("/"):
         raise ctx.fail(f"{where}.openapi", f"must be the HTTP path the service serves its OpenAPI document on, "
                                            f"such as \"/openapi.json\", not {openapi!r}.")
+    replicas, replica_settings = _load_replicas(ctx, where, raw)
     return ServiceSpec(
-        name=name, command=command, cwd=cwd, env=env,
+        name=name, command=command, cwd=cwd, env=env, replicas=replicas, replica_settings=replica_settings,
         inherit_env=_get(ctx, where, raw, "inherit_env", bool, True),
         ready=_load_ready(ctx, f"{where}.ready", raw.get("ready")),
         contracts=tuple(contracts), openapi=openapi,
         stop_timeout=_duration(ctx, where, raw, "stop_timeout", 5.0),
     )
+
+
+def _load_replicas(ctx: _Ctx, where: str, raw: dict[str, Any]) -> tuple[int, tuple[dict[str, Any], ...]]:
+    """``replicas = N``, or a list of per-replica tables ``{ env = {...}, command = [...] }``."""
+    value = _get(ctx, where, raw, "replicas", (int, list), 1)
+    if isinstance(value, int):
+        if not 1 <= value <= 64:
+            raise ctx.fail(f"{where}.replicas", f"must be between 1 and 64 processes, not {value}.")
+        return value, ()
+    if not value:
+        raise ctx.fail(f"{where}.replicas", "is an empty list; give one table per replica, e.g. "
+                                            "replicas = [{ env = { ZONE = \"a\" } }, { env = { ZONE = \"b\" } }].")
+    settings = []
+    for i, item in enumerate(value):
+        rw = f"{where}.replicas[{i}]"
+        if not isinstance(item, dict):
+            raise ctx.fail(rw, f"must be a table of this replica's settings (env, command), not {_typename(item)} "
+                               f"({item!r}).")
+        _check_keys(ctx, rw, item, ["env", "command"])
+        own: dict[str, Any] = {"env": _load_env(ctx, f"{rw}.env", _get(ctx, rw, item, "env", dict, {}))}
+        if "command" in item:
+            cmd = _str_list(ctx, rw, item, "command")
+            if not cmd:
+                raise ctx.fail(f"{rw}.command", "is empty; give the program to run, or leave it out.")
+            for part in cmd:
+                _check_placeholders(ctx, f"{rw}.command", part)
+            own["command"] = cmd
+        settings.append(own)
+    return len(settings), tuple(settings)
 
 
 _STEP_KEYS = ["name", "service", "success", "failure", "compensation", "after", "optional", "retriable", "one_of"]
@@ -622,7 +816,7 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
                    saga_specs: dict[str, SagaSpec]) -> WorkloadSpec:
     w = "workload"
     _check_keys(ctx, w, raw, ["sagas", "rate", "concurrency", "via", "service", "method", "path", "subject", "body",
-                              "saga", "key", "max_open"])
+                              "saga", "key", "max_open", "headers", "idempotency_key", "duplicate"])
     sagas = _get(ctx, w, raw, "sagas", int, 20)
     if sagas < 0:
         raise ctx.fail("workload.sagas", f"must be 0 or more, not {sagas}.")
@@ -669,7 +863,27 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
     max_open = _get(ctx, w, raw, "max_open", int)
     if max_open is not None and max_open < 1:
         raise ctx.fail("workload.max_open", f"must be at least 1 saga open at once, not {max_open}.")
-    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body, saga, key, max_open)
+    headers: dict[str, str] = {}
+    for k, v in _get(ctx, w, raw, "headers", dict, {}).items():
+        if not isinstance(v, str):
+            raise ctx.fail(f"workload.headers.{k}", f"must be a string, not {_typename(v)} ({v!r}).")
+        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", k):
+            raise ctx.fail(f"workload.headers.{k}", "is not a valid header name (letters, digits and -); fix it.")
+        for m in _PLACEHOLDER_RE.finditer(v.replace("{{", "").replace("}}", "")):
+            if m.group(1) not in ("request_id", "index"):
+                raise ctx.fail(f"workload.headers.{k}", f"unknown placeholder '{{{m.group(1)}}}'; the placeholders of "
+                                                        f"workload headers are {{request_id}} and {{index}}.")
+        headers[k] = v
+    idem = _get(ctx, w, raw, "idempotency_key", str)
+    if idem is not None and not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", idem):
+        raise ctx.fail("workload.idempotency_key", f"must be the name of the header that carries the key, such as "
+                                                   f"\"Idempotency-Key\", not {idem!r}.")
+    duplicate = float(_get(ctx, w, raw, "duplicate", float, 0.0))
+    if not 0.0 <= duplicate <= 1.0:
+        raise ctx.fail("workload.duplicate", f"must be a fraction between 0 and 1 of the requests to send twice, "
+                                             f"not {duplicate}.")
+    return WorkloadSpec(sagas, rate, concurrency, via, service, method, path, subject, body, saga, key, max_open,
+                        headers, idem, duplicate)
 
 
 def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
@@ -754,6 +968,11 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     services = {n: (_load_attached_service(ctx, root, n, s, nats) if _is_attached(s)
                     else _load_service(ctx, root, n, s, shared_env))
                 for n, s in services_raw.items()}
+    for n, declared in services.items():
+        for proc in declared.replica_names():
+            if proc != n and proc in services:
+                raise ctx.fail(f"services.{n}.replicas", f"names its replicas {n}-1 .. {n}-{declared.replicas}, but "
+                                                         f"service '{proc}' is declared too; rename one of them.")
     sagas = {n: _load_saga(ctx, n, s, services) for n, s in table("sagas").items()}
     workload = _load_workload(ctx, table("workload"), services, sagas)
     inv_raw = dict(table("invariants"))

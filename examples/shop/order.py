@@ -129,7 +129,10 @@ def create_order(req: Request) -> HttpResult:
         return 400, {"error": str(exc)}
     except ValueError:
         return 400, {"error": "the request body must be a JSON object"}
-    order_id = order["order_id"] or str(uuid.uuid4())
+    # The order's id: the body's order_id, else the request's Idempotency-Key (a client's retry of a request whose
+    # answer it never got names the same order), else a new one.
+    key = req.headers.get("idempotency-key", "")
+    order_id = order["order_id"] or (key if ID_RE.fullmatch(key) else None) or str(uuid.uuid4())
     with transaction(service.db) as db:
         row = db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
         if row is not None:  # a retried request: answer with what the first one created
@@ -253,6 +256,9 @@ OPENAPI: dict[str, Any] = {
         "/orders": {"post": {
             "operationId": "createOrder",
             "summary": "Place an order; its outcome arrives later (poll GET /orders/{order_id}).",
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": _ORDER_ID,
+                            "description": "Names the order when the body has no order_id: a retry with the same "
+                                           "key returns the order created first, unchanged."}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _NEW_ORDER}}},
             "responses": {
                 "201": {**_json(_ORDER, "The order was accepted as PENDING and orders.created queued."),

@@ -401,7 +401,8 @@ def broker_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
     report = check_broker(ctx.history, receives=receives_from_contracts(broker.get("receives_from")),
                           streams=broker.get("streams") or {}, services=list(broker.get("services") or []),
                           sagas=ctx.spec.sagas, final=bool(broker.get("final", True)),
-                          observing=broker.get("observing"), nothing_sent=bool(ctx.facts.get("nothing_sent")))
+                          observing=broker.get("observing"), nothing_sent=bool(ctx.facts.get("nothing_sent")),
+                          groups=broker.get("groups") or None)
     repro = ctx.facts.get("repro")
     if repro:
         report = report.with_repro(repro)

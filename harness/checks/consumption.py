@@ -231,6 +231,7 @@ class _History:
         self.js_sids: set[tuple[str, int, str]] = set()  # (service, conn, sid) that carried JetStream deliveries
         self.connects: dict[str, int] = defaultdict(int)
         self.advisories: list[dict[str, Any]] = []
+        self.queues: dict[str, dict[str, Any]] = {}  # work queues: read from publishes, sequences known at the end
         self.snapshot: dict[str, Any] | None = None
         self.faults: dict[str, dict[str, Any]] = {}
         self.fault_windows: list[tuple[str, float, float | None]] = []
@@ -296,6 +297,8 @@ class _History:
                 self.connects[rec["service"]] += 1
             elif kind == "advisory":
                 self.advisories.append({**rec, "faults": snap})
+            elif kind == "stream_state" and rec.get("retention") == "workqueue":
+                self.queues[str(rec["stream"])] = rec
             elif kind == "broker_snapshot":
                 self.snapshot = rec
                 self.core = defaultdict(int)  # messages that reached each service on core subscriptions
@@ -316,6 +319,8 @@ class _History:
                 if fid in starts:
                     self.fault_windows.append((fid, starts.pop(fid), t))
         self.fault_windows += [(fid, t0, None) for fid, t0 in starts.items()]
+        if self.queues:
+            self._queue_messages(saga_of)
         # which service each consumer delivers to
         self.consumer_service: dict[tuple[str, str], str] = {}
         for (svc, stream, _seq), ds in self.deliveries.items():
@@ -324,6 +329,36 @@ class _History:
         for svc, cons in self.consumers.items():
             for k in cons:
                 self.consumer_service.setdefault(k, svc)
+
+    def _queue_messages(self, saga_of: Mapping[str, list[tuple[str, Any]]]) -> None:
+        """The messages a work queue stored, by sequence: the recorder reads a work queue from its publishes (a
+        consumer of its own would take messages from the services), so each sequence's subject is known from a
+        delivery of it to a service, or from the queue's leftovers at the end (never acknowledged)."""
+        first: dict[tuple[str, int], _Delivery] = {}
+        for (_svc, stream, seq), ds in self.deliveries.items():
+            if stream in self.queues:
+                for one in ds:
+                    if (stream, seq) not in first or one.t < first[(stream, seq)].t:
+                        first[(stream, seq)] = one
+        for stream, q in self.queues.items():
+            left = {int(x["seq"]): x for x in q.get("leftovers") or []}
+            for seq in range(int(q.get("first_seq") or 1), int(q.get("last_seq") or 0) + 1):
+                if (stream, seq) in self.stored:
+                    continue
+                d = first.get((stream, seq))
+                x = left.get(seq)
+                if d is None and x is None:
+                    continue  # removed without a delivery seen (a limit, or read past the leftovers' bound)
+                subject = str(d.subject if d is not None and d.subject else x["subject"] if x else "?")
+                data = (x or {}).get("data")
+                saga = key = None
+                for saga_name, saga_spec in saga_of.get(subject, ()):
+                    value = saga_spec.key_of(data) if isinstance(data, dict) and hasattr(saga_spec, "key_of") else None
+                    if value is not None:
+                        saga, key = saga_name, str(value)
+                        break
+                self.stored[(stream, seq)] = _Stored(d.t if d is not None else float(q.get("t") or 0.0), subject,
+                                                     None, saga, key, d.faults if d is not None else ())
 
     def ack_policy(self, service: str, stream: str, consumer: str) -> str:
         """The consumer's ack policy as the service created it (explicit when it was created elsewhere)."""
@@ -363,9 +398,51 @@ def _used_faults(h: _History, snaps: Iterable[tuple[str, ...]]) -> dict[str, dic
     return used
 
 
+def consumer_groups(h: _History, services: Iterable[str], groups: Mapping[str, str] | None = None
+                    ) -> dict[str, list[str]]:
+    """The consuming units of a run, label -> member services: the replicas of one service (``groups``: process ->
+    service), and services that share one durable consumer (each message goes to one of them, so they consume it
+    together, as replicas do). Every other service is a unit of its own."""
+    parent: dict[str, str] = {s: s for s in services}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    first: dict[Any, str] = {}
+    for proc, group in (groups or {}).items():
+        union(first.setdefault(("group", group), proc), proc)
+    for (svc, stream, _seq), ds in h.deliveries.items():
+        for d in ds:
+            union(first.setdefault(("consumer", stream, d["consumer"]), svc), svc)
+    for svc, cons in h.consumers.items():
+        for stream, consumer in cons:
+            if (cons[(stream, consumer)] or {}).get("durable") or (cons[(stream, consumer)] or {}).get("durable_name"):
+                union(first.setdefault(("consumer", stream, consumer), svc), svc)
+    members: dict[str, list[str]] = defaultdict(list)
+    for svc in list(parent):
+        members[find(svc)].append(svc)
+    out: dict[str, list[str]] = {}
+    for svcs in members.values():
+        svcs.sort()
+        named = {(groups or {}).get(s) for s in svcs}
+        label = next(iter(named)) if len(named) == 1 and None not in named else "+".join(svcs)
+        out[str(label)] = svcs
+    return out
+
+
 def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], streams: Mapping[str, list[str]],
                  services: Iterable[str], sagas: Mapping[str, Any] | None = None, final: bool = True,
-                 observing: Iterable[str] | None = None, nothing_sent: bool = False) -> BrokerReport:
+                 observing: Iterable[str] | None = None, nothing_sent: bool = False,
+                 groups: Mapping[str, str] | None = None) -> BrokerReport:
     """Run the three broker checks and build the report's summaries.
 
     Args:
@@ -381,17 +458,24 @@ def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], 
             ``services``). None of them: the checks do not apply (attach mode without links, TLS).
         nothing_sent: nobody sent traffic on purpose (a pytest session whose tests sent none): a check with
             nothing to judge is then not applicable rather than not judged.
+        groups: process -> the service it is a replica of (a contract names the service; its replicas consume
+            for it, and a message acknowledged by one of them is consumed).
 
     A check that judged nothing says so (:attr:`BrokerReport.unjudged`): not applicable when it cannot apply
     (no observed link, no stream, no contract says what anyone receives), not judged otherwise.
     """
     h = _History(records, sagas or {})
     services = list(services)
+    if groups:
+        by_group: dict[str, list[str]] = defaultdict(list)
+        for proc, group in groups.items():
+            by_group[group].append(proc)
+        receives = [Receive(m, r.pattern, r.intent) for r in receives for m in by_group.get(r.service, [r.service])]
     report = BrokerReport()
     observed = {s for s in services if h.connects.get(s)}
     stream_patterns = [(name, p) for name, ps in streams.items() for p in ps]
     _delivery_guarantee(h, report, receives, stream_patterns, observed)
-    _consumption(h, report, receives, observed, stream_patterns, final)
+    _consumption(h, report, receives, observed, stream_patterns, final, consumer_groups(h, services, groups))
     _dead_letters(h, report)
     report.matrix = matrix(h, receives, observed)
     report.coverage = coverage(h, streams)
@@ -496,86 +580,108 @@ def _delivery_guarantee(h: _History, report: BrokerReport, receives: list[Receiv
 
 
 def _consumption(h: _History, report: BrokerReport, receives: list[Receive], observed: set[str],
-                 stream_patterns: list[tuple[str, str]], final: bool = True) -> None:
+                 stream_patterns: list[tuple[str, str]], final: bool = True,
+                 units: Mapping[str, list[str]] | None = None) -> None:
     found = report.findings["consumption"]
     judged = 0
     pending = 0
-    per_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (service, pattern) -> [messages, missed]
+    per_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (unit, pattern) -> [messages, missed]
     # AckAll consumers: an ack of sequence n acks every earlier delivered one.
     ack_all_floor: dict[tuple[str, str, str], int] = {}
-    for (svc, stream, seq), answers in h.answers.items():
-        for a in answers:
+    for (svc, stream, seq), given in h.answers.items():
+        for a in given:
             if a["how"] in ("ack", "next") and h.ack_policy(svc, stream, a["consumer"]) == "all":
                 k = (svc, stream, a["consumer"])
                 ack_all_floor[k] = max(ack_all_floor.get(k, 0), seq)
+    # A unit consumes together: the replicas of a service, or services sharing one durable consumer.
+    unit_of = {m: label for label, ms in (units or {}).items() for m in ms}
+    members: dict[str, list[str]] = {label: list(ms) for label, ms in (units or {}).items()}
     by_receiver: dict[str, list[Receive]] = defaultdict(list)
     for r in receives:
         if r.service in observed and r.intent != AT_MOST_ONCE:
-            by_receiver[r.service].append(r)
-    owed: dict[str, list[tuple[str, str]]] = {}  # subject -> [(service, pattern)], computed once per subject
+            unit = unit_of.get(r.service, r.service)
+            members.setdefault(unit, [r.service])
+            by_receiver[unit].append(r)
+    owed: dict[str, list[tuple[str, str]]] = {}  # subject -> [(unit, pattern)], computed once per subject
     for (stream, seq), msg in sorted(h.stored.items(), key=lambda kv: (kv[1]["t"], kv[0])):
         subject = str(msg["subject"])
         pairs = owed.get(subject)
         if pairs is None:
-            pairs = owed[subject] = [(svc, p) for svc, recs in by_receiver.items()
+            pairs = owed[subject] = [(unit, p) for unit, recs in by_receiver.items()
                                      for p in [next((r.pattern for r in recs if matches(r.pattern, subject)), None)]
                                      if p is not None]
-        for service, pattern in pairs:
+        for unit, pattern in pairs:
             judged += 1
-            per_pair[(service, pattern)][0] += 1
-            key = (service, stream, seq)
-            deliveries = h.deliveries.get(key, [])
-            answers = h.answers.get(key, [])
-            if any(a["how"] in ("ack", "next") for a in answers):
+            per_pair[(unit, pattern)][0] += 1
+            svcs = [m for m in members.get(unit, [unit]) if m in observed] or [unit]
+            deliveries: list[_Delivery] = []
+            answers: list[_Answer] = []
+            taken = False
+            for service in svcs:
+                key = (service, stream, seq)
+                ds = h.deliveries.get(key, [])
+                ans = h.answers.get(key, [])
+                deliveries += ds
+                answers += ans
+                if (any(a["how"] in ("ack", "next") for a in ans)
+                        or any(h.ack_policy(service, stream, d["consumer"]) == "none" for d in ds)
+                        or any(ack_all_floor.get((service, stream, d["consumer"]), 0) >= seq for d in ds)):
+                    taken = True
+                    break
+            if taken:
                 continue
-            if any(h.ack_policy(service, stream, d["consumer"]) == "none" for d in deliveries):
-                continue
-            if any(ack_all_floor.get((service, stream, d["consumer"]), 0) >= seq for d in deliveries):
-                continue
-            finding = _unconsumed(h, service, pattern, stream, seq, msg, deliveries, answers, stream_patterns)
+            deliveries.sort(key=lambda d: d["t"])
+            answers.sort(key=lambda a: a["t"])
+            finding = _unconsumed(h, unit, pattern, stream, seq, msg, deliveries, answers, stream_patterns, svcs)
             if not final and finding.in_flight:
                 pending += 1  # the run ended while the system still moved: it may yet be taken
                 continue
-            per_pair[(service, pattern)][1] += 1
+            per_pair[(unit, pattern)][1] += 1
             found.append(finding)
     for (service, pattern), (total, missed) in per_pair.items():
         if missed:
             report.not_taken[(service, pattern)] = "none" if missed == total else "some"
     still = f"; {pending} still in flight when the run stopped waiting" if pending else ""
+    shared = sorted(f"{label} ({', '.join(ms)})" for label, ms in members.items() if len(ms) > 1 and label in by_receiver)
+    together = f"; consumed together: {'; '.join(shared)}" if shared else ""
     if not judged:
         report.summaries["consumption"] = "no stored message on a subject any observed service's contract receives"
     elif not found:
         report.summaries["consumption"] = (f"all {judged - pending} messages owed to their contract receivers "
-                                           f"(message x receiver) were acknowledged{still}")
+                                           f"(message x receiver) were acknowledged{still}{together}")
     else:
-        groups: dict[tuple[str, str], int] = defaultdict(int)
+        counts: dict[tuple[str, str], int] = defaultdict(int)
         for f in found:
-            groups[(f.service, f.subject)] += 1
+            counts[(f.service, f.subject)] += 1
         report.summaries["consumption"] = (
             f"{len(found)} of {judged} messages owed to contract receivers were never acknowledged: "
-            + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(groups.items())) + still)
+            + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(counts.items())) + still + together)
 
 
 def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, msg: _Stored,
                 deliveries: list[_Delivery], answers: list[_Answer],
-                stream_patterns: list[tuple[str, str]]) -> BrokerFinding:
+                stream_patterns: list[tuple[str, str]], members: list[str] | None = None) -> BrokerFinding:
+    """Why ``service`` (a service, or a unit of replicas ``members`` named so) never acknowledged a message."""
+    members = members or [service]
     subject = str(msg["subject"])
     events = [{"t": msg["t"], "service": msg.get("producer") or "?",
                "what": f"published {subject} ({stream} sequence {seq})"}]
     actives = [list(msg["faults"])]
     timeline = [(d["t"], "d", d) for d in deliveries] + [(a["t"], "a", a) for a in answers]
     for t, what, rec in sorted(timeline, key=lambda x: (x[0], x[1])):
+        who = str(rec.get("service") or service)  # the replica that took it, for a unit of several
         if what == "d":
-            events.append({"t": t, "service": service, "what": f"delivered (delivery {rec['delivered']}) by consumer "
-                                                               f"{rec['consumer']}"})
+            events.append({"t": t, "service": who, "what": f"delivered (delivery {rec['delivered']}) by consumer "
+                                                           f"{rec['consumer']}"})
         else:
             reason = f" ({rec['reason']})" if rec.get("reason") else ""
-            events.append({"t": t, "service": service, "what": f"answered {_ANSWER[rec['how']]}{reason}"})
+            events.append({"t": t, "service": who, "what": f"answered {_ANSWER[rec['how']]}{reason}"})
         actives.append(list(rec["faults"]))
-    consumers = h.consumers.get(service, {})
+    consumers = {k: c for m in members for k, c in h.consumers.get(m, {}).items()}
     in_flight = False
     dead = [a for a in h.advisories if a.get("stream") == stream and a.get("stream_seq") == seq
-            and a.get("type") in ("max_deliveries", "terminated") and h.consumer_service.get((stream, str(a.get("consumer")))) == service]
+            and a.get("type") in ("max_deliveries", "terminated")
+            and h.consumer_service.get((stream, str(a.get("consumer")))) in members]
     if deliveries:
         n = max(int(d["delivered"]) for d in deliveries)
         last = answers[-1]["how"] if answers else None
@@ -588,8 +694,8 @@ def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, 
             why = (f"it was delivered {n} time(s) and never acknowledged"
                    + (f"; the last answer was {_ANSWER[last]}" if last else "; the service never answered"))
     else:
-        core = [s for s in h.subs.get(service, []) if matches(str(s.get("subject")), subject)
-                and (service, s.get("conn", 0), str(s.get("sid"))) not in h.js_sids]
+        core = [s for m in members for s in h.subs.get(m, []) if matches(str(s.get("subject")), subject)
+                and (m, s.get("conn", 0), str(s.get("sid"))) not in h.js_sids]
         covering = [c for c in consumers.values() if c.get("stream") == stream and
                     (not c.get("filter_subjects") or any(matches(f, subject) for f in c["filter_subjects"]))]
         if covering:

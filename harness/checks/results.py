@@ -143,6 +143,9 @@ class RunResult:
     run_command: str = ""
     event_counts: dict[str, int] = field(default_factory=dict)
     notable_events: list[dict[str, Any]] = field(default_factory=list)
+    # where the run's time went, in seconds: start_up, contracts ({seconds, cached, waited}), workload, chaos,
+    # convergence, checks, total
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def all_checks(self) -> list[CheckOutcome]:
         """The checks to report: ``checks`` minus any that are also in ``invariants``; plus one outcome per saga
@@ -180,7 +183,7 @@ class RunResult:
             "broker": self.broker, "convergence": self.convergence,
             "first_failure": next((c.name for c in self.checks if not c.ok), None),
             "options": self.options, "run_command": self.run_command, "event_counts": self.event_counts,
-            "notable_events": self.notable_events,
+            "notable_events": self.notable_events, "timings": self.timings,
             "findings": [f.to_dict() for c in self.all_checks() for f in c.findings],
         }
 

@@ -14,6 +14,7 @@ The environment knows nothing of runs: recording, workload, checks and reports a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
+from sagaproof.harness.config import ConsumerSpec, ServiceSpec, StreamSpec, SystemSpec, expand
 from sagaproof.harness.env import ports as port_choice
 from sagaproof.harness.env.aio import LoopThread
 from sagaproof.harness.env.broker_view import BrokerView, service_users
@@ -177,7 +178,7 @@ def _crash_message(svc: Service, what: str) -> ServiceCrashed:
     lines = tail(svc.log_path, 15)
     shown = "\n    ".join(lines) if lines else "(the log is empty)"
     return ServiceCrashed(
-        f"service '{svc.name}' {what}; fix the service or its [services.{svc.name}] command/ready settings. "
+        f"service '{svc.name}' {what}; fix the service or its [services.{svc.spec.service}] command/ready settings. "
         f"Last lines of {svc.log_path}:\n    {shown}",
         service=svc.name, log_path=str(svc.log_path), tail=lines)
 
@@ -332,10 +333,11 @@ class System:
         # NATS
         t = time.monotonic()
         if self.spec.nats.embedded:
-            self.broker.users = service_users(list(self.spec.services), "sagaproof")
+            self.broker.users = service_users(list(self.spec.processes()), "sagaproof")
             self.nats = NatsCluster(self.run_dir, self.log_dir, size=self.spec.nats.cluster, reaper=self.reaper,
                                     users=dict(self.broker.users.values()),
-                                    recorder_deny=[subj for st in self.spec.nats.streams for subj in st.subjects],
+                                    recorder_deny=[subj for st in self.spec.nats.streams if not st.consumed_on_read
+                                                   for subj in st.subjects],
                                     ports=self.ports, on_port_retry=self.port_retried,
                                     on_starting=lambda node: self.bus.emit(
                                         ServiceStarting(f"nats-{node.index}", node.client_port)))
@@ -349,7 +351,8 @@ class System:
         self.broker.start(self.nats_urls)
         self.bus.emit(NatsReady(self.nats_urls, time.monotonic() - t))
         # Services (those given by url are attached: running already, see harness/env/attach.py)
-        own = {name: s for name, s in self.spec.services.items() if not s.attached}
+        # (a service with replicas runs one process per replica, NAME-1 .. NAME-N, each its own port and link)
+        own = {name: s for name, s in self.spec.processes().items() if not s.attached}
         ports = {name: self.ports.take() for name in own}
         node_urls = self.nats_urls
         if self.chaos_links and own:
@@ -360,6 +363,8 @@ class System:
         else:
             service_urls = {name: node_urls[i % len(node_urls)] for i, name in enumerate(own)}
         service_urls = self.broker.links(service_urls)  # each service through an observed link, as its own user
+        shared_dir = self.run_dir / "shared"  # one per run, for every service and replica
+        shared_dir.mkdir(parents=True, exist_ok=True)
         for name, svc_spec in own.items():
             data_dir = self.run_dir / "data" / name
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -377,7 +382,7 @@ class System:
 
             # An AttachedService has the Service interface that tests, invariants and the nemesis use.
             found: dict[str, Any] = {**self.services, **attach_services(self, attached)}
-            self.services = {name: found[name] for name in self.spec.services}  # the system file's order
+            self.services = {name: found[name] for name in self.spec.processes()}  # the system file's order
         with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
             futures = {pool.submit(self._start_service, svc) if svc.name in own else pool.submit(svc.wait_ready): svc
                        for svc in self.services.values()}
@@ -394,10 +399,14 @@ class System:
 
     def _command_for(self, svc_spec: ServiceSpec, nats_url: str, data_dir: Path) -> Any:
         """port -> (argv, env) of a service's process: its command and env with the placeholders filled in."""
+        assert self.run_dir is not None
+        shared_dir = self.run_dir / "shared"  # one per run, for every service and replica
 
         def command_for(port: int) -> tuple[list[str], dict[str, str]]:
             values = {"port": str(port), "nats_url": nats_url, "data_dir": str(data_dir),
-                      "python": sys.executable, "name": svc_spec.name, "system_dir": str(self.spec.root)}
+                      "shared_dir": str(shared_dir), "python": sys.executable, "name": svc_spec.name,
+                      "service": svc_spec.service, "replica": str(svc_spec.replica or 1),
+                      "system_dir": str(self.spec.root)}
             argv = [expand(a, values) for a in svc_spec.command]
             env = inherited(os.environ, self.replayed_env if self.replaying else None) if svc_spec.inherit_env \
                 else {"PATH": os.environ.get("PATH", "")}
@@ -426,7 +435,7 @@ class System:
                 svc.process.start()
             except OSError as exc:
                 raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
-                                            f"fix [services.{svc.name}].command.") from None
+                                            f"fix [services.{svc.spec.service}].command.") from None
             svc._emit("start")
             try:
                 return svc.wait_ready()
@@ -477,7 +486,7 @@ class System:
 
     def _check_programs(self) -> None:
         """Every service's program must exist before anything starts (a config mistake: exit 2)."""
-        for name, svc_spec in self.spec.services.items():
+        for name, svc_spec in self.spec.processes().items():
             if svc_spec.attached:
                 continue  # not ours to start
             program = expand(svc_spec.command[0], {"python": sys.executable, "name": name,
@@ -489,7 +498,7 @@ class System:
             else:
                 found = shutil.which(program) is not None or (svc_spec.cwd / program).exists()
             if not found:
-                raise ConfigError(f"{self.spec.path}: services.{name}.command: the program '{program}' was not "
+                raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the program '{program}' was not "
                                   f"found on PATH or in {svc_spec.cwd}; install it or fix the command.")
 
     def _ensure_streams(self) -> None:
@@ -559,8 +568,13 @@ class System:
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per service: name, port, URL, NATS URL (credentials hidden), log path."""
-        return [{"name": s.name, "port": s.port, "url": s.url, "nats_url": hide_password(s.nats_url),
-                 "log": str(s.log_path), "pid": s.pid} for s in self.services.values()]
+        return [{"name": s.name, "service": s.spec.service, "replica": s.spec.replica, "port": s.port, "url": s.url,
+                 "nats_url": hide_password(s.nats_url), "log": str(s.log_path), "pid": s.pid}
+                for s in self.services.values()]
+
+    def replicas(self, service: str) -> list[Service]:
+        """The processes of a service: its replicas (``NAME-1`` .. ``NAME-N``), or the one process of it."""
+        return [s for s in self.services.values() if s.spec.service == service]
 
 
 def _with_credentials(url: str, user: str | None, password: str | None) -> str:
@@ -573,7 +587,6 @@ def _with_credentials(url: str, user: str | None, password: str | None) -> str:
 async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int,
                           options: dict[str, Any] | None = None) -> None:
     import nats
-    from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import BadRequestError, ServiceUnavailableError
 
     seen: list[str] = []
@@ -595,12 +608,7 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
     try:
         js = nc.jetstream(timeout=10)
         for s in spec.nats.streams:
-            cfg = StreamConfig(
-                name=s.name, subjects=list(s.subjects), num_replicas=s.replicas or replicas_default,
-                storage=StorageType.MEMORY if s.storage == "memory" else StorageType.FILE,
-            )
-            if s.duplicate_window is not None:
-                cfg.duplicate_window = s.duplicate_window
+            cfg = stream_config(s, replicas_default)
             deadline = time.monotonic() + 30
             while True:
                 try:
@@ -610,12 +618,19 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
                         if "already in use" in str(exc) or getattr(exc, "err_code", 0) == 10058:
                             await js.update_stream(cfg)
                         elif "no suitable peers" in str(exc) and time.monotonic() < deadline:
-                            await __import__("asyncio").sleep(0.2)  # a cluster still forming: its peers come
+                            await asyncio.sleep(0.2)  # a cluster still forming: its peers come
                             continue
                         else:
                             raise EnvironmentStartError(
                                 f"JetStream refused stream '{s.name}' ({exc.description}); "
                                 f"fix [[nats.streams]] in the system file.") from None
+                    for c in s.consumers:
+                        try:
+                            await js.add_consumer(s.name, consumer_config(c))
+                        except BadRequestError as exc:
+                            raise EnvironmentStartError(
+                                f"JetStream refused consumer '{c.name}' on stream '{s.name}' ({exc.description}); "
+                                f"fix [[nats.streams.consumers]] in the system file.") from None
                     break
                 except (ServiceUnavailableError, TimeoutError, nats.errors.TimeoutError,
                         nats.errors.NoRespondersError):
@@ -623,6 +638,54 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
                         raise EnvironmentStartError(
                             f"JetStream did not accept stream '{s.name}' within 30s (no meta leader?); "
                             f"see the nats logs in the report directory.") from None
-                    await __import__("asyncio").sleep(0.2)
+                    await asyncio.sleep(0.2)
     finally:
         await nc.close()
+
+
+def stream_config(s: StreamSpec, replicas_default: int) -> Any:
+    """The nats-py StreamConfig of a declared stream."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource
+
+    cfg = StreamConfig(
+        name=s.name, subjects=list(s.subjects) or None, num_replicas=s.replicas or replicas_default,
+        storage=StorageType.MEMORY if s.storage == "memory" else StorageType.FILE,
+        retention={"limits": RetentionPolicy.LIMITS, "workqueue": RetentionPolicy.WORK_QUEUE,
+                   "interest": RetentionPolicy.INTEREST}[s.retention],
+        discard=DiscardPolicy.NEW if s.discard == "new" else DiscardPolicy.OLD,
+    )
+    if s.duplicate_window is not None:
+        cfg.duplicate_window = s.duplicate_window
+    if s.max_age is not None:
+        cfg.max_age = s.max_age
+    if s.max_msgs is not None:
+        cfg.max_msgs = s.max_msgs
+    if s.max_bytes is not None:
+        cfg.max_bytes = s.max_bytes
+    if s.max_msgs_per_subject is not None:
+        cfg.max_msgs_per_subject = s.max_msgs_per_subject
+    if s.mirror is not None:
+        cfg.mirror = StreamSource(name=s.mirror)
+    if s.sources:
+        cfg.sources = [StreamSource(name=n) for n in s.sources]
+    return cfg
+
+
+def consumer_config(c: ConsumerSpec) -> Any:
+    """The nats-py ConsumerConfig of a declared durable consumer."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    cfg = ConsumerConfig(durable_name=c.name, ack_policy={"explicit": AckPolicy.EXPLICIT, "all": AckPolicy.ALL,
+                                                          "none": AckPolicy.NONE}[c.ack_policy])
+    if len(c.filter_subjects) == 1:
+        cfg.filter_subject = c.filter_subjects[0]
+    elif c.filter_subjects:
+        cfg.filter_subjects = list(c.filter_subjects)
+    if c.ack_wait is not None:
+        cfg.ack_wait = c.ack_wait
+    if c.max_deliver is not None:
+        cfg.max_deliver = c.max_deliver
+    if c.deliver_subject is not None:
+        cfg.deliver_subject = c.deliver_subject
+        cfg.deliver_group = c.deliver_group
+    return cfg

@@ -288,9 +288,10 @@ def print_result(result: Any) -> None:
     """The verdict table, the first failure, the reproduce line and the report's path."""
     table = Table(title=f"sagaproof: {result.verdict.upper()}  (seed {result.seed}, {result.duration_s:.1f}s, "
                         f"{result.messages_recorded} messages, {len(result.faults)} faults)")
-    table.add_column("check")
-    table.add_column("verdict")
-    table.add_column("summary", overflow="fold")
+    from sagaproof.contracts.render import add_columns
+
+    add_columns(table, console, [("check", [c.name for c in result.checks], True),  # a check's name is never cut
+                                 ("verdict", ["skipped"], False), ("summary", [c.summary for c in result.checks], False)])
     for c in result.checks:
         status = getattr(c, "status", "")
         verdict = ("[dim]not applicable[/]" if status == "not applicable" else

@@ -300,8 +300,24 @@ def contract_schemas(spec: SystemSpec) -> list[Any]:
                                     consumers=s["consumers"]) for s in spec.contract_schemas]
 
 
+def load_contracts(spec: SystemSpec) -> tuple[Any, list[dict[str, str]]]:
+    """Load the contracts named in the system file (None when it names none), and the flows they declare; the
+    check of producers against consumers is :class:`~harness.session.static_check.StaticCheck`'s."""
+    sources = spec.contract_sources()
+    if not sources and not spec.contract_schemas:
+        return None, []
+    from sagaproof import contracts
+
+    with boundary("config"):  # an invalid document is bad input: one sentence, exit 2
+        cs = contracts.load(sources, contract_schemas(spec))
+    flows = [{"service": svc, "action": action, "subject": ch.subject}
+             for ch in cs.channels.values()
+             for action, group in (("send", ch.producers), ("receive", ch.consumers)) for svc in group]
+    return cs, flows
+
+
 def static_contracts(spec: SystemSpec) -> tuple[Any, CheckOutcome | None, list[dict[str, str]]]:
-    """Load and check the contracts named in the system file (None when it names none)."""
+    """Load and check the contracts named in the system file (None when it names none), in this process."""
     sources = spec.contract_sources()
     if not sources and not spec.contract_schemas:
         return None, None, []
@@ -362,6 +378,7 @@ class StartResult:
     outcomes: list[StartOutcome] = field(default_factory=list)
     unknown_count: int = 0  # requests that got no answer (kept even when the outcomes are not)
     held_back: float = 0.0  # seconds the workload waited because [workload] max_open sagas were open
+    duplicated: int = 0  # requests sent twice on purpose ([workload] duplicate)
 
     @property
     def keys(self) -> list[str]:
@@ -477,6 +494,8 @@ class Session:
         self.validator: Any = None
         self.contract_set: Any = None
         self.contract_outcome: CheckOutcome | None = None
+        self.static_check: Any = None  # harness.session.static_check.StaticCheck while it runs beside the run
+        self.timings: dict[str, Any] = {}  # where the run's time went (report.json "timings")
         self.declared_flows: list[dict[str, str]] = []
         self.tracker = SagaTracker(spec)
         from sagaproof.harness.session.quiescence import OpenSagas
@@ -513,7 +532,14 @@ class Session:
         self._state = "opening"
         self._ensure_history()
         try:
-            self.contract_set, self.contract_outcome, self.declared_flows = static_contracts(self.spec)
+            t_open = time.monotonic()
+            self.contract_set, self.declared_flows = load_contracts(self.spec)
+            if self.contract_set is not None:
+                from sagaproof.harness.session.static_check import StaticCheck
+
+                # the check of producers against consumers: a cached answer, or a process of its own that runs
+                # while the environment starts and the workload runs (see static_contract_outcome)
+                self.static_check = StaticCheck.start(self.spec, self.report_dir / "logs")
             if self.contract_set is not None:
                 from sagaproof.contracts import LiveValidator
 
@@ -544,8 +570,16 @@ class Session:
         except BaseException:
             self.close()
             raise
+        self.timings["start_up"] = round(time.monotonic() - t_open, 3)
         self._state = "open"
         return self
+
+    def static_contract_outcome(self) -> CheckOutcome | None:
+        """The static contract check's outcome, waiting for it if it still runs (None without contracts)."""
+        if self.contract_outcome is None and self.static_check is not None:
+            self.contract_outcome = self.static_check.result()
+            self.timings["contracts"] = self.static_check.timing()
+        return self.contract_outcome
 
     def _ensure_history(self) -> None:
         if self.history is None:
@@ -580,6 +614,8 @@ class Session:
         if self._state == "closed":
             return
         self._state = "closed"
+        if self.static_check is not None:
+            self.static_check.close()  # a check still running when the run ends early: stopped with it
         self._stop_environment()
         if self.history is not None:
             self.history.close()
@@ -652,7 +688,7 @@ class Session:
         for o in done:
             o.recorded = (o.saga, o.key) in watch
         return StartResult(wres.requested, wres.started, wres.failed, wres.retries, wres.seconds, list(wres.errors),
-                           done, wres.unknown, getattr(wres, "held_back", 0.0))
+                           done, wres.unknown, getattr(wres, "held_back", 0.0), getattr(wres, "duplicated", 0))
 
     def _max_deadline(self) -> float:
         return max((s.deadline for s in self.spec.sagas.values()), default=10.0)
@@ -728,6 +764,9 @@ class Session:
     def drain(self) -> None:
         """Wait until the recorder has every message the streams hold (a problem is recorded otherwise)."""
         self.system.loop.run(self.recorder.drain(), timeout=60)
+        for state in getattr(self.recorder, "work_queues", {}).values():
+            # a work queue is read from its publishes: its sequences and leftovers let consumption judge it
+            self.sink.add({"kind": "stream_state", "t": self.sink.now(), **state})
 
     def check(self, window: Window, *, healed_at: float, end_at: float, **facts: Any) -> list[CheckOutcome]:
         """Run every registered check (:data:`harness.checks.CHECKS`) over the window; each outcome, each
@@ -781,13 +820,18 @@ class Session:
                                         lambda: self.now, self.bus)
                 self.planned_faults = nemesis.planned
             notes.extend(self.system.notes)  # e.g. fault kinds attach mode cannot inject
+            t_phase = time.monotonic()
             try:
                 wres = self.start_sagas(opts.sagas, seed=self.seed, duration=opts.duration, wait=0,
                                         keep_outcomes=False)
             finally:
+                self.timings["workload"] = round(time.monotonic() - t_phase, 3)
+                t_phase = time.monotonic()
                 if nemesis is not None:
                     nemesis.finish()
+                self.timings["chaos"] = round(time.monotonic() - t_phase, 3)  # faults outlasting the workload
             self.emit(Phase("workload_end"))
+            t_phase = time.monotonic()
             healed_at = self.now
             self.emit(Phase("healed"))
             self.emit(Phase("converging", f"{self.tracker.pending} sagas still open"))
@@ -797,6 +841,7 @@ class Session:
             self.evaluate_invariants(settled)
             self.drain()
             self.system.broker.record_snapshot()
+            self.timings["convergence"] = round(time.monotonic() - t_phase, 3)
             end_at = self.now
             self.emit(Phase("converged"))
             services = self.system.describe()
@@ -816,15 +861,25 @@ class Session:
         assert self.history is not None
         self.history.sort()
         self.emit(Phase("checking"))
+        t_phase = time.monotonic()
         outcomes = self.check(Window(), healed_at=healed_at, end_at=end_at,
                               quiescent_at=convergence.quiescent_at if convergence.how == "quiescent" else None,
                               chaos=self.chaos_phase(opts),
                               broker={"receives_from": self.contract_set, "final": convergence.how != "timeout",
-                                      "streams": dict(self.recorder.stream_subjects),
-                                      "services": list(self.system.services),
+                                      "streams": {**self.recorder.stream_subjects,
+                                                  **getattr(self.recorder, "published_streams", {})},
+                                      "services": list(self.system.services), "groups": self.spec.groups(),
                                       "observing": list(self.system.broker.observers)})
-        if self.contract_outcome is not None:
-            outcomes.insert(0, self.contract_outcome)
+        self.timings["checks"] = round(time.monotonic() - t_phase, 3)
+        contract_outcome = self.static_contract_outcome()
+        if contract_outcome is not None:
+            outcomes.insert(0, contract_outcome)
+        late = getattr(self.recorder, "late_streams", {})
+        if late:
+            notes.append(f"stream(s) {', '.join(sorted(late))} were created by the services after the recording began: "
+                         f"their messages were recorded as published, without stream sequences, so the broker checks "
+                         f"judge only the work queues among them; declare them in [[nats.streams]] to have them read "
+                         f"from the start")
         if wres.failed:
             notes.append(f"{wres.failed} of {wres.requested} saga starts never got in (entry point down too long); "
                          f"first error: {wres.errors[0] if wres.errors else '?'}")
@@ -877,12 +932,14 @@ class Session:
             services=services, history_path=str(self.history.path), messages_recorded=self.history.messages,
             invariants=invariants, shrink=None, declared_flows=self.declared_flows, notes=notes,
             workload={"requested": wres.requested, "started": wres.started, "failed": wres.failed,
-                      "unknown": wres.unknown_count, "retries": wres.retries, "seconds": round(wres.seconds, 3),
+                      "unknown": wres.unknown_count, "retries": wres.retries, "duplicated": wres.duplicated,
+                      "seconds": round(wres.seconds, 3),
                       "held_back": round(wres.held_back, 3),
                       "max_open": getattr(getattr(self, "last_workload", None), "open_limit", None)},
             broker=self.last_broker_report, convergence=self.convergence.to_dict() if self.convergence else None,
             options=dict(opts.to_dict(), system_file=str(self.spec.path.resolve())), run_command=run_command(opts),
-            event_counts=dict(self.history.counts), notable_events=self.notable_events(exclude=REPORTED_ELSEWHERE))
+            event_counts=dict(self.history.counts), notable_events=self.notable_events(exclude=REPORTED_ELSEWHERE),
+            timings={**self.timings, "total": round(seconds, 3)})
 
     def fault_table(self) -> list[dict[str, Any]]:
         """Every fault, planned and actual: ``start``/``duration`` as planned, ``started_at``/``ended_at`` as

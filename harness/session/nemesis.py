@@ -59,8 +59,12 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
     hint = "pass the minimal-schedule.json a shrinking run wrote, or a list of {id, kind, target, start, duration}."
     if not isinstance(records, list):
         raise ConfigError(f"{source}: a schedule is a JSON list of faults, not a JSON {type(records).__name__}; {hint}")
-    targets = [*system_spec.services, BROKER_TARGET]
-    faults = []
+    processes = system_spec.processes() if hasattr(system_spec, "processes") else dict(system_spec.services)
+    # a service with replicas may be named as a whole: the fault hits every replica at once
+    replicated = {name: svc.replica_names() for name, svc in system_spec.services.items()
+                  if getattr(svc, "replicas", 1) > 1}
+    targets = [*processes, *replicated, BROKER_TARGET]
+    faults: list[Fault] = []
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise ConfigError(f"{source}: fault #{i + 1} is not a JSON object; {hint}")
@@ -79,6 +83,11 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
                               f"system; the targets are: {', '.join(targets)}.")
         if fault.start < 0 or fault.duration < 0:
             raise ConfigError(f"{source}: fault #{i + 1} has a negative start or duration; use seconds >= 0.")
+        if fault.target in replicated:
+            from dataclasses import replace
+
+            faults.extend(replace(fault, id=f"{fault.id}.{proc}", target=proc) for proc in replicated[fault.target])
+            continue
         faults.append(fault)
     return tuple(faults)
 
@@ -102,7 +111,7 @@ def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
         faults = validate_schedule(opts.schedule, system_spec, "--schedule")
         return Schedule(seed, window, faults, tuple(menu), float(intensity))
     with boundary("config"):
-        return generate_schedule(seed, menu, intensity, max(window, 0.5), list(system_spec.services),
+        return generate_schedule(seed, menu, intensity, max(window, 0.5), list(system_spec.processes()),
                                  broker_faults="nats_restart" in menu and system_spec.nats.embedded)
 
 

@@ -47,6 +47,13 @@ _CACHE_LIMIT = 100_000  # distinct subjects remembered (subjects with ids in the
 
 __all__ = ["Recorder", "subject_matches"]
 
+
+def _consumed_on_read(cfg: Any) -> bool:
+    """Whether a consumer of the recorder's own on this stream would be refused or take messages from the
+    services: a work queue (JetStream allows one consumer per subject there, acknowledging explicitly)."""
+    retention = getattr(cfg, "retention", None)
+    return str(getattr(retention, "value", retention)).lower() == "workqueue"
+
 _V1_TOKENS = 9  # tokens of a JetStream delivery's reply subject without domain and account hash
 
 _fast_loads: Callable[[bytes], Any] | None
@@ -213,6 +220,17 @@ class Recorder:
         self.last_seq: dict[str, int] = {}
         self.cross_checked: set[str] = set()  # the streams whose state the last drain compared the history with
         self.stream_subjects: dict[str, list[str]] = {}
+        # Streams read as their messages are published (the core subscription), never through a consumer of the
+        # recorder's: a work queue, where a consumer of its own would be refused or take messages from the
+        # services. Their messages are counted to cross-check with the stream's sequence at the end.
+        self.published_streams: dict[str, list[str]] = {}
+        self.published: dict[str, int] = {}
+        self._published_of: dict[str, str | None] = {}
+        self.work_queues: dict[str, dict[str, Any]] = {}  # at drain: each work queue's sequences and leftovers
+        self.late_streams: dict[str, list[str]] = {}  # created by the services after the recording began
+        # Streams that copy others (a mirror, sources): facts, not read (their messages are recorded once, from
+        # where they were published).
+        self.copies: dict[str, dict[str, Any]] = {}
         self.reconnects = 0
         self.messages = 0
         self.last_message_at = time.monotonic()
@@ -351,8 +369,18 @@ class Recorder:
         streams = await js.streams_info()
         for info in streams:
             name = info.config.name
-            self.stream_subjects[name] = list(info.config.subjects or [])
+            cfg = info.config
+            if cfg.mirror is not None or cfg.sources:
+                self.copies[name] = {"mirror": getattr(cfg.mirror, "name", None),
+                                     "sources": [getattr(src, "name", None) for src in cfg.sources or []]}
+                continue
             base = info.state.last_seq if self.from_now else 0
+            if _consumed_on_read(cfg):
+                self.published_streams[name] = list(cfg.subjects or [])
+                self.published[name] = 0
+                self.base_seq[name] = base
+                continue
+            self.stream_subjects[name] = list(cfg.subjects or [])
             self.base_seq[name] = base
             self.last_seq[name] = base
             start_at = None
@@ -394,10 +422,19 @@ class Recorder:
                                       pending_msgs_limit=self.pending_limit, pending_bytes_limit=512 * 1024 * 1024)
             _deliver_directly(psub, on_msg, self._stream_error(name))
 
+        published_of = self._published_stream if self.published_streams else None
+
         async def core_cb(msg: Any) -> None:
             subject = msg.subject
             if self._skip_core(subject.encode()):
                 return  # only reached when the client could not leave it out before building the message
+            reply = msg.reply
+            if reply and reply.startswith("$JS.ACK."):
+                return  # a JetStream delivery to a service (of a stream not read from its own consumer), not a publish
+            if published_of is not None:
+                stream = published_of(subject)
+                if stream is not None:
+                    self.published[stream] += 1
             self._on_message(subject, msg.data, msg.headers, None, None, time.time())
 
         if self.core is not None and self._covered(self.core[1]):
@@ -413,12 +450,42 @@ class Recorder:
         if core is not self._nc:
             await self._nc.flush()
 
+    async def _late_streams(self, js: Any) -> None:
+        """Streams the services created after the recording began: their messages were recorded from their
+        publishes (the core subscription); a work queue among them is judged from its sequences like the others."""
+        try:
+            infos = await js.streams_info()
+        except Exception:  # noqa: BLE001 - the broker may be away; the known streams are still cross-checked
+            return
+        known = set(self.stream_subjects) | set(self.published_streams) | set(self.copies)
+        for info in infos:
+            name = info.config.name
+            if name in known:
+                continue
+            self.late_streams[name] = list(info.config.subjects or [])
+            if _consumed_on_read(info.config):
+                self.published_streams[name] = list(info.config.subjects or [])
+                self.base_seq[name] = 0  # (its publishes were not counted: no count to cross-check)
+
+    def _published_stream(self, subject: str) -> str | None:
+        """The work-queue stream that stores ``subject`` (read from its publishes), if any."""
+        try:
+            return self._published_of[subject]
+        except KeyError:
+            found = next((name for name, ps in self.published_streams.items()
+                          if any(subject_matches(p, subject) for p in ps)), None)
+            if len(self._published_of) > _CACHE_LIMIT:
+                self._published_of.clear()
+            self._published_of[subject] = found
+            return found
+
     async def drain(self, timeout: float = 15.0) -> None:
         """Wait until every stream's last sequence has been recorded, then verify nothing was lost."""
         if self._nc is None:
             return
         js = self._nc.jetstream()
         deadline = time.monotonic() + timeout
+        await self._late_streams(js)
         targets: dict[str, tuple[int, int]] = {}
         for name in list(self.last_seq):
             while True:
@@ -441,6 +508,24 @@ class Recorder:
                 await nc.flush(timeout=5)
             except Exception:  # noqa: BLE001 - a flush that fails shows as missing messages below
                 pass
+        for name in list(self.published_streams):
+            try:
+                info = await js.stream_info(name)
+            except Exception as exc:  # noqa: BLE001 - the broker may be down: say so, never end the run
+                self._problem(f"could not read the state of work-queue stream {name} to cross-check the recorder "
+                              f"({exc}); the history may be incomplete")
+                continue
+            stored = info.state.last_seq - self.base_seq.get(name, 0)
+            self.work_queues[name] = await _queue_state(js, name, info, self.base_seq.get(name, 0))
+            if name not in self.published:
+                continue  # created after the recording began: its publishes were recorded, not counted
+            wait_until = min(deadline, time.monotonic() + 5)
+            while self.published.get(name, 0) < stored and time.monotonic() < wait_until:
+                await asyncio.sleep(0.02)
+            if self.published.get(name, 0) < stored:
+                self._problem(f"the recorder saw {self.published.get(name, 0)} messages published on work-queue "
+                              f"stream {name} but the stream stored {stored}; the history is incomplete, so the "
+                              f"run cannot pass")
         for name, (last, count) in targets.items():
             self.cross_checked.add(name)
             got = self.last_seq.get(name, 0)
@@ -454,7 +539,7 @@ class Recorder:
                               f"holds {count}; the history is incomplete, so the run cannot pass")
 
     async def stop(self) -> None:
-        """Close the connection; idempotent."""
+        """Close the connection; idempotent."""  # (see _queue_state below for the work queues' end state)
         for attr in ("_core_nc", "_nc"):
             nc = getattr(self, attr)
             if nc is None:
@@ -464,3 +549,34 @@ class Recorder:
                 await nc.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+LEFTOVERS_READ = 2000  # messages still in a work queue at the end that are read (without consuming them)
+
+
+async def _queue_state(js: Any, name: str, info: Any, base: int) -> dict[str, Any]:
+    """A work queue at the end of a run, read without consuming anything: its sequences (every one from
+    ``base + 1`` to ``last_seq`` was stored) and the messages still in it (never acknowledged, or left by a
+    limit), each read by sequence (``STREAM.MSG.GET``), at most :data:`LEFTOVERS_READ` of them."""
+    state = info.state
+    leftovers: list[dict[str, Any]] = []
+    seq = max(state.first_seq or 0, base + 1)
+    tries = 0
+    while seq <= state.last_seq and len(leftovers) < min(state.messages, LEFTOVERS_READ) and tries < 4 * LEFTOVERS_READ:
+        tries += 1
+        try:
+            msg = await js.get_msg(name, seq)
+        except Exception:  # noqa: BLE001 - acknowledged (removed) since: not a leftover
+            seq += 1
+            continue
+        data: Any = None
+        try:
+            data = json.loads(msg.data) if msg.data else None
+        except ValueError:
+            pass
+        leftovers.append({"seq": seq, "subject": msg.subject, "data": data})
+        seq += 1
+    return {"stream": name, "retention": "workqueue", "first_seq": base + 1, "last_seq": state.last_seq,
+            "messages": state.messages, "leftovers": leftovers,
+            "limits": {"max_age": getattr(info.config, "max_age", None), "max_msgs": getattr(info.config, "max_msgs", None),
+                       "max_bytes": getattr(info.config, "max_bytes", None)}}

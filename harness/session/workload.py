@@ -15,6 +15,7 @@ request to have started its saga on the wire (``no_lost_request``); an unknown o
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
@@ -43,9 +44,21 @@ class WorkloadResult:
     failed: int = 0
     unknown: int = 0
     retries: int = 0
+    duplicated: int = 0  # requests sent a second time after they were accepted ([workload] duplicate)
     seconds: float = 0.0
     held_back: float = 0.0  # seconds the workload waited because [workload] max_open sagas were open
     errors: list[str] = field(default_factory=list)
+
+
+def _takes_headers(send: Callable[..., Any]) -> bool:
+    """Whether a sender takes the request's headers as a second argument (the harness's own senders do)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(send).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def start_saga(spec: WorkloadSpec, sagas: dict[str, SagaSpec]) -> SagaSpec | None:
@@ -82,18 +95,19 @@ def body_factory(system: SystemSpec) -> Callable[[int, random.Random], dict[str,
 class Workload:
     """Drives saga starts; call :meth:`run` from a thread (it blocks until done or stopped)."""
 
-    def __init__(self, spec: WorkloadSpec, send: Callable[[dict[str, Any]], Any],
+    def __init__(self, spec: WorkloadSpec, send: Callable[..., Any],
                  body: Callable[[int, random.Random], dict[str, Any]], *, seed: int, bus: EventBus | None = None,
                  count: int | None = None, duration: float | None = None, retry_for: float = 15.0,
                  recorder: Any = None, sagas: dict[str, SagaSpec] | None = None,
                  open_sagas: Callable[[], int] | None = None):
-        """``send(body)`` makes one request and returns the answer's JSON (or None); it raises
+        """``send(body)`` (``send(body, headers)`` when the request has headers) makes one request and returns the answer's JSON (or None); it raises
         :class:`RequestRejected` when the request definitely did not get in, anything else when it may have.
         With a ``recorder`` (``.add(record)``, ``.now()``), each request becomes an operation record."""
         self.spec = spec
         self.recorder = recorder
         self.saga = start_saga(spec, sagas or {})
         self.send = send
+        self._send_takes_headers = _takes_headers(send)
         self.body = body
         self.seed = seed
         self.bus = bus or EventBus()
@@ -117,8 +131,13 @@ class Workload:
         self.recorder.add({
             "kind": "operation", "t": invoked, "op": index, "saga": self.saga.name if self.saga else None,
             "key": request_key(s, self.saga, answer, body), "invoked": invoked, "completed": self.recorder.now(),
-            "outcome": outcome, "detail": detail, "attempts": attempts,
+            "outcome": outcome, "detail": detail, "attempts": attempts, "request_id": self.request_id(index),
             "request": f"{s.method} {s.path}" if s.via == "http" else f"publish {s.subject}"})
+
+    def request_id(self, index: int) -> str:
+        """The id of start request ``index``: drawn from the seed, the same on every retry of the request (it is
+        what ``{request_id}`` and ``[workload] idempotency_key`` send)."""
+        return str(uuid.UUID(int=random.Random(f"{self.seed}:{index}").getrandbits(128)))
 
     def _one(self, index: int, body: dict[str, Any]) -> None:
         deadline = time.monotonic() + self.retry_for
@@ -126,10 +145,24 @@ class Workload:
         invoked = self.recorder.now() if self.recorder is not None else 0.0
         attempts = 0
         maybe_in = False  # some attempt may have got in without our hearing so
+        headers = self.spec.request_headers(index, self.request_id(index))
+        if self.spec.via == "publish":  # a retried publish is de-duplicated by the stream: one id per request
+            headers.setdefault("Nats-Msg-Id", str(body.get("event_id") or self.request_id(index)))
         while True:
             attempts += 1
             try:
-                answer = self.send(body)
+                # every attempt of one request carries the same headers: a retry is the same request again
+                answer = self.send(body, headers) if headers and self._send_takes_headers else self.send(body)
+                if self.spec.duplicate and random.Random(f"{self.seed}:duplicate:{index}").random() < self.spec.duplicate:
+                    # a duplicate-request fault: the same request again, as a client or a proxy that retries a
+                    # request it believes lost; an idempotent entry point answers with what the first one did
+                    try:
+                        self.send(body, headers) if headers and self._send_takes_headers else self.send(body)
+                        attempts += 1
+                        with self._lock:
+                            self.result.duplicated += 1
+                    except Exception:  # noqa: BLE001 - the first one got in: that is the request's outcome
+                        pass
                 with self._lock:
                     self.result.started += 1
                 self._record(index, body, invoked, "ok", "accepted", attempts, answer)
@@ -192,11 +225,15 @@ def http_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
     """Send each body to the entry service over HTTP; returns the answer's JSON. A refused connection or a 4xx
     answer is a definite failure (:class:`RequestRejected`); a time-out, a dropped connection or a 5xx may have
     got in."""
-    svc = system.services[spec.service]
+    # a service with replicas is called on each replica in turn (as a load balancer would)
+    replicas = [s for s in system.services.values()
+                if getattr(getattr(s, "spec", None), "service", None) == spec.service] or [system.services[spec.service]]
+    turn = itertools.count()
 
-    def send(body: dict[str, Any]) -> Any:
+    def send(body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        svc = replicas[next(turn) % len(replicas)]
         try:
-            resp = svc.http.request(spec.method, spec.path, json_body=body, timeout=10)
+            resp = svc.http.request(spec.method, spec.path, json_body=body, headers=headers, timeout=10)
         except ConnectionRefusedError:
             raise RequestRejected(f"{spec.method} {spec.path}: connection refused") from None
         if 400 <= resp.status < 500:
@@ -220,7 +257,7 @@ def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
         raise ValueError('nats_sender needs a workload with via = "publish" and a subject')
     captured = any(subject_matches(p, subject) for s in system.spec.nats.streams for p in s.subjects)
 
-    async def publish(body: dict[str, Any]) -> None:
+    async def publish(body: dict[str, Any], headers: dict[str, str]) -> None:
         import nats
 
         nc = getattr(system, "_workload_nc", None)
@@ -230,14 +267,16 @@ def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
             system._workload_nc = nc
         data = json.dumps(body).encode()
         if captured:
-            await nc.jetstream().publish(subject, data, timeout=5,
-                                         headers={"Nats-Msg-Id": str(body.get("event_id") or uuid.uuid4())})
+            await nc.jetstream().publish(subject, data, timeout=5, headers=headers)
         else:
-            await nc.publish(subject, data)
+            await nc.publish(subject, data, headers=headers or None)
             await nc.flush(timeout=5)
 
-    def send(body: dict[str, Any]) -> Any:
-        system.loop.run(publish(body), timeout=10)
+    def send(body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        hdrs = dict(headers or {})
+        if captured:  # the stream de-duplicates a retried publish by its id (one id per request, not per attempt)
+            hdrs.setdefault("Nats-Msg-Id", str(body.get("event_id") or uuid.uuid4()))
+        system.loop.run(publish(body, hdrs), timeout=10)
         return None
 
     return send

@@ -35,6 +35,35 @@ CASES = [
     ("[nats]\ncluster = 2\n" + GOOD_SERVICE, "nats.cluster", "must be 1"),
     ("", "services", "no services are defined"),
     (GOOD_SERVICE + "\n[invariants]\nmoney = 'not a ref'\n", "invariants.money", "module:function"),
+    # streams as teams declare them
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\nretention='work-queue'\n" + GOOD_SERVICE,
+     "nats.streams[0].retention", "must be one of 'limits', 'workqueue', 'interest'"),
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\ndiscard='newest'\n" + GOOD_SERVICE,
+     "nats.streams[0].discard", "must be one of 'old', 'new'"),
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\nmax_msgs=0\n" + GOOD_SERVICE,
+     "nats.streams[0].max_msgs", "must be a positive integer"),
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\nmax_age='a week'\n" + GOOD_SERVICE,
+     "nats.streams[0].max_age", "must be a duration"),
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\nretention='workqueue'\n[[nats.streams.consumers]]\n"
+     "name='w'\nack_policy='none'\n" + GOOD_SERVICE, "nats.streams[0].consumers[0].ack_policy",
+     "must be \"explicit\" on work-queue stream 'Q'"),
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\n[[nats.streams.consumers]]\nname='w'\nmax_delivr=3\n"
+     + GOOD_SERVICE, "nats.streams[0].consumers[0].max_delivr", "did you mean 'max_deliver'"),
+    ("[[nats.streams]]\nname='M'\nmirror='Q'\nsubjects=['q.>']\n" + GOOD_SERVICE,
+     "nats.streams[0].subjects", "a mirror takes its subjects"),
+    ("[[nats.streams]]\nname='Q'\nsubjects=['q.>']\n[[nats.streams]]\nname='Q'\nsubjects=['r.>']\n"
+     + GOOD_SERVICE, "nats.streams", "stream 'Q' is declared twice"),
+    # replicas
+    (GOOD_SERVICE + "replicas = 0\n", "services.api.replicas", "must be between 1 and 64"),
+    (GOOD_SERVICE + "replicas = [{ env = { A = 1.5 }, comand = ['x'] }]\n", "services.api.replicas[0].comand",
+     "did you mean 'command'"),
+    (GOOD_SERVICE + "replicas = 2\n[services.api-2]\ncommand = ['x']\n", "services.api.replicas",
+     "service 'api-2' is declared too"),
+    # workload headers
+    (GOOD_SERVICE + "\n[workload]\nservice='api'\nheaders={ X-Request = '{requestid}' }\n",
+     "workload.headers.X-Request", "unknown placeholder '{requestid}'"),
+    (GOOD_SERVICE + "\n[workload]\nservice='api'\nidempotency_key='Idempotency Key'\n",
+     "workload.idempotency_key", "must be the name of the header"),
 ]
 
 
@@ -103,3 +132,65 @@ def test_missing_program_is_a_config_error_before_anything_starts(tmp_path: Path
     assert proc.returncode == 2
     assert "services.api.command: the program 'no-such-program-xyz' was not found" in proc.stderr
     assert not (tmp_path / "r" / "logs" / "nats.log").exists(), "nothing may start for a config mistake"
+
+
+def test_stream_settings_teams_use_are_read(tmp_path: Path):
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "sagaproof.toml").write_text("""
+[[nats.streams]]
+name = "JOBS"
+subjects = ["jobs.>"]
+retention = "workqueue"
+max_age = "1h"
+max_msgs = 1000
+max_bytes = 1048576
+discard = "new"
+
+[[nats.streams.consumers]]
+name = "workers"
+filter_subject = "jobs.requested"
+max_deliver = 5
+ack_wait = "30s"
+
+[[nats.streams]]
+name = "JOBS_COPY"
+mirror = "JOBS"
+""" + GOOD_SERVICE)
+    jobs, copy = load_system_file(tmp_path).nats.streams
+    assert (jobs.retention, jobs.max_age, jobs.max_msgs, jobs.max_bytes, jobs.discard) == (
+        "workqueue", 3600.0, 1000, 1048576, "new")
+    assert jobs.consumed_on_read and not copy.consumed_on_read
+    (c,) = jobs.consumers
+    assert (c.name, c.filter_subjects, c.max_deliver, c.ack_wait, c.ack_policy) == (
+        "workers", ("jobs.requested",), 5, 30.0, "explicit")
+    assert copy.mirror == "JOBS" and copy.subjects == ()
+
+
+def test_replicas_are_processes_of_one_service(tmp_path: Path):
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "sagaproof.toml").write_text(GOOD_SERVICE + """replicas = [{}, { env = { ZONE = "b" } }]
+
+[services.solo]
+command = ["{python}", "svc.py", "{replica}", "{shared_dir}"]
+replicas = 3
+""")
+    spec = load_system_file(tmp_path)
+    procs = spec.processes()
+    assert list(procs) == ["api-1", "api-2", "solo-1", "solo-2", "solo-3"]
+    assert procs["api-2"].env["ZONE"] == "b" and "ZONE" not in procs["api-1"].env
+    assert {procs[p].service for p in procs} == {"api", "solo"} and procs["solo-3"].replica == 3
+    assert spec.groups()["solo-2"] == "solo"
+    assert list(spec.contract_sources()) == []  # contracts stay the service's, not each replica's
+
+
+def test_workload_headers_keep_one_idempotency_key_per_request(tmp_path: Path):
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "sagaproof.toml").write_text(GOOD_SERVICE + """
+[workload]
+service = "api"
+headers = { X-Tenant = "t1", X-Request-Id = "req-{request_id}", X-Index = "{index}" }
+idempotency_key = "Idempotency-Key"
+""")
+    w = load_system_file(tmp_path).workload
+    assert w.request_headers(7, "abc") == {"X-Tenant": "t1", "X-Request-Id": "req-abc", "X-Index": "7",
+                                           "Idempotency-Key": "abc"}

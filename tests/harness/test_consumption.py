@@ -304,3 +304,80 @@ def test_wire_records_come_on_the_recorder_clock_however_they_were_drained() -> 
     for rec in (before, drained, other):
         assert rec["deliveries"]["t"] == [0.0, 0.25, 1.5] and rec["t"] == 0.0 and "_rows_t0" not in rec
         assert [row[7] for row in wire_rows(rec["deliveries"], rec["answers"])[0]] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------ consumer groups (replicas, a shared durable)
+
+
+def _shared(h: H, service: str, t: float, seq: int, ack: bool = True) -> None:
+    """`service` takes message `seq` through the durable consumer "payout" it shares with another service."""
+    h.add("delivery", t, service=service, conn=1, sid="2", subject="orders.created", stream="SHOP",
+          consumer="payout", delivered=1, stream_seq=seq, consumer_seq=seq, pending=0)
+    if ack:
+        h.add("ack", t + 0.01, service=service, conn=1, how="ack", stream="SHOP", consumer="payout", delivered=1,
+              stream_seq=seq)
+
+
+def test_two_services_sharing_one_durable_consumer_consume_together() -> None:
+    # The issue's false alarm: payout-1 and payout-2 each declare that they receive the subject and share the
+    # durable consumer "payout"; each message goes to one of them, acknowledged once, by one or the other.
+    h = H().connect("payout-1").connect("payout-2")
+    receives = [Receive("payout-1", "orders.created"), Receive("payout-2", "orders.created")]
+    for i in range(6):
+        seq = h.msg(1.0 + i / 10, "orders.created", key=f"o{i}")
+        _shared(h, "payout-1" if i % 2 else "payout-2", 1.05 + i / 10, seq)
+    report = h.check(receives, ("payout-1", "payout-2"))
+    assert report.ok, [f.message() for group in report.findings.values() for f in group]
+    assert "all 6" in report.summaries["consumption"]
+    assert "payout-1+payout-2 (payout-1, payout-2)" in report.summaries["consumption"]
+    rows = {r["service"]: r for r in report.matrix}  # which replica did what
+    assert (rows["payout-1"]["acked"], rows["payout-2"]["acked"]) == (3, 3)
+
+
+def test_a_message_no_member_of_a_shared_consumer_acked_is_still_caught_and_names_who_took_it() -> None:
+    h = H().connect("payout-1").connect("payout-2")
+    receives = [Receive("payout-1", "orders.created"), Receive("payout-2", "orders.created")]
+    a = h.msg(1.0, "orders.created", key="o1")
+    _shared(h, "payout-1", 1.1, a)
+    b = h.msg(1.2, "orders.created", key="o2")
+    _shared(h, "payout-2", 1.3, b, ack=False)  # delivered to payout-2, never acknowledged by either
+    report = h.check(receives, ("payout-1", "payout-2"))
+    found = report.findings["consumption"]
+    assert len(found) == 1 and found[0].stream_seq == b and found[0].key == "o2"
+    assert found[0].service == "payout-1+payout-2"
+    assert any(e["service"] == "payout-2" and "delivered" in e["what"] for e in found[0].events)
+
+
+def test_replicas_of_a_service_consume_for_it() -> None:
+    # The contract names the service "payout"; its processes are its replicas payout-1 and payout-2.
+    h = H().connect("payout-1").connect("payout-2")
+    for i in range(4):
+        seq = h.msg(1.0 + i / 10, "orders.created", key=f"o{i}")
+        _shared(h, f"payout-{1 + i % 2}", 1.05 + i / 10, seq)
+    left = h.msg(2.0, "orders.created", key="o9")  # taken by nobody
+    report = check_broker(sorted(h.records, key=lambda r: (r["t"], r["seq"])),
+                          receives=[Receive("payout", "orders.created")], streams=STREAMS,
+                          services=("payout-1", "payout-2"), sagas={"checkout": SAGA},
+                          groups={"payout-1": "payout", "payout-2": "payout"})
+    found = report.findings["consumption"]
+    assert [(f.service, f.stream_seq) for f in found] == [("payout", left)]
+    assert "4 of 5" not in report.summaries["consumption"] and "1 of 5" in report.summaries["consumption"]
+
+
+def test_a_work_queue_is_judged_from_its_sequences_and_leftovers() -> None:
+    # A work queue is read from its publishes (no stream sequence on the messages): the end state gives the
+    # sequences, a delivery gives each one's subject, and what is still in the queue was never acknowledged.
+    h = H().connect("payment")
+    h.add("message", 1.0, subject="orders.created", stream=None, stream_seq=None, producer="order",
+          data={"order_id": "o1"})
+    h.add("delivery", 1.1, service="payment", conn=1, sid="2", subject="orders.created", stream="JOBS",
+          consumer="pay", delivered=1, stream_seq=1, consumer_seq=1, pending=0)
+    h.add("ack", 1.2, service="payment", conn=1, how="ack", stream="JOBS", consumer="pay", delivered=1, stream_seq=1)
+    h.add("stream_state", 5.0, stream="JOBS", retention="workqueue", first_seq=1, last_seq=2, messages=1,
+          leftovers=[{"seq": 2, "subject": "orders.created", "data": {"order_id": "o2"}}])
+    report = check_broker(sorted(h.records, key=lambda r: (r["t"], r["seq"])),
+                          receives=[Receive("payment", "orders.created")], streams={"JOBS": ["orders.>"]},
+                          services=("payment",), sagas={"checkout": SAGA})
+    found = report.findings["consumption"]
+    assert [(f.stream, f.stream_seq, f.key) for f in found] == [("JOBS", 2, "o2")]
+    assert "1 of 2" in report.summaries["consumption"]

@@ -127,3 +127,56 @@ def test_a_lost_request_reads_in_every_report(tmp_path):
     assert "t-7" in paths["report.html"].read_text()
     failures = ET.parse(paths["junit.xml"]).getroot().findall(".//failure")
     assert any("trip.requested for data.trip_id t-7 never appeared" in (f.text or "") for f in failures)
+
+
+class KeyedHandler(BaseHTTPRequestHandler):
+    """Answers the first attempt of each request 503 (its effect done, its answer lost: the client must retry),
+    and dedupes by the Idempotency-Key header: a retry with a key seen already is the same request."""
+
+    seen: dict[str, int] = {}
+    effects: list[str] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key = self.headers.get("Idempotency-Key") or ""
+        with self.lock:
+            attempt = self.seen[key] = self.seen.get(key, 0) + 1
+            if attempt == 1 or not key:
+                self.effects.append(body["trip_id"])  # no key: every attempt is a new request
+        payload = json.dumps({"trip_id": body["trip_id"], "tenant": self.headers.get("X-Tenant")}).encode()
+        self.send_response(503 if attempt == 1 else 201)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_each_request_keeps_its_idempotency_key_across_the_workloads_retries():
+    KeyedHandler.seen, KeyedHandler.effects = {}, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeyedHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rec = Recorder()
+        spec = WorkloadSpec(sagas=6, rate=1000, concurrency=3, via="http", service="trips", path="/trips",
+                            headers={"X-Tenant": "t-{index}"}, idempotency_key="Idempotency-Key")
+        system = SimpleNamespace(services={"trips": SimpleNamespace(http=ServiceHTTP("127.0.0.1",
+                                                                                     server.server_address[1]))})
+        bodies = [{"trip_id": f"t{i}"} for i in range(6)]
+        result = Workload(spec, http_sender(system, spec), lambda i, _rng: bodies[i], seed=3, retry_for=5.0,
+                          recorder=rec, sagas={"booking": SAGA}).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.started, result.retries) == (6, 6)
+    # one key per request, sent on both of its attempts: six keys, each seen twice, so six effects, not twelve
+    assert len(KeyedHandler.seen) == 6 and set(KeyedHandler.seen.values()) == {2}
+    assert sorted(KeyedHandler.effects) == [f"t{i}" for i in range(6)]
+    ids = {r["request_id"] for r in rec.records}
+    assert ids == set(KeyedHandler.seen)  # the history names each request's key
+    # the same seed gives the same keys (a replay sends what the run sent)
+    again = Workload(spec, lambda b, h: None, lambda i, _rng: bodies[i], seed=3)
+    assert {again.request_id(i) for i in range(6)} == ids

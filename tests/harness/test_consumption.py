@@ -309,6 +309,14 @@ def test_wire_records_come_on_the_recorder_clock_however_they_were_drained() -> 
 # ------------------------------------------------------------------ consumer groups (replicas, a shared durable)
 
 
+def _bound(h: H, *services: str) -> H:
+    """Each service binds to the durable consumer "payout" (as a pull consumer)."""
+    for svc in services:
+        h.add("js_consumer", 0.01, service=svc, conn=1, stream="SHOP", consumer="payout", durable=True,
+              filter_subjects=["orders.created"], ack_policy="explicit", ack_wait=2.0, max_deliver=-1)
+    return h
+
+
 def _shared(h: H, service: str, t: float, seq: int, ack: bool = True) -> None:
     """`service` takes message `seq` through the durable consumer "payout" it shares with another service."""
     h.add("delivery", t, service=service, conn=1, sid="2", subject="orders.created", stream="SHOP",
@@ -321,7 +329,7 @@ def _shared(h: H, service: str, t: float, seq: int, ack: bool = True) -> None:
 def test_two_services_sharing_one_durable_consumer_consume_together() -> None:
     # The issue's false alarm: payout-1 and payout-2 each declare that they receive the subject and share the
     # durable consumer "payout"; each message goes to one of them, acknowledged once, by one or the other.
-    h = H().connect("payout-1").connect("payout-2")
+    h = _bound(H().connect("payout-1").connect("payout-2"), "payout-1", "payout-2")
     receives = [Receive("payout-1", "orders.created"), Receive("payout-2", "orders.created")]
     for i in range(6):
         seq = h.msg(1.0 + i / 10, "orders.created", key=f"o{i}")
@@ -335,7 +343,7 @@ def test_two_services_sharing_one_durable_consumer_consume_together() -> None:
 
 
 def test_a_message_no_member_of_a_shared_consumer_acked_is_still_caught_and_names_who_took_it() -> None:
-    h = H().connect("payout-1").connect("payout-2")
+    h = _bound(H().connect("payout-1").connect("payout-2"), "payout-1", "payout-2")
     receives = [Receive("payout-1", "orders.created"), Receive("payout-2", "orders.created")]
     a = h.msg(1.0, "orders.created", key="o1")
     _shared(h, "payout-1", 1.1, a)
@@ -350,7 +358,7 @@ def test_a_message_no_member_of_a_shared_consumer_acked_is_still_caught_and_name
 
 def test_replicas_of_a_service_consume_for_it() -> None:
     # The contract names the service "payout"; its processes are its replicas payout-1 and payout-2.
-    h = H().connect("payout-1").connect("payout-2")
+    h = _bound(H().connect("payout-1").connect("payout-2"), "payout-1", "payout-2")
     for i in range(4):
         seq = h.msg(1.0 + i / 10, "orders.created", key=f"o{i}")
         _shared(h, f"payout-{1 + i % 2}", 1.05 + i / 10, seq)

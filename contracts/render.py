@@ -27,14 +27,16 @@ def add_columns(table: Table, console: Console, columns: list[tuple[str, list[st
     n = len(columns)
     avail = max(n * 4, console.width - (3 * n + 1))
     natural = [max([len(header), *(len(v) for v in values)]) for header, values, _ in columns]
-    floor = [nat if ident else min(nat, max(len(header), 8)) for nat, (header, _, ident) in zip(natural, columns, strict=True)]
+    floor = [nat if ident else min(nat, max(len(header), 16))
+             for nat, (header, _, ident) in zip(natural, columns, strict=True)]
     widths = list(floor)
     if sum(floor) > avail:  # the identifiers do not fit whole: they share what the others leave, folded
         others = sum(f for f, (_, _, ident) in zip(floor, columns, strict=True) if not ident)
         idents = [i for i, c in enumerate(columns) if c[2]]
-        share = max(4, (avail - others) // max(1, len(idents)))
-        for i in idents:
-            widths[i] = min(natural[i], share)
+        room = max(4 * len(idents), avail - others)
+        total = sum(natural[i] for i in idents) or 1
+        for i in idents:  # in proportion to their lengths
+            widths[i] = max(4, min(natural[i], room * natural[i] // total))
     spare = avail - sum(widths)
     for i in range(n):  # what is left goes to the other columns, in order, up to their natural width
         if spare <= 0:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sagaproof.harness.config import load_system_file, parse_duration
 from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError, translate
 from sagaproof.harness.events import (
@@ -290,14 +291,19 @@ def print_result(result: Any) -> None:
                         f"{result.messages_recorded} messages, {len(result.faults)} faults)")
     from sagaproof.contracts.render import add_columns
 
-    add_columns(table, console, [("check", [c.name for c in result.checks], True),  # a check's name is never cut
-                                 ("verdict", ["skipped"], False), ("summary", [c.summary for c in result.checks], False)])
+    rows = []
     for c in result.checks:
         status = getattr(c, "status", "")
         verdict = ("[dim]not applicable[/]" if status == "not applicable" else
                    "[bold red]NOT JUDGED[/]" if status == "not judged" else
                    "[green]pass[/]" if c.ok else "[bold red]FAIL[/]")
-        table.add_row(escape(c.name), verdict, escape(c.summary))
+        rows.append((escape(c.name), verdict, escape(c.summary)))
+    # a check's name and its verdict are never cut or broken; the summary wraps into what is left
+    add_columns(table, console, [("check", [c.name for c in result.checks], True),
+                                 ("verdict", [Text.from_markup(v).plain for _, v, _ in rows], True),
+                                 ("summary", [c.summary for c in result.checks], False)])
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     failed = [c for c in result.checks if not c.ok]
     if failed:

@@ -94,3 +94,12 @@ def test_a_replica_that_acknowledges_before_committing_is_caught(tmp_path: Path)
     assert report["first_failure"] == "termination"
     stuck = [f for f in report["findings"] if f.get("check") == "termination"]
     assert stuck and all("k1 kill worker-2" in json.dumps(f) for f in stuck)
+
+
+def test_streams_the_services_create_after_the_recording_began_are_found(tmp_path: Path):
+    # The services declare their streams two seconds after they are ready (the front refuses jobs until then,
+    # and the workload retries): the recorder, started with none, finds them at the end.
+    proc, report = _run(_system(tmp_path), tmp_path / "report", "--seed", "3", "--env", "CREATE_STREAMS_AFTER=2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert any("JOBS, RESULTS were created by the services after the recording began" in n for n in report["notes"])
+    assert "all 60 messages" in _check(report, "consumption")["summary"]  # the late work queue is judged

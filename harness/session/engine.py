@@ -495,6 +495,7 @@ class Session:
         self.contract_set: Any = None
         self.contract_outcome: CheckOutcome | None = None
         self.static_check: Any = None  # harness.session.static_check.StaticCheck while it runs beside the run
+        self.wants_static_check = False  # `sagaproof run` judges the contracts statically too (run() sets it)
         self.timings: dict[str, Any] = {}  # where the run's time went (report.json "timings")
         self.declared_flows: list[dict[str, str]] = []
         self.tracker = SagaTracker(spec)
@@ -534,7 +535,7 @@ class Session:
         try:
             t_open = time.monotonic()
             self.contract_set, self.declared_flows = load_contracts(self.spec)
-            if self.contract_set is not None:
+            if self.contract_set is not None and self.wants_static_check:
                 from sagaproof.harness.session.static_check import StaticCheck
 
                 # the check of producers against consumers: a cached answer, or a process of its own that runs
@@ -811,6 +812,7 @@ class Session:
         window_s = opts.duration if opts.duration is not None else count / spec.workload.rate
         if opts.chaos:
             make_schedule(spec, opts, self.seed, window_s)  # a bad menu or schedule is exit 2 before anything starts
+        self.wants_static_check = True
         self.open()
         try:
             self.emit(Phase("workload_start", f"{count if opts.duration is None else 'for ' + format(window_s, 'g') + 's'} sagas"))

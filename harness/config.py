@@ -198,6 +198,7 @@ class SagaSpec:
     event_id: str = "event_id"
     compensation_order: str = "any"
     latency_objective: float | None = None  # a saga that ends later than this (after its start) fails the run
+    status: StatusReadSpec | None = None  # how a client reads a saga's state ([sagas.NAME.status])
 
     def key_of(self, data: Any) -> Any:
         """The correlation key in an event payload (None when it has none)."""
@@ -325,6 +326,7 @@ class SystemSpec:
     pacts: PactsSpec = PactsSpec()
     env: dict[str, str] = field(default_factory=dict)
     quiescence: QuiescenceSpec = QuiescenceSpec()
+    reads: ReadsSpec = field(default_factory=lambda: ReadsSpec())
 
     def processes(self) -> dict[str, ServiceSpec]:
         """Every process of the system by name: a service, or each replica of one (``NAME-1`` .. ``NAME-N``)."""
@@ -680,7 +682,7 @@ def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec])
     if not isinstance(raw, dict):
         raise ctx.fail(where, "must be a table with key, start, success, abort and steps.")
     _check_keys(ctx, where, raw, ["key", "start", "success", "abort", "steps", "deadline", "event_id",
-                                  "compensation_order", "latency_objective"])
+                                  "compensation_order", "latency_objective", "status"])
     key = _get(ctx, where, raw, "key", str, required=True, example='key = "order_id"')
     if not key or key.startswith(".") or key.endswith(".") or ".." in key:
         raise ctx.fail(f"{where}.key", f"must be a field name or a dotted path such as \"data.order_id\", not {key!r}.")
@@ -718,6 +720,10 @@ def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec])
                     event_id, order, objective if objective >= 0 else None)
     _check_roles(ctx, spec)
     _check_after(ctx, spec)
+    if "status" in raw:
+        from dataclasses import replace
+
+        spec = replace(spec, status=_load_status(ctx, f"{where}.status", raw["status"], services))
     return spec
 
 
@@ -953,7 +959,7 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     ctx = _Ctx(path, display or str(path))
     root = path.resolve().parent
     _check_keys(ctx, "", raw, ["nats", "env", "services", "sagas", "workload", "invariants", "chaos", "schemas",
-                               "pacts", "quiescence"])
+                               "pacts", "quiescence", "reads"])
 
     def table(key: str) -> dict[str, Any]:
         found: dict[str, Any] = _get(ctx, "", raw, key, dict, {})  # _get checked it is a dict
@@ -1005,7 +1011,8 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     quiescence = QuiescenceSpec(_duration(ctx, "quiescence", q, "hold", 1.0), q_timeout if q_timeout >= 0 else None)
     spec = SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
                       invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
-                      contract_schemas=tuple(schemas), pacts=pacts, env=shared_env, quiescence=quiescence)
+                      contract_schemas=tuple(schemas), pacts=pacts, env=shared_env, quiescence=quiescence,
+                      reads=_load_reads(ctx, table("reads"), sagas))
     if sagas:
         _check_sagas_against_contracts(ctx, spec)
     return spec
@@ -1241,3 +1248,139 @@ def _load_attached_service(ctx: _Ctx, root: Path, name: str, raw: dict[str, Any]
                                            f"such as \"/openapi.json\", not {openapi!r}.")
     return ServiceSpec(name=name, command=(), cwd=root, ready=ready, contracts=tuple(contracts), openapi=openapi,
                        url=url.rstrip("/"), proxy=proxy, commands=commands, command_timeout=timeout)
+
+
+# --------------------------------------------------------------------------- status reads ([sagas.NAME.status], [reads])
+
+STATUS_VIAS = ("http", "nats", "kv")
+
+
+@dataclass(frozen=True)
+class StatusReadSpec:
+    """How a client reads one saga instance's state: ``via`` is ``"http"`` (a GET to ``service`` on ``path``,
+    the key in the path or query as ``{key}``), ``"nats"`` (a request on ``subject`` with ``{key}`` in it,
+    the answer's JSON) or ``"kv"`` (the JetStream key-value ``bucket``, entry ``key`` with ``{key}`` in it);
+    ``field`` is the dotted path of the status in the JSON answer; ``pending``, ``success`` and ``abort`` are
+    the values that mean the saga is still running, ended in success, or ended in abort."""
+
+    via: str
+    field: str
+    pending: tuple[str, ...]
+    success: tuple[str, ...]
+    abort: tuple[str, ...]
+    service: str | None = None
+    path: str | None = None
+    subject: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+    timeout: float = 2.0
+
+    def meaning(self, value: Any) -> str | None:
+        """``"pending"``, ``"success"``, ``"abort"`` for a declared value, None for any other."""
+        text = None if value is None or isinstance(value, dict | list) else str(value)
+        for name, values in (("pending", self.pending), ("success", self.success), ("abort", self.abort)):
+            if text in values:
+                return name
+        return None
+
+    def where(self, key: str) -> str:
+        """The read's target for this key, for people: ``GET order /orders/42``, ``request shop.status.42``..."""
+        from urllib.parse import quote
+
+        if self.via == "http":
+            return f"GET {self.service} {str(self.path).replace('{key}', quote(key, safe=''))}"
+        if self.via == "nats":
+            return f"request {str(self.subject).replace('{key}', key)}"
+        return f"kv {self.bucket} {str(self.key).replace('{key}', key)}"
+
+
+@dataclass(frozen=True)
+class ReadsSpec:
+    """How the run reads the sagas' status: a ``sample`` (0..1) of the sagas read at random moments while they
+    run, then every saga once after the system is quiescent; at most ``rate`` reads per second and
+    ``concurrency`` in flight; ``enabled = false`` turns the reads off."""
+
+    sample: float = 0.2
+    rate: float = 50.0
+    concurrency: int = 4
+    enabled: bool = True
+
+
+def _load_status(ctx: _Ctx, where: str, raw: Any, services: dict[str, ServiceSpec]) -> StatusReadSpec:
+    example = ('[sagas.NAME.status] http = { service = "order", path = "/orders/{key}" }, field = "status", '
+               'pending = ["PENDING"], success = ["COMPLETED"], abort = ["CANCELLED"]')
+    if not isinstance(raw, dict):
+        raise ctx.fail(where, f"must be a table such as {example}.")
+    _check_keys(ctx, where, raw, [*STATUS_VIAS, "field", "pending", "success", "abort", "timeout"])
+    vias = [v for v in STATUS_VIAS if v in raw]
+    if len(vias) != 1:
+        raise ctx.fail(where, 'needs exactly one of http = { service = "order", path = "/orders/{key}" }, '
+                              'nats = { subject = "orders.status.{key}" } or kv = { bucket = "ORDERS", key = "{key}" }.')
+    via = vias[0]
+    target = raw[via]
+    if not isinstance(target, dict):
+        raise ctx.fail(f"{where}.{via}", f"must be a table, not {_typename(target)} ({target!r}).")
+    tw = f"{where}.{via}"
+    service = path = subject = bucket = key = None
+    if via == "http":
+        _check_keys(ctx, tw, target, ["service", "path"])
+        service = _get(ctx, tw, target, "service", str, required=True, example='service = "order"')
+        if service not in services:
+            raise ctx.fail(f"{tw}.service", f"names service '{service}', which is not defined; "
+                                            f"{_suggest(service, sorted(services))}")
+        path = _get(ctx, tw, target, "path", str, required=True, example='path = "/orders/{key}"')
+        if not path.startswith("/") or "{key}" not in path:
+            raise ctx.fail(f"{tw}.path", f"must be a path starting with '/' with {{key}} where the saga's key goes "
+                                         f"(in the path or the query), such as \"/orders/{{key}}\", not {path!r}.")
+    elif via == "nats":
+        _check_keys(ctx, tw, target, ["subject"])
+        subject = _get(ctx, tw, target, "subject", str, required=True, example='subject = "orders.status.{key}"')
+        if "{key}" not in subject or " " in subject:
+            raise ctx.fail(f"{tw}.subject", f"must be a subject with {{key}} where the saga's key goes, such as "
+                                            f"\"orders.status.{{key}}\", not {subject!r}.")
+    else:
+        _check_keys(ctx, tw, target, ["bucket", "key"])
+        bucket = _get(ctx, tw, target, "bucket", str, required=True, example='bucket = "ORDERS"')
+        if not re.match(r"^[A-Za-z0-9_-]+$", bucket):
+            raise ctx.fail(f"{tw}.bucket", f"must be a key-value bucket name (letters, digits, '-' and '_'), "
+                                           f"not {bucket!r}.")
+        key = _get(ctx, tw, target, "key", str, required=True, example='key = "{key}"')
+        if "{key}" not in key:
+            raise ctx.fail(f"{tw}.key", f"must hold {{key}} where the saga's key goes, such as \"orders.{{key}}\", "
+                                        f"not {key!r}.")
+    fld = _get(ctx, where, raw, "field", str, required=True, example='field = "status"')
+    if not fld or fld.startswith(".") or fld.endswith(".") or ".." in fld:
+        raise ctx.fail(f"{where}.field", f"must be a field name or a dotted path such as \"order.status\", not {fld!r}.")
+    sets: dict[str, tuple[str, ...]] = {}
+    for name in ("pending", "success", "abort"):
+        values = _str_list(ctx, where, raw, name, required=name != "abort",
+                           example=f'{name} = ["{ {"pending": "PENDING", "success": "COMPLETED"}.get(name, "CANCELLED")}"]')
+        if name in raw and not values:
+            raise ctx.fail(f"{where}.{name}", f"is empty; list the status values that mean {name}, or remove it.")
+        sets[name] = values
+    seen: dict[str, str] = {}
+    for name, values in sets.items():
+        for v in values:
+            if v in seen:
+                raise ctx.fail(f"{where}.{name}", f"value {v!r} is also in {seen[v]}; a status value means one thing, "
+                                                  f"so list it in one of pending, success and abort.")
+            seen[v] = name
+    return StatusReadSpec(via, fld, sets["pending"], sets["success"], sets["abort"], service, path, subject, bucket,
+                          key, _duration(ctx, where, raw, "timeout", 2.0))
+
+
+def _load_reads(ctx: _Ctx, raw: dict[str, Any], sagas: dict[str, SagaSpec]) -> ReadsSpec:
+    _check_keys(ctx, "reads", raw, ["sample", "rate", "concurrency", "enabled"])
+    if raw and not any(s.status for s in sagas.values()):
+        raise ctx.fail("reads", "is set but no saga declares a status read; add [sagas.NAME.status] (see "
+                                "docs/system-file.md) or remove [reads].")
+    sample = float(_get(ctx, "reads", raw, "sample", float, ReadsSpec.sample))
+    if not 0.0 <= sample <= 1.0:
+        raise ctx.fail("reads.sample", f"must be a fraction between 0 and 1, not {sample}.")
+    rate = float(_get(ctx, "reads", raw, "rate", float, ReadsSpec.rate))
+    if rate <= 0:
+        raise ctx.fail("reads.rate", f"must be a positive number of reads per second, not {rate}.")
+    concurrency = _get(ctx, "reads", raw, "concurrency", int, ReadsSpec.concurrency)
+    if concurrency < 1:
+        raise ctx.fail("reads.concurrency", f"must be at least 1, not {concurrency}.")
+    return ReadsSpec(sample, rate, concurrency, _get(ctx, "reads", raw, "enabled", bool, True))

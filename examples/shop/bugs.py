@@ -11,6 +11,7 @@ EXPECTED_FIRST = {
     "lost_terminal": "delivery guarantee",
     "early_complete": "no_contradiction",
     "field_rename": "live contract conformance",
+    "lost_status": "read_final_agrees",
 }
 
 # In attach mode (services deployed elsewhere, reaching NATS through the team's own proxies) the harness cannot

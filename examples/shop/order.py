@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 import uuid
 from typing import Any
 
@@ -151,10 +152,15 @@ def create_order(req: Request) -> HttpResult:
 
 
 def get_order(req: Request) -> HttpResult:
+    if BUG == "lost_status":
+        flush_statuses(service.db, in_transaction=False)
     row = service.db.execute("SELECT * FROM orders WHERE order_id = ?", (req.params["order_id"],)).fetchone()
     if row is None:
         return 404, {"error": f"no order {req.params['order_id']!r}"}
-    return 200, _order_json(row)
+    order = _order_json(row)
+    if BUG == "lost_status" and order["order_id"] in UNWRITTEN:
+        order["status"], order["reason"] = UNWRITTEN[order["order_id"]]
+    return 200, order
 
 
 def openapi(_req: Request) -> HttpResult:
@@ -164,11 +170,46 @@ def openapi(_req: Request) -> HttpResult:
 # ------------------------------------------------------------------------------------- outcomes
 
 
+# lost_status: a "write-behind" optimisation. A decision queues its outcome event in the transaction as it
+# should, but the order's new status waits in memory and is written to the table in batches, at most once a
+# second; reads see it (they look in memory first), so all looks well until the service crashes: the batch
+# is lost, the events it answered were acknowledged, and those orders stay PENDING for ever.
+UNWRITTEN: dict[str, tuple[str, str | None]] = {}
+FLUSH_EVERY = 1.0
+_last_flush = [time.monotonic()]
+
+
+def flush_statuses(db: sqlite3.Connection, *, in_transaction: bool) -> None:
+    """lost_status: write the batch of decided statuses to the table when it is a second old."""
+    if not UNWRITTEN or time.monotonic() - _last_flush[0] < FLUSH_EVERY:
+        return
+    batch = list(UNWRITTEN.items())
+    rows = [(status, reason, now_iso(), order_id) for order_id, (status, reason) in batch]
+    if in_transaction:
+        db.executemany("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE order_id = ?", rows)
+    else:
+        with transaction(db):
+            db.executemany("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE order_id = ?", rows)
+    for order_id, decided in batch:
+        if UNWRITTEN.get(order_id) == decided:
+            del UNWRITTEN[order_id]
+    _last_flush[0] = time.monotonic()
+
+
 def _decide(db: sqlite3.Connection, event: Event, status: str, reason: str | None) -> list[Event]:
     row = db.execute("SELECT status FROM orders WHERE order_id = ?", (event["order_id"],)).fetchone()
     if row is None:
         return []  # not one of ours
     current = row["status"]
+    if BUG == "lost_status":
+        flush_statuses(db, in_transaction=True)
+        current = UNWRITTEN.get(event["order_id"], (current, None))[0]
+        if current != "PENDING":
+            return []
+        UNWRITTEN[event["order_id"]] = (status, reason)
+        if status == "COMPLETED":
+            return [new_event("orders.completed", event["order_id"], caused_by=event)]
+        return [new_event("orders.cancelled", event["order_id"], caused_by=event, reason=reason)]
     if BUG == "early_complete":
         # The bug: "completed" is declared on inventory.reserved, and the guard below only stops a
         # repeat of the same decision, so a later shipping.failed flips COMPLETED to CANCELLED.
@@ -194,6 +235,9 @@ def on_scheduled(db: sqlite3.Connection, event: Event) -> list[Event]:
 
 def state(db: sqlite3.Connection) -> dict[str, Any]:
     orders = {row["order_id"]: _order_json(row) for row in db.execute("SELECT * FROM orders ORDER BY created_at")}
+    for order_id, (status, reason) in UNWRITTEN.items():  # lost_status: what it shows while it runs
+        if order_id in orders:
+            orders[order_id]["status"], orders[order_id]["reason"] = status, reason
     counts: dict[str, int] = {}
     for order in orders.values():
         counts[order["status"]] = counts.get(order["status"], 0) + 1

@@ -10,4 +10,5 @@ EXPECTED_FIRST = {
     "lost_release": "compensation_completeness",
     "retry_new_key": "invariant money_conserved",
     "lost_while_away": "delivery guarantee",
+    "status_flip": "read_terminal_stable",
 }

@@ -166,7 +166,18 @@ def on_held(db: sqlite3.Connection, event: Event) -> list[Event]:
         both = bool(row["flight_held"])
     else:
         both = bool(row["flight_held"] and row["hotel_held"])
-    if not both or row["status"] != "PENDING":
+    if BUG == "status_flip":
+        # The bug: the page shows a trip as booked as soon as one hold is in ("the customer wants to see
+        # progress"); the confirmation event still waits for both, but if the other hold fails the refund
+        # later overwrites CONFIRMED with CANCELLED.
+        early = row["status"] == "CONFIRMED" and row["reason"] == "one hold in"
+        if not both:
+            if row["status"] == "PENDING":
+                _set(db, row["trip_id"], "CONFIRMED", "one hold in")
+            return []
+        if row["status"] != "PENDING" and not early:
+            return []
+    elif not both or row["status"] != "PENDING":
         return []
     _set(db, row["trip_id"], "CONFIRMED", None)
     return [new_event("trip.confirmed", "trips", row["trip_id"], caused_by=event)]
@@ -174,7 +185,7 @@ def on_held(db: sqlite3.Connection, event: Event) -> list[Event]:
 
 def on_refunded(db: sqlite3.Connection, event: Event) -> list[Event]:
     row = _row(db, event)
-    if row is not None and row["status"] == "PENDING":
+    if row is not None and (row["status"] == "PENDING" or (BUG == "status_flip" and row["status"] == "CONFIRMED")):
         _set(db, row["trip_id"], "CANCELLED", event["data"].get("reason") or "refunded")
     return []  # payment.refunded itself ends the saga
 

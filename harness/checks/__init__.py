@@ -568,8 +568,15 @@ def _num(x: Any) -> str:
 
 
 # The consumers' side first: a lost delivery explains a stuck saga.
-CHECKS: list[CheckFn] = [broker_checks, saga_checks, invariants, live_contracts, recorder_completeness,
-                         fault_schedule]
+def status_reads(ctx: CheckContext) -> Iterator[CheckOutcome]:
+    """The status-read checks (:mod:`harness.checks.reads`): what clients read agrees with the wire."""
+    from sagaproof.harness.checks.reads import read_checks
+
+    yield from read_checks(ctx)
+
+
+CHECKS: list[CheckFn] = [broker_checks, saga_checks, status_reads, invariants, live_contracts,
+                         recorder_completeness, fault_schedule]
 
 
 BUILTIN_CHECKS: tuple[CheckFn, ...] = tuple(CHECKS)

@@ -568,6 +568,9 @@ class Session:
             self.system.broker.attach_recorder(self.sink)  # the links' and the server's observations join it
             self.monitor = ProcessMonitor(self.system, self.bus)
             self.monitor.start()
+            from sagaproof.harness.session.reads import start_reads
+
+            self.reads = start_reads(self)  # [sagas.NAME.status]: status reads while the sagas run
         except BaseException:
             self.close()
             raise
@@ -592,6 +595,8 @@ class Session:
         """Stop watching and recording, and tear the environment down (the history stays open); idempotent."""
         if self.monitor is not None:
             self.monitor.stop()
+        if getattr(self, "reads", None) is not None:
+            self.reads.stop()
         recorder = self.recorder
         if recorder is not None and self.system is not None and self.system.loop is not None \
                 and not getattr(self, "_recorder_closed", False):
@@ -838,6 +843,10 @@ class Session:
             self.emit(Phase("healed"))
             self.emit(Phase("converging", f"{self.tracker.pending} sagas still open"))
             self.convergence = convergence = self.wait_for_end(healed_at, opts.quiet)
+            if getattr(self, "reads", None) is not None:  # every saga read once, the system quiescent
+                from sagaproof.harness.session.reads import final_keys
+
+                self.reads.final_reads(final_keys(self))
             # invariants (eventually), while the services still run; once quiescent their answer cannot change
             settled = (lambda: self.system.broker.quiescence(opts.quiet)[0]) if convergence.how != "timeout" else None
             self.evaluate_invariants(settled)
@@ -1096,6 +1105,10 @@ class SessionHandle:
         waited = s._max_deadline() if wait is None else wait
         settled = s.converge(since, quiet=0.3, window=window, limit=waited)
         s.drain()
+        if getattr(s, "reads", None) is not None:  # the window's sagas read once, as a run's are at its end
+            from sagaproof.harness.session.reads import window_keys
+
+            s.reads.final_reads(window_keys(s, window))
         if invariants:
             s.evaluate_invariants()
         assert s.history is not None
@@ -1113,6 +1126,14 @@ class SessionHandle:
         result = ChecksResult(outcomes, saga, seed=s.seed, repro=self._repro(), window=window, in_verdict=in_verdict)
         self.results.append(result)
         return result
+
+    def read_status(self, key: Any, saga: str | None = None) -> dict[str, Any]:
+        """Read saga instance ``key``'s status the way ``[sagas.NAME.status]`` declares (the run's own read,
+        recorded in the history as a ``read`` record): returns that record, with ``outcome`` (ok, fail,
+        unknown), ``value``, ``status`` (pending, success, abort or None) and ``found``."""
+        from sagaproof.harness.session.reads import read_once
+
+        return read_once(self.session, key, saga)
 
     def _messages_since(self, since: float) -> int:
         assert self.session.history is not None

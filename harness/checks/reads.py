@@ -268,20 +268,21 @@ def _unknown(ctx: Any, declared: dict[str, SagaSpec], ops: list[dict[str, Any]],
         saga, key = str(op.get("saga") or only), str(op.get("key"))
         w = wire.get((saga, key))
         rs = [r for r in reads.get((saga, key), []) if r.get("outcome") == "ok"]
-        if w is not None and w.start is not None:
-            resolved += 1  # it got in: the saga checks judge it
-            continue
-        if not rs:
-            unresolved += 1
-            continue
-        last = rs[-1]
+        # "no such saga" once the system was quiescent (a read while it ran may race the request itself)
+        gone = next((r for r in rs if not r.get("found") and r.get("phase") != "during"), None)
         title = None
-        if last.get("found"):
-            title = (f"start request #{op.get('op')} got no answer; the system has the saga "
-                     f"({last.get('value')!r}) but its start event never appeared on the wire")
-        elif w is not None and w.last_t is not None and w.last_t > float(last.get("invoked") or 0):
+        if gone is not None and w is not None and w.last_t is not None and w.last_t > float(gone.get("invoked") or 0):
             title = (f"start request #{op.get('op')} got no answer and the system said it has no such saga, but "
                      f"{w.events} event(s) of it appeared afterwards (last at t={w.last_t:.3f}s)")
+        elif w is not None and w.start is not None:
+            resolved += 1  # it got in: the saga checks judge it
+            continue
+        elif not rs:
+            unresolved += 1
+            continue
+        elif rs[-1].get("found"):
+            title = (f"start request #{op.get('op')} got no answer; the system has the saga "
+                     f"({rs[-1].get('value')!r}) but its start event never appeared on the wire")
         resolved += 1
         if title and len(findings) < MAX_FINDINGS:
             findings.append(_finding(UNKNOWN, saga, key, title, rs, w, op.get("invoked")))

@@ -1,0 +1,227 @@
+"""Status reads (issue 23): the declaration's validation, and the four read checks over hand-built histories
+(no processes). The end-to-end runs of the seeded bugs are in tests/shop/test_bugs.py and tests/trips."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sagaproof.harness.checks import CheckContext, Window
+from sagaproof.harness.checks.reads import CONTRADICTED, FINAL, STABLE, UNKNOWN, read_checks
+from sagaproof.harness.config import (
+    ChaosSpec,
+    NatsSpec,
+    SagaSpec,
+    StatusReadSpec,
+    SystemSpec,
+    WorkloadSpec,
+    load_system_file,
+)
+from sagaproof.harness.errors import ConfigError
+from sagaproof.harness.history import HistoryReader
+
+from tests.conftest import SAGAPROOF
+
+BASE = """
+[services.order]
+command = ["{python}", "svc.py"]
+
+[sagas.checkout]
+key = "order_id"
+start = "orders.created"
+success = ["orders.completed"]
+abort = ["orders.cancelled"]
+"""
+STATUS = """
+[sagas.checkout.status]
+http = { service = "order", path = "/orders/{key}" }
+field = "status"
+pending = ["PENDING"]
+success = ["COMPLETED"]
+abort = ["CANCELLED"]
+"""
+
+CASES = [
+    # (status table text, fragment naming the key, fragment naming the fix)
+    (STATUS.replace('field = "status"', 'feild = "status"'), "sagas.checkout.status.feild", "did you mean 'field'"),
+    (STATUS.replace('field = "status"\n', ""), "sagas.checkout.status.field", "is missing; add it"),
+    (STATUS.replace('"order"', '"ordr"'), "sagas.checkout.status.http.service", "names service 'ordr'"),
+    (STATUS.replace('/orders/{key}', '/orders'), "sagas.checkout.status.http.path", "with {key}"),
+    (STATUS.replace('success = ["COMPLETED"]', 'success = []'), "sagas.checkout.status.success", "is empty"),
+    (STATUS.replace('abort = ["CANCELLED"]', 'abort = ["CANCELLED", "PENDING"]'), "sagas.checkout.status.abort",
+     "value 'PENDING' is also in pending"),
+    (STATUS.replace('http = { service = "order", path = "/orders/{key}" }', ""), "sagas.checkout.status",
+     "needs exactly one of http"),
+    (STATUS.replace('http = { service = "order", path = "/orders/{key}" }', 'nats = { subject = "orders.status" }'),
+     "sagas.checkout.status.nats.subject", "with {key}"),
+    (STATUS.replace('http = { service = "order", path = "/orders/{key}" }', 'kv = { bucket = "ORD ERS", key = "{key}" }'),
+     "sagas.checkout.status.kv.bucket", "bucket name"),
+    (STATUS + "\n[reads]\nsample = 2\n", "reads.sample", "between 0 and 1"),
+    (STATUS + "\n[reads]\nrat = 2\n", "reads.rat", "did you mean 'rate'"),
+    ("\n[reads]\nsample = 0.5\n", "reads", "no saga declares a status read"),
+]
+
+
+@pytest.mark.parametrize("status,where,fix", CASES, ids=[c[1] + ":" + c[2] for c in CASES])
+def test_each_mistake_in_a_status_read_is_one_sentence(tmp_path: Path, status: str, where: str, fix: str):
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "sagaproof.toml").write_text(BASE + status)
+    with pytest.raises(ConfigError) as info:
+        load_system_file(tmp_path)
+    message = str(info.value)
+    assert where in message and fix in message, message
+    assert "\n" not in message.strip()
+
+
+def test_a_status_read_loads_each_way(tmp_path: Path):
+    (tmp_path / "svc.py").write_text("")
+    for target, via in (('http = { service = "order", path = "/orders?id={key}" }', "http"),
+                        ('nats = { subject = "orders.status.{key}" }', "nats"),
+                        ('kv = { bucket = "ORDERS", key = "order.{key}" }', "kv")):
+        text = BASE + STATUS.replace('http = { service = "order", path = "/orders/{key}" }', target)
+        (tmp_path / "sagaproof.toml").write_text(text + "\n[reads]\nsample = 0.5\nrate = 10\nconcurrency = 2\n")
+        spec = load_system_file(tmp_path)
+        status = spec.sagas["checkout"].status
+        assert status is not None and status.via == via
+        assert status.meaning("COMPLETED") == "success" and status.meaning("X") is None
+        assert (spec.reads.sample, spec.reads.rate, spec.reads.concurrency) == (0.5, 10.0, 2)
+
+
+def test_cli_exits_2_on_a_bad_status_read(tmp_path: Path):
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "sagaproof.toml").write_text(BASE + STATUS.replace('field = "status"\n', ""))
+    proc = subprocess.run([*SAGAPROOF, "run", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "sagas.checkout.status.field" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- the checks
+
+SAGA = SagaSpec("checkout", "order_id", "orders.created", ("orders.completed",), ("orders.cancelled",), (),
+                status=StatusReadSpec("http", "status", ("PENDING",), ("COMPLETED",), ("CANCELLED",),
+                                      service="order", path="/orders/{key}"))
+MEANING = {"PENDING": "pending", "COMPLETED": "success", "CANCELLED": "abort"}
+
+
+def spec(status: bool = True) -> SystemSpec:
+    from dataclasses import replace
+
+    saga = SAGA if status else replace(SAGA, status=None)
+    return SystemSpec(path=Path("x/sagaproof.toml"), root=Path("x"), nats=NatsSpec(), services={},
+                      sagas={"checkout": saga}, workload=WorkloadSpec(), invariants=(), invariant_timeout=1.0,
+                      chaos=ChaosSpec())
+
+
+def msg(t: float, subject: str, key: str) -> dict[str, Any]:
+    return {"kind": "message", "t": t, "subject": subject, "data": {"order_id": key, "event_id": f"{subject}-{key}"}}
+
+
+def read(t: float, key: str, value: str | None, phase: str = "during", outcome: str = "ok") -> dict[str, Any]:
+    return {"kind": "read", "t": t, "saga": "checkout", "key": key, "invoked": t, "completed": t + 0.01,
+            "outcome": outcome, "value": value, "found": value is not None, "phase": phase,
+            "status": MEANING.get(str(value)) if outcome == "ok" and value is not None else None,
+            "request": f"GET order /orders/{key}", "detail": ""}
+
+
+def run(tmp_path: Path, records: list[dict[str, Any]], status: bool = True, window: Window = Window()) -> dict:
+    path = tmp_path / "events.jsonl"
+    with open(path, "w") as f:
+        for i, r in enumerate(sorted(records, key=lambda r: r["t"])):
+            f.write(json.dumps({**r, "seq": i + 1}) + "\n")
+    ctx = CheckContext(spec(status), HistoryReader(path), window, 0.0, 100.0, {})
+    return {o.name: o for o in read_checks(ctx)}
+
+
+def clean(key: str = "o1", *, end: str = "orders.completed", final: str = "COMPLETED") -> list[dict[str, Any]]:
+    return [msg(1.0, "orders.created", key), read(1.1, key, "PENDING"), msg(2.0, end, key),
+            read(2.5, key, final), read(9.0, key, final, "final")]
+
+
+def test_a_clean_history_passes_every_read_check(tmp_path: Path):
+    out = run(tmp_path, clean("o1") + clean("o2", end="orders.cancelled", final="CANCELLED"))
+    assert [out[n].status for n in (FINAL, STABLE, CONTRADICTED)] == ["passed"] * 3
+    assert out[UNKNOWN].status == "not applicable"
+
+
+def test_a_final_read_left_pending_fails_read_final_agrees(tmp_path: Path):
+    records = clean("o1")[:-1] + [read(9.0, "o1", "PENDING", "final")]
+    out = run(tmp_path, records)
+    assert out[FINAL].status == "failed"
+    f = out[FINAL].findings[0]
+    assert f.saga == "checkout" and f.key == "o1"
+    assert "PENDING" in f.message and "orders.completed" in f.message and "GET order /orders/o1" in f.message
+
+
+def test_a_final_read_of_no_such_saga_fails_when_it_ended_on_the_wire(tmp_path: Path):
+    records = clean("o1")[:-1] + [read(9.0, "o1", None, "final")]
+    assert run(tmp_path, records)[FINAL].status == "failed"
+
+
+def test_a_terminal_status_that_changes_fails_read_terminal_stable(tmp_path: Path):
+    records = [msg(1.0, "orders.created", "o1"), read(1.2, "o1", "COMPLETED"), msg(2.0, "orders.cancelled", "o1"),
+               read(9.0, "o1", "CANCELLED", "final")]
+    out = run(tmp_path, records)
+    assert out[STABLE].status == "failed"
+    assert "'COMPLETED'" in out[STABLE].findings[0].title and "'CANCELLED'" in out[STABLE].findings[0].title
+    assert out[FINAL].status == "passed"  # the final read agrees: only the change shows the bug
+    assert out[CONTRADICTED].status == "passed"  # COMPLETED was read before the abort was on the wire
+
+
+def test_overlapping_reads_are_not_ordered(tmp_path: Path):
+    # two reads in flight at once may see the change in either order: no finding
+    records = [msg(1.0, "orders.created", "o1"), msg(2.0, "orders.completed", "o1"),
+               {**read(1.9, "o1", "COMPLETED"), "completed": 2.2}, read(2.1, "o1", "PENDING"),
+               read(9.0, "o1", "COMPLETED", "final")]
+    assert run(tmp_path, records)[STABLE].status == "passed"
+
+
+def test_a_read_after_the_abort_showing_success_fails_read_not_contradicted(tmp_path: Path):
+    records = [msg(1.0, "orders.created", "o1"), msg(2.0, "orders.cancelled", "o1"), read(2.5, "o1", "COMPLETED"),
+               read(9.0, "o1", "CANCELLED", "final")]
+    out = run(tmp_path, records)
+    assert out[CONTRADICTED].status == "failed"
+    assert "after the saga's abort event orders.cancelled" in out[CONTRADICTED].findings[0].title
+
+
+def test_no_status_read_declared_is_not_applicable(tmp_path: Path):
+    out = run(tmp_path, clean("o1"), status=False)
+    assert {o.status for o in out.values()} == {"not applicable"}
+
+
+def test_declared_but_nothing_read_is_not_judged(tmp_path: Path):
+    records = [msg(1.0, "orders.created", "o1"), msg(2.0, "orders.completed", "o1"),
+               read(9.0, "o1", None, "final", outcome="unknown")]
+    out = run(tmp_path, records)
+    assert [out[n].status for n in (FINAL, STABLE, CONTRADICTED)] == ["not judged"] * 3
+    assert not any(out[n].ok for n in (FINAL, STABLE, CONTRADICTED))
+    out = run(tmp_path, [msg(1.0, "orders.created", "o1"), msg(2.0, "orders.completed", "o1")])
+    assert out[FINAL].status == "not judged"
+
+
+def op(t: float, key: str | None, outcome: str = "unknown") -> dict[str, Any]:
+    return {"kind": "operation", "t": t, "op": 7, "saga": "checkout", "key": key, "invoked": t, "completed": t + 10,
+            "outcome": outcome, "detail": "timed out", "attempts": 3, "request": "POST /orders"}
+
+
+def test_unknown_start_requests_are_resolved_by_the_reads(tmp_path: Path):
+    # o1 got in (its start is on the wire); o2 never did and the system says so: both resolved
+    records = clean("o1") + [op(0.5, "o1"), op(0.6, "o2"), read(9.5, "o2", None, "final")]
+    out = run(tmp_path, records)
+    assert out[UNKNOWN].status == "passed" and "2 resolved" in out[UNKNOWN].summary
+    # the system said "no such order", then an event of it appeared
+    late = records + [msg(12.0, "orders.created", "o2")]
+    late = [r for r in late if not (r["kind"] == "message" and r["data"]["order_id"] == "o2" and r["t"] < 12)]
+    out = run(tmp_path, late)
+    assert out[UNKNOWN].status == "failed"
+    # the system has it, but its start never was on the wire
+    has = clean("o1") + [op(0.6, "o3"), read(9.5, "o3", "PENDING", "final")]
+    assert run(tmp_path, has)[UNKNOWN].status == "failed"
+
+
+def test_unknown_start_requests_without_a_key_cannot_be_read(tmp_path: Path):
+    out = run(tmp_path, clean("o1") + [op(0.5, None)])
+    assert out[UNKNOWN].status == "not applicable" and "named its saga's key" in out[UNKNOWN].summary

@@ -16,6 +16,7 @@ service does not wait for them.  Its HTTP API is described by the OpenAPI docume
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -175,12 +176,12 @@ def openapi(_req: Request) -> HttpResult:
 # second; reads see it (they look in memory first), so all looks well until the service crashes: the batch
 # is lost, the events it answered were acknowledged, and those orders stay PENDING for ever.
 UNWRITTEN: dict[str, tuple[str, str | None]] = {}
-FLUSH_EVERY = 1.0
-_last_flush = [time.monotonic()]
+FLUSH_EVERY = float(os.environ.get("SHOP_STATUS_FLUSH_S", "1"))
+_last_flush = [time.monotonic()]  # when the batch now in memory was opened
 
 
 def flush_statuses(db: sqlite3.Connection, *, in_transaction: bool) -> None:
-    """lost_status: write the batch of decided statuses to the table when it is a second old."""
+    """lost_status: write the batch of decided statuses to the table once it is FLUSH_EVERY seconds old."""
     if not UNWRITTEN or time.monotonic() - _last_flush[0] < FLUSH_EVERY:
         return
     batch = list(UNWRITTEN.items())
@@ -206,6 +207,8 @@ def _decide(db: sqlite3.Connection, event: Event, status: str, reason: str | Non
         current = UNWRITTEN.get(event["order_id"], (current, None))[0]
         if current != "PENDING":
             return []
+        if not UNWRITTEN:
+            _last_flush[0] = time.monotonic()  # a new batch opens
         UNWRITTEN[event["order_id"]] = (status, reason)
         if status == "COMPLETED":
             return [new_event("orders.completed", event["order_id"], caused_by=event)]

@@ -74,3 +74,4 @@ def test_lost_while_away_never_screens_trips_requested_while_risk_was_down(make_
         assert all(trips.subjects(t) == ["trip.requested"] for t in trip_ids)
     else:
         assert {trips.wait_terminal(trip_ids)[t]["status"] for t in trip_ids} == {"CONFIRMED"}
+

@@ -106,6 +106,10 @@ def read_checks(ctx: Any) -> Iterator[CheckOutcome]:
             yield CheckOutcome.not_applicable(name, "no saga declares a status read ([sagas.NAME.status]), so "
                                                     "there is nothing a client reads to hold against the wire")
         return
+    if not ctx.spec.reads.enabled:
+        for name in READ_CHECKS:
+            yield CheckOutcome.not_applicable(name, "[reads] enabled = false: the run made no status reads")
+        return
     keys = None
     if not ctx.window.everything:
         from sagaproof.harness.checks import _window_keys

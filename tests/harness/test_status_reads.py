@@ -192,6 +192,17 @@ def test_no_status_read_declared_is_not_applicable(tmp_path: Path):
     assert {o.status for o in out.values()} == {"not applicable"}
 
 
+def test_reads_turned_off_are_not_applicable(tmp_path: Path):
+    from dataclasses import replace
+
+    from sagaproof.harness.config import ReadsSpec
+
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({**r, "seq": i}) + "\n" for i, r in enumerate(clean("o1"))))
+    ctx = CheckContext(replace(spec(), reads=ReadsSpec(enabled=False)), HistoryReader(path), Window(), 0.0, 100.0, {})
+    assert {o.status for o in read_checks(ctx)} == {"not applicable"}
+
+
 def test_declared_but_nothing_read_is_not_judged(tmp_path: Path):
     records = [msg(1.0, "orders.created", "o1"), msg(2.0, "orders.completed", "o1"),
                read(9.0, "o1", None, "final", outcome="unknown")]

@@ -136,7 +136,7 @@ def read_checks(ctx: Any) -> Iterator[CheckOutcome]:
     wanted = set(reads) | {((rec.get("saga") or only), str(rec.get("key"))) for rec in unknown_ops
                            if rec.get("key") is not None}
     wire = _wire(ctx.history, declared, {(str(s), k) for s, k in wanted})
-    yield _final(reads, wire)
+    yield _final(reads, wire, bool(ctx.facts.get("reads_quiescent", True)))
     yield _stable(answered, wire, ctx.window.everything)
     yield _contradicted(answered, wire)
     yield from _unknown(ctx, declared, unknown_ops, only, reads, wire)
@@ -152,9 +152,13 @@ def _finding(check: str, saga: str, key: str, title: str, reads: list[dict[str, 
                          "wire_outcomes": [list(o) for o in (w.outcomes if w else [])]})
 
 
-def _final(reads: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[str, str], Wire]) -> CheckOutcome:
+def _final(reads: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[str, str], Wire],
+           quiescent: bool = True) -> CheckOutcome:
+    """``quiescent``: the final reads were made once the system was quiescent (every delivery answered), so a
+    pending value then is final; otherwise (a run that ended by its time-out) the status's owner may not have
+    taken the outcome event yet, and a pending value is not held against it."""
     findings: list[Finding] = []
-    judged = unread = open_ = 0
+    judged = unread = open_ = unsettled = 0
     for (saga, key), rs in sorted(reads.items()):
         finals = [r for r in rs if r.get("phase") == "final"]
         if not finals:
@@ -172,6 +176,9 @@ def _final(reads: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[
         t, subject, kind = outcome
         if not last.get("found"):
             title = f"the system has no such saga, but it ended in {kind} on the wire ({subject})"
+        elif last.get("status") == "pending" and not quiescent:
+            unsettled += 1
+            continue
         elif last.get("status") != kind:
             shown = last.get("status") or "a value declared nowhere"
             title = f"the final read shows {last.get('value')!r} ({shown}), but the saga ended in {kind} ({subject})"
@@ -184,6 +191,7 @@ def _final(reads: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[
                "no saga with an outcome on the wire had a final read")
         return CheckOutcome.not_judged(FINAL, why)
     extra = "".join([f"; {unread} could not be read" if unread else "",
+                     f"; {unsettled} still pending, read before the system was quiescent" if unsettled else "",
                      f"; {open_} without one outcome on the wire left to the saga checks" if open_ else ""])
     summary = (f"{READ_CHECK_TITLES[FINAL]}: {judged} sagas judged" + extra if not findings else
                f"{len(findings)} of {judged} sagas read a final status that disagrees with the wire" + extra)

@@ -875,7 +875,7 @@ class Session:
         t_phase = time.monotonic()
         outcomes = self.check(Window(), healed_at=healed_at, end_at=end_at,
                               quiescent_at=convergence.quiescent_at if convergence.how == "quiescent" else None,
-                              chaos=self.chaos_phase(opts),
+                              chaos=self.chaos_phase(opts), reads_quiescent=convergence.how != "timeout",
                               broker={"receives_from": self.contract_set, "final": convergence.how != "timeout",
                                       "streams": {**self.recorder.stream_subjects,
                                                   **getattr(self.recorder, "published_streams", {})},
@@ -1105,9 +1105,11 @@ class SessionHandle:
         waited = s._max_deadline() if wait is None else wait
         settled = s.converge(since, quiet=0.3, window=window, limit=waited)
         s.drain()
+        reads_quiescent = True
         if getattr(s, "reads", None) is not None:  # the window's sagas read once, as a run's are at its end
-            from sagaproof.harness.session.reads import window_keys
+            from sagaproof.harness.session.reads import wait_quiescent, window_keys
 
+            reads_quiescent = wait_quiescent(s, min(waited, 10.0))
             s.reads.final_reads(window_keys(s, window))
         if invariants:
             s.evaluate_invariants()
@@ -1115,7 +1117,7 @@ class SessionHandle:
         # settled: nothing is owed even as if every deadline had passed, so judge as of then; otherwise judge
         # now, and a saga still without its outcome is reported below rather than passed as "pending"
         end_at = s.history.max_t + s._max_deadline() if settled else s.now
-        outcomes = s.check(window, healed_at=since, end_at=end_at,
+        outcomes = s.check(window, healed_at=since, end_at=end_at, reads_quiescent=reads_quiescent,
                            planned_faults=[], window_messages=self._messages_since(since))
         saga = s.last_saga_result or CheckResult()
         if saga.pending:

@@ -378,3 +378,18 @@ def window_keys(session: Any, window: Any) -> dict[str, set[str]]:
     declared = {n: s for n, s in session.spec.sagas.items() if s.status is not None}
     session.history.flush()
     return _window_keys(session.history.reader(), declared, window)
+
+
+def wait_quiescent(session: Any, limit: float) -> bool:
+    """Wait (at most ``limit`` seconds) until the broker says the system is quiescent (every delivery answered),
+    so a status read then sees every outcome its owner took; True if it is."""
+    broker = getattr(session.system, "broker", None)
+    if broker is None:
+        return False
+    deadline = time.monotonic() + limit
+    while True:
+        if broker.quiescence(0.3)[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

@@ -156,6 +156,15 @@ def test_a_final_read_left_pending_fails_read_final_agrees(tmp_path: Path):
     assert "PENDING" in f.message and "orders.completed" in f.message and "GET order /orders/o1" in f.message
 
 
+def test_a_pending_final_read_of_a_run_that_was_not_quiescent_is_not_held_against_it(tmp_path: Path):
+    records = clean("o1")[:-1] + [read(9.0, "o1", "PENDING", "final")] + clean("o2")
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({**r, "seq": i}) + "\n" for i, r in enumerate(sorted(records, key=lambda r: r["t"]))))
+    ctx = CheckContext(spec(), HistoryReader(path), Window(), 0.0, 100.0, {"reads_quiescent": False})
+    final = next(o for o in read_checks(ctx) if o.name == FINAL)
+    assert final.status == "passed" and "1 still pending" in final.summary
+
+
 def test_a_final_read_of_no_such_saga_fails_when_it_ended_on_the_wire(tmp_path: Path):
     records = clean("o1")[:-1] + [read(9.0, "o1", None, "final")]
     assert run(tmp_path, records)[FINAL].status == "failed"

@@ -1301,7 +1301,7 @@ class ReadsSpec:
     ``concurrency`` in flight; ``enabled = false`` turns the reads off."""
 
     sample: float = 0.2
-    rate: float = 50.0
+    rate: float = 200.0
     concurrency: int = 4
     enabled: bool = True
 

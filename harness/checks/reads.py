@@ -195,7 +195,7 @@ def _final(reads: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[
                      f"; {open_} without one outcome on the wire left to the saga checks" if open_ else ""])
     summary = (f"{READ_CHECK_TITLES[FINAL]}: {judged} sagas judged" + extra if not findings else
                f"{len(findings)} of {judged} sagas read a final status that disagrees with the wire" + extra)
-    return CheckOutcome(FINAL, not findings, summary, [f.title for f in findings[:20]], findings)
+    return CheckOutcome(FINAL, not findings, summary, [f.message for f in findings[:20]], findings)
 
 
 def _stable(answered: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[str, str], Wire],
@@ -228,7 +228,7 @@ def _stable(answered: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tu
         return CheckOutcome.not_judged(STABLE, "no saga was read twice with an answer, so no change could be seen")
     summary = (f"{READ_CHECK_TITLES[STABLE]}: {judged} sagas read more than once" if not findings else
                f"{len(findings)} of {judged} sagas read more than once changed a terminal status")
-    return CheckOutcome(STABLE, not findings, summary, [f.title for f in findings[:20]], findings)
+    return CheckOutcome(STABLE, not findings, summary, [f.message for f in findings[:20]], findings)
 
 
 def _contradicted(answered: dict[tuple[str, str], list[dict[str, Any]]],
@@ -257,7 +257,7 @@ def _contradicted(answered: dict[tuple[str, str], list[dict[str, Any]]],
                                                      "wire, so none could contradict it")
     summary = (f"{READ_CHECK_TITLES[CONTRADICTED]}: {judged} sagas read after their outcome" if not findings else
                f"{len(findings)} of {judged} sagas were read showing the outcome the wire contradicts")
-    return CheckOutcome(CONTRADICTED, not findings, summary, [f.title for f in findings[:20]], findings)
+    return CheckOutcome(CONTRADICTED, not findings, summary, [f.message for f in findings[:20]], findings)
 
 
 def _unknown(ctx: Any, declared: dict[str, SagaSpec], ops: list[dict[str, Any]], only: str | None,
@@ -305,4 +305,4 @@ def _unknown(ctx: Any, declared: dict[str, SagaSpec], ops: list[dict[str, Any]],
     extra = f"; {unresolved} never read with an answer" if unresolved else ""
     summary = (f"{READ_CHECK_TITLES[UNKNOWN]}: {resolved} resolved" + extra if not findings else
                f"{len(findings)} of {resolved} unknown start requests resolved wrongly" + extra)
-    yield CheckOutcome(UNKNOWN, not findings, summary, [f.title for f in findings[:20]], findings)
+    yield CheckOutcome(UNKNOWN, not findings, summary, [f.message for f in findings[:20]], findings)

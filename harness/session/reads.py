@@ -262,21 +262,20 @@ class ReadSchedule:
             if not todo or self._stop.is_set():
                 break
 
-            def one(op: int, name: str, key: str) -> None:
-                before = self.record
-
+            def keep_as(name: str, key: str) -> Callable[[dict[str, Any]], None]:
                 def keep(rec: dict[str, Any]) -> None:
                     with lock:
                         results[(name, key)] = str(rec.get("outcome"))
-                    before(rec)
+                    self.record(rec)
 
-                self._slots.acquire()
-                self._record_with(keep, op, name, key, "final")
+                return keep
 
             futures = []
             for name, key in todo:
                 self._pace()
-                futures.append(self._pool.submit(one, self._next(), name, key))
+                self._slots.acquire()  # taken here, released by the read: a worker never waits for a slot
+                futures.append(self._pool.submit(self._record_with, keep_as(name, key), self._next(), name, key,
+                                                 "final"))
             for f in futures:
                 f.result()
             made += len(todo)

@@ -37,7 +37,19 @@ def shop_without_reads(dest: Path) -> Path:
     return dest
 
 
-def run(system: Path, seed: int, chaos: bool) -> tuple[int, float, float, int]:
+def final_span(history: Path) -> float:
+    """Seconds from the first final read's start to the last one's end: what the final reads add to the run."""
+    first = last = None
+    with open(history) as f:
+        for line in f:
+            if line.startswith('{"kind":"read"') and '"phase":"final"' in line:
+                rec = json.loads(line)
+                first = rec["invoked"] if first is None else min(first, rec["invoked"])
+                last = rec["completed"] if last is None else max(last, rec["completed"])
+    return 0.0 if first is None or last is None else last - first
+
+
+def run(system: Path, seed: int, chaos: bool) -> tuple[int, float, float, int, float]:
     report = Path(tempfile.mkdtemp(prefix="sp-reads-"))
     cmd = [sys.executable, "-m", "sagaproof", "run", str(system), "--seed", str(seed), "--report-dir", str(report)]
     if not chaos:
@@ -46,10 +58,11 @@ def run(system: Path, seed: int, chaos: bool) -> tuple[int, float, float, int]:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     took = time.monotonic() - t0
     data = json.loads((report / "report.json").read_text()) if (report / "report.json").exists() else {}
-    reads = sum(1 for line in open(report / "events.jsonl") if line.startswith('{"kind":"read"')) \
-        if (report / "events.jsonl").exists() else 0
+    history = report / "events.jsonl"
+    reads = sum(1 for line in open(history) if line.startswith('{"kind":"read"')) if history.exists() else 0
+    span = final_span(history) if history.exists() else 0.0
     shutil.rmtree(report, ignore_errors=True)
-    return proc.returncode, took, float(data.get("duration_s") or 0.0), reads
+    return proc.returncode, took, float(data.get("duration_s") or 0.0), reads, span
 
 
 def seeds_of(text: str) -> list[int]:
@@ -69,14 +82,19 @@ def main() -> int:
     off_dir = shop_without_reads(Path(tempfile.mkdtemp(prefix="sp-shop-noreads-")) / "shop")
     on_wall: list[float] = []
     off_wall: list[float] = []
+    spans: list[float] = []
+    on_runs: list[float] = []
     bad = 0
     try:
         for seed in seeds_of(args.seeds):
             for label, system in (("reads off", off_dir), ("reads on", SHOP)):
-                rc, took, duration, reads = run(system, seed, not args.no_chaos)
+                rc, took, duration, reads, span = run(system, seed, not args.no_chaos)
                 print(f"seed {seed:3d}  {label:9s}  exit {rc}  wall {took:6.1f}s  run {duration:6.1f}s  "
-                      f"reads {reads}", flush=True)
+                      f"reads {reads}" + (f"  final reads took {span:.2f}s" if reads else ""), flush=True)
                 (on_wall if label == "reads on" else off_wall).append(took)
+                if label == "reads on":
+                    spans.append(span)
+                    on_runs.append(duration)
                 bad += rc != 0
     finally:
         shutil.rmtree(off_dir.parent, ignore_errors=True)
@@ -84,6 +102,9 @@ def main() -> int:
     ratio = on / off
     print(f"median wall: reads on {on:.1f}s, reads off {off:.1f}s: ratio {ratio:.3f} (target <= {TARGET:.2f}); "
           f"mean ratio {statistics.mean(on_wall) / statistics.mean(off_wall):.3f}")
+    print(f"final reads (the part of the reads that adds to a run's length; the sampled reads overlap the "
+          f"workload): mean {statistics.mean(spans):.2f}s = {statistics.mean(spans) / statistics.mean(on_runs):.1%} "
+          f"of the mean run ({statistics.mean(on_runs):.1f}s)")
     print(f"load after: {os.getloadavg()[0]:.2f}")
     if bad:
         print(f"{bad} run(s) did not pass (exit code not 0): the clean shop must pass both ways")

@@ -77,12 +77,16 @@ def _wire(history: Any, sagas: dict[str, SagaSpec], wanted: set[tuple[str, str]]
         for sub in s.abort:
             roles.setdefault(sub, []).append((name, "abort"))
         for st in s.steps:
-            for sub in (st.success, st.failure, st.compensation):
-                if sub:
-                    roles.setdefault(sub, []).append((name, "step"))
+            for step_subject in (st.success, st.failure, st.compensation):
+                if step_subject:
+                    roles.setdefault(step_subject, []).append((name, "step"))
     out: dict[tuple[str, str], Wire] = {}
     for rec in history.of("message"):
+        done: set[str] = set()  # one role per message and saga (a start or outcome before a step's role)
         for name, role in roles.get(str(rec.get("subject")), ()):
+            if name in done:
+                continue
+            done.add(name)
             value = field_at(rec.get("data"), sagas[name].key)
             if value is None or isinstance(value, dict | list) or (name, str(value)) not in wanted:
                 continue
@@ -94,7 +98,6 @@ def _wire(history: Any, sagas: dict[str, SagaSpec], wanted: set[tuple[str, str]]
                 w.start = t if w.start is None else min(w.start, t)
             elif role in ("success", "abort"):
                 w.outcomes.append((t, str(rec.get("subject")), role))
-            break  # one role per message and saga is enough
     return out
 
 

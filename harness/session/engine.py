@@ -513,6 +513,7 @@ class Session:
         self.last_saga_result: CheckResult | None = None
         self.last_broker_report: dict[str, Any] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self.reads: Any = None  # the status reads (harness.session.reads.ReadSchedule), when a saga declares one
         self._state = "new"
 
     # ------------------------------------------------------------------ lifecycle

@@ -172,11 +172,11 @@ def openapi(_req: Request) -> HttpResult:
 
 
 # lost_status: a "write-behind" optimisation. A decision queues its outcome event in the transaction as it
-# should, but the order's new status waits in memory and is written to the table in batches, at most once a
-# second; reads see it (they look in memory first), so all looks well until the service crashes: the batch
-# is lost, the events it answered were acknowledged, and those orders stay PENDING for ever.
+# should, but the order's new status waits in memory and is written to the table in batches, every 30 s;
+# reads see it (they look in memory first), so all looks well until the service crashes: the batch is lost,
+# the events it answered were acknowledged, and those orders stay PENDING for ever.
 UNWRITTEN: dict[str, tuple[str, str | None]] = {}
-FLUSH_EVERY = float(os.environ.get("SHOP_STATUS_FLUSH_S", "1"))
+FLUSH_EVERY = float(os.environ.get("SHOP_STATUS_FLUSH_S", "30"))
 _last_flush = [time.monotonic()]  # when the batch now in memory was opened
 
 

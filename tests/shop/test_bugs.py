@@ -131,8 +131,8 @@ def test_early_complete_contradicts_itself(make_shop, bug):
 
 @pytest.mark.parametrize("bug", [None, "lost_status"], ids=["clean", "lost_status"])
 def test_lost_status_leaves_an_ended_order_pending_after_a_crash(make_shop, bug):
-    # Fault: SIGKILL of order right after it decided an order (its status batch, written every 30 s here, not yet).
-    shop = make_shop(env(bug) | {"SHOP_STATUS_FLUSH_S": "30"})
+    # Fault: SIGKILL of order right after it decided an order (its status batch, written every 30 s, not yet).
+    shop = make_shop(env(bug) | {"SHOP_STATUS_FLUSH_S": "600"})  # never within the test, however slow
     order_id = shop.place(body("completed"))["order_id"]
     assert shop.wait_terminal([order_id], 10)[order_id]["status"] == "COMPLETED"  # reads look right
     wait_for(lambda: of_type(shop.events(), "orders.completed", order_id), 10, "orders.completed on the wire")

@@ -5,7 +5,7 @@ users read it: an HTTP GET to a service, a NATS request, or a JetStream key-valu
 makes one such read and returns what the client saw; :class:`ReadSchedule` makes the run's reads:
 
 * while the workload runs, a seeded ``[reads] sample`` of the sagas is read at random moments of their lives
-  (each event of a sampled saga on the wire schedules one read a random fraction of a second later, at most
+  (each event of a sampled saga on the wire schedules one read a random delay later, up to a second, at most
   :data:`MAX_READS_PER_SAGA` per saga, dropped rather than queued when the rate is exceeded);
 * once the system is quiescent, every saga the run started is read once (:meth:`ReadSchedule.final_reads`).
 
@@ -36,7 +36,8 @@ from sagaproof.harness.config import ReadsSpec, SagaSpec, StatusReadSpec, field_
 __all__ = ["MAX_READS_PER_SAGA", "ReadResult", "ReadSchedule", "StatusReader"]
 
 MAX_READS_PER_SAGA = 8  # reads of one sampled saga while it runs
-READ_DELAY = 0.15  # a read follows a sampled saga's event by a random delay up to this (seconds)
+READ_DELAY = 0.15  # half the reads follow a sampled saga's event by a random delay up to this (seconds)
+READ_LATER = 1.0  # and the other half by a delay between READ_DELAY and this
 MAX_QUEUED = 2_000  # reads waiting to be made while the run goes on; more are dropped (counted)
 
 
@@ -206,9 +207,15 @@ class ReadSchedule:
                     self.dropped += 1
                     continue
                 self._reads_of[(name, key)] = n + 1
-                heapq.heappush(self._queue, (time.monotonic() + self.rng.uniform(0.0, READ_DELAY), self._next(),
-                                             name, key))
+                heapq.heappush(self._queue, (time.monotonic() + self._delay(), self._next(), name, key))
                 self._cond.notify()
+
+    def _delay(self) -> float:
+        """How long after a sampled saga's event its read is made: half soon after (the event's own effect), half
+        later (what its owner made of it once it took it), up to :data:`READ_LATER`."""
+        if self.rng.random() < 0.5:
+            return self.rng.uniform(0.0, READ_DELAY)
+        return self.rng.uniform(READ_DELAY, READ_LATER)
 
     def _next(self) -> int:
         self._op += 1

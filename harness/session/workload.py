@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -119,6 +120,9 @@ class Workload:
         self.result = WorkloadResult()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Request ids are new in every workload: a long-lived system (attach mode, a pytest session's several
+        # start_sagas calls) remembers the idempotency keys of earlier runs and must never see one again.
+        self._salt = secrets.token_hex(8)
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,9 +139,9 @@ class Workload:
             "request": f"{s.method} {s.path}" if s.via == "http" else f"publish {s.subject}"})
 
     def request_id(self, index: int) -> str:
-        """The id of start request ``index``: drawn from the seed, the same on every retry of the request (it is
-        what ``{request_id}`` and ``[workload] idempotency_key`` send)."""
-        return str(uuid.UUID(int=random.Random(f"{self.seed}:{index}").getrandbits(128)))
+        """The id of start request ``index``: the same on every retry of the request, new in every run (it is
+        what ``{request_id}`` and ``[workload] idempotency_key`` send; the history records it)."""
+        return str(uuid.UUID(int=random.Random(f"{self.seed}:{self._salt}:{index}").getrandbits(128)))
 
     def _one(self, index: int, body: dict[str, Any]) -> None:
         deadline = time.monotonic() + self.retry_for

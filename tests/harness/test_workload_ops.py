@@ -177,6 +177,6 @@ def test_each_request_keeps_its_idempotency_key_across_the_workloads_retries():
     assert sorted(KeyedHandler.effects) == [f"t{i}" for i in range(6)]
     ids = {r["request_id"] for r in rec.records}
     assert ids == set(KeyedHandler.seen)  # the history names each request's key
-    # the same seed gives the same keys (a replay sends what the run sent)
+    # a new run with the same seed sends new keys: a long-lived system (attach mode) remembers the old ones
     again = Workload(spec, lambda b, h: None, lambda i, _rng: bodies[i], seed=3)
-    assert {again.request_id(i) for i in range(6)} == ids
+    assert not {again.request_id(i) for i in range(6)} & ids

@@ -1,6 +1,7 @@
 """The broker checks on a long history, a shard of stored messages at a time through a scratch file, report
 exactly what they report holding every stored message, delivery and answer in memory (findings in the same
-order, the same matrix, coverage and summaries), on a synthetic history with findings of every check."""
+order, the same matrix, coverage and summaries), on a synthetic history with findings of every check, a work
+queue and the replicas of a service."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from sagaproof.harness.history import History, HistoryReader
 
 from tests.harness.test_consumption import SAGA
 
-STREAMS = {"SHOP": ["orders.>", "payments.>"]}
+STREAMS = {"SHOP": ["orders.>", "payments.>"], "JOBS": ["jobs.>"]}
 RECEIVES = [Receive("payment", "orders.created"), Receive("order", "payments.completed"),
-            Receive("shipping", "orders.completed"), Receive("audit", "orders.created")]
-SERVICES = ("payment", "order", "shipping", "audit")
+            Receive("shipping", "orders.completed"), Receive("audit", "orders.created"), Receive("worker", "jobs.run")]
+WORKERS = ("worker-1", "worker-2")
+SERVICES = ("payment", "order", "shipping", "audit", *WORKERS)
 CONSUMER = {"orders.created": ("payment", "explicit"), "payments.completed": ("order", "all"),
             "orders.completed": ("shipping", "none")}
 
@@ -112,6 +114,28 @@ def synthetic(n: int, seed: int) -> list[dict[str, Any]]:
                             "fault": {"id": f"f{seq}", "kind": "kill", "target": rng.choice(SERVICES)}})
     out.append({"kind": "broker_snapshot", "t": round(t + 1, 6), "consumers": [], "connections": [],
                 "links": {"audit": {"connections": 1, "core": {"orders.created": n // 3}}}})
+    # A work queue read by two replicas of one service: the recorder sees no message of it, only the
+    # deliveries, the acknowledgements and, at the end, what is left in the queue.
+    for svc in WORKERS:
+        out.append({"kind": "nats_connect", "t": 0.0, "service": svc, "conn": 1, "name": svc})
+        out.append({"kind": "js_consumer", "t": 0.0, "service": svc, "conn": 1, "stream": "JOBS",
+                    "consumer": "worker", "durable": True, "filter_subjects": ["jobs.run"],
+                    "ack_policy": "explicit", "ack_wait": 2.0, "max_deliver": -1})
+    leftovers = []
+    for seq in range(1, n // 5 + 1):
+        at = round(rng.uniform(0.0, t), 6)
+        if rng.random() < 0.05:
+            leftovers.append({"seq": seq, "subject": "jobs.run", "data": {"order_id": f"o{seq}"}})
+            continue
+        svc = rng.choice(WORKERS)
+        out.append({"kind": "delivery", "t": at, "service": svc, "conn": 1, "sid": "3", "subject": "jobs.run",
+                    "stream": "JOBS", "consumer": "worker", "delivered": 1, "stream_seq": seq, "consumer_seq": seq,
+                    "pending": 0})
+        if rng.random() < 0.95:
+            out.append({"kind": "ack", "t": round(at + 0.001, 6), "service": svc, "conn": 1, "how": "ack",
+                        "stream": "JOBS", "consumer": "worker", "delivered": 1, "stream_seq": seq})
+    out.append({"kind": "stream_state", "t": round(t + 1, 6), "stream": "JOBS", "retention": "workqueue",
+                "first_seq": 1, "last_seq": n // 5, "messages": len(leftovers), "leftovers": leftovers})
     out.sort(key=lambda r: r["t"])
     return out
 
@@ -125,12 +149,15 @@ def test_sharded_broker_checks_report_exactly_what_the_whole_history_in_memory_d
         h.write(dict(rec))
     h.close()
     kwargs: dict[str, Any] = {"receives": RECEIVES, "streams": STREAMS, "services": SERVICES,
-                              "sagas": {"checkout": SAGA}, "final": final}
+                              "sagas": {"checkout": SAGA}, "final": final,
+                              "groups": {w: "worker" for w in WORKERS}}
     whole = check_broker(list(HistoryReader(h.path)), **kwargs)
     monkeypatch.setattr(consumption, "SHARD_MESSAGES", 97)
     sharded = check_broker(HistoryReader(h.path), scratch=tmp_path, messages=h.messages, **kwargs)
     assert all(whole.findings[c] for c in consumption.BROKER_CHECKS), whole.summaries
     assert whole.not_taken and any(r["redelivered"] and r["terminated"] for r in whole.matrix)
+    queue = {f.service for f in whole.findings["consumption"] if f.stream == "JOBS"}
+    assert queue == ({"worker"} if final else set()), "the queue's messages never acknowledged, by the unit"
     assert sharded.to_dict() == whole.to_dict()
     assert [f.message() for f in sharded.findings["consumption"]] == [
         f.message() for f in whole.findings["consumption"]]

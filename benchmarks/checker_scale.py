@@ -1,40 +1,55 @@
-"""Scale benchmark of the saga checker: is `check_history` linear in the history's size, and how much faster
-than the checker before the richer saga model (issue 9), measured in the same run on the same histories?
+"""Scale benchmark of the saga checks on the path a run takes: a written ``events.jsonl`` judged by what
+``sagaproof run`` calls, beside the checker over a list in memory, and beside the engine path of an older
+commit, all measured in the same run on the same histories.
 
-Two synthetic histories per size (generation is not timed):
+Two synthetic histories per size (generation and writing are not timed):
 
 * ``shop``: the shop's sequential checkout (mostly clean sagas, some aborted with compensation, a few double
-  effects and stuck sagas), faults starting and ending throughout. Both checkers judge it.
-* ``trips``: the trip bookings' shape on the new model: CloudEvents (the key is ``data.trip_id``), a retried
-  charge, two holds in parallel, a refund that is both compensation and terminal event, a hold that lands
-  after the saga was decided. Only the new checker can judge it (the old one has no model for it).
+  effects and stuck sagas), faults starting and ending throughout.
+* ``trips``: the trip bookings' shape: CloudEvents (the key is ``data.trip_id``), a retried charge, two holds
+  in parallel, a refund that is both compensation and terminal event, a hold that lands after the saga was
+  decided.
 
-For each it prints wall and CPU seconds, microseconds per message, the ratio of the per-message time to the
-smallest size (a linear checker stays near 1.0), and, for ``shop``, the old checker's time and the speed-up.
-The old checker is read from git (``--baseline-ref``, default the commit before issue 9); without git it is
-skipped.
+Three ways of judging each, timed (wall and CPU seconds, microseconds per message):
 
-    .venv/bin/python benchmarks/checker_scale.py            # 10k, 100k, 1M
-    .venv/bin/python benchmarks/checker_scale.py 10000 50000
+* ``engine``: the history written to ``events.jsonl`` by the engine's writer (:class:`harness.history.History`)
+  and judged by the registered saga check (:func:`harness.checks.saga_checks`, which ``sagaproof run`` runs
+  through :func:`harness.checks.run_checks`) with the facts a run gives it (the message count, the report
+  directory as scratch): the stream, the sharding, the merge;
+* ``memory``: :func:`harness.checks.checker.check_history` over the list in memory (no file, no shards);
+* ``before``: the engine path of ``--baseline-ref`` (default: main before issue 24), its
+  ``harness/checks/__init__.py`` and ``harness/history.py`` read from git, on the same file, up to
+  ``--baseline-max`` messages (it took 45 s of CPU for 1M). When the baseline was asked for and cannot be
+  loaded, the benchmark says so in one sentence and exits 2; ``--no-baseline`` skips it.
+
+It checks that the three verdicts agree (sagas, counts, violations by check and key) and prints the ratios:
+engine/memory CPU, and before/engine CPU (the speed-up). The last column is the per-message CPU of the engine
+path relative to the smallest size (a linear path stays near 1.0).
+
+    .venv/bin/python benchmarks/checker_scale.py                       # 10k, 100k, 1M (baseline up to 200k)
+    .venv/bin/python benchmarks/checker_scale.py 10000 100000 --baseline-max 100000
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.checks.checker import check_history
-from sagaproof.harness.config import SagaSpec, StepSpec
+from sagaproof.harness.config import ChaosSpec, NatsSpec, SagaSpec, StepSpec, SystemSpec, WorkloadSpec
+from sagaproof.harness.history import History, HistoryReader
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINE_REF = "48c0137aebd1015ac687b6fcff8d850d561a4434"  # main before issue 9
+BASELINE_REF = "49f55ea901d2beee947bf960817f05e0f6b027b3"  # main before issue 24 (the JSON shard files)
 
 SHOP = SagaSpec(
     name="checkout", key="order_id", start="orders.created", success=("orders.completed",),
@@ -117,57 +132,131 @@ def synthetic_history(n_messages: int, shapes: list[tuple[float, list[str]]], ne
     return records
 
 
-def baseline_checker(ref: str) -> Any:
-    """The checker as it was at git ``ref``, as a module; None when git or the ref is not there."""
-    try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:harness/checks/checker.py"], capture_output=True,
-                                text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    module = types.ModuleType("checker_before_issue_9")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:harness/checks/checker.py", "exec"), module.__dict__)  # noqa: S102 - our own history
-    return module
 
 
-def timed(fn: Any, history: list[dict[str, Any]], spec: SagaSpec) -> tuple[float, float, Any]:
+def baseline_engine(ref: str) -> Any:
+    """The saga check of the engine at git ``ref`` (its ``harness/checks/__init__.py`` reading through its own
+    ``harness/history.py``), as a module; raises SystemExit(2) with one sentence when it cannot be loaded."""
+    sources = {}
+    for path in ("harness/history.py", "harness/checks/__init__.py"):
+        try:
+            sources[path] = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{path}"], capture_output=True,
+                                           text=True, timeout=60, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            why = getattr(exc, "stderr", "") or str(exc)
+            raise SystemExit(f"checker_scale: the baseline {path} at {ref} could not be read from git "
+                             f"({why.strip().splitlines()[-1] if why.strip() else exc}); pass an existing "
+                             f"--baseline-ref or --no-baseline") from None
+    modules = {}
+    for path, name in (("harness/history.py", "history_before"), ("harness/checks/__init__.py", "checks_before")):
+        source = sources[path].replace("sagaproof.harness.history", "history_before")
+        module = types.ModuleType(name)
+        module.__file__ = f"{ref}:{path}"
+        sys.modules[name] = module  # dataclasses look their module up
+        try:
+            exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)  # noqa: S102 - our own history
+        except Exception as exc:  # noqa: BLE001 - any failure to load is the one sentence below
+            raise SystemExit(f"checker_scale: the baseline {path} at {ref} does not load ({type(exc).__name__}: "
+                             f"{exc}); pass an --baseline-ref whose engine path matches this tree, or "
+                             f"--no-baseline") from None
+        modules[name] = module
+    if not hasattr(modules["checks_before"], "saga_checks"):
+        raise SystemExit(f"checker_scale: the baseline at {ref} has no harness.checks.saga_checks; pass an "
+                         f"--baseline-ref after the floors move, or --no-baseline")
+    return modules
+
+
+def write_history(records: list[dict[str, Any]], directory: Path) -> Path:
+    """The records as the engine writes them (History, sorted at close)."""
+    path = directory / "events.jsonl"
+    h = History(path, t0=0.0)
+    for rec in records:
+        h.write(dict(rec))
+    h.close()
+    return path
+
+
+def engine_judge(checks: Any, reader: Any, spec: SagaSpec, end: float, n: int, scratch: Path) -> Any:
+    """What ``sagaproof run`` does to judge the sagas: the registered saga check with a run's facts."""
+    system = SystemSpec(path=scratch / "sagaproof.toml", root=scratch, nats=NatsSpec(), services={},
+                        sagas={spec.name: spec}, workload=WorkloadSpec(), invariants=(), invariant_timeout=1.0,
+                        chaos=ChaosSpec())
+    ctx = checks.CheckContext(system, reader, checks.Window(), end, end + 100.0,
+                              {"messages": n, "scratch": scratch, "validator": False})
+    outcomes = list(checks.saga_checks(ctx))
+    return ctx.facts["saga_result"], outcomes
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, float, Any]:
     gc.collect()
-    gc.freeze()  # the history is the caller's; keep the collector from rescanning it
+    gc.freeze()  # what the caller holds; keep the collector from rescanning it
     w0, c0 = time.perf_counter(), time.process_time()
-    result = fn(history, {spec.name: spec}, healed_at=history[-1]["t"], end_at=history[-1]["t"] + 100.0)
+    result = fn(*args, **kwargs)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     gc.unfreeze()
     return wall, cpu, result
 
 
-def main() -> None:
+def verdict(result: Any) -> tuple[Any, ...]:
+    return (result.sagas_checked, result.counts, sorted((v.check, v.key) for v in result.violations),
+            result.messages_seen, result.duplicates_ignored)
+
+
+def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000])
-    ap.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref of the checker to compare with")
+    ap.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref of the engine path to compare with")
+    ap.add_argument("--baseline-max", type=int, default=200_000, help="largest size the baseline is run on")
+    ap.add_argument("--no-baseline", action="store_true", help="do not run the baseline")
+    ap.add_argument("--scratch", default=None, help="directory for the history files (default: the temp dir)")
     args = ap.parse_args()
-    old = baseline_checker(args.baseline_ref)
-    if old is None:
-        print(f"(no baseline: git show {args.baseline_ref}:harness/checks/checker.py failed)")
-    print(f"{'history':>7} {'messages':>10} {'wall s':>8} {'cpu s':>7} {'us/msg':>7} {'ratio':>6} {'sagas':>8} "
-          f"{'violations':>10} {'before: wall s':>14} {'cpu s':>7} {'speed-up (cpu)':>14}")
+    before = None if args.no_baseline else baseline_engine(args.baseline_ref)
+    from sagaproof.harness import checks
+
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on {os.cpu_count()} cores; "
+          f"baseline: {'none' if before is None else args.baseline_ref[:12]}")
+    print(f"{'history':>7} {'messages':>9} | {'engine wall':>11} {'cpu s':>6} {'us/msg':>6} | {'memory cpu':>10} "
+          f"{'us/msg':>6} {'eng/mem':>7} | {'before wall':>11} {'cpu s':>6} {'speed-up':>8} | {'sagas':>7} "
+          f"{'viol.':>6} {'linear':>6}")
+    disagree = 0
     for name, spec, shapes, nested in (("shop", SHOP, SHOP_SHAPES, False), ("trips", TRIPS, TRIPS_SHAPES, True)):
         base = None
         for n in args.sizes:
             history = synthetic_history(n, shapes, nested)
-            wall, cpu, result = timed(check_history, history, spec)
-            per = cpu / n * 1e6
+            end = history[-1]["t"]
+            with tempfile.TemporaryDirectory(prefix="sp-scale-", dir=args.scratch) as d:
+                path = write_history(history, Path(d))
+                ewall, ecpu, (eres, _) = timed(engine_judge, checks, HistoryReader(path), spec, end, n, Path(d))
+                mwall, mcpu, mres = timed(check_history, history, {spec.name: spec}, healed_at=end, end_at=end + 100.0)
+                line_before = f"{'-':>11} {'-':>6} {'-':>8}"
+                same = verdict(eres) == verdict(mres)
+                if before is not None and n <= args.baseline_max:
+                    reader = before["history_before"].HistoryReader(path)
+                    bwall, bcpu, (bres, _) = timed(engine_judge, before["checks_before"], reader, spec, end, n,
+                                                   Path(d))
+                    line_before = f"{bwall:>11.2f} {bcpu:>6.2f} {bcpu / ecpu:>7.1f}x"
+                    same = same and verdict(bres) == verdict(eres)
+            per = ecpu / n * 1e6
             base = base or per
-            line = (f"{name:>7} {n:>10} {wall:>8.3f} {cpu:>7.3f} {per:>7.2f} {per / base:>6.2f} "
-                    f"{result.sagas_checked:>8} {len(result.violations):>10}")
-            if old is not None and name == "shop":
-                owall, ocpu, oresult = timed(old.check_history, history, spec)
-                agree = {(v.key, v.check) for v in oresult.violations} == {(v.key, v.check) for v in result.violations}
-                line += f" {owall:>14.3f} {ocpu:>7.3f} {ocpu / cpu:>13.1f}x" + ("" if agree else "  (verdicts differ)")
-            print(line, flush=True)
-            del history, result
-    print("linear: the ratio stays near 1 as the size grows 100x (a quadratic checker's would grow ~100x)")
+            disagree += not same
+            print(f"{name:>7} {n:>9} | {ewall:>11.2f} {ecpu:>6.2f} {per:>6.2f} | {mcpu:>10.2f} {mcpu / n * 1e6:>6.2f} "
+                  f"{ecpu / mcpu:>6.2f}x | {line_before} | {eres.sagas_checked:>7} {len(eres.violations):>6} "
+                  f"{per / base:>6.2f}" + ("" if same else "  VERDICTS DIFFER"), flush=True)
+            del history, eres, mres
+    print("engine: written events.jsonl judged by the registered saga check; memory: check_history over a list; "
+          "before: the engine path at the baseline ref; linear: engine us/msg relative to the smallest size")
+    if disagree:
+        print(f"checker_scale: {disagree} histories were judged differently by the paths compared", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    main()
+    try:
+        sys.exit(main())
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # a baseline asked for that cannot load: one sentence, exit 2
+            print(exc.code, file=sys.stderr)
+            sys.exit(2)
+        raise

@@ -66,6 +66,25 @@ def _dump(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), default=str)
 
 
+# 20 digits in a row: a number orjson might read as a float (an integer beyond 64 bits). Found by mapping every
+# digit to "0" and everything else to " " (bytes.translate) and looking for twenty zeros: about five times
+# cheaper than a regular expression, and a third of the parse itself.
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG = b"0" * 20
+
+
+def _loads(line: bytes) -> Any:
+    """One JSON line, parsed by orjson (about four times faster than json.loads). What orjson refuses and json
+    reads (NaN, text that is not UTF-8) goes through json.loads, and so does a line with 20 digits in a row
+    (orjson reads an integer beyond 64 bits as a float; json keeps it exact)."""
+    if _orjson is not None and _LONG not in line.translate(_DIGITS):
+        try:
+            return _orjson.loads(line)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(line)
+
+
 def _prefixes(kinds: Iterable[str] | None) -> tuple[bytes, ...] | None:
     if kinds is None:
         return None
@@ -85,22 +104,33 @@ def read_records(path: str | Path, *, kinds: Iterable[str] | None = None, since:
         f = open(path, "rb")
     except FileNotFoundError:
         return
+    loads = _orjson.loads if _orjson is not None else json.loads
+    decode_error = _orjson.JSONDecodeError if _orjson is not None else ValueError
     with f:
         read = 0
         for line in f:
-            read += len(line)
-            if limit_bytes is not None and read > limit_bytes:
-                return
+            if limit_bytes is not None:
+                read += len(line)
+                if read > limit_bytes:
+                    return
             if prefixes is not None and not line.startswith(prefixes):
                 continue
             if len(line) < 3:
                 continue
-            rec = json.loads(line)
-            t = rec.get("t", 0.0)
-            if since is not None and t < since:
-                continue
-            if until is not None and t >= until:
-                continue
+            # _loads, inlined: this runs once per record
+            if _LONG in line.translate(_DIGITS):
+                rec = json.loads(line)
+            else:
+                try:
+                    rec = loads(line)
+                except decode_error:
+                    rec = json.loads(line)
+            if since is not None or until is not None:
+                t = rec.get("t", 0.0)
+                if since is not None and t < since:
+                    continue
+                if until is not None and t >= until:
+                    continue
             yield rec
 
 

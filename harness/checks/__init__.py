@@ -20,19 +20,18 @@ guarantee, consumption, dead letters: :mod:`harness.checks.consumption`), the sa
 fails when there was nothing to judge), the invariants, live contract conformance, recorder completeness and
 "fault schedule carried out".
 
-Memory stays flat however long the run: the saga checker is fed a stream, and a long history is first split
-by saga key into shards of at most :data:`SHARD_MESSAGES` messages, each judged on its own and the results
-merged (an instance's messages all land in one shard).
+Memory stays flat however long the run. The saga checks read the history once (each line parsed once, by
+orjson), keep of each message only what the checker reads, and split a long history by saga key into shards
+of about :data:`SHARD_MESSAGES` messages (marshal blobs in one scratch file in the report directory), each
+judged on its own and the results merged in the order one pass gives them (an instance's messages all land in
+one shard). The broker checks do the same by stream sequence (:mod:`harness.checks.consumption`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import itertools
 import math
-import shutil
-import tempfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +48,9 @@ from sagaproof.harness.history import HistoryReader
 __all__ = ["BUILTIN_CHECKS", "CHECKS", "CheckContext", "CheckFn", "Window", "key_of", "register_check",
            "registered_checks", "run_checks", "saga_result"]
 
-SHARD_MESSAGES = 2_500
+SHARD_MESSAGES = 10_000  # messages per shard of the saga checks (about 6 MB of what they keep)
 SAGAS_JUDGED = "sagas judged"
+_MERGE_EVERY = 16  # shard results merged into one at a time (merging is associative)
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,18 @@ def merge_results(parts: list[CheckResult], *, healed_at: float, end_at: float) 
         if f.name in ("healed_at", "end_at"):
             continue
         values = [getattr(p, f.name) for p in parts]
-        if f.name == "violations":
+        if f.name == "convergence":  # per saga instance; parts of one saga hold disjoint keys
+            conv: dict[str, float] = {}
+            for p in parts:
+                if conv.keys().isdisjoint(p.convergence):
+                    conv.update(p.convergence)
+                else:  # one key in two sagas (of different key paths): the later outcome, as merge() does
+                    for k, v in p.convergence.items():
+                        conv[k] = max(conv[k], v) if k in conv else v
+            out.convergence = conv
+        elif f.name == "violations":
             merged = [v for p in parts for v in p.violations]
-            merged.sort(key=lambda v: (_rank(v.check), float(v.events[0]["t"]) if v.events else 0.0, str(v.key)))
+            merged.sort(key=lambda v: (_rank(v.check), v.at, str(v.key)))
             setattr(out, f.name, merged)
         else:
             setattr(out, f.name, merge(values))
@@ -206,54 +215,110 @@ def _record_key(rec: dict[str, Any], key_path: str) -> tuple[str | None, str | N
     return None, key_of(rec.get("data"), key_path)
 
 
-def _shard_files(records: Iterable[dict[str, Any]], key_path: str, shards: int, scratch: Path,
-                 keep: Keep) -> list[Path]:
-    """Split a history into `shards` files by saga key: a saga's messages and its start request land in one
-    shard; every other record goes to every shard."""
-    paths = [scratch / f"shard-{i}.jsonl" for i in range(shards)]
-    files = [open(p, "w", encoding="utf-8") for p in paths]
-    try:
-        for rec in records:
-            line = json.dumps(rec, separators=(",", ":"), default=str) + "\n"
-            if rec.get("kind") in ("message", "operation"):
-                saga, k = _record_key(rec, key_path)
-                if not keep(saga, k):
-                    continue
-                files[0 if k is None else zlib.crc32(k.encode()) % shards].write(line)
-            else:
-                for f in files:
-                    f.write(line)
-    finally:
-        for f in files:
-            f.close()
-    return paths
+def _reducer(sagas: dict[str, SagaSpec], key_path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What the saga checks keep of a message: its fields as they are (time, sequence, subject, producer,
+    stream position, size), of its headers only ``Nats-Msg-Id`` and of its payload only the key and the event
+    ids of these sagas (each as the literal field and along its dotted path, as the checker reads them); the
+    record is reduced in place (it is the reader's own)."""
+    paths = list(dict.fromkeys([key_path, *(s.event_id for s in sagas.values())]))
+    flat = [p for p in paths if "." not in p]
+    dotted = [(p, tuple(p.split("."))) for p in paths if "." in p]
+
+    def reduce(rec: dict[str, Any]) -> dict[str, Any]:
+        data = rec.get("data")
+        small: dict[str, Any] | None = None
+        if data.__class__ is dict:
+            small = {}
+            for p in flat:
+                if p in data:
+                    small[p] = data[p]
+            for whole, parts in dotted:
+                if whole in data:
+                    small[whole] = data[whole]
+                src: Any = data
+                dst = small
+                for part in parts[:-1]:
+                    src = src.get(part)
+                    if src.__class__ is not dict:
+                        break
+                    dst = dst.setdefault(part, {})
+                else:
+                    if parts[-1] in src:
+                        dst[parts[-1]] = src[parts[-1]]
+        headers = rec.get("headers")
+        if headers:
+            mid = headers.get("Nats-Msg-Id") if headers.__class__ is dict else None
+            rec["headers"] = {"Nats-Msg-Id": mid} if mid else {}
+        rec["data"] = small
+        if "raw" in rec:  # the text of a payload that is not JSON: the checker never reads it
+            del rec["raw"]
+        return rec  # the record is the reader's own (parsed for this pass): reduced in place
+
+    return reduce
 
 
 def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, keep: Keep,
            healed_at: float, end_at: float, n_messages: int, scratch: Path | None,
            quiescent_at: float | None) -> CheckResult:
-    """check_history over the records of these sagas (all keyed by `key_path`), sharded when long."""
-    from sagaproof.harness.history import read_records
+    """check_history over the records of these sagas (all keyed by `key_path`), sharded when long.
+
+    One pass parses each line once (:func:`harness.history.read_records`) and keeps of each message only what
+    the checker reads (:func:`_reducer`). A history of more than :data:`SHARD_MESSAGES` messages is split by
+    saga key: each message and each start request goes to the shard of its key
+    (:class:`~harness.checks.spill.Spill`: marshal blobs in one scratch file), the fault records (few) stay in
+    memory; then each shard is judged on its own, its faults first (the checker's fault timeline does not
+    depend on where they fall among the messages), and the results are merged. An instance's messages all
+    land in one shard, in their order, so the verdicts are those of one pass over the whole history.
+    """
+    from sagaproof.harness.checks.spill import Spill
 
     shards = max(1, math.ceil(n_messages / SHARD_MESSAGES))
+    reduce = _reducer(sagas, key_path)
+    kinds = ("message", "operation", "fault_start", "fault_end")
+    dotted = "." in key_path
 
-    def filtered(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for rec in src:
-            if rec.get("kind") not in ("message", "operation") or keep(*_record_key(rec, key_path)):
-                yield rec
+    def key(data: Any) -> str | None:
+        if dotted:
+            return key_of(data, key_path)
+        if data.__class__ is not dict:
+            return None
+        value = data.get(key_path)
+        return None if value is None or value.__class__ in (dict, list) else str(value)
 
-    kinds = ("message", "operation", "fault_start", "fault_end", "phase")
+    everything = keep is _keep_all
     if shards == 1 or scratch is None:
-        return check_history(filtered(records.of(*kinds)), sagas, healed_at=healed_at, end_at=end_at,
-                             quiescent_at=quiescent_at)
-    work = Path(tempfile.mkdtemp(prefix="sagaproof-shards-", dir=scratch))
-    try:
-        paths = _shard_files(records.of(*kinds), key_path, shards, work, keep)
-        parts = [check_history(read_records(p), sagas, healed_at=healed_at, end_at=end_at, quiescent_at=quiescent_at)
-                 for p in paths]
-        return merge_results(parts, healed_at=healed_at, end_at=end_at)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        def reduced() -> Iterator[dict[str, Any]]:
+            for rec in records.of(*kinds):
+                kind = rec.get("kind")
+                if kind == "message":
+                    if everything or keep(None, key(rec.get("data"))):
+                        yield reduce(rec)
+                elif kind != "operation" or keep(rec.get("saga"), _op_key(rec)):
+                    yield rec
+
+        return check_history(reduced(), sagas, healed_at=healed_at, end_at=end_at, quiescent_at=quiescent_at)
+    faults: list[dict[str, Any]] = []
+    with Spill(shards, scratch) as spill:
+        add = spill.add
+        for rec in records.of(*kinds):
+            kind = rec.get("kind")
+            if kind == "message":
+                k = key(rec.get("data"))
+                if everything or keep(None, k):
+                    add(0 if k is None else hash(k) % shards, reduce(rec))
+            elif kind == "operation":
+                k = _op_key(rec)
+                if keep(rec.get("saga"), k):
+                    add(0 if k is None else hash(k) % shards, rec)
+            else:
+                faults.append(rec)
+        parts: list[CheckResult] = []
+        for i in range(shards):
+            parts.append(check_history(itertools.chain(faults, spill.shard(i)), sagas, healed_at=healed_at,
+                                       end_at=end_at, quiescent_at=quiescent_at))
+            if len(parts) > _MERGE_EVERY:  # merged as they come: a part's result is not held twice for long
+                parts = [merge_results(parts, healed_at=healed_at, end_at=end_at)]
+    return merge_results(parts, healed_at=healed_at, end_at=end_at)
 
 
 def _keep_all(saga: str | None, k: str | None) -> bool:
@@ -402,7 +467,8 @@ def broker_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:
                           streams=broker.get("streams") or {}, services=list(broker.get("services") or []),
                           sagas=ctx.spec.sagas, final=bool(broker.get("final", True)),
                           observing=broker.get("observing"), nothing_sent=bool(ctx.facts.get("nothing_sent")),
-                          groups=broker.get("groups") or None)
+                          groups=broker.get("groups") or None, scratch=ctx.facts.get("scratch"),
+                          messages=int(ctx.facts.get("messages") or 0))
     repro = ctx.facts.get("repro")
     if repro:
         report = report.with_repro(repro)

@@ -120,6 +120,7 @@ class SagaViolation:
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     marks: list[int] = field(default_factory=list)
     repro: str | None = None
+    at: float = field(default=0.0, compare=False)  # the time violations are ordered by (its first event's, or the request's)
 
     @property
     def title(self) -> str:
@@ -816,6 +817,8 @@ def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], hea
         found.append((_RANK["no_lost_request"], done, key, _lost_request(model, key, op, inst, due, faults, timeline)))
 
     found.sort(key=lambda x: (x[0], x[1], x[2]))
+    for _, at, _, v in found:
+        v.at = at  # so that merged parts are ordered as one pass orders them (harness.checks.merge_results)
     result.violations = [v for *_, v in found]
     result.sagas_checked = checked
     result.counts = counts

@@ -19,16 +19,25 @@ was expected, what happened, the events with the faults active at each, the comm
 :func:`matrix` and :func:`coverage` summarise the same history for the report: per subject and consuming
 service the messages, acks, redeliveries, terminations and faults seen; per stream whether any consumer
 ever saw a redelivery (if none did, a non-idempotent consumer could not have been caught by the run).
+
+Memory: what concerns the system as a whole (subscriptions, consumers, connections, advisories, faults, counts
+per consumer) is kept while the history streams by; what concerns one stored message (the message, each
+delivery of it, each answer to it) goes to the shard of its stream and sequence. Given a scratch directory (the
+engine gives the report directory), a history of more than :data:`SHARD_MESSAGES` messages is judged one shard
+at a time from a scratch file, so the checks' memory does not grow with the run; the report is the same.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sagaproof.chaos.observe import wire_rows
+from sagaproof.harness.checks.spill import Spill
 
 from sagaproof.subjects import matches, overlaps
 
@@ -36,6 +45,7 @@ BROKER_CHECKS: tuple[str, ...] = ("delivery guarantee", "consumption", "dead let
 AT_MOST_ONCE = "at-most-once"
 _SYSTEM_PREFIXES = ("_INBOX.", "$JS.", "$SYS.", "_R_.", "$KV.", "$O.")
 MAX_DETAILS = 30
+SHARD_MESSAGES = 5_000  # stored messages per shard of the broker checks on a long history (about 5 MB indexed)
 
 
 @dataclass(frozen=True)
@@ -207,24 +217,55 @@ class _Answer(_Rec):
         self.reason = reason or None
 
 
+class _Shard:
+    """The stored messages of one shard (by stream and sequence), with their deliveries and answers."""
+
+    __slots__ = ("stored", "deliveries", "answers")
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, int], _Stored] = {}
+        self.deliveries: dict[tuple[str, str, int], list[_Delivery]] = defaultdict(list)
+        self.answers: dict[tuple[str, str, int], list[_Answer]] = defaultdict(list)
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """One row of :meth:`_History.__init__`: ``(0, stream, seq, t, subject, producer, saga, key, faults)``,
+        ``(1, stream, seq, service, t, conn, subject, sid, consumer, delivered, consumer_seq, pending, faults)``
+        or ``(2, stream, seq, service, t, conn, how, consumer, delivered, reason, faults)``."""
+        kind = row[0]
+        if kind == 0:
+            _, stream, seq, t, subject, producer, saga, key, faults = row
+            self.stored[(stream, seq)] = _Stored(t, subject, producer, saga, key, faults)
+        elif kind == 1:
+            _, stream, seq, svc, t, conn, subject, sid, consumer, delivered, cseq, pending, faults = row
+            self.deliveries[(svc, stream, seq)].append(_Delivery(
+                t, svc, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending, faults))
+        else:
+            _, stream, seq, svc, t, conn, how, consumer, delivered, reason, faults = row
+            self.answers[(svc, stream, seq)].append(_Answer(
+                t, svc, conn, how, stream, consumer, delivered, seq, reason, faults))
+
+
 class _History:
     """One pass over the records: what the checks and summaries need, indexed compactly.
 
-    The history itself is streamed, never held: only one small record per stored message, delivery and answer
-    is kept (slots, with their repeated names shared), so memory grows by a few hundred bytes per message.
+    The history itself is streamed, never held. What concerns the system as a whole (subscriptions, consumers,
+    connections, advisories, faults, per consumer counts) is kept in memory: it grows with the system, not with
+    the run. What concerns one stored message (the message, each delivery of it, each answer to it) is a row
+    that goes to the shard of its stream and sequence: with a scratch directory and more than one shard, to a
+    :class:`~harness.checks.spill.Spill` on disk, and each shard is then indexed on its own (:meth:`shards`), so
+    the checks hold one shard's messages at a time; otherwise to one shard in memory.
     """
 
-    def __init__(self, records: Iterable[dict[str, Any]], sagas: Mapping[str, Any]) -> None:
+    def __init__(self, records: Iterable[dict[str, Any]], sagas: Mapping[str, Any], *, shards: int = 1,
+                 scratch: str | Path | None = None) -> None:
         saga_of: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+        self._saga_of = saga_of
         for name, spec in sagas.items():
             subjects = {spec.start, *spec.success, *spec.abort}
             for st in spec.steps:
                 subjects.update(s for s in (st.success, st.failure, st.compensation) if s)
             for s in subjects:
                 saga_of[s].append((name, spec))
-        self.stored: dict[tuple[str, int], _Stored] = {}
-        self.deliveries: dict[tuple[str, str, int], list[_Delivery]] = defaultdict(list)
-        self.answers: dict[tuple[str, str, int], list[_Answer]] = defaultdict(list)
         self.core: dict[tuple[str, str], int] = defaultdict(int)
         self.subs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.consumers: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
@@ -232,123 +273,189 @@ class _History:
         self.connects: dict[str, int] = defaultdict(int)
         self.advisories: list[dict[str, Any]] = []
         self.queues: dict[str, dict[str, Any]] = {}  # work queues: read from publishes, sequences known at the end
+        self.delivered_by: dict[tuple[str, Any], dict[str, None]] = {}  # (stream, consumer) -> services it delivered to
         self.snapshot: dict[str, Any] | None = None
         self.faults: dict[str, dict[str, Any]] = {}
         self.fault_windows: list[tuple[str, float, float | None]] = []
+        self.consumer_service: dict[tuple[str, str], str] = {}  # which service each consumer delivers to
+        self.acked_up_to: dict[tuple[str, str, str], int] = {}  # (service, stream, consumer) -> highest seq acked
+        self.per_consumer: dict[str, dict[str, dict[str, int]]] = {}  # stream -> consumer -> deliveries, redeliveries
+        self.streams_stored: set[str] = set()
+        self.messages = 0
         active: dict[str, None] = {}
         snap: tuple[str, ...] = ()
         starts: dict[str, float] = {}
-        if iter(records) is records:  # a one-shot iterator: the fault timeline needs a pass of its own
-            records = list(records)
-        timeline = _FaultTimeline(records)  # rows of wire records carry their own times
+        if hasattr(records, "of"):  # a history file: the fault timeline reads only the fault records
+            timeline = _FaultTimeline(records.of("fault_start", "fault_end"))
+        else:
+            if iter(records) is records:  # a one-shot iterator: the fault timeline needs a pass of its own
+                records = list(records)
+            timeline = _FaultTimeline(records)  # rows of wire records carry their own times
         names: dict[Any, Any] = {}
+        self.shard_count = shards if scratch is not None and shards > 1 else 1
+        self._spill: Spill | None = None
+        self._one: _Shard | None = None
+        if self.shard_count > 1:
+            self._spill = Spill(self.shard_count, scratch)  # type: ignore[arg-type]
+            spill_add = self._spill.add
+            n_shards = self.shard_count
+
+            def put(row: tuple[Any, ...]) -> None:
+                spill_add(hash((row[1], row[2])) % n_shards, row)
+        else:
+            self._one = _Shard()
+            put = self._one.add
+        consumer_service = self.consumer_service
+        acked_up_to = self.acked_up_to
+        per_consumer = self.per_consumer
+        streams_stored = self.streams_stored
 
         def _n(x: Any) -> Any:  # one object per distinct service, stream, consumer and subject name
             return names.setdefault(x, x)
 
-        for rec in records:
-            kind = rec.get("kind")
-            t = float(rec.get("t") or 0.0)
-            if kind == "message":
-                stream, seq = rec.get("stream"), rec.get("stream_seq")
-                if stream is None or seq is None:
-                    continue
-                raw = rec.get("data")
-                data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-                saga = key = None
-                for saga_name, saga_spec in saga_of.get(rec.get("subject") or "", ()):
-                    value = saga_spec.key_of(data) if hasattr(saga_spec, "key_of") else data.get(saga_spec.key)
-                    if value is not None:
-                        saga, key = saga_name, str(value)
-                        break
-                self.stored[(_n(stream), int(seq))] = _Stored(t, _n(rec.get("subject")), _n(rec.get("producer")),
-                                                                saga, key, snap)
-            elif kind == "delivery":
-                svc, stream, seq = _n(rec["service"]), _n(rec["stream"]), int(rec["stream_seq"])
-                self.deliveries[(svc, stream, seq)].append(_Delivery(
-                    t, svc, rec.get("conn", 0), _n(rec.get("subject")), rec.get("sid"), stream,
-                    _n(rec.get("consumer")), rec.get("delivered"), seq, rec.get("consumer_seq"), rec.get("pending"),
-                    snap))
-                self.js_sids.add((svc, rec.get("conn", 0), str(rec.get("sid"))))
-            elif kind == "ack":
-                svc, stream, seq = _n(rec["service"]), _n(rec["stream"]), int(rec["stream_seq"])
-                self.answers[(svc, stream, seq)].append(_Answer(
-                    t, svc, rec.get("conn", 0), _n(rec.get("how")), stream, _n(rec.get("consumer")),
-                    rec.get("delivered"), seq, rec.get("reason"), snap))
-            elif kind == "wire":
-                svc = _n(rec["service"])
-                d_rows, a_rows = wire_rows(rec.get("deliveries"), rec.get("answers"))
-                for wt, conn, subject, sid, stream, consumer, delivered, seq, cseq, pending in d_rows:
-                    stream, seq = _n(stream), int(seq)
-                    self.deliveries[(svc, stream, seq)].append(_Delivery(
-                        wt, svc, conn, _n(subject), sid, stream, _n(consumer), delivered, seq, cseq, pending,
-                        timeline.at(wt)))
-                    self.js_sids.add((svc, conn, str(sid)))
-                for wt, conn, how, stream, consumer, delivered, seq, reason in a_rows:
-                    stream, seq = _n(stream), int(seq)
-                    self.answers[(svc, stream, seq)].append(_Answer(
-                        wt, svc, conn, _n(how), stream, _n(consumer), delivered, seq, reason, timeline.at(wt)))
-            elif kind == "nats_sub":
-                self.subs[rec["service"]].append(rec)
-            elif kind == "js_consumer":
-                if rec.get("stream") and rec.get("consumer"):
-                    self.consumers[rec["service"]][(rec["stream"], rec["consumer"])] = rec
-            elif kind == "nats_connect":
-                self.connects[rec["service"]] += 1
-            elif kind == "advisory":
-                self.advisories.append({**rec, "faults": snap})
-            elif kind == "stream_state" and rec.get("retention") == "workqueue":
-                self.queues[str(rec["stream"])] = rec
-            elif kind == "broker_snapshot":
-                self.snapshot = rec
-                self.core = defaultdict(int)  # messages that reached each service on core subscriptions
-                for svc, link in (rec.get("links") or {}).items():
-                    for subject, n in ((link or {}).get("core") or {}).items():
-                        self.core[(svc, subject)] += int(n)
-            elif kind == "fault_start":
-                f = rec.get("fault") or {}
-                fid = str(f.get("id"))
-                self.faults[fid] = f
-                active[fid] = None
-                snap = tuple(active)
-                starts[fid] = t
-            elif kind == "fault_end":
-                fid = str(rec.get("fault_id"))
-                active.pop(fid, None)
-                snap = tuple(active)
-                if fid in starts:
-                    self.fault_windows.append((fid, starts.pop(fid), t))
+        delivered_by = self.delivered_by
+
+        def delivered(svc: str, stream: str, consumer: Any, n: Any) -> None:
+            consumer_service.setdefault((stream, consumer), svc)
+            users = delivered_by.get((stream, consumer))
+            if users is None:
+                users = delivered_by[(stream, consumer)] = {}
+            users[svc] = None
+            c = per_consumer.setdefault(stream, {}).get(consumer)
+            if c is None:
+                c = per_consumer[stream][consumer] = {"deliveries": 0, "redeliveries": 0}
+            c["deliveries"] += 1
+            if int(n) > 1:
+                c["redeliveries"] += 1
+
+        def answered(svc: str, stream: str, consumer: Any, how: Any, seq: int) -> None:
+            if how in ("ack", "next"):
+                k = (svc, stream, consumer)
+                if seq > acked_up_to.get(k, 0):
+                    acked_up_to[k] = seq
+
+        try:
+            for rec in records:
+                kind = rec.get("kind")
+                t = float(rec.get("t") or 0.0)
+                if kind == "message":
+                    stream, seq = rec.get("stream"), rec.get("stream_seq")
+                    if stream is None or seq is None:
+                        continue
+                    raw = rec.get("data")
+                    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                    saga = key = None
+                    for saga_name, saga_spec in saga_of.get(rec.get("subject") or "", ()):
+                        value = saga_spec.key_of(data) if hasattr(saga_spec, "key_of") else data.get(saga_spec.key)
+                        if value is not None:
+                            saga, key = saga_name, str(value)
+                            break
+                    stream = _n(stream)
+                    self.messages += 1
+                    streams_stored.add(stream)
+                    put((0, stream, int(seq), t, _n(rec.get("subject")), _n(rec.get("producer")), saga, key, snap))
+                elif kind == "delivery":
+                    svc, stream, seq = _n(rec["service"]), _n(rec["stream"]), int(rec["stream_seq"])
+                    consumer = _n(rec.get("consumer"))
+                    put((1, stream, seq, svc, t, rec.get("conn", 0), _n(rec.get("subject")), rec.get("sid"),
+                         consumer, rec.get("delivered"), rec.get("consumer_seq"), rec.get("pending"), snap))
+                    delivered(svc, stream, consumer, rec.get("delivered"))
+                    self.js_sids.add((svc, rec.get("conn", 0), str(rec.get("sid"))))
+                elif kind == "ack":
+                    svc, stream, seq = _n(rec["service"]), _n(rec["stream"]), int(rec["stream_seq"])
+                    consumer, how = _n(rec.get("consumer")), _n(rec.get("how"))
+                    put((2, stream, seq, svc, t, rec.get("conn", 0), how, consumer, rec.get("delivered"),
+                         rec.get("reason"), snap))
+                    answered(svc, stream, consumer, how, seq)
+                elif kind == "wire":
+                    svc = _n(rec["service"])
+                    d_rows, a_rows = wire_rows(rec.get("deliveries"), rec.get("answers"))
+                    for wt, conn, subject, sid, stream, consumer, n, seq, cseq, pending in d_rows:
+                        stream, seq, consumer = _n(stream), int(seq), _n(consumer)
+                        put((1, stream, seq, svc, wt, conn, _n(subject), sid, consumer, n, cseq, pending,
+                             timeline.at(wt)))
+                        delivered(svc, stream, consumer, n)
+                        self.js_sids.add((svc, conn, str(sid)))
+                    for wt, conn, how, stream, consumer, n, seq, reason in a_rows:
+                        stream, seq, consumer, how = _n(stream), int(seq), _n(consumer), _n(how)
+                        put((2, stream, seq, svc, wt, conn, how, consumer, n, reason, timeline.at(wt)))
+                        answered(svc, stream, consumer, how, seq)
+                elif kind == "nats_sub":
+                    self.subs[rec["service"]].append(rec)
+                elif kind == "js_consumer":
+                    if rec.get("stream") and rec.get("consumer"):
+                        self.consumers[rec["service"]][(rec["stream"], rec["consumer"])] = rec
+                elif kind == "nats_connect":
+                    self.connects[rec["service"]] += 1
+                elif kind == "advisory":
+                    self.advisories.append({**rec, "faults": snap})
+                elif kind == "stream_state" and rec.get("retention") == "workqueue":
+                    self.queues[str(rec["stream"])] = rec
+                elif kind == "broker_snapshot":
+                    self.snapshot = rec
+                    self.core = defaultdict(int)  # messages that reached each service on core subscriptions
+                    for svc, link in (rec.get("links") or {}).items():
+                        for subject, n in ((link or {}).get("core") or {}).items():
+                            self.core[(svc, subject)] += int(n)
+                elif kind == "fault_start":
+                    f = rec.get("fault") or {}
+                    fid = str(f.get("id"))
+                    self.faults[fid] = f
+                    active[fid] = None
+                    snap = tuple(active)
+                    starts[fid] = t
+                elif kind == "fault_end":
+                    fid = str(rec.get("fault_id"))
+                    active.pop(fid, None)
+                    snap = tuple(active)
+                    if fid in starts:
+                        self.fault_windows.append((fid, starts.pop(fid), t))
+        except BaseException:
+            self.close()
+            raise
         self.fault_windows += [(fid, t0, None) for fid, t0 in starts.items()]
-        if self.queues:
-            self._queue_messages(saga_of)
-        # which service each consumer delivers to
-        self.consumer_service: dict[tuple[str, str], str] = {}
-        for (svc, stream, _seq), ds in self.deliveries.items():
-            for d in ds:
-                self.consumer_service.setdefault((stream, d["consumer"]), svc)
         for svc, cons in self.consumers.items():
             for k in cons:
                 self.consumer_service.setdefault(k, svc)
 
-    def _queue_messages(self, saga_of: Mapping[str, list[tuple[str, Any]]]) -> None:
+    def shards(self) -> Iterator[_Shard]:
+        """Each shard of stored messages, indexed, one at a time (with the messages of work queues)."""
+        if self._one is not None:
+            if self.queues:
+                self._queue_messages(self._one, None)
+            yield self._one
+            return
+        assert self._spill is not None
+        for i in range(self.shard_count):
+            shard = _Shard()
+            for row in self._spill.shard(i):
+                shard.add(row)
+            if self.queues:
+                self._queue_messages(shard, i)
+            yield shard
+
+    def _queue_messages(self, shard: _Shard, index: int | None) -> None:
         """The messages a work queue stored, by sequence: the recorder reads a work queue from its publishes (a
         consumer of its own would take messages from the services), so each sequence's subject is known from a
-        delivery of it to a service, or from the queue's leftovers at the end (never acknowledged)."""
+        delivery of it to a service, or from the queue's leftovers at the end (never acknowledged). `index`: the
+        shard's, whose leftovers these are (None: the only shard)."""
+        saga_of = self._saga_of
         first: dict[tuple[str, int], _Delivery] = {}
-        for (_svc, stream, seq), ds in self.deliveries.items():
+        for (_svc, stream, seq), ds in shard.deliveries.items():
             if stream in self.queues:
                 for one in ds:
                     if (stream, seq) not in first or one.t < first[(stream, seq)].t:
                         first[(stream, seq)] = one
         for stream, q in self.queues.items():
-            left = {int(x["seq"]): x for x in q.get("leftovers") or []}
-            for seq in range(int(q.get("first_seq") or 1), int(q.get("last_seq") or 0) + 1):
-                if (stream, seq) in self.stored:
+            left = {int(x["seq"]): x for x in q.get("leftovers") or []
+                    if index is None or hash((stream, int(x["seq"]))) % self.shard_count == index}
+            lo, hi = int(q.get("first_seq") or 1), int(q.get("last_seq") or 0)
+            seqs = sorted({seq for (st, seq) in first if st == stream} | set(left))
+            for seq in seqs:
+                if not lo <= seq <= hi or (stream, seq) in shard.stored:
                     continue
                 d = first.get((stream, seq))
                 x = left.get(seq)
-                if d is None and x is None:
-                    continue  # removed without a delivery seen (a limit, or read past the leftovers' bound)
                 subject = str(d.subject if d is not None and d.subject else x["subject"] if x else "?")
                 data = (x or {}).get("data")
                 saga = key = None
@@ -357,8 +464,13 @@ class _History:
                     if value is not None:
                         saga, key = saga_name, str(value)
                         break
-                self.stored[(stream, seq)] = _Stored(d.t if d is not None else float(q.get("t") or 0.0), subject,
-                                                     None, saga, key, d.faults if d is not None else ())
+                shard.stored[(stream, seq)] = _Stored(d.t if d is not None else float(q.get("t") or 0.0), subject,
+                                                      None, saga, key, d.faults if d is not None else ())
+
+    def close(self) -> None:
+        """Remove the scratch file of the shards, if any."""
+        if self._spill is not None:
+            self._spill.close()
 
     def ack_policy(self, service: str, stream: str, consumer: str) -> str:
         """The consumer's ack policy as the service created it (explicit when it was created elsewhere)."""
@@ -420,9 +532,9 @@ def consumer_groups(h: _History, services: Iterable[str], groups: Mapping[str, s
     first: dict[Any, str] = {}
     for proc, group in (groups or {}).items():
         union(first.setdefault(("group", group), proc), proc)
-    for (svc, stream, _seq), ds in h.deliveries.items():
-        for d in ds:
-            union(first.setdefault(("consumer", stream, d["consumer"]), svc), svc)
+    for (stream, consumer), users in h.delivered_by.items():
+        for svc in users:
+            union(first.setdefault(("consumer", stream, consumer), svc), svc)
     for svc, cons in h.consumers.items():
         for stream, consumer in cons:
             if (cons[(stream, consumer)] or {}).get("durable") or (cons[(stream, consumer)] or {}).get("durable_name"):
@@ -442,7 +554,8 @@ def consumer_groups(h: _History, services: Iterable[str], groups: Mapping[str, s
 def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], streams: Mapping[str, list[str]],
                  services: Iterable[str], sagas: Mapping[str, Any] | None = None, final: bool = True,
                  observing: Iterable[str] | None = None, nothing_sent: bool = False,
-                 groups: Mapping[str, str] | None = None) -> BrokerReport:
+                 groups: Mapping[str, str] | None = None, scratch: str | Path | None = None,
+                 messages: int = 0) -> BrokerReport:
     """Run the three broker checks and build the report's summaries.
 
     Args:
@@ -460,29 +573,63 @@ def check_broker(records: Iterable[dict[str, Any]], *, receives: list[Receive], 
             nothing to judge is then not applicable rather than not judged.
         groups: process -> the service it is a replica of (a contract names the service; its replicas consume
             for it, and a message acknowledged by one of them is consumed).
+        scratch: a directory for the shards of a long history (the engine gives the report directory); with
+            it, a history of more than :data:`SHARD_MESSAGES` ``messages`` is judged a shard of stored
+            messages at a time, and memory does not grow with the run. The report is the same either way.
+        messages: how many messages the history holds (the recorder's count), to size the shards.
 
     A check that judged nothing says so (:attr:`BrokerReport.unjudged`): not applicable when it cannot apply
     (no observed link, no stream, no contract says what anyone receives), not judged otherwise.
     """
-    h = _History(records, sagas or {})
-    services = list(services)
-    if groups:
-        by_group: dict[str, list[str]] = defaultdict(list)
-        for proc, group in groups.items():
-            by_group[group].append(proc)
-        receives = [Receive(m, r.pattern, r.intent) for r in receives for m in by_group.get(r.service, [r.service])]
-    report = BrokerReport()
-    observed = {s for s in services if h.connects.get(s)}
-    stream_patterns = [(name, p) for name, ps in streams.items() for p in ps]
-    _delivery_guarantee(h, report, receives, stream_patterns, observed)
-    _consumption(h, report, receives, observed, stream_patterns, final, consumer_groups(h, services, groups))
-    _dead_letters(h, report)
-    report.matrix = matrix(h, receives, observed)
-    report.coverage = coverage(h, streams)
-    report.services = _per_service(h, services)
-    _unjudged(h, report, receives, stream_patterns, services if observing is None else list(observing), observed,
-              nothing_sent)
-    return report
+    # The pass allocates many small objects and creates no reference cycles; pausing the cyclic collector keeps
+    # it from rescanning an ever larger heap (as the saga checker does).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _check_broker(records, receives, streams, services, sagas, final, scratch, messages, observing,
+                             nothing_sent, groups)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _check_broker(records: Iterable[dict[str, Any]], receives: list[Receive], streams: Mapping[str, list[str]],
+                  services: Iterable[str], sagas: Mapping[str, Any] | None, final: bool,
+                  scratch: str | Path | None, messages: int, observing: Iterable[str] | None,
+                  nothing_sent: bool, groups: Mapping[str, str] | None) -> BrokerReport:
+    shards = max(1, -(-messages // SHARD_MESSAGES)) if scratch is not None else 1
+    h = _History(records, sagas or {}, shards=shards, scratch=scratch)
+    try:
+        services = list(services)
+        if groups:
+            by_group: dict[str, list[str]] = defaultdict(list)
+            for proc, group in groups.items():
+                by_group[group].append(proc)
+            receives = [Receive(m, r.pattern, r.intent) for r in receives for m in by_group.get(r.service, [r.service])]
+        report = BrokerReport()
+        observed = {s for s in services if h.connects.get(s)}
+        stream_patterns = [(name, p) for name, ps in streams.items() for p in ps]
+        consumption = _Consumption(h, receives, observed, stream_patterns, final, consumer_groups(h, services, groups))
+        dead = _DeadLetters(h)
+        rows = _Matrix(receives, observed)
+        stored_on: dict[str, int] = defaultdict(int)  # subject -> stored messages
+        for shard in h.shards():
+            for msg in shard.stored.values():
+                stored_on[str(msg.subject)] += 1
+            consumption.judge(shard)
+            dead.collect(shard)
+            rows.count(shard)
+        _delivery_guarantee(h, report, receives, stream_patterns, observed, stored_on)
+        consumption.report(report)
+        dead.report(report)
+        report.matrix = rows.rows(h)
+        report.coverage = coverage(h, streams)
+        report.services = _per_service(h, services)
+        _unjudged(h, report, receives, stream_patterns, services if observing is None else list(observing),
+                  observed, nothing_sent)
+        return report
+    finally:
+        h.close()
 
 
 def _unjudged(h: _History, report: BrokerReport, receives: list[Receive], stream_patterns: list[tuple[str, str]],
@@ -525,7 +672,8 @@ def _intends_at_most_once(receives: list[Receive], service: str, pattern: str) -
 
 
 def _delivery_guarantee(h: _History, report: BrokerReport, receives: list[Receive],
-                        stream_patterns: list[tuple[str, str]], observed: set[str]) -> None:
+                        stream_patterns: list[tuple[str, str]], observed: set[str],
+                        stored_on: Mapping[str, int]) -> None:
     found = report.findings["delivery guarantee"]
     for service in sorted(observed):
         deliver_subjects = {str(c.get("deliver_subject")) for c in h.consumers.get(service, {}).values()
@@ -543,13 +691,13 @@ def _delivery_guarantee(h: _History, report: BrokerReport, receives: list[Receiv
             seen.add(subject)
             if _intends_at_most_once(receives, service, subject):
                 continue
-            stored = [k for k, m in h.stored.items() if matches(subject, str(m["subject"]))]
+            stored = sum(n for subj, n in stored_on.items() if matches(subject, subj))
             got = sum(n for (svc, subj), n in h.core.items() if svc == service and matches(subject, subj))
             streams_txt = ", ".join(sorted({name for name, _ in captured}))
-            lost = max(0, len(stored) - got)
+            lost = max(0, stored - got)
             detail = (f"'{service}' reads {subject} through a core NATS subscription (SUB {subject}"
                       f"{' queue ' + str(sub['queue']) if sub.get('queue') else ''}): at most once. Stream "
-                      f"{streams_txt} stores {len(stored)} message(s) on it; {got} reached the service that way"
+                      f"{streams_txt} stores {stored} message(s) on it; {got} reached the service that way"
                       + (f", {lost} never did" if lost else "")
                       + ". Nothing acknowledges these messages and nothing redelivers what is published while "
                         "the service is away (killed, paused, cut off, reconnecting).")
@@ -579,83 +727,107 @@ def _delivery_guarantee(h: _History, report: BrokerReport, receives: list[Receiv
         + ", ".join(sorted({f'{f.service} {f.subject}' for f in found})))
 
 
-def _consumption(h: _History, report: BrokerReport, receives: list[Receive], observed: set[str],
-                 stream_patterns: list[tuple[str, str]], final: bool = True,
+class _Consumption:
+    """The consumption check, a shard of stored messages at a time (:meth:`judge`), then its summary
+    (:meth:`report`): findings in the order of the messages' times, whichever shard they came from."""
+
+    def __init__(self, h: _History, receives: list[Receive], observed: set[str],
+                 stream_patterns: list[tuple[str, str]], final: bool,
                  units: Mapping[str, list[str]] | None = None) -> None:
-    found = report.findings["consumption"]
-    judged = 0
-    pending = 0
-    per_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (unit, pattern) -> [messages, missed]
-    # AckAll consumers: an ack of sequence n acks every earlier delivered one.
-    ack_all_floor: dict[tuple[str, str, str], int] = {}
-    for (svc, stream, seq), given in h.answers.items():
-        for a in given:
-            if a["how"] in ("ack", "next") and h.ack_policy(svc, stream, a["consumer"]) == "all":
-                k = (svc, stream, a["consumer"])
-                ack_all_floor[k] = max(ack_all_floor.get(k, 0), seq)
-    # A unit consumes together: the replicas of a service, or services sharing one durable consumer.
-    unit_of = {m: label for label, ms in (units or {}).items() for m in ms}
-    members: dict[str, list[str]] = {label: list(ms) for label, ms in (units or {}).items()}
-    by_receiver: dict[str, list[Receive]] = defaultdict(list)
-    for r in receives:
-        if r.service in observed and r.intent != AT_MOST_ONCE:
-            unit = unit_of.get(r.service, r.service)
-            members.setdefault(unit, [r.service])
-            by_receiver[unit].append(r)
-    owed: dict[str, list[tuple[str, str]]] = {}  # subject -> [(unit, pattern)], computed once per subject
-    for (stream, seq), msg in sorted(h.stored.items(), key=lambda kv: (kv[1]["t"], kv[0])):
-        subject = str(msg["subject"])
-        pairs = owed.get(subject)
-        if pairs is None:
-            pairs = owed[subject] = [(unit, p) for unit, recs in by_receiver.items()
-                                     for p in [next((r.pattern for r in recs if matches(r.pattern, subject)), None)]
-                                     if p is not None]
-        for unit, pattern in pairs:
-            judged += 1
-            per_pair[(unit, pattern)][0] += 1
-            svcs = [m for m in members.get(unit, [unit]) if m in observed] or [unit]
-            deliveries: list[_Delivery] = []
-            answers: list[_Answer] = []
-            taken = False
-            for service in svcs:
-                key = (service, stream, seq)
-                ds = h.deliveries.get(key, [])
-                ans = h.answers.get(key, [])
-                deliveries += ds
-                answers += ans
-                if (any(a["how"] in ("ack", "next") for a in ans)
-                        or any(h.ack_policy(service, stream, d["consumer"]) == "none" for d in ds)
-                        or any(ack_all_floor.get((service, stream, d["consumer"]), 0) >= seq for d in ds)):
-                    taken = True
-                    break
-            if taken:
-                continue
-            deliveries.sort(key=lambda d: d["t"])
-            answers.sort(key=lambda a: a["t"])
-            finding = _unconsumed(h, unit, pattern, stream, seq, msg, deliveries, answers, stream_patterns, svcs)
-            if not final and finding.in_flight:
-                pending += 1  # the run ended while the system still moved: it may yet be taken
-                continue
-            per_pair[(unit, pattern)][1] += 1
-            found.append(finding)
-    for (service, pattern), (total, missed) in per_pair.items():
-        if missed:
-            report.not_taken[(service, pattern)] = "none" if missed == total else "some"
-    still = f"; {pending} still in flight when the run stopped waiting" if pending else ""
-    shared = sorted(f"{label} ({', '.join(ms)})" for label, ms in members.items() if len(ms) > 1 and label in by_receiver)
-    together = f"; consumed together: {'; '.join(shared)}" if shared else ""
-    if not judged:
-        report.summaries["consumption"] = "no stored message on a subject any observed service's contract receives"
-    elif not found:
-        report.summaries["consumption"] = (f"all {judged - pending} messages owed to their contract receivers "
-                                           f"(message x receiver) were acknowledged{still}{together}")
-    else:
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for f in found:
-            counts[(f.service, f.subject)] += 1
-        report.summaries["consumption"] = (
-            f"{len(found)} of {judged} messages owed to contract receivers were never acknowledged: "
-            + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(counts.items())) + still + together)
+        self.h = h
+        self.observed = observed
+        self.stream_patterns = stream_patterns
+        self.final = final
+        self.judged = 0
+        self.pending = 0
+        # (unit, pattern) -> [messages, missed, (t, stream, seq) of its first message]
+        self.per_pair: dict[tuple[str, str], list[Any]] = {}
+        self.found: list[tuple[tuple[float, str, int, int], BrokerFinding]] = []
+        # A unit consumes together: the replicas of a service, or services sharing one durable consumer.
+        unit_of = {m: label for label, ms in (units or {}).items() for m in ms}
+        self.members: dict[str, list[str]] = {label: list(ms) for label, ms in (units or {}).items()}
+        self.by_receiver: dict[str, list[Receive]] = defaultdict(list)
+        for r in receives:
+            if r.service in observed and r.intent != AT_MOST_ONCE:
+                unit = unit_of.get(r.service, r.service)
+                self.members.setdefault(unit, [r.service])
+                self.by_receiver[unit].append(r)
+        self.owed: dict[str, list[tuple[str, str]]] = {}  # subject -> [(unit, pattern)], computed once per subject
+
+    def judge(self, shard: _Shard) -> None:
+        h = self.h
+        by_receiver = self.by_receiver
+        per_pair = self.per_pair
+        for (stream, seq), msg in shard.stored.items():
+            subject = str(msg["subject"])
+            pairs = self.owed.get(subject)
+            if pairs is None:
+                pairs = self.owed[subject] = [(unit, p) for unit, recs in by_receiver.items()
+                                              for p in [next((r.pattern for r in recs if matches(r.pattern, subject)),
+                                                             None)]
+                                              if p is not None]
+            at = (msg["t"], stream, seq)
+            for j, (unit, pattern) in enumerate(pairs):
+                self.judged += 1
+                pair = per_pair.get((unit, pattern))
+                if pair is None:
+                    pair = per_pair[(unit, pattern)] = [0, 0, at]
+                elif at < pair[2]:
+                    pair[2] = at
+                pair[0] += 1
+                svcs = [m for m in self.members.get(unit, [unit]) if m in self.observed] or [unit]
+                deliveries: list[_Delivery] = []
+                answers: list[_Answer] = []
+                taken = False
+                for service in svcs:
+                    key = (service, stream, seq)
+                    ds = shard.deliveries.get(key, [])
+                    ans = shard.answers.get(key, [])
+                    deliveries += ds
+                    answers += ans
+                    # AckAll consumers: an ack of sequence n acks every earlier delivered one.
+                    if (any(a["how"] in ("ack", "next") for a in ans)
+                            or any(h.ack_policy(service, stream, d["consumer"]) == "none" for d in ds)
+                            or any(h.ack_policy(service, stream, d["consumer"]) == "all"
+                                   and h.acked_up_to.get((service, stream, d["consumer"]), 0) >= seq for d in ds)):
+                        taken = True
+                        break
+                if taken:
+                    continue
+                deliveries.sort(key=lambda d: d["t"])
+                answers.sort(key=lambda a: a["t"])
+                finding = _unconsumed(h, unit, pattern, stream, seq, msg, deliveries, answers, self.stream_patterns,
+                                      svcs)
+                if not self.final and finding.in_flight:
+                    self.pending += 1  # the run ended while the system still moved: it may yet be taken
+                    continue
+                pair[1] += 1
+                self.found.append(((msg["t"], stream, seq, j), finding))
+
+    def report(self, report: BrokerReport) -> None:
+        found = report.findings["consumption"]
+        self.found.sort(key=lambda x: x[0])
+        found.extend(f for _, f in self.found)
+        judged, pending = self.judged, self.pending
+        for (service, pattern), (total, missed, _) in sorted(self.per_pair.items(), key=lambda kv: kv[1][2]):
+            if missed:
+                report.not_taken[(service, pattern)] = "none" if missed == total else "some"
+        still = f"; {pending} still in flight when the run stopped waiting" if pending else ""
+        shared = sorted(f"{label} ({', '.join(ms)})" for label, ms in self.members.items()
+                        if len(ms) > 1 and label in self.by_receiver)
+        together = f"; consumed together: {'; '.join(shared)}" if shared else ""
+        if not judged:
+            report.summaries["consumption"] = "no stored message on a subject any observed service's contract receives"
+        elif not found:
+            report.summaries["consumption"] = (f"all {judged - pending} messages owed to their contract receivers "
+                                               f"(message x receiver) were acknowledged{still}{together}")
+        else:
+            counts: dict[tuple[str, str], int] = defaultdict(int)
+            for f in found:
+                counts[(f.service, f.subject)] += 1
+            report.summaries["consumption"] = (
+                f"{len(found)} of {judged} messages owed to contract receivers were never acknowledged: "
+                + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(counts.items())) + still + together)
 
 
 def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, msg: _Stored,
@@ -723,115 +895,144 @@ def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, 
 _ANSWER = {"ack": "+ACK", "nak": "-NAK", "wpi": "+WPI (in progress)", "term": "+TERM", "next": "+NXT"}
 
 
-def _dead_letters(h: _History, report: BrokerReport) -> None:
-    found = report.findings["dead letters"]
-    seen: set[tuple[str, str, int]] = set()
-    items: list[tuple[float, str, str, str, int, str, list[str]]] = []
-    for a in h.advisories:
-        if a.get("type") not in ("max_deliveries", "terminated") or a.get("stream_seq") is None:
-            continue
-        consumer, stream, seq = str(a.get("consumer")), str(a.get("stream")), int(a["stream_seq"])
-        what = (f"dead-lettered after {a.get('deliveries')} deliveries (max_deliver reached)"
-                if a["type"] == "max_deliveries" else
-                f"terminated by the consumer (+TERM){' reason: ' + str(a['reason']) if a.get('reason') else ''}")
-        seen.add((consumer, stream, seq))
-        items.append((float(a.get("t") or 0.0), h.consumer_service.get((stream, consumer), "?"), consumer, stream,
-                      seq, what, list(a["faults"])))
-    for (svc, stream, seq), answers in h.answers.items():  # +TERM seen on the wire (an advisory may be missing)
-        for ans in answers:
-            if ans.how == "term" and (ans.consumer, stream, seq) not in seen:
-                seen.add((ans.consumer, stream, seq))
-                reason = f" reason: {ans.reason}" if ans.reason else ""
-                items.append((float(ans.t), svc, ans.consumer, stream, seq,
-                              f"terminated by the consumer (+TERM){reason}", list(ans.faults)))
-    for t, svc, consumer, stream, seq, what, faults in sorted(items):
-        msg = h.stored.get((stream, seq))
-        subject = str((msg.subject if msg is not None else None) or "?")
-        events = []
-        actives = []
-        if msg is not None:
-            events.append({"t": msg["t"], "service": msg.get("producer") or "?",
-                           "what": f"published {subject} ({stream} sequence {seq})"})
-            actives.append(list(msg["faults"]))
-        events.append({"t": t, "service": svc, "what": f"consumer {consumer}: {what}"})
-        actives.append(faults)
-        found.append(BrokerFinding(
-            check="dead letters", service=svc, subject=subject, stream=stream, stream_seq=seq,
-            saga=msg.saga if msg is not None else None, key=msg.key if msg is not None else None,
-            expected="no consumer gives up on a message (no +TERM, no max_deliver reached)",
-            detail=f"consumer {consumer} of '{svc}' gave up on it: {what}", events=events, faults_active=actives,
-            faults=_used_faults(h, [tuple(x) for x in actives])))
-    report.summaries["dead letters"] = ("no message was terminated or dead-lettered" if not found else
-                                        f"{len(found)} message(s) terminated or dead-lettered")
+class _DeadLetters:
+    """Messages a consumer gave up on: the advisories (kept whole), and each +TERM seen on the wire without one
+    (:meth:`collect`, a shard at a time), with the stored message of each (:meth:`report`)."""
+
+    def __init__(self, h: _History) -> None:
+        self.h = h
+        self.seen: set[tuple[str, str, int]] = set()
+        self.items: list[tuple[float, str, str, str, int, str, list[str]]] = []
+        for a in h.advisories:
+            if a.get("type") not in ("max_deliveries", "terminated") or a.get("stream_seq") is None:
+                continue
+            consumer, stream, seq = str(a.get("consumer")), str(a.get("stream")), int(a["stream_seq"])
+            what = (f"dead-lettered after {a.get('deliveries')} deliveries (max_deliver reached)"
+                    if a["type"] == "max_deliveries" else
+                    f"terminated by the consumer (+TERM){' reason: ' + str(a['reason']) if a.get('reason') else ''}")
+            self.seen.add((consumer, stream, seq))
+            self.items.append((float(a.get("t") or 0.0), h.consumer_service.get((stream, consumer), "?"), consumer,
+                               stream, seq, what, list(a["faults"])))
+        self.wanted = {(stream, seq) for _, _, _, stream, seq, _, _ in self.items}
+        self.stored: dict[tuple[str, int], _Stored] = {}
+
+    def collect(self, shard: _Shard) -> None:
+        for (svc, stream, seq), answers in shard.answers.items():  # +TERM seen on the wire (an advisory may be missing)
+            for ans in answers:
+                if ans.how == "term" and (ans.consumer, stream, seq) not in self.seen:
+                    self.seen.add((ans.consumer, stream, seq))
+                    self.wanted.add((stream, seq))
+                    reason = f" reason: {ans.reason}" if ans.reason else ""
+                    self.items.append((float(ans.t), svc, ans.consumer, stream, seq,
+                                       f"terminated by the consumer (+TERM){reason}", list(ans.faults)))
+        for k in self.wanted:
+            msg = shard.stored.get(k)
+            if msg is not None:
+                self.stored[k] = msg
+
+    def report(self, report: BrokerReport) -> None:
+        h = self.h
+        found = report.findings["dead letters"]
+        for t, svc, consumer, stream, seq, what, faults in sorted(self.items):
+            msg = self.stored.get((stream, seq))
+            subject = str((msg.subject if msg is not None else None) or "?")
+            events = []
+            actives = []
+            if msg is not None:
+                events.append({"t": msg["t"], "service": msg.get("producer") or "?",
+                               "what": f"published {subject} ({stream} sequence {seq})"})
+                actives.append(list(msg["faults"]))
+            events.append({"t": t, "service": svc, "what": f"consumer {consumer}: {what}"})
+            actives.append(faults)
+            found.append(BrokerFinding(
+                check="dead letters", service=svc, subject=subject, stream=stream, stream_seq=seq,
+                saga=msg.saga if msg is not None else None, key=msg.key if msg is not None else None,
+                expected="no consumer gives up on a message (no +TERM, no max_deliver reached)",
+                detail=f"consumer {consumer} of '{svc}' gave up on it: {what}", events=events, faults_active=actives,
+                faults=_used_faults(h, [tuple(x) for x in actives])))
+        report.summaries["dead letters"] = ("no message was terminated or dead-lettered" if not found else
+                                            f"{len(found)} message(s) terminated or dead-lettered")
 
 
-def matrix(h: _History, receives: list[Receive], services: set[str]) -> list[dict[str, Any]]:
+class _Matrix:
     """Rows per (subject, consuming service): stored messages, delivered, acked, redelivered, duplicated on the
-    wire, naked, terminated, core deliveries, and how many distinct faults were active around them."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    wire, naked, terminated, core deliveries, and how many distinct faults were active around them; counted a
+    shard at a time (:meth:`count`)."""
 
-    def row(subject: str, service: str) -> dict[str, Any]:
-        r = rows.get((subject, service))
+    def __init__(self, receives: list[Receive], services: set[str]) -> None:
+        self.receives = receives
+        self.services = services
+        self.table: dict[tuple[str, str], dict[str, Any]] = {}
+        self.receivers: dict[str, set[str]] = {}  # subject -> services whose contract receives it
+
+    def row(self, subject: str, service: str) -> dict[str, Any]:
+        r = self.table.get((subject, service))
         if r is None:
-            r = rows[(subject, service)] = {"subject": subject, "service": service, "messages": 0, "delivered": 0,
-                                            "deliveries": 0, "acked": 0, "redelivered": 0, "duplicated": 0,
-                                            "naked": 0, "terminated": 0, "core": 0, "faults": set(),
-                                            "declared": False}
+            r = self.table[(subject, service)] = {"subject": subject, "service": service, "messages": 0,
+                                                  "delivered": 0, "deliveries": 0, "acked": 0, "redelivered": 0,
+                                                  "duplicated": 0, "naked": 0, "terminated": 0, "core": 0,
+                                                  "faults": set(), "declared": False}
         return r
 
-    receivers: dict[str, set[str]] = {}  # subject -> services whose contract receives it
-    for (_stream, _seq), msg in h.stored.items():
-        subject = str(msg["subject"])
-        svcs = receivers.get(subject)
-        if svcs is None:
-            svcs = receivers[subject] = {r.service for r in receives
-                                         if r.service in services and matches(r.pattern, subject)}
-        for svc in svcs:
+    def count(self, shard: _Shard) -> None:
+        row = self.row
+        receivers = self.receivers
+        for msg in shard.stored.values():
+            subject = str(msg.subject)
+            svcs = receivers.get(subject)
+            if svcs is None:
+                svcs = receivers[subject] = {r.service for r in self.receives
+                                             if r.service in self.services and matches(r.pattern, subject)}
+            for svc in svcs:
+                x = row(subject, svc)
+                x["messages"] += 1
+                x["declared"] = True
+                x["faults"].update(msg.faults)
+        answers_of = shard.answers
+        for (svc, stream, seq), ds in shard.deliveries.items():
+            stored = shard.stored.get((stream, seq))
+            subject = str(ds[0].subject or (stored.subject if stored is not None else None) or "?")
             x = row(subject, svc)
-            x["messages"] += 1
-            x["declared"] = True
-            x["faults"].update(msg["faults"])
-    for (svc, stream, seq), ds in h.deliveries.items():
-        stored = h.stored.get((stream, seq))
-        subject = str(ds[0].subject or (stored.subject if stored is not None else None) or "?")
-        x = row(subject, svc)
-        x["delivered"] += 1
-        x["deliveries"] += len(ds)
-        if any(int(d["delivered"]) > 1 for d in ds):
-            x["redelivered"] += 1
-        ids = [(d["consumer"], d["delivered"]) for d in ds]
-        if len(ids) != len(set(ids)):
-            x["duplicated"] += 1
-        for d in ds:
-            x["faults"].update(d["faults"])
-        answers = h.answers.get((svc, stream, seq), [])
-        if any(a["how"] in ("ack", "next") for a in answers):
-            x["acked"] += 1
-        if any(a["how"] == "nak" for a in answers):
-            x["naked"] += 1
-        if any(a["how"] == "term" for a in answers):
-            x["terminated"] += 1
-    for (svc, subject), n in h.core.items():
-        row(subject, svc)["core"] += n
-    out = []
-    for key in sorted(rows):
-        r = rows[key]
-        r["faults"] = len(r["faults"])
-        out.append(r)
-    return out
+            x["delivered"] += 1
+            x["deliveries"] += len(ds)
+            if len(ds) == 1:  # the bulk: one delivery
+                d = ds[0]
+                if int(d.delivered) > 1:
+                    x["redelivered"] += 1
+                x["faults"].update(d.faults)
+            else:
+                if any(int(d.delivered) > 1 for d in ds):
+                    x["redelivered"] += 1
+                ids = [(d.consumer, d.delivered) for d in ds]
+                if len(ids) != len(set(ids)):
+                    x["duplicated"] += 1
+                for d in ds:
+                    x["faults"].update(d.faults)
+            answers = answers_of.get((svc, stream, seq))
+            if answers:
+                hows = {a.how for a in answers}
+                if "ack" in hows or "next" in hows:
+                    x["acked"] += 1
+                if "nak" in hows:
+                    x["naked"] += 1
+                if "term" in hows:
+                    x["terminated"] += 1
+
+    def rows(self, h: _History) -> list[dict[str, Any]]:
+        for (svc, subject), n in h.core.items():
+            self.row(subject, svc)["core"] += n
+        out = []
+        for key in sorted(self.table):
+            r = self.table[key]
+            r["faults"] = len(r["faults"])
+            out.append(r)
+        return out
 
 
 def coverage(h: _History, streams: Mapping[str, list[str]]) -> dict[str, Any]:
     """Per stream and consumer: deliveries and redeliveries; which streams' consumers never saw a redelivery."""
-    per: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: {"deliveries": 0,
-                                                                                       "redeliveries": 0}))
-    for (_svc, stream, _seq), ds in h.deliveries.items():
-        for d in ds:
-            c = per[stream][d["consumer"]]
-            c["deliveries"] += 1
-            if int(d["delivered"]) > 1:
-                c["redeliveries"] += 1
-    used = {stream for stream, _seq in h.stored} | set(per)
+    per = h.per_consumer
+    used = h.streams_stored | set(per)
     never = sorted(s for s in used if not any(c["redeliveries"] for c in per.get(s, {}).values()))
     notes = [f"no consumer of stream {s} ever saw a redelivery in this run: a consumer that is not idempotent "
              f"could not have been caught by it (add kill, cut or duplicate faults, or a longer run)" for s in never]

@@ -57,6 +57,8 @@ _APPL = {"allOf", "anyOf", "oneOf", "not", "if", "then", "else"}
 _NOT_IN_07 = {"prefixItems", "unevaluatedProperties", "unevaluatedItems", "minContains", "maxContains",
               "dependentRequired", "dependentSchemas", "$anchor", "$dynamicRef", "$recursiveRef"}
 # Formats both validators assert (python-jsonschema with its format extras); others are annotations.
+# Lengths every string of a format has (both validators check these formats strictly).
+_FORMAT_LENGTH: dict[str, tuple[int, int | None]] = {"uuid": (36, 36), "date": (10, 10), "ipv4": (7, 15)}
 _FORMATS = {"date", "date-time", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4",
             "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "regex", "json-pointer",
             "relative-json-pointer", "uri-template"}
@@ -385,9 +387,24 @@ def _matches(pattern: str, name: str) -> bool | None:
     return None if rx is None else rx.search(name) is not None
 
 
+_BY_ID: dict[int, tuple[Any, Any]] = {}
+
+
+def _validator_of(schema: Any) -> Any:
+    """compile_validator, memoised by object identity (the schema is kept alive with its validator)."""
+    hit = _BY_ID.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if len(_BY_ID) > 20000:
+        _BY_ID.clear()
+    v = compile_validator(schema)
+    _BY_ID[id(schema)] = (schema, v)
+    return v
+
+
 def _valid(schema: Any, value: Any) -> bool:
     try:
-        return bool(compile_validator(schema).is_valid(value))
+        return bool(_validator_of(schema).is_valid(value))
     except Exception:
         return False
 
@@ -709,10 +726,17 @@ class _Prover:
             lo = max(lo, p.get("minLength", 0))
             hi = min(hi, p.get("maxLength", math.inf))
             bounds = _pattern_length(p["pattern"]) if isinstance(p.get("pattern"), str) else None
+            if bounds is None and p.get("format") in _FORMAT_LENGTH:
+                bounds = _FORMAT_LENGTH[p["format"]]
             if bounds is not None:
                 lo = max(lo, bounds[0])
                 if bounds[1] is not None:
                     hi = min(hi, bounds[1])
+            n = p.get("not")
+            if isinstance(n, dict) and set(n) == {"maxLength"}:
+                lo = max(lo, n["maxLength"] + 1)
+            if isinstance(n, dict) and set(n) == {"minLength"}:
+                hi = min(hi, n["minLength"] - 1)
         if lo < c.get("minLength", 0):
             return _Stop("minLength", f"{loc}/minLength", "the producer may send a string shorter than the "
                                                           f"consumer's minLength {_num(c['minLength'])}")
@@ -1084,6 +1108,26 @@ def _hints(schemas: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _rank(values: list[Any], pss: list[Any], css: list[Any]) -> list[Any]:
+    """Local counterexamples (valid for every producer schema, rejected by a consumer schema) first, then
+    values valid for both, then the rest."""
+    def score(v: Any) -> int:
+        pok = all(_valid(x, v) for x in pss)
+        cok = all(_valid(x, v) for x in css)
+        return 0 if pok and not cok else 1 if pok else 2
+    return sorted(values, key=score)
+
+
+def _base_value(values: list[Any], pss: list[Any], css: list[Any]) -> Any:
+    for v in values:
+        if all(_valid(x, v) for x in pss) and all(_valid(x, v) for x in css):
+            return v
+    for v in values:
+        if all(_valid(x, v) for x in pss):
+            return v
+    return values[0] if values else None
+
+
 def _uniq(values: list[Any], limit: int) -> list[Any]:
     seen: set[str] = set()
     out = []
@@ -1097,13 +1141,29 @@ def _uniq(values: list[Any], limit: int) -> list[Any]:
     return out
 
 
+_POOL = (None, 0, "a", 0.5, True, {}, [])
+
+
 class _Gen:
     """Small candidate values near the boundaries of both schemas (valid or not: the validators judge)."""
 
+    def __init__(self) -> None:
+        self.memo: dict[tuple[Any, ...], list[Any]] = {}
+        self.keep: list[Any] = []
+
     def values(self, ps: list[Any], cs: list[Any], depth: int = 0, limit: int = 12) -> list[Any]:
-        if depth > 5:
-            return [None, 0, "a"]
+        key = (tuple(id(x) for x in ps), tuple(id(x) for x in cs), depth, limit)
+        if key not in self.memo:
+            self.keep.append((ps, cs))
+            self.memo[key] = self._values(ps, cs, depth, limit)
+        return self.memo[key]
+
+    def _values(self, ps: list[Any], cs: list[Any], depth: int, limit: int) -> list[Any]:
+        if depth > 4:
+            return list(_POOL)
         fps = _flat(ps) or []
+        if not fps and not any(isinstance(c, dict) and c for c in cs):
+            return list(_POOL)
         # Producer unions: values of each alternative.
         alts = _split(fps) if fps else None
         if alts is not None and depth < 4:
@@ -1129,6 +1189,7 @@ class _Gen:
         if not types or not any(_types(h) for h in ph):
             types |= set(_TYPES) if not ph or not any(_types(h) for h in ph) else set()
         allh = [*ph, *ch]
+        cds = [c for c in cs if isinstance(c, (dict, bool))]
         if "null" in types:
             vals.append(None)
         if "boolean" in types:
@@ -1141,10 +1202,12 @@ class _Gen:
             vals += self._objects(fps, ph, ch, depth)
         if "array" in types:
             vals += self._arrays(ph, ch, depth)
+        if depth:
+            vals = _rank(_uniq(vals, 200), fps, cds[:1])
         return _uniq(vals, limit if depth else limit * 30)
 
     def _numbers(self, hs: list[dict[str, Any]], floats: bool) -> list[Any]:
-        out: list[Any] = [0, 1, -1]
+        out: list[Any] = [0, 0.5, 1, -1] if floats else [0, 1, -1]
         for h in hs:
             for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
                 v = h.get(k)
@@ -1168,10 +1231,30 @@ class _Gen:
         pats = [h["pattern"] for h in hs if isinstance(h.get("pattern"), str)]
         for pat in pats:
             out += _regex_samples(pat)
+        grown = []
+        for h in hs:
+            for k in ("minLength", "maxLength"):
+                v = h.get(k)
+                if isinstance(v, int) and v < 200:
+                    for x in out:
+                        for n in (v - 1, v, v + 1):
+                            if x and n > len(x):
+                                grown.append(x + x[-1] * (n - len(x)))
+        out += grown
+        samples = []
         for h in hs:
             f = h.get("format")
             if isinstance(f, str) and f in _FORMAT_SAMPLES:
-                out.append(_FORMAT_SAMPLES[f])
+                samples.append(_FORMAT_SAMPLES[f])
+        out += samples
+        for h in hs:
+            for k in ("minLength", "maxLength"):
+                v = h.get(k)
+                if isinstance(v, int) and v < 200:
+                    for s in samples:
+                        for n in (v - 1, v, v + 1):
+                            if n > len(s):
+                                out += ["a" * (n - len(s)) + s, s + "a" * (n - len(s))]
         fill = [s for s in out if s] or ["a"]
         for h in hs:
             for k in ("minLength", "maxLength"):
@@ -1207,30 +1290,48 @@ class _Gen:
         names = list(dict.fromkeys(names))
         req = list(dict.fromkeys(req))
         cands: dict[str, list[Any]] = {}
+        firsts: dict[str, Any] = {}
 
         def for_key(k: str) -> list[Any]:
             if k not in cands:
-                pk = [s for h in ph for s, _ in _pprop(h, k)]
-                ck = [s for h in ch for s, _ in _pprop(h, k)]
-                vs = self.values(pk, ck, depth + 1, 8)
-                good = [v for v in vs if all(_valid(s, v) for s in pk if isinstance(s, (dict, bool)))]
-                cands[k] = _uniq(good + vs, 8)
+                pk = [s for s, _ in _pprop(fps[0], k)] if len(fps) == 1 else []
+                ck = [s for h in ch[:1] for s, _ in _pprop(h, k)]
+                hp = [s for h in ph for s, _ in _pprop(h, k)]
+                hc = [s for h in ch for s, _ in _pprop(h, k)]
+                vs = self.values(hp, hc, depth + 1, 14)
+                cands[k] = _rank(vs, pk, ck)
+                firsts[k] = _base_value(vs, pk, ck)
             return cands[k]
 
         def first(k: str) -> Any:
-            vs = for_key(k)
-            return vs[0] if vs else None
+            for_key(k)
+            return firsts[k]
 
         base = {k: first(k) for k in req}
         out: list[Any] = [base, {}]
         optional = [k for k in names if k not in base]
-        out.append({**base, **{k: first(k) for k in optional if k not in ("x", "extra")}})
-        for k in optional:
-            out.append({**base, k: first(k)})
         for k in req:
             out.append({n: v for n, v in base.items() if n != k})
         for k in names[:12]:
-            for v in for_key(k)[1:6]:
+            for v in for_key(k)[:4]:
+                out.append({**base, k: v})
+        for h in [*ph, *ch]:
+            for k, deps in (h.get("dependentRequired") or {}).items():
+                full = {**base, k: first(k), **{d: first(d) for d in deps}}
+                out.append(full)
+                for d in deps:
+                    out.append({n: v for n, v in full.items() if n != d or n in base})
+            for k, ds in (h.get("dependentSchemas") or {}).items():
+                cds = [x["dependentSchemas"][k] for x in ch if k in (x.get("dependentSchemas") or {})]
+                for v in self.values([ds], cds, depth + 1, 6):
+                    if isinstance(v, dict):
+                        out.append({**base, **v, k: first(k)})
+                        out.append({**base, **v, k: first(k), "x": 0, "y": 0})
+        out.append({**base, **{k: first(k) for k in optional if k not in ("x", "extra")}})
+        for k in optional:
+            out.append({**base, k: first(k)})
+        for k in names[12:]:
+            for v in for_key(k)[:2]:
                 out.append({**base, k: v})
         for v in (None, 0, "a", {}, []):
             out.append({**base, "x": v})
@@ -1252,25 +1353,26 @@ class _Gen:
         pitems = [h["items"] for h in ph if "items" in h]
         citems = [h["items"] for h in ch if "items" in h]
         pcont = [h["contains"] for h in [*ph, *ch] if "contains" in h]
-        items = self.values(pitems, citems + pcont, depth + 1, 6)
+        items = self.values(pitems, citems + pcont, depth + 1, 10)
         if not items:
             items = [0, "a", None]
-        good = [v for v in items if all(_valid(s, v) for s in pitems)]
-        items = _uniq(good + items, 6)
+        b0 = _base_value(items, pitems[:1], citems[:1])
+        items = _uniq([b0, *_rank(items, pitems[:1], citems[:1])], 8)
         out: list[Any] = [[], [items[0]], [items[0], items[0]], items[:2], items[:3]]
         out += [[v] for v in items[1:]]
+        out += [[items[0], v] for v in items[1:]]
         conts = self.values(pcont, [], depth + 1, 4) if pcont else []
         for v in conts:
-            out += [[v], [v, v], [v, v, v], [items[0], v]]
+            out += [[v], [v, v], [v, v, v], [items[0], v], [v, items[0]]]
         npre = max([len(h.get("prefixItems") or []) for h in [*ph, *ch]] or [0])
         if npre:
             pos = []
             for i in range(npre):
                 pp = [h["prefixItems"][i] for h in ph if len(h.get("prefixItems") or []) > i]
                 cp = [h["prefixItems"][i] for h in ch if len(h.get("prefixItems") or []) > i]
-                vs = self.values(pp or pitems, cp, depth + 1, 5)
-                good = [v for v in vs if all(_valid(s, v) for s in pp)]
-                pos.append(_uniq(good + vs, 5) or [None])
+                vs = self.values(pp or pitems, cp, depth + 1, 8)
+                b0 = _base_value(vs, (pp or pitems)[:1], cp[:1])
+                pos.append(_uniq([b0, *_rank(vs, (pp or pitems)[:1], cp[:1])], 6) if vs else [None])
             tup = [p[0] for p in pos]
             for n in range(npre + 1):
                 out.append(tup[:n])
@@ -1279,6 +1381,7 @@ class _Gen:
             for i, vs in enumerate(pos):
                 for v in vs[1:]:
                     out.append([*tup[:i], v, *tup[i + 1:]])
+                    out += [[*tup[:i], v, *tup[i + 1:], w] for w in conts[:2]]
         for h in [*ph, *ch]:
             for key in ("minItems", "maxItems", "minContains", "maxContains"):
                 n = h.get(key)

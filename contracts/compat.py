@@ -1436,7 +1436,7 @@ def _first_error(schema: Any, value: Any) -> tuple[str, str, str, str]:
     for err in compile_validator(schema).iter_errors(value):
         path = list(err.schema_path)
         return ("".join(f"/{_esc(p)}" for p in path), "".join(f"/{_esc(p)}" for p in err.instance_path),
-                str(path[-1]) if path else "", str(err.message))
+                str(path[-1]) if path else "false", str(err.message))
     return ("", "", "", "")
 
 

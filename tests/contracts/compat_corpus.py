@@ -55,6 +55,7 @@ BASE: list[tuple[str, Any, Any]] = [
     ("multipleOf", I, {"type": "number", "multipleOf": 0.5}),
     ("multipleOf", {"type": "number", "multipleOf": 10}, {"type": "number", "multipleOf": 5}),
     ("integer", {"type": "number", "multipleOf": 1}, N),
+    ("integer", {"type": "integer", "minimum": 0}, {"type": "number", "minimum": 0}),
     # strings
     ("minLength", {"type": "string", "minLength": 3}, {"type": "string", "minLength": 1}),
     ("maxLength", {"type": "string", "maxLength": 3}, {"type": "string", "maxLength": 8}),
@@ -226,6 +227,9 @@ EQUIVALENT = {
     ("if", 1),  # strings pass `if: {minimum: 0}`, so must be integers: only integers >= 0 remain
     ("dependentSchemas", 0),  # dependentSchemas {a: {required: [b]}} is dependentRequired {a: [b]}
 }
+
+# Entries whose narrow schema is `false` (no message at all): nothing can be generated from it.
+EMPTY_PRODUCERS = {"boolean-schema#0", "boolean-schema#2"}
 
 
 def _wrap(schema: Any, how: str, defs_key: str) -> Any:

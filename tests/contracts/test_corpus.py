@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import jsonschema_rs
 import pytest
-from compat_corpus import PAIRS
+from compat_corpus import EMPTY_PRODUCERS, PAIRS
 from sagaproof.contracts.compat import Verdict, canonical, is_compatible
 from sagaproof.contracts.generate import NOT_FOUND, search
 from sagaproof.contracts.model import Channel, ContractSet, Message
@@ -76,7 +76,7 @@ def test_verdict_is_confirmed_independently(idx: int) -> None:
         ex = v.counterexample
         assert _rs(producer).is_valid(ex) and not _rs(consumer).is_valid(ex), (name, ex)
         assert _py(producer).is_valid(ex) and not _py(consumer).is_valid(ex), (name, ex)
-        assert v.keyword and v.consumer_path, (name, v)
+        assert v.keyword, (name, v)  # the consumer keyword that rejects it ("false": a false schema)
     elif v.status == "ok":
         assert role != "wide", f"{name}: a strictly wider producer was called compatible"
         _confirm_by_generation(name, producer, consumer)
@@ -85,7 +85,7 @@ def test_verdict_is_confirmed_independently(idx: int) -> None:
 def _confirm_by_generation(name: str, producer: Any, consumer: Any) -> None:
     """A bounded property-based search over the producer finds no message the consumer rejects; it must have
     generated real producer messages (a search that generated nothing judged nothing)."""
-    if _is_empty(producer):
+    if name.split("@")[0] in EMPTY_PRODUCERS:  # the producer's schema allows no message at all
         return
     valid: list[Any] = []
     crs, cpy, prs, ppy = _rs(consumer), _py(consumer), _rs(producer), _py(producer)
@@ -96,15 +96,11 @@ def _confirm_by_generation(name: str, producer: Any, consumer: Any) -> None:
         valid.append(value)
         return not (crs.is_valid(value) and cpy.is_valid(value))
 
-    found = search(producer, rejected, max_examples=12, shrink=False)
+    found = search(producer, rejected, max_examples=10, shrink=False)
     if not valid and found is NOT_FOUND:  # schemathesis cannot read some draft-07 forms: generate from the
-        found = search(canonical(producer), rejected, max_examples=12, shrink=False)  # same set, rewritten
+        found = search(canonical(producer), rejected, max_examples=10, shrink=False)  # same set, rewritten
     assert found is NOT_FOUND, f"{name}: compatible, but the consumer rejects {json.dumps(found)}"
     assert valid, f"{name}: the generator produced no producer message, so nothing was confirmed"
-
-
-def _is_empty(schema: Any) -> bool:
-    return schema is False or (isinstance(schema, dict) and schema.get("not") == {} and len(schema) <= 2)
 
 
 def _system(producer: Any, consumer: Any) -> ContractSet:
@@ -121,7 +117,8 @@ def test_diff_is_never_safe_where_check_has_a_counterexample() -> None:
     wrong = []
     for name, producer, consumer, _ in PAIRS:
         report = contracts.check(_system(producer, consumer), max_examples=20, confirm_examples=0)
-        changes = contracts.diff(_system(producer, producer), _system(producer, consumer), max_examples=20)
+        changes = contracts.diff(_system(producer, producer), _system(producer, consumer), max_examples=20,
+                                 confirm_examples=0)
         found = [p for p in report.problems if p.verdict is not None and p.verdict.has_counterexample]
         undecided = any(p.verdict is not None and p.verdict.status == "unknown" for p in report.problems)
         if found or undecided:

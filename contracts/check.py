@@ -135,7 +135,7 @@ def _describe(v: Verdict, producer: str, pmsg: Message, consumer: str, cmsgs: li
     return text
 
 
-def check(cs: ContractSet, *, max_examples: int = 100, confirm_examples: int = 20,
+def check(cs: ContractSet, *, max_examples: int = 100, confirm_examples: int = 0,
           accept_undecided: Iterable[str] = ()) -> CheckReport:
     """Check every channel of *cs*.
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests" / "contracts"))
 
 from compat_corpus import PAIRS  # noqa: E402
 from sagaproof.contracts.compat import is_compatible  # noqa: E402
-from sagaproof.contracts.model import Channel, ContractSet, Message  # noqa: E402
+from sagaproof.contracts.model import ContractSet, Message  # noqa: E402
 
 from sagaproof import contracts  # noqa: E402
 
@@ -119,7 +119,7 @@ def scale(services: int, channels: int) -> None:
     # diff: 10% of the producers add an optional property, 5% of the consumers require a new field.
     head, _ = system(services, channels)
     rng = random.Random(1)
-    for subject, ch in sorted(head.channels.items()):
+    for _subject, ch in sorted(head.channels.items()):
         for msgs in ch.producers.values():
             if rng.random() < 0.10:
                 m = msgs[0]

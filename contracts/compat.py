@@ -578,7 +578,7 @@ def _closed_names(ps: list[dict[str, Any]]) -> set[str] | None:
     names: set[str] | None = None
     for p in ps:
         if p.get("additionalProperties") is False and not p.get("patternProperties"):
-            pn = set((p.get("properties") or {}))
+            pn = set(p.get("properties") or {})
             names = pn if names is None else names & pn
         pnames = p.get("propertyNames")
         if isinstance(pnames, dict) and ("enum" in pnames or "const" in pnames):
@@ -1262,7 +1262,7 @@ class _Gen:
                 if isinstance(v, int) and v < 200:
                     for n in (v - 1, v, v + 1):
                         if n >= 0:
-                            out.append(("a" * n))
+                            out.append("a" * n)
                             out += [(s * (n // max(1, len(s)) + 1))[:n] for s in fill[:2]]
         out += ["", "a", "ab", "1", "A-1"]
         return out

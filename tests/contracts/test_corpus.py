@@ -14,7 +14,7 @@ independent judges:
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -36,7 +36,7 @@ KEYWORDS = ["properties", "patternProperties", "additionalProperties", "unevalua
             "boolean-schema", "$ref", "$anchor", "$id", "definitions"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def verdicts() -> dict[str, Verdict]:
     return {name: is_compatible(p, c, max_examples=30, confirm_examples=0) for name, p, c, _ in PAIRS}
 

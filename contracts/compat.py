@@ -31,9 +31,9 @@ import sre_parse
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 from sagaproof.contracts.generate import NOT_FOUND, compile_validator, search
 
 __all__ = ["Verdict", "canonical", "is_compatible", "validated_by_both"]
@@ -1017,7 +1017,7 @@ def _regex_samples(pattern: str, limit: int = 4) -> list[str]:
     for extra in (0, 1, 2):
         for branch in (0, 1):
             try:
-                s = _gen_re(list(parsed), extra, branch)
+                s = _gen_re(list(cast(Any, parsed)), extra, branch)
             except (ValueError, RecursionError, TypeError):
                 continue
             if s not in out and _matches(pattern, s):
@@ -1141,7 +1141,7 @@ def _uniq(values: list[Any], limit: int) -> list[Any]:
     return out
 
 
-_POOL = (None, 0, "a", 0.5, True, {}, [])
+_POOL: tuple[Any, ...] = (None, 0, "a", 0.5, True, {}, [])
 
 
 class _Gen:
@@ -1384,9 +1384,9 @@ class _Gen:
                     out += [[*tup[:i], v, *tup[i + 1:], w] for w in conts[:2]]
         for h in [*ph, *ch]:
             for key in ("minItems", "maxItems", "minContains", "maxContains"):
-                n = h.get(key)
-                if isinstance(n, int) and n < 20:
-                    for size in (n - 1, n, n + 1):
+                lim = h.get(key)
+                if isinstance(lim, int) and lim < 20:
+                    for size in (lim - 1, lim, lim + 1):
                         if size >= 0:
                             out.append([items[0]] * size)
                             out.append([items[i % len(items)] for i in range(size)])

@@ -1504,6 +1504,9 @@ def is_compatible(producer: Any, consumer: Any, *, max_examples: int = 100, conf
     except RecursionError:
         pc, cc = producer, consumer
         stop_or_none = _Stop("", "", "the schemas are nested too deeply")
+    except Exception as exc:  # a schema form the proof did not foresee: undecided, never a crash of the gate
+        pc, cc = producer, consumer
+        stop_or_none = _Stop("", "", f"the proof stopped on an unexpected schema form ({type(exc).__name__})")
 
     w = _targeted(producer, consumer, pc, cc)
     if stop_or_none is None:

@@ -232,4 +232,8 @@ def _pair(subject: str, psvc: str, pm: Message, csvc: str, cmsgs: list[Message],
             hv.reason = "headers: " + hv.reason
             return Problem("error", subject, _describe(hv, psvc, pm, csvc, cheads).replace("/payload", "/headers"),
                            psvc, csvc, hv)
+        if hv.status == "unknown":
+            return Problem("warning" if accepted else "error", subject,
+                           f"{psvc} -> {csvc}, {pm.name}: headers undecided: {hv.reason}", psvc, csvc, hv,
+                           accepted=accepted)
     return None

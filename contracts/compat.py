@@ -256,6 +256,7 @@ def _inline_refs(schema: Any) -> Any:
     subschemas). References across files are inlined by the loader before."""
     if not isinstance(schema, dict) or "$ref" not in json.dumps(schema):
         return schema
+    draft07 = _dialect(schema) == "07"
     anchors: dict[str, Any] = {}
 
     def collect(node: Any) -> None:
@@ -301,6 +302,8 @@ def _inline_refs(schema: Any) -> Any:
             if ref in stack:
                 raise _Undecidable("$ref", f"$ref '{ref}' is recursive")
             resolved = walk(target(ref), (*stack, ref))
+            if draft07:  # draft-07 ignores the keywords beside a $ref
+                return resolved
             rest = {k: walk(v, stack) for k, v in node.items() if k != "$ref"}
             if any(not _inert(k) for k in rest):
                 return {"allOf": [resolved, rest]}

@@ -88,6 +88,7 @@ class Row:
     counterexample: Any = None
     has_counterexample: bool = False
     consumer_path: str = ""
+    accepted: bool = False  # undecided on a channel the system file lists in [contracts] accept_undecided
 
     def detail(self) -> str:
         """The reason, and the counterexample when there is one (JSON)."""
@@ -103,7 +104,7 @@ class Row:
             "consumer": self.consumer.service, "consumer_ref": self.consumer.ref,
             "producer": self.producer.service, "producer_ref": self.producer.ref,
             "channel": self.channel, "check": self.kind, "message": self.message, "verdict": self.verdict,
-            "reason": self.reason, "consumer_path": self.consumer_path,
+            "reason": self.reason, "consumer_path": self.consumer_path, "accepted": self.accepted,
         }
         if self.has_counterexample:
             d["counterexample"] = self.counterexample
@@ -121,7 +122,7 @@ class Matrix:
 
     @property
     def ok(self) -> bool:
-        return all(r.verdict == "safe" for r in self.rows)
+        return all(r.verdict == "safe" or (r.verdict == "undecided" and r.accepted) for r in self.rows)
 
     @property
     def unsafe(self) -> list[Row]:
@@ -129,7 +130,7 @@ class Matrix:
 
     @property
     def undecided(self) -> list[Row]:
-        return [r for r in self.rows if r.verdict == "undecided"]
+        return [r for r in self.rows if r.verdict == "undecided" and not r.accepted]
 
     @property
     def exit_code(self) -> int:
@@ -336,7 +337,7 @@ def _pact_row(pact: PactMessage, pv: Version, cv: Version) -> Row:
 
 def can_i_deploy(candidates: Iterable[Version], running: dict[str, Version], previous: dict[str, Version], *,
                  environment: str, stored: Callable[[str, str], bool] | None = None, max_examples: int = 100,
-                 confirm_examples: int = 20) -> Matrix:
+                 confirm_examples: int = 0, accept_undecided: Iterable[str] = ()) -> Matrix:
     """Check the candidates, deployed together, against what runs in *environment*.
 
     Args:
@@ -347,6 +348,7 @@ def can_i_deploy(candidates: Iterable[Version], running: dict[str, Version], pre
         stored: ``stored(producer_pattern, consumer_pattern)`` is true when a message on both may be kept in a
             JetStream stream; default: every subject may be.
         max_examples / confirm_examples: budgets of the counterexample search (see ``is_compatible``).
+        accept_undecided: channels whose undecided rows the system file accepts (marked, not failing).
 
     Returns:
         The :class:`Matrix`; ``ok`` only when every row is safe.
@@ -406,6 +408,10 @@ def can_i_deploy(candidates: Iterable[Version], running: dict[str, Version], pre
             if not any(overlaps(ppat, cpat) for v in after.values() for ppat, _ in v.sends()):
                 notes.append(f"{c.service} {c.label} receives {cpat}, which nothing running in {environment} "
                              f"(or deployed with it) sends")
+    accepted = set(accept_undecided)
+    for r in rows:
+        if r.verdict == "undecided" and r.channel in accepted:
+            r.accepted = True
     rows.sort(key=lambda r: (-_RANK[r.verdict], r.consumer.service, r.producer.service, r.channel, r.kind))
     return Matrix(environment, list(cands.values()), rows, sorted(set(notes)))
 

@@ -1,8 +1,14 @@
 """``contracts check``: who sends and who receives on every channel, and whether each producer's messages
-are accepted by each of its consumers. No services are started."""
+are accepted by each of its consumers. No services are started.
+
+Each producer/consumer pair is decided by :func:`~sagaproof.contracts.compat.is_compatible` (the engine
+``diff`` and ``can-i-deploy`` use too): incompatible (with a counterexample) and undecided are both errors,
+so the check fails closed; an undecided pair on a channel the system file accepts explicitly
+(``[contracts] accept_undecided``) is a warning, marked accepted in the report."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,13 +31,28 @@ class Problem:
     producer: str | None = None
     consumer: str | None = None
     verdict: Verdict | None = None
+    accepted: bool = False  # an undecided pair on a channel listed in [contracts] accept_undecided
+
+    @property
+    def undecided(self) -> bool:
+        return self.verdict is not None and self.verdict.status == "unknown"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"severity": self.severity, "subject": self.subject, "message": self.message,
-                             "producer": self.producer, "consumer": self.consumer}
+                             "producer": self.producer, "consumer": self.consumer, "accepted": self.accepted}
         if self.verdict is not None:
             d["verdict"] = self.verdict.to_dict()
+            d.update(finding_fields(self.verdict))
         return d
+
+
+def finding_fields(v: Verdict) -> dict[str, Any]:
+    """The fields ``check --json`` and ``diff --json`` both give for a decided pair."""
+    d: dict[str, Any] = {"compat": v.label, "keyword": v.keyword, "location": v.consumer_path,
+                         "instance_path": v.instance_path, "reason": v.reason}
+    if v.has_counterexample:
+        d["counterexample"] = v.counterexample
+    return d
 
 
 @dataclass
@@ -41,7 +62,7 @@ class ChannelRow:
     subject: str
     producers: list[str]
     consumers: list[str]
-    verdict: str  # ok | incompatible | unknown | no producer | no consumer | unused
+    verdict: str  # ok | incompatible | undecided | undecided (accepted) | no producer | no consumer | unused
     problems: list[Problem] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +75,11 @@ class CheckReport:
     """The result of :func:`check`: ``ok`` is true when there is no error (warnings allowed)."""
 
     rows: list[ChannelRow]
+
+    @property
+    def accepted_undecided(self) -> list[str]:
+        """The channels whose undecided pairs the system file accepts."""
+        return sorted({p.subject for p in self.problems if p.accepted})
 
     @property
     def problems(self) -> list[Problem]:
@@ -80,7 +106,11 @@ class CheckReport:
         return 0 if self.ok else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "channels": [r.to_dict() for r in self.rows],
+        return {"ok": self.ok,
+                "breaking": any(p.verdict is not None and p.verdict.status == "incompatible" for p in self.errors),
+                "undecided": any(p.undecided and not p.accepted for p in self.problems),
+                "accepted_undecided": self.accepted_undecided,
+                "channels": [r.to_dict() for r in self.rows],
                 "errors": len(self.errors), "warnings": len(self.warnings)}
 
 
@@ -105,18 +135,21 @@ def _describe(v: Verdict, producer: str, pmsg: Message, consumer: str, cmsgs: li
     return text
 
 
-def check(cs: ContractSet, *, max_examples: int = 100, confirm_examples: int = 20) -> CheckReport:
+def check(cs: ContractSet, *, max_examples: int = 100, confirm_examples: int = 0,
+          accept_undecided: Iterable[str] = ()) -> CheckReport:
     """Check every channel of *cs*.
 
     A consumed subject that nobody produces is an error; a produced subject that nobody consumes is a
     warning; a producer message some consumer rejects is an error (with a counterexample); a pair that
-    cannot be decided is a warning.
+    cannot be decided is an error too, unless one of its channels is in *accept_undecided* (then a warning,
+    marked accepted).
 
     Example::
 
         report = check(load_dir("contracts/"))
         sys.exit(report.exit_code)
     """
+    accepted = set(accept_undecided)
     patterns = sorted(cs.channels)
     cache: dict[tuple[str, str, str, str, str, str], Problem | None] = {}
     rows: list[ChannelRow] = []
@@ -151,15 +184,15 @@ def check(cs: ContractSet, *, max_examples: int = 100, confirm_examples: int = 2
                 key = (psub, psvc, pm.name, csub, csvc, pm.location)
                 if key not in cache:
                     cache[key] = _pair(pat if psub == csub else f"{psub} -> {csub}", psvc, pm, csvc, cmsgs,
-                                       max_examples, confirm_examples)
+                                       max_examples, confirm_examples, bool(accepted & {psub, csub}))
                 prob = cache[key]
                 if prob is not None:
                     if all(prob is not p for p in row.problems):
                         row.problems.append(prob)
-                    if prob.severity == "error":
+                    if prob.verdict is not None and prob.verdict.status == "incompatible":
                         worst = "incompatible"
                     elif worst is None:
-                        worst = "unknown"
+                        worst = "undecided (accepted)" if prob.accepted else "undecided"
         if worst and row.verdict in ("ok", "no consumer"):
             row.verdict = worst
     return CheckReport(rows)
@@ -181,13 +214,16 @@ def relevant_messages(pmsgs: list[Message], cmsgs: list[Message], different_patt
 
 
 def _pair(subject: str, psvc: str, pm: Message, csvc: str, cmsgs: list[Message], max_examples: int,
-          confirm_examples: int) -> Problem | None:
+          confirm_examples: int, accepted: bool = False) -> Problem | None:
     v = is_compatible(pm.payload, _union(cmsgs, "payload"), max_examples=max_examples,
                       confirm_examples=confirm_examples)
     if v.status == "incompatible":
         return Problem("error", subject, _describe(v, psvc, pm, csvc, cmsgs), psvc, csvc, v)
     if v.status == "unknown":
-        return Problem("warning", subject, f"{psvc} -> {csvc}, {pm.name}: could not decide: {v.reason}", psvc, csvc, v)
+        what = "accepted as undecided by the system file" if accepted else \
+            "fails closed (accept it with [contracts] accept_undecided only after reading the schemas)"
+        return Problem("warning" if accepted else "error", subject,
+                       f"{psvc} -> {csvc}, {pm.name}: undecided, {what}: {v.reason}", psvc, csvc, v, accepted=accepted)
     cheads = [m for m in cmsgs if m.headers is not None]
     if cheads:
         hv = is_compatible(pm.headers if pm.headers is not None else {"type": "object"},
@@ -196,4 +232,8 @@ def _pair(subject: str, psvc: str, pm: Message, csvc: str, cmsgs: list[Message],
             hv.reason = "headers: " + hv.reason
             return Problem("error", subject, _describe(hv, psvc, pm, csvc, cheads).replace("/payload", "/headers"),
                            psvc, csvc, hv)
+        if hv.status == "unknown":
+            return Problem("warning" if accepted else "error", subject,
+                           f"{psvc} -> {csvc}, {pm.name}: headers undecided: {hv.reason}", psvc, csvc, hv,
+                           accepted=accepted)
     return None

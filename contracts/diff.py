@@ -15,20 +15,23 @@ Each change is classified from the point of view of deploying the changed servic
   **undecided** (``undecided`` is true): never reported as safe;
 * everything else is safe (``breaking_for`` is ``None``).
 
-Schema-level details come from comparing the two schemas keyword by keyword; whether they break is then
-decided with :func:`contracts.compat.is_compatible` against the actual counterparties in the base. When a
-channel has no counterparty in the set, the direction of the change alone decides.
+Schema-level details come from comparing the two schemas keyword by keyword: they explain, they never
+decide. Every changed message schema is decided with :func:`contracts.compat.is_compatible` (the engine
+``check`` uses) against the actual counterparties in the base, or, when a channel has no counterparty in the
+set, against the service's own base schema (a producer's new schema must fit in its old one, a consumer's
+old schema in its new one). No keyword is safe by default.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-from sagaproof.contracts.check import relevant_messages
-from sagaproof.contracts.compat import _bound, _types, is_compatible
+from sagaproof.contracts.check import finding_fields, relevant_messages
+from sagaproof.contracts.compat import Verdict, _bound, _types, is_compatible
 from sagaproof.contracts.model import Channel, ContractSet, Message
 from sagaproof.contracts.subjects import overlaps
 
@@ -54,6 +57,8 @@ class Change:
     role: str | None = None  # "producer" | "consumer"
     message: str | None = None
     undecided: bool = False
+    accepted: bool = False  # undecided on a channel listed in [contracts] accept_undecided
+    compat: Verdict | None = None  # the engine's verdict that decided this change, when one did
 
     @property
     def breaking(self) -> bool:
@@ -65,9 +70,12 @@ class Change:
         return "breaking" if self.breaking else "undecided" if self.undecided else "safe"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "subject": self.subject, "path": self.path, "breaking_for": self.breaking_for,
-                "verdict": self.verdict, "description": self.description, "service": self.service,
-                "role": self.role, "message": self.message}
+        d = {"kind": self.kind, "subject": self.subject, "path": self.path, "breaking_for": self.breaking_for,
+             "verdict": self.verdict, "description": self.description, "service": self.service,
+             "role": self.role, "message": self.message, "accepted": self.accepted}
+        if self.compat is not None:
+            d.update(finding_fields(self.compat))
+        return d
 
 
 def _esc(tok: Any) -> str:
@@ -210,14 +218,15 @@ def _union(msgs: list[Message]) -> Any:
 
 
 def _counter_check(role: str, pattern: str, svc: str, msg: Message, base: ContractSet,
-                   max_examples: int) -> tuple[str | None, str]:
+                   max_examples: int, confirm: int = 10) -> tuple[str | None, str, Verdict | None]:
     """Does the head message break a base counterparty?
 
-    Returns ``("breaking", why)``, ``("undecided", why)``, ``("safe", "")``, or ``(None, "")`` when there is
-    no counterparty.
+    Returns ``("breaking", why, verdict)``, ``("undecided", why, verdict)``, ``("safe", "", None)``, or
+    ``(None, "", None)`` when there is no counterparty.
     """
     found = False
     undecided = ""
+    uv: Verdict | None = None
     for ch in _related(base, pattern):
         if role == "producer":
             for csvc, cmsgs in ch.consumers.items():
@@ -225,27 +234,28 @@ def _counter_check(role: str, pattern: str, svc: str, msg: Message, base: Contra
                     continue
                 if relevant_messages([msg], cmsgs, ch.subject != pattern) == [msg]:
                     found = True
-                    v = is_compatible(msg.payload, _union(cmsgs), max_examples=max_examples, confirm_examples=10)
+                    v = is_compatible(msg.payload, _union(cmsgs), max_examples=max_examples, confirm_examples=confirm)
                     if v.status == "incompatible":
                         ex = f"; e.g. {_j(v.counterexample)}" if v.has_counterexample else ""
-                        return "breaking", f"{csvc} (base) rejects it: {v.reason}{ex}"
+                        return "breaking", f"{csvc} (base) rejects it: {v.reason}{ex}", v
                     if v.status == "unknown" and not undecided:
-                        undecided = f"whether {csvc} (base) accepts it is undecided: {v.reason}"
+                        undecided, uv = f"whether {csvc} (base) accepts it is undecided: {v.reason}", v
         else:
             for psvc, pmsgs in ch.producers.items():
                 if psvc == svc:
                     continue
                 for pm in relevant_messages(pmsgs, [msg], ch.subject != pattern):
                     found = True
-                    v = is_compatible(pm.payload, msg.payload, max_examples=max_examples, confirm_examples=10)
+                    v = is_compatible(pm.payload, msg.payload, max_examples=max_examples, confirm_examples=confirm)
                     if v.status == "incompatible":
                         ex = f"; e.g. {_j(v.counterexample)}" if v.has_counterexample else ""
-                        return "breaking", f"{psvc} (base) sends {pm.name} it rejects: {v.reason}{ex}"
+                        return "breaking", f"{psvc} (base) sends {pm.name} it rejects: {v.reason}{ex}", v
                     if v.status == "unknown" and not undecided:
                         undecided = f"whether it accepts {pm.name} from {psvc} (base) is undecided: {v.reason}"
+                        uv = v
     if undecided:
-        return "undecided", undecided
-    return ("safe" if found else None), ""
+        return "undecided", undecided, uv
+    return ("safe" if found else None), "", None
 
 
 def _no_producer(base: ContractSet, head: ContractSet) -> list[Change]:
@@ -266,8 +276,10 @@ def _no_producer(base: ContractSet, head: ContractSet) -> list[Change]:
     return out
 
 
-def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60) -> list[Change]:
-    """Classify every change from *base* to *head* (see the module docstring).
+def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60, confirm_examples: int = 0,
+         accept_undecided: Iterable[str] = ()) -> list[Change]:
+    """Classify every change from *base* to *head* (see the module docstring). Undecided changes on a channel
+    in *accept_undecided* are marked ``accepted`` (they stay undecided, never safe).
 
     Example::
 
@@ -291,22 +303,28 @@ def diff(base: ContractSet, head: ContractSet, *, max_examples: int = 60) -> lis
             continue
         for role, bside, hside in (("producer", bch.producers, hch.producers), ("consumer", bch.consumers, hch.consumers)):
             for svc in sorted(set(bside) | set(hside)):
-                changes += _role_changes(role, pat, svc, bside.get(svc), hside.get(svc), bch, base, max_examples)
+                changes += _role_changes(role, pat, svc, bside.get(svc), hside.get(svc), bch, base, max_examples,
+                                         confirm_examples)
     for pat in sorted(added):
         changes.append(Change("subject-added", pat, "", None, f"subject {pat} added"))
         hch = head.channels[pat]
         for svc, msgs in sorted(hch.producers.items()):
             for m in msgs:
-                state, why = _counter_check("producer", pat, svc, m, base, max_examples)
+                state, why, v = _counter_check("producer", pat, svc, m, base, max_examples, confirm_examples)
                 if state in ("breaking", "undecided"):
                     changes.append(Change("producer-added", pat, "", "consumers" if state == "breaking" else None,
                                           f"{svc} now sends {m.name} on {pat}; {why}", svc, "producer", m.name,
-                                          undecided=state == "undecided"))
-    return changes + _no_producer(base, head)
+                                          undecided=state == "undecided", compat=v))
+    changes += _no_producer(base, head)
+    accepted = set(accept_undecided)
+    for c in changes:
+        if c.undecided and c.subject in accepted:
+            c.accepted = True
+    return changes
 
 
 def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hmsgs: list[Message] | None,
-                  bch: Channel, base: ContractSet, max_examples: int) -> list[Change]:
+                  bch: Channel, base: ContractSet, max_examples: int, confirm: int = 10) -> list[Change]:
     out: list[Change] = []
     other: BreakingFor = "consumers" if role == "producer" else "producers"
     verb = "sends" if role == "producer" else "receives"
@@ -333,27 +351,29 @@ def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hm
     for name, hm in hnames.items():
         bm = bnames.get(name)
         if bm is None:
-            added, why = _counter_check(role, pat, svc, hm, base, max_examples)
+            added, why, av = _counter_check(role, pat, svc, hm, base, max_examples, confirm)
             out.append(Change("message-added", pat, "", other if added == "breaking" else None,
                               f"{svc} now {verb} {name} on {pat}" + (f"; {why}" if why else ""), svc, role, name,
-                              undecided=added == "undecided"))
+                              undecided=added == "undecided", compat=av))
             continue
+        if bm.payload == hm.payload:
+            continue
+        # The classification explains; the engine decides. Every changed schema is decided with
+        # is_compatible, whatever keywords changed (no keyword is safe by default).
         details = _schema_changes(bm.payload, hm.payload)
-        if not details:
-            continue
         # The risky direction for this role: producers must not widen, consumers must not narrow.
         risky: set[Direction] = {"widen", "change"} if role == "producer" else {"narrow", "change"}
-        state: str | None = None
-        why = ""
-        if any(d in risky for _, _, d, _ in details):
-            state, why = _counter_check(role, pat, svc, hm, base, max_examples)
-            if state is None:
-                # No counterparty in the set: compare with the service's own base schema.
-                v = is_compatible(hm.payload, bm.payload, max_examples=max_examples, confirm_examples=0) \
-                    if role == "producer" else \
-                    is_compatible(bm.payload, hm.payload, max_examples=max_examples, confirm_examples=0)
-                state = {"ok": "safe", "incompatible": "breaking"}.get(v.status, "undecided")
-                why = "" if state == "safe" else v.reason
+        state, why, verdict = _counter_check(role, pat, svc, hm, base, max_examples, confirm)
+        if state is None:
+            # No counterparty in the set: compare with the service's own base schema.
+            v = is_compatible(hm.payload, bm.payload, max_examples=max_examples, confirm_examples=0) \
+                if role == "producer" else \
+                is_compatible(bm.payload, hm.payload, max_examples=max_examples, confirm_examples=0)
+            state = {"ok": "safe", "incompatible": "breaking"}.get(v.status, "undecided")
+            why = "" if state == "safe" else v.reason
+            verdict = None if state == "safe" else v
+            if v.has_counterexample:
+                why += f"; e.g. {_j(v.counterexample)}"
         for kind, path, direction, text in details:
             risky_here = direction in risky
             bf = other if state == "breaking" and risky_here else None
@@ -361,8 +381,11 @@ def _role_changes(role: str, pat: str, svc: str, bmsgs: list[Message] | None, hm
             if (bf or (state == "undecided" and risky_here)) and why:
                 desc += f"; {why}"
             out.append(Change(kind, pat, path, bf, desc, svc, role, name,
-                              undecided=state == "undecided" and risky_here))
+                              undecided=state == "undecided" and risky_here,
+                              compat=verdict if (bf or (state == "undecided" and risky_here)) else None))
         if state in ("breaking", "undecided") and not any(direction in risky for _, _, direction, _ in details):
+            # The engine found a break (or could not decide) where no listed change looks risky.
             out.append(Change("schema-changed", pat, "", other if state == "breaking" else None,
-                              f"{svc} ({role}) {name}: {why}", svc, role, name, undecided=state == "undecided"))
+                              f"{svc} ({role}) {name}: {why}", svc, role, name, undecided=state == "undecided",
+                              compat=verdict))
     return out

@@ -87,6 +87,24 @@ def normalize_schema(schema: Any) -> Any:
     return out
 
 
+def _find_anchor(node: Any, name: str) -> Any:
+    """The subschema of a document whose ``$anchor`` (or draft-07 ``$id: "#name"``) is *name*."""
+    if isinstance(node, dict):
+        if node.get("$anchor") == name or node.get("$id") == f"#{name}":
+            return node
+        for k, v in node.items():
+            if k not in _DATA_KEYS:
+                hit = _find_anchor(v, name)
+                if hit is not None:
+                    return hit
+    elif isinstance(node, list):
+        for v in node:
+            hit = _find_anchor(v, name)
+            if hit is not None:
+                return hit
+    return None
+
+
 class _Resolver:
     """Parsed documents (cached per path) and ``$ref`` resolution."""
 
@@ -122,7 +140,11 @@ class _Resolver:
         if pointer in ("", "/"):
             return node
         if not pointer.startswith("/"):
-            raise ContractError(referrer[0], referrer[1], f"$ref fragment '#{pointer}' is not a JSON pointer")
+            anchored = _find_anchor(node, pointer)
+            if anchored is None:
+                raise ContractError(referrer[0], referrer[1], f"$ref fragment '#{pointer}' is neither a JSON pointer "
+                                                              f"nor an $anchor of {path.name}")
+            return anchored
         for raw in pointer[1:].split("/"):
             tok = _unesc(raw)
             if isinstance(node, dict) and tok in node:
@@ -214,6 +236,31 @@ class _Resolver:
                 for k, v in node.items()}
 
 
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+_2019_ONLY = {"prefixItems", "$defs", "dependentRequired", "dependentSchemas", "unevaluatedProperties",
+              "unevaluatedItems", "minContains", "maxContains", "$anchor"}
+
+
+def _draft07_forms(schema: Any) -> bool:
+    """True when *schema* uses draft-07 forms (array-form ``items``, ``additionalItems``, ``dependencies``)
+    and no keyword of the 2019-09/2020-12 vocabularies."""
+    found = False
+
+    def walk(node: Any) -> bool:
+        nonlocal found
+        if isinstance(node, list):
+            return all(walk(v) for v in node)
+        if not isinstance(node, dict):
+            return True
+        if _2019_ONLY & set(node):
+            return False
+        if isinstance(node.get("items"), list) or "additionalItems" in node or isinstance(node.get("dependencies"), dict):
+            found = True
+        return all(walk(v) for k, v in node.items() if k not in _DATA_KEYS)
+
+    return walk(schema) and found
+
+
 def _schema(res: _Resolver, node: Any, file: Path, ptr: str, what: str) -> Any:
     """Resolve, normalise and meta-validate a schema (payload or headers)."""
     node, file, ptr = res.deref(node, file, ptr)
@@ -230,6 +277,10 @@ def _schema(res: _Resolver, node: Any, file: Path, ptr: str, what: str) -> Any:
     if isinstance(schema, dict) and "$schema" not in schema and len(res.dialects) == 1:
         # The team's schema files share one dialect (draft-07, say): validate the whole payload in it.
         schema = {"$schema": next(iter(res.dialects)), **schema}
+    if isinstance(schema, dict) and "$schema" not in schema and _draft07_forms(schema):
+        # AsyncAPI's default schema format is a draft-07 superset: array-form items, additionalItems and
+        # dependencies are draft-07 forms (2020-12 rejects or ignores them), so read the payload as draft-07.
+        schema = {"$schema": DRAFT_07, **schema}
     try:
         jsonschema_rs.meta.validate(schema)
     except jsonschema_rs.ValidationError as exc:

@@ -15,7 +15,8 @@ from sagaproof.contracts.diff import Change
 
 __all__ = ["add_columns", "check_table", "diff_table", "diff_to_dict", "identifier_column", "matrix_table"]
 
-_STYLE = {"ok": "green", "incompatible": "bold red", "no producer": "bold red", "unknown": "yellow",
+_STYLE = {"ok": "green", "incompatible": "bold red", "no producer": "bold red", "undecided": "bold red",
+          "undecided (accepted)": "yellow",
           "no consumer": "yellow", "unused": "dim"}
 
 
@@ -72,6 +73,9 @@ def check_table(report: CheckReport, console: Console) -> None:
     n_err, n_warn = len(report.errors), len(report.warnings)
     verdict = Text("contracts OK", style="bold green") if report.ok else Text("contracts FAILED", style="bold red")
     console.print(verdict + Text(f" ({len(report.rows)} channels, {n_err} errors, {n_warn} warnings)"))
+    if report.accepted_undecided:
+        console.print(Text("accepted as undecided (system file [contracts] accept_undecided): ", style="yellow")
+                      + Text(", ".join(report.accepted_undecided)))
 
 
 def diff_table(changes: list[Change], console: Console) -> None:
@@ -90,11 +94,12 @@ def diff_table(changes: list[Change], console: Console) -> None:
         if c.breaking_for:
             bf = Text(c.breaking_for, style="bold red")
         else:
-            bf = Text("undecided", style="yellow") if c.undecided else Text("safe", style="green")
+            bf = (Text("undecided (accepted)", style="yellow") if c.accepted else Text("undecided", style="bold red")) \
+                if c.undecided else Text("safe", style="green")
         table.add_row(c.subject, c.kind, c.path or "-", bf, c.description)
     console.print(table)
     n = sum(1 for c in changes if c.breaking)
-    u = sum(1 for c in changes if c.undecided and not c.breaking)
+    u = sum(1 for c in changes if c.undecided and not c.breaking and not c.accepted)
     if n:
         console.print(Text(f"{n} breaking change(s)", style="bold red")
                       + (Text(f", {u} undecided", style="yellow") if u else Text("")))
@@ -102,11 +107,20 @@ def diff_table(changes: list[Change], console: Console) -> None:
         console.print(Text(f"{u} undecided change(s), not shown safe", style="bold yellow"))
     else:
         console.print(Text("no breaking change", style="bold green"))
+    acc = sorted({c.subject for c in changes if c.undecided and c.accepted})
+    if acc:
+        console.print(Text("accepted as undecided (system file [contracts] accept_undecided): ", style="yellow")
+                      + Text(", ".join(acc)))
 
 
 def diff_to_dict(changes: list[Change]) -> dict[str, Any]:
-    """The JSON form of a diff (for ``--json``)."""
-    return {"breaking": any(c.breaking for c in changes), "undecided": any(c.undecided for c in changes),
+    """The JSON form of a diff (for ``--json``): the same top-level fields as ``check --json`` (``ok``,
+    ``breaking``, ``undecided``, ``accepted_undecided``), and each change decided by the engine carries the
+    same finding fields (``compat``, ``keyword``, ``location``, ``counterexample``)."""
+    breaking = any(c.breaking for c in changes)
+    undecided = any(c.undecided and not c.accepted for c in changes)
+    return {"ok": not breaking and not undecided, "breaking": breaking, "undecided": undecided,
+            "accepted_undecided": sorted({c.subject for c in changes if c.undecided and c.accepted}),
             "changes": [c.to_dict() for c in changes]}
 
 
@@ -134,7 +148,7 @@ def matrix_table(matrix: Matrix, console: Console) -> None:
                       f"in {matrix.environment}")
     for r in matrix.rows:
         if r.verdict != "safe":
-            console.print(Text(f"{r.verdict}: ", style=_VERDICT_STYLE[r.verdict])
+            console.print(Text(f"{r.verdict}{' (accepted)' if r.accepted else ''}: ", style=_VERDICT_STYLE[r.verdict])
                           + Text(f"[{r.channel}] {r.consumer.service} {r.consumer.label} <- {r.producer.service} "
                                  f"{r.producer.label} ({r.kind}): {r.detail()}"), soft_wrap=True)
     for note in matrix.notes:

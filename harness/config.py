@@ -327,6 +327,7 @@ class SystemSpec:
     env: dict[str, str] = field(default_factory=dict)
     quiescence: QuiescenceSpec = QuiescenceSpec()
     reads: ReadsSpec = field(default_factory=lambda: ReadsSpec())
+    accept_undecided: tuple[str, ...] = ()  # [contracts] accept_undecided: channels whose undecided pairs pass
 
     def processes(self) -> dict[str, ServiceSpec]:
         """Every process of the system by name: a service, or each replica of one (``NAME-1`` .. ``NAME-N``)."""
@@ -959,7 +960,7 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     ctx = _Ctx(path, display or str(path))
     root = path.resolve().parent
     _check_keys(ctx, "", raw, ["nats", "env", "services", "sagas", "workload", "invariants", "chaos", "schemas",
-                               "pacts", "quiescence", "reads"])
+                               "pacts", "quiescence", "reads", "contracts"])
 
     def table(key: str) -> dict[str, Any]:
         found: dict[str, Any] = _get(ctx, "", raw, key, dict, {})  # _get checked it is a dict
@@ -1009,10 +1010,14 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     _check_keys(ctx, "quiescence", q, ["hold", "timeout"])
     q_timeout = _duration(ctx, "quiescence", q, "timeout", -1.0)
     quiescence = QuiescenceSpec(_duration(ctx, "quiescence", q, "hold", 1.0), q_timeout if q_timeout >= 0 else None)
+    ct = table("contracts")
+    _check_keys(ctx, "contracts", ct, ["accept_undecided"])
+    accept_undecided = tuple(_str_list(ctx, "contracts", ct, "accept_undecided"))
     spec = SystemSpec(path=path, root=root, nats=nats, services=services, sagas=sagas, workload=workload,
                       invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
                       contract_schemas=tuple(schemas), pacts=pacts, env=shared_env, quiescence=quiescence,
-                      reads=_load_reads(ctx, table("reads"), sagas))
+                      reads=_load_reads(ctx, table("reads"), sagas),
+                      accept_undecided=accept_undecided)
     if sagas:
         _check_sagas_against_contracts(ctx, spec)
     return spec

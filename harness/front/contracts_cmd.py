@@ -69,6 +69,18 @@ def _wrap_contract_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return inner
 
 
+def _accepted(spec: SystemSpec | None, cs: Any) -> tuple[str, ...]:
+    """[contracts] accept_undecided of the system file, each name checked against the contracts' channels."""
+    if spec is None:
+        return ()
+    for name in spec.accept_undecided:
+        if name not in cs.channels:
+            known = ", ".join(sorted(cs.channels)) or "none"
+            raise ConfigError(f"{spec.path}: [contracts] accept_undecided names channel '{name}', which no contract "
+                              f"declares; give a channel address as the contracts write it (channels: {known}).")
+    return spec.accept_undecided
+
+
 @_wrap_contract_errors
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from sagaproof.contracts import render
@@ -76,7 +88,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from sagaproof import contracts
 
     cs, spec = _load_current(args.dir)
-    report = contracts.check(cs)
+    report = contracts.check(cs, accept_undecided=_accepted(spec, cs))
     code = report.exit_code
     fuzz: list[dict[str, Any]] = []
     if args.http:
@@ -307,13 +319,14 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
 
     from sagaproof import contracts
 
-    head, _ = _load_current(args.dir)
+    head, spec = _load_current(args.dir)
+    accepted = _accepted(spec, head)
     system = _system_dir(args.dir)
     tree, found = _base_tree(system, args.base)
     base = _load_base(system, tree, found, args.base)
-    changes = contracts.diff(base, head)
+    changes = contracts.diff(base, head, accept_undecided=accepted)
     breaking = [c for c in changes if c.breaking_for]
-    undecided = [c for c in changes if c.undecided]
+    undecided = [c for c in changes if c.undecided and not c.accepted]
     if args.json:
         out = render.diff_to_dict(changes)
         out["base"] = args.base
@@ -501,7 +514,11 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
         running.update(peers)
         previous = {svc: deployed(svc, d.previous, "previous") for svc, d in env.services.items()
                     if d.previous and svc not in peers}
-    matrix = can_i_deploy(candidates, running, previous, environment=args.to, stored=_stored(system.layout))
+    accepted: tuple[str, ...] = ()
+    if system.spec is not None and system.spec.accept_undecided:
+        accepted = _accepted(system.spec, _load_current(args.dir)[0])
+    matrix = can_i_deploy(candidates, running, previous, environment=args.to, stored=_stored(system.layout),
+                          accept_undecided=accepted)
     if args.json:
         console.print_json(json.dumps(matrix.to_dict(), default=str))
     else:

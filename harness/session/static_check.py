@@ -119,7 +119,7 @@ class StaticCheck:
         self._request, self._answer = Path(name), Path(name).with_suffix(".answer.json")
         self._request.write_text(json.dumps({
             "sources": {k: [str(p) for p in v] for k, v in spec.contract_sources().items()},
-            "schemas": _schemas(spec)}))
+            "schemas": _schemas(spec), "accept_undecided": list(spec.accept_undecided)}))
         self._log = open(work_dir / "static-check.log", "ab")  # noqa: SIM115 - closed in close()
         self._proc = subprocess.Popen([sys.executable, "-m", "sagaproof.harness.session.static_check",
                                        str(self._request), str(self._answer)],
@@ -196,7 +196,7 @@ def _main(request: str, answer: str) -> int:
                for s in req["schemas"]]
     try:
         cs = contracts.load(req["sources"], schemas)
-        report = contracts.check(cs)
+        report = contracts.check(cs, accept_undecided=req.get("accept_undecided", []))
     except contracts.ContractsError as exc:
         Path(answer).write_text(json.dumps({"ok": False, "problems": [str(exc)], "complete": False}))
         return 0

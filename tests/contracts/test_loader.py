@@ -127,3 +127,39 @@ def test_example_shop_documents_load() -> None:
     cs = contracts.load_dir(EXAMPLE_SHOP)
     assert {"order", "payment", "inventory", "shipping"} <= set(cs.services)
     assert cs.sender_of("orders.created") == ["order"]
+
+
+def _one_channel(title: str, action: str, payload: dict) -> str:
+    return json.dumps({"asyncapi": "3.0.0", "info": {"title": title, "version": "1"},
+                       "channels": {"c": {"address": "trips.legs", "messages": {"m": {"payload": payload}}}},
+                       "operations": {"o": {"action": action, "channel": {"$ref": "#/channels/c"}}}})
+
+
+def test_draft07_array_form_items_without_schema_keyword_load_and_are_decided(tmp_path: Path) -> None:
+    """AsyncAPI's default schema format is a draft-07 superset: array-form items with additionalItems, and
+    dependencies, are read as draft-07 (2020-12 would reject the array form, exit 2)."""
+    (tmp_path / "p.json").write_text(_one_channel("p", "send", {
+        "type": "array", "items": [{"type": "string"}, {"type": "integer"}], "additionalItems": False}))
+    (tmp_path / "c.json").write_text(_one_channel("c", "receive", {
+        "type": "array", "items": [{"type": "string"}, {"type": "number"}]}))
+    cs = contracts.load({"p": [tmp_path / "p.json"], "c": [tmp_path / "c.json"]})
+    payload = cs.channels["trips.legs"].producers["p"][0].payload
+    assert payload["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert contracts.check(cs).ok
+    (tmp_path / "c.json").write_text(_one_channel("c", "receive", {
+        "type": "array", "items": [{"type": "string"}, {"type": "string"}]}))
+    report = contracts.check(contracts.load({"p": [tmp_path / "p.json"], "c": [tmp_path / "c.json"]}))
+    (err,) = report.errors
+    assert err.verdict is not None and err.verdict.has_counterexample
+    assert err.verdict.consumer_path == "/items/1/type"
+
+
+def test_ref_to_an_anchor_in_another_file(tmp_path: Path) -> None:
+    (tmp_path / "defs.json").write_text(json.dumps({"$defs": {"leg": {"$anchor": "leg", "type": "object",
+                                                                      "required": ["from"]}}}))
+    (tmp_path / "p.json").write_text(_one_channel("p", "send", {"type": "array", "items": {"$ref": "defs.json#leg"}}))
+    cs = contracts.load({"p": [tmp_path / "p.json"]})
+    assert cs.channels["trips.legs"].producers["p"][0].payload["items"]["required"] == ["from"]
+    (tmp_path / "p.json").write_text(_one_channel("p", "send", {"$ref": "defs.json#nowhere"}))
+    with pytest.raises(ContractError, match="neither a JSON pointer nor an \\$anchor"):
+        contracts.load({"p": [tmp_path / "p.json"]})

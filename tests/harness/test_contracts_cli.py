@@ -222,3 +222,58 @@ def test_check_writes_nothing_into_the_working_directory(tmp_path: Path):
     proc = _cli("contracts", "check", str(SHOP), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _undecided_shop(tmp_path: Path) -> tuple[Path, Path]:
+    """A shop whose one pair can be neither proven nor broken: the producer's order_id pattern ^[a-z]{1,12}$
+    against the consumer's ^[a-z]+$ (every producer value matches, which the proof cannot show)."""
+    from tests.contracts.deploy_testkit import INT, doc, git, make_repo, write
+
+    repo = make_repo(tmp_path)
+    shop = repo / "shop"
+    write(shop / "contracts" / "order.yaml", doc("order", "send", {"order_id": {"type": "string", "pattern": "^[a-z]{1,12}$"},
+                                                                   "amount": INT}, ["order_id", "amount"]))
+    git(repo, "commit", "-qam", "order_id pattern")
+    git(repo, "tag", "patterned")
+    write(shop / "contracts" / "payment.yaml", doc("payment", "receive", {"order_id": {"type": "string", "pattern": "^[a-z]+$"},
+                                                                         "amount": INT}, ["order_id", "amount"]))
+    return repo, shop
+
+
+def test_undecided_fails_check_as_it_fails_diff_unless_the_system_file_accepts_the_channel(tmp_path: Path):
+    _, shop = _undecided_shop(tmp_path)
+    check = _cli("contracts", "check", str(shop), "--json")
+    out = json.loads(check.stdout)
+    assert check.returncode == 1 and out["undecided"] is True and out["breaking"] is False, check.stdout + check.stderr
+    (problem,) = [p for c in out["channels"] for p in c["problems"]]
+    assert problem["compat"] == "undecided" and problem["keyword"] == "pattern"
+    assert problem["location"] == "/properties/order_id/pattern" and problem["accepted"] is False
+    diff = _cli("contracts", "diff", str(shop), "--base", "patterned", "--json")
+    dout = json.loads(diff.stdout)
+    assert diff.returncode == 1 and dout["undecided"] is True
+    # check --json and diff --json give the same verdict fields, at the top and per finding.
+    shared = {"ok", "breaking", "undecided", "accepted_undecided"}
+    assert shared <= set(out) and shared <= set(dout)
+    changes = [c for c in dout["changes"] if c["verdict"] == "undecided"]
+    assert changes and all({k: c[k] for k in ("compat", "keyword", "location")} ==
+                           {k: problem[k] for k in ("compat", "keyword", "location")} for c in changes), changes
+
+    toml = shop / "sagaproof.toml"
+    toml.write_text(toml.read_text() + '\n[contracts]\naccept_undecided = ["orders.created"]\n')
+    check = _cli("contracts", "check", str(shop), "--json")
+    out = json.loads(check.stdout)
+    assert check.returncode == 0 and out["accepted_undecided"] == ["orders.created"], check.stdout + check.stderr
+    assert out["undecided"] is False and out["channels"][0]["verdict"] == "undecided (accepted)"
+    table = _cli("contracts", "check", str(shop))
+    assert table.returncode == 0 and "accepted as undecided" in table.stdout and "orders.created" in table.stdout
+    diff = _cli("contracts", "diff", str(shop), "--base", "patterned", "--json")
+    assert diff.returncode == 0 and json.loads(diff.stdout)["accepted_undecided"] == ["orders.created"], diff.stdout
+
+
+def test_accept_undecided_naming_no_channel_is_a_usage_error(tmp_path: Path):
+    _, shop = _undecided_shop(tmp_path)
+    toml = shop / "sagaproof.toml"
+    toml.write_text(toml.read_text() + '\n[contracts]\naccept_undecided = ["orders.craeted"]\n')
+    proc = _cli("contracts", "check", str(shop))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "accept_undecided names channel 'orders.craeted'" in proc.stderr + proc.stdout

@@ -373,6 +373,8 @@ class NemesisRunner:
         self._paused: set[str] = set()
         self._down: set[str] = set()
         self._ready_at: dict[str, float] = {}
+        # target -> lock: process faults on one target take turns (share the dict with another fault source)
+        self.locks: dict[str, threading.Lock] = {}
         self.waited: dict[str, float] = {}  # fault id -> seconds it waited for its target's previous fault
         # fault id -> schedule time at which injecting it began; injecting can itself take a while (an attached
         # service's kill command, a remote Toxiproxy), which delays the fault but is not the runner falling behind
@@ -411,7 +413,7 @@ class NemesisRunner:
         for fault in schedule:
             self._check(fault)
         self._t0 = time.monotonic()
-        locks: dict[str, threading.Lock] = {}
+        locks = self.locks
         workers: list[threading.Thread] = []
         try:
             for fault in sorted(schedule, key=lambda f: (f.start, f.id)):

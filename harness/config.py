@@ -287,6 +287,7 @@ class ChaosSpec:
     toxiproxy_url: str | None = None
     enabled: bool = True
     schedule_tolerance: float = 0.1  # fraction of planned faults that may fail or start too late
+    phases: tuple[str, ...] = ("targeted", "random")  # the nemesis's phases: aimed windows, the seeded schedule
 
 
 @dataclass(frozen=True)
@@ -894,7 +895,8 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
 
 
 def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
-    _check_keys(ctx, "chaos", raw, ["faults", "intensity", "toxiproxy_url", "enabled", "schedule_tolerance"])
+    _check_keys(ctx, "chaos", raw, ["faults", "intensity", "toxiproxy_url", "enabled", "schedule_tolerance",
+                                    "phases"])
     faults = _str_list(ctx, "chaos", raw, "faults", default=ChaosSpec.faults)
     for f in faults:
         if f not in FAULT_KINDS:
@@ -909,7 +911,13 @@ def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
     tolerance = float(_get(ctx, "chaos", raw, "schedule_tolerance", float, ChaosSpec.schedule_tolerance))
     if not 0.0 <= tolerance <= 1.0:
         raise ctx.fail("chaos.schedule_tolerance", f"must be a fraction between 0 and 1, not {tolerance}.")
-    return ChaosSpec(faults, intensity, url, _get(ctx, "chaos", raw, "enabled", bool, True), tolerance)
+    phases = _str_list(ctx, "chaos", raw, "phases", default=ChaosSpec.phases)
+    for p in phases:
+        if p not in ("targeted", "random"):
+            raise ctx.fail("chaos.phases", f"unknown phase '{p}'; the phases are \"targeted\" (faults aimed at each "
+                           f"consumer's redelivery, crash and reconnect windows) and \"random\" (the seeded schedule).")
+    return ChaosSpec(faults, intensity, url, _get(ctx, "chaos", raw, "enabled", bool, True), tolerance,
+                     tuple(dict.fromkeys(phases)))
 
 
 def _check_callable_ref(ctx: _Ctx, key: str, target: Any) -> str:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sagaproof.chaos.toxiproxy import _nats  # noqa: F401  (registers the NATS message toxics)
+from sagaproof.chaos.toxiproxy import (
+    _nats,  # noqa: F401  (registers the NATS message toxics)
+    _windows,  # noqa: F401  (registers nats_windows)
+)
 from sagaproof.chaos.toxiproxy._api import VERSION
 from sagaproof.chaos.toxiproxy._nats import subject_matches
 from sagaproof.chaos.toxiproxy._server import (
@@ -29,6 +32,13 @@ from sagaproof.chaos.toxiproxy._server import (
     serve,
 )
 from sagaproof.chaos.toxiproxy._toxics import REGISTRY
+from sagaproof.chaos.toxiproxy._windows import (
+    WINDOW_KINDS,
+    Window,
+    WindowPlan,
+    register_plan,
+    unregister_plan,
+)
 
 
 def toxic_types() -> list[str]:
@@ -43,13 +53,18 @@ def openapi_path() -> Path:
 
 __all__ = [
     "VERSION",
+    "WINDOW_KINDS",
+    "Window",
+    "WindowPlan",
     "ToxiproxyServer",
     "add_arguments",
     "event_loop_factory",
     "main",
     "openapi_path",
+    "register_plan",
     "run_standalone",
     "serve",
     "subject_matches",
     "toxic_types",
+    "unregister_plan",
 ]

@@ -146,6 +146,7 @@ class RunResult:
     # where the run's time went, in seconds: start_up, contracts ({seconds, cached, waited}), workload, chaos,
     # convergence, checks, total
     timings: dict[str, Any] = field(default_factory=dict)
+    coverage: dict[str, Any] | None = None  # the targeted phase's matrix (harness.session.targeted.coverage)
 
     def all_checks(self) -> list[CheckOutcome]:
         """The checks to report: ``checks`` minus any that are also in ``invariants``; plus one outcome per saga
@@ -184,6 +185,7 @@ class RunResult:
             "first_failure": next((c.name for c in self.checks if not c.ok), None),
             "options": self.options, "run_command": self.run_command, "event_counts": self.event_counts,
             "notable_events": self.notable_events, "timings": self.timings,
+            "coverage": self.coverage,
             "findings": [f.to_dict() for c in self.all_checks() for f in c.findings],
         }
 

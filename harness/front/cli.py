@@ -75,6 +75,14 @@ def _faults_arg(text: str) -> tuple[str, ...]:
     return names
 
 
+def _phases_arg(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [n for n in names if n not in ("targeted", "random")]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown phase '{bad[0] if bad else text}' (the phases are: targeted, random)")
+    return names
+
+
 def _count_arg(text: str) -> int:
     try:
         value = int(text)
@@ -153,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--faults", type=_faults_arg, default=None,
                      help=f"comma-separated fault menu, or 'none' ({', '.join(FAULT_KINDS)})")
     run.add_argument("--intensity", type=_intensity_arg, default=None, help="0..1, how much of the time faults are on")
+    run.add_argument("--phases", type=_phases_arg, default=None,
+                     help="the nemesis's phases: targeted, random, or targeted,random (default: [chaos] phases)")
     run.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where reports and logs go")
     run.add_argument("--shrink", action="store_true", help="on failure, find a minimal failing fault schedule")
     run.add_argument("--shrink-runs", type=_count_arg, default=8, metavar="N", help="at most N re-runs when shrinking (default 8)")
@@ -305,6 +315,9 @@ def print_result(result: Any) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    coverage = getattr(result, "coverage", None)
+    if coverage:
+        _print_whole(f"{coverage['summary']} (consumer x input subject x window; see the report's coverage matrix)")
     failed = [c for c in result.checks if not c.ok]
     if failed:
         first = failed[0]
@@ -428,7 +441,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(schedule=_schedule_arg(args.schedule, spec), seed=args.seed, sagas=args.sagas, duration=args.duration,
                       faults=args.faults, intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
                       shrink_runs=args.shrink_runs, chaos=not args.no_chaos and spec.chaos.enabled,
-                      env=_env_args(args.env), system_arg=args.dir)
+                      env=_env_args(args.env), system_arg=args.dir, phases=args.phases)
     return _run(spec, opts, args.sagas or (0 if args.duration else spec.workload.sagas))
 
 

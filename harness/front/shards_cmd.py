@@ -30,6 +30,8 @@ def passthrough_options(args: Any) -> list[str]:
         out += ["--faults", ",".join(args.faults) or "none"]
     if args.intensity is not None:
         out += ["--intensity", f"{args.intensity:g}"]
+    if getattr(args, "phases", None) is not None:
+        out += ["--phases", ",".join(args.phases)]
     if args.shrink:
         out += ["--shrink", "--shrink-runs", str(args.shrink_runs)]
     if args.no_chaos:

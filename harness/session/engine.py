@@ -86,6 +86,8 @@ class RunOptions:
     replayed_env: dict[str, str] = field(default_factory=dict)  # inherited variables a replay sets again
     replay_of: str | None = None
     reports: bool = True
+    phases: tuple[str, ...] | None = None  # the nemesis's phases ("targeted", "random"); None: [chaos] phases
+    targeted: list[dict[str, Any]] | None = None  # a fixed plan of targeted windows (replay)
 
     def resolved_seed(self) -> int:
         if self.seed is None:
@@ -96,7 +98,8 @@ class RunOptions:
         """What a replay needs (report.json's ``options``; secret-looking --env values masked)."""
         return {"system_arg": self.system_arg, "seed": self.seed, "sagas": self.sagas, "duration": self.duration,
                 "faults": list(self.faults) if self.faults is not None else None, "intensity": self.intensity,
-                "chaos": self.chaos, "env": mask_secrets(self.env), "replay_of": self.replay_of}
+                "chaos": self.chaos, "env": mask_secrets(self.env), "replay_of": self.replay_of,
+                "phases": list(self.phases) if self.phases is not None else None}
 
 
 def run_command(opts: RunOptions) -> str:
@@ -112,6 +115,8 @@ def run_command(opts: RunOptions) -> str:
         parts += ["--intensity", f"{opts.intensity:g}"]
     if not opts.chaos:
         parts += ["--no-chaos"]
+    if opts.phases is not None:
+        parts += ["--phases", ",".join(opts.phases)]
     if Path(opts.report_dir) != DEFAULT_REPORT_DIR:
         parts += ["--report-dir", str(opts.report_dir)]
     for k, v in sorted(mask_secrets(opts.env).items()):
@@ -507,6 +512,8 @@ class Session:
         self.convergence: Any = None
         self.monitor: ProcessMonitor | None = None
         self.planned_faults: list[dict[str, Any]] = []
+        self.targeted: Any = None  # the targeted phase of the nemesis, once armed
+        self.consumers: dict[str, list[dict[str, Any]]] = {}
         self.invariants = [(inv.name, load_callable(spec, inv.target, f"invariants.{inv.name}"))
                            for inv in spec.invariants]  # config errors surface before anything starts
         self._starts = 0
@@ -823,9 +830,13 @@ class Session:
         try:
             self.emit(Phase("workload_start", f"{count if opts.duration is None else 'for ' + format(window_s, 'g') + 's'} sagas"))
             nemesis = None
-            if opts.chaos:
+            phases = opts.phases if opts.phases is not None else spec.chaos.phases
+            locks: dict[str, threading.Lock] = {}  # process faults on one service take turns across the phases
+            if opts.chaos and "targeted" in phases:
+                self._start_targeted(opts, locks)
+            if opts.chaos and "random" in phases:
                 nemesis = start_nemesis(self.system, make_schedule(spec, self._usable(opts), self.seed, window_s),
-                                        lambda: self.now, self.bus)
+                                        lambda: self.now, self.bus, locks=locks)
                 self.planned_faults = nemesis.planned
             notes.extend(self.system.notes)  # e.g. fault kinds attach mode cannot inject
             t_phase = time.monotonic()
@@ -835,6 +846,8 @@ class Session:
             finally:
                 self.timings["workload"] = round(time.monotonic() - t_phase, 3)
                 t_phase = time.monotonic()
+                if self.targeted is not None:
+                    self.targeted.finish()
                 if nemesis is not None:
                     nemesis.finish()
                 self.timings["chaos"] = round(time.monotonic() - t_phase, 3)  # faults outlasting the workload
@@ -898,7 +911,12 @@ class Session:
         unknown = wres.unknown_count
         if unknown:
             notes.append(f"{unknown} saga start(s) got no answer (outcome unknown: they may or may not have started)")
+        coverage = self.coverage()
+        if coverage is not None:
+            notes.insert(0, f"{coverage['summary']} (consumer x input subject x window; a window not exercised is "
+                            f"not a pass)")
         result = self._result(opts, outcomes, started_iso, time.monotonic() - t_start, services, notes, wres)
+        result.coverage = coverage
         if opts.shrink and result.verdict == "fail":
             from sagaproof.harness.session.shrink import shrink
 
@@ -912,9 +930,39 @@ class Session:
         if not opts.chaos:
             return None
         menu = list(opts.faults if opts.faults is not None else self.spec.chaos.faults)
-        if not menu:
-            return None  # --faults none: no chaos phase was asked for
-        return f"fault kinds asked for: {', '.join(map(str, menu))}"
+        phases = opts.phases if opts.phases is not None else self.spec.chaos.phases
+        asked = []
+        if "targeted" in phases:
+            asked.append("the targeted phase's windows")
+        if "random" in phases and menu:  # --faults none: no random phase was asked for
+            asked.append(f"fault kinds asked for: {', '.join(map(str, menu))}")
+        return "; ".join(asked) or None
+
+    def _start_targeted(self, opts: RunOptions, locks: dict[str, threading.Lock]) -> None:
+        """Plan the targeted windows from the consumers the services created (or take the replayed plan) and
+        arm them on the links (:mod:`harness.session.targeted`)."""
+        from sagaproof.harness.session.targeted import TargetedPhase, consumers_seen, plan_windows
+
+        self.consumers = consumers_seen(self.system)
+        plan = opts.targeted if opts.targeted is not None else plan_windows(self.seed, self.consumers)
+        key_paths = list(dict.fromkeys(sg.key for sg in self.spec.sagas.values()))
+        self.targeted = TargetedPhase(self.system, plan, lambda: self.now, self.bus, locks, key_paths)
+        self.targeted.start()
+
+    def coverage(self) -> dict[str, Any] | None:
+        """The targeted phase's coverage matrix (None when the phase did not run)."""
+        if self.targeted is None:
+            return None
+        from sagaproof.harness.session.targeted import coverage
+
+        broke: dict[str, list[str]] = {}
+        for v in (self.last_saga_result.violations if self.last_saga_result is not None else []):
+            broke.setdefault(str(v.key), []).append(v.check)
+        cov = coverage(self.targeted.records(), self.consumers, list(self.system.services), broke,
+                       unavailable=self.targeted.unavailable)
+        cov["plan"] = [{k: w[k] for k in ("id", "window", "service", "consumer", "stream", "subject", "nth")}
+                       for w in self.targeted.windows]
+        return cov
 
     def _usable(self, opts: RunOptions) -> RunOptions:
         """The options with the fault menu cut to what can be injected (attach mode: some kinds cannot)."""

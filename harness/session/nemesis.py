@@ -115,7 +115,8 @@ def make_schedule(system_spec: Any, opts: Any, seed: int, window: float) -> Any:
                                  broker_faults="nats_restart" in menu and system_spec.nats.embedded)
 
 
-def start_nemesis(system: Any, schedule: Any, clock: Any, bus: EventBus) -> NemesisHandle:
+def start_nemesis(system: Any, schedule: Any, clock: Any, bus: EventBus,
+                  locks: dict[str, threading.Lock] | None = None) -> NemesisHandle:
     """Run the schedule in a thread. Each fault's start, end and failure is an event on the bus, with the
     planned time and the actual one (``started_at`` in history time, ``late_by`` against the plan)."""
     import time
@@ -168,6 +169,8 @@ def start_nemesis(system: Any, schedule: Any, clock: Any, bus: EventBus) -> Neme
         processes["nats"] = NatsControl(system)
     runner: Any = None
     runner = NemesisRunner(client, processes, on_event=on_event, on_failure=on_failure)
+    if locks is not None:
+        runner.locks = locks  # shared with the targeted phase: process faults on one service take turns
     with boundary("config"):
         runner.start(schedule)
     return NemesisHandle(runner, schedule, planned, time.monotonic())

@@ -91,8 +91,12 @@ def replay_options(report: str | Path, *, new_dir: str | Path | None = None, env
     chaos = bool(options.get("chaos", True))
     if schedule is None and chaos:
         schedule = carried_out(list(data.get("faults") or []))
+    coverage = data.get("coverage")
+    targeted = coverage.get("plan") if isinstance(coverage, dict) and isinstance(coverage.get("plan"), list) else None
+    phases = options.get("phases")
     opts = RunOptions(seed=int(options["seed"]), sagas=options.get("sagas"), duration=options.get("duration"),
                       faults=tuple(faults) if faults is not None else None, intensity=options.get("intensity"),
                       report_dir=dest, chaos=chaos, env=run_env, system_arg=str(options.get("system_arg", ".")),
-                      schedule=schedule, replayed_env=replayed, replay_of=str(report))
+                      schedule=schedule, replayed_env=replayed, replay_of=str(report),
+                      phases=tuple(phases) if isinstance(phases, list) else None, targeted=targeted)
     return spec, opts

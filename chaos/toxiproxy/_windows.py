@@ -1,0 +1,251 @@
+"""Message-keyed fault windows: faults aimed at one delivery (the n-th first delivery of subject S on a link).
+
+A random fault lands wherever the clock puts it, so whether it hits the few milliseconds in which a consumer's
+bug shows is luck. A *window* is keyed by the message instead: "the 3rd first delivery of ``orders.created`` to
+this service", and acts at the protocol moment where the bug lives:
+
+``redeliver``         the service's ``+ACK`` for that delivery is dropped on the link (its work and its outcome
+                      pass); the server redelivers it after the consumer's ack wait
+``crash_after_ack``   the ``+ACK`` passes, and from that frame on nothing more the service sends passes; the
+                      owner is told to kill the process (so an outcome published after the ack never arrives)
+``crash_before_ack``  the ``+ACK`` and everything after it are withheld; the owner is told to kill the process
+                      (its outcome, published before the ack, has passed)
+``duplicate``         the delivery is passed twice (same ack subject, same body)
+``reconnect``         the delivery passes; the owner is told to cut the link for longer than the client needs
+                      to notice
+
+Both directions of a proxy carry a ``nats_windows`` toxic naming the same plan (attribute ``plan``): a
+:class:`WindowPlan` registered in this process with :func:`register_plan`. The plan counts first deliveries
+(``$JS.ACK`` reply with delivered = 1) per subject across the link's connections, remembers which ack subject
+each armed window took, and calls ``on_fire(window, stage)`` (from the proxy's event loop; it must not block)
+when a window takes its delivery (``"delivered"``), when the ack it waits for is reached (``"ack"``), and when
+the server redelivers the message (``"redelivered"``). Plans live in the proxy's process, so the toxic works
+on the embedded server only; a toxic naming no registered plan passes every byte.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sagaproof.chaos.toxiproxy._link import Interrupted, Stub
+from sagaproof.chaos.toxiproxy._nats import NatsParser, subject_matches
+from sagaproof.chaos.toxiproxy._toxics import Runner, register
+
+__all__ = ["WINDOW_KINDS", "Window", "WindowPlan", "register_plan", "unregister_plan"]
+
+WINDOW_KINDS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
+_ACK_WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack")
+BLACKHOLE_LIMIT = 15.0  # seconds a connection's outgoing bytes are withheld waiting for the kill, at most
+
+
+@dataclass
+class Window:
+    """One aimed fault: ``kind`` on the ``nth`` first delivery of ``subject`` on this link."""
+
+    id: str
+    kind: str
+    subject: str
+    nth: int
+    state: str = "armed"  # armed -> delivered -> acted (ack reached) ; redelivered is noted apart
+    ack: bytes | None = None  # the ack subject of the delivery it took
+    stream_seq: bytes | None = None
+    payload: bytes = b""
+    redelivered: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+OnFire = Callable[[Window, str], None]
+
+
+class WindowPlan:
+    """The windows of one link, shared by its two directions (and by every connection the service opens)."""
+
+    def __init__(self, windows: list[Window], on_fire: OnFire | None = None) -> None:
+        self.windows = list(windows)
+        self.on_fire = on_fire
+        self.counts: dict[str, int] = {}
+        self._armed: dict[tuple[str, int], Window] = {(w.subject, w.nth): w for w in self.windows}
+        self._patterns = sorted({w.subject for w in self.windows})
+        self._matching: dict[str, list[str]] = {}  # subject -> the window patterns it matches
+        self._by_ack: dict[bytes, Window] = {}
+        self._by_seq: dict[tuple[bytes, bytes], Window] = {}  # (consumer token, stream seq) -> window, redelivery
+        self.lock = threading.Lock()
+
+    def _fire(self, window: Window, stage: str) -> None:
+        if self.on_fire is not None:
+            try:
+                self.on_fire(window, stage)
+            except Exception:  # noqa: BLE001 - the owner's bug must not wedge the link
+                pass
+
+    def _patterns_of(self, subject: str) -> list[str]:
+        got = self._matching.get(subject)
+        if got is None:
+            got = self._matching[subject] = [p for p in self._patterns if subject_matches(p, subject)]
+        return got
+
+    def delivery(self, subject: str, reply: bytes, payload: bytes) -> int:
+        """A JetStream delivery passing down: how many times to send it (0, 1 or 2)."""
+        t = reply.split(b".")
+        n = len(t)
+        if n not in (9, 11, 12) or t[1] != b"ACK":
+            return 1
+        b = 2 if n == 9 else 4
+        consumer, delivered, stream_seq = t[b + 1], t[b + 2], t[b + 3]
+        if delivered != b"1":
+            w = self._by_seq.get((consumer, stream_seq))
+            if w is not None and not w.redelivered:
+                w.redelivered = True
+                self._fire(w, "redelivered")
+            return 1
+        with self.lock:
+            hits = []
+            for pattern in self._patterns_of(subject):
+                count = self.counts[pattern] = self.counts.get(pattern, 0) + 1
+                hit = self._armed.pop((pattern, count), None)
+                if hit is not None:
+                    hits.append(hit)
+            for other in hits[1:]:  # two windows on one delivery: the later ones take the next one
+                nth = other.nth + 1
+                while (other.subject, nth) in self._armed:
+                    nth += 1
+                other.nth = nth
+                self._armed[(other.subject, nth)] = other
+        if not hits:
+            return 1
+        w = hits[0]
+        w.extra["subject"] = subject
+        w.state = "delivered"
+        w.ack = reply
+        w.stream_seq = stream_seq
+        w.payload = payload
+        self._by_seq[(consumer, stream_seq)] = w
+        if w.kind in _ACK_WINDOWS:
+            self._by_ack[reply] = w
+        self._fire(w, "delivered")
+        return 2 if w.kind == "duplicate" else 1
+
+    def answer(self, ack_subject: bytes, payload: bytes) -> str:
+        """The service's answer on an ack subject passing up: ``pass``, ``drop``, ``pass_then_hold`` or ``hold``
+        (hold: this frame and everything after it on this connection is withheld until it closes)."""
+        w = self._by_ack.get(ack_subject)
+        if w is None:
+            return "pass"
+        p = payload.strip()
+        if p and not p.startswith(b"+ACK"):
+            return "pass"  # a nak or a progress note: the window waits for the acknowledgement
+        del self._by_ack[ack_subject]
+        w.state = "acted"
+        self._fire(w, "ack")
+        return {"redeliver": "drop", "crash_after_ack": "pass_then_hold", "crash_before_ack": "hold"}[w.kind]
+
+
+PLANS: dict[str, WindowPlan] = {}
+_PLANS_LOCK = threading.Lock()
+
+
+def register_plan(name: str, plan: WindowPlan) -> None:
+    """Make ``plan`` the one ``nats_windows`` toxics with ``plan = name`` act on."""
+    with _PLANS_LOCK:
+        PLANS[name] = plan
+
+
+def unregister_plan(name: str) -> None:
+    with _PLANS_LOCK:
+        PLANS.pop(name, None)
+
+
+@dataclass
+class _LinkState:
+    parser: NatsParser
+    hold_since: float | None = None  # withholding everything since (loop time)
+
+
+def _control(data: bytes) -> tuple[list[bytes], bytes]:
+    nl = data.find(b"\r\n")
+    line = data[:nl] if nl >= 0 else data
+    body = data[nl + 2:-2] if nl >= 0 else b""
+    return line.split(), body
+
+
+class NatsWindows(Runner):
+    """The link side of a :class:`WindowPlan` (attribute ``plan``: its registered name)."""
+
+    attrs: ClassVar[tuple[tuple[str, str], ...]] = (("plan", "string"),)
+    go_name = "NatsWindowsToxic"
+
+    def flush(self, state: Any) -> list[bytes]:
+        if state is None or not state.parser.buf or state.hold_since is not None:
+            return []
+        out = [bytes(state.parser.buf)]
+        state.parser.buf.clear()
+        return out
+
+    async def run(self, stub: Stub) -> None:
+        plan = PLANS.get(self.a["plan"])
+        if stub.state is None:
+            stub.state = _LinkState(NatsParser(stub.direction))
+        state: _LinkState = stub.state
+        down = stub.direction == "downstream"
+        while True:
+            item = await stub.recv()
+            if item is None:
+                if state.parser.buf and state.hold_since is None:
+                    await stub.send((bytes(state.parser.buf), stub.now()))
+                    state.parser.buf.clear()
+                await stub.send(None)
+                return
+            data, stamp = item
+            if plan is None:
+                await stub.send(item)
+                continue
+            if state.hold_since is not None and stub.now() - state.hold_since < BLACKHOLE_LIMIT:
+                state.parser.feed(data)  # keep the frame boundaries; withhold the bytes
+                continue
+            state.hold_since = None
+            unchanged = not state.parser.buf
+            out: list[bytes] = []
+            for frame in state.parser.feed(data):
+                if state.hold_since is not None:
+                    unchanged = False
+                    continue
+                subject = frame.subject
+                if subject is None:
+                    out.append(frame.data)
+                    continue
+                if down:
+                    parts, body = _control(frame.data)
+                    reply = parts[3] if (len(parts) == 5 and parts[0] == b"MSG") or \
+                        (len(parts) == 6 and parts[0] == b"HMSG") else b""
+                    times = plan.delivery(subject, reply, body) if reply.startswith(b"$JS.ACK.") else 1
+                    if times != 1:
+                        unchanged = False
+                    out.extend([frame.data] * times)
+                    continue
+                if not subject.startswith("$JS.ACK."):
+                    out.append(frame.data)
+                    continue
+                parts, body = _control(frame.data)
+                action = plan.answer(parts[1], body)
+                if action == "pass":
+                    out.append(frame.data)
+                    continue
+                unchanged = False
+                if action == "pass_then_hold":
+                    out.append(frame.data)
+                if action in ("hold", "pass_then_hold"):
+                    state.hold_since = stub.now()
+            if state.parser.buf:
+                unchanged = False
+            if unchanged:
+                await stub.send(item)
+            elif out:
+                await stub.send((b"".join(out), stamp))
+            if stub.interrupted:
+                raise Interrupted
+
+
+register("nats_windows", NatsWindows)

@@ -1,0 +1,375 @@
+"""The targeted phase of a run's nemesis: faults aimed at the moments where consumers break, keyed by the message.
+
+A random fault catches a consumer's bug only if it happens to land in the few milliseconds where the bug shows.
+The targeted phase aims instead. From the JetStream consumers each service created (read on its link before the
+workload starts), :func:`plan_windows` plans, per consumer and input subject, the windows of
+:mod:`chaos.toxiproxy._windows`, each keyed by a message ("the 2nd first delivery of ``orders.created`` to
+payment"), never by the clock, so a replay with the same plan aims at the same message:
+
+``redeliver``          its +ACK dropped on the link after the work was done: the server redelivers it
+``crash_after_ack``    kill -9 once its +ACK passed the link and before anything else the service sends does
+``crash_before_ack``   kill -9 with the +ACK (and what follows) withheld, after the outcome was published
+``duplicate``          the delivery passed twice (same ack subject, same body)
+``reconnect``          the link cut for :data:`OUTAGE` seconds (longer than a client with 2 s pings needs to
+                       notice), so the service must reconnect and consume again
+
+The crash and reconnect windows are budgeted: once per service and run (each on the n-th delivery to the
+service, whatever its subject); the others once per consumer and subject. :class:`TargetedPhase` carries the
+plan out (process faults on a service take turns with the random phase's through shared locks), records each
+window's fault as ``fault_start``/``fault_end`` with ``source = "targeted"``, and :func:`coverage` turns it into
+the report's matrix: consumer x input subject x window, each cell exercised (fault id, saga key, outcome) or not
+and why. A window not exercised is not a pass of anything.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sagaproof.harness.env.links import ServiceControl
+from sagaproof.harness.events import EventBus, FaultFailed, FaultHealed, FaultInjected
+
+__all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "coverage", "plan_windows"]
+
+WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
+PHASES = ("targeted", "random")
+OUTAGE = 3.0  # seconds a reconnect window cuts the link: longer than ping_interval x max_outstanding_pings (2 x 1)
+PER_SERVICE = ("crash_after_ack", "crash_before_ack", "reconnect")  # budgeted: once per service and run
+WINDOW_TITLES = {
+    "redeliver": "redelivery after the effect",
+    "crash_after_ack": "crash after the ack, before the effect",
+    "crash_before_ack": "crash after the effect, before the ack",
+    "duplicate": "duplicate delivery",
+    "reconnect": "connection loss and reconnect",
+}
+
+
+def consumers_seen(system: Any, wait: float = 2.0) -> dict[str, list[dict[str, Any]]]:
+    """The JetStream consumers each service created, as read on its link (waits up to ``wait`` seconds for
+    every service with a link to have shown one; a service that shows none consumes no JetStream input)."""
+    broker = getattr(system, "broker", None)
+    observers = dict(getattr(broker, "observers", {}) or {})
+    limit = time.monotonic() + wait
+    while time.monotonic() < limit and not all(o.consumers for o in observers.values()):
+        time.sleep(0.05)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, obs in observers.items():
+        out[name] = [dict(cfg) for _, cfg in sorted(dict(obs.consumers).items())]
+    return out
+
+
+def plan_windows(seed: int, consumers: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The targeted windows of a run (a pure function of the seed and the consumers seen).
+
+    Each is ``{"id", "window", "service", "consumer", "stream", "subject", "nth"}``: the ``nth`` first delivery of
+    ``subject`` to the service (``subject`` "" means any of its input subjects: the budgeted windows)."""
+    out: list[dict[str, Any]] = []
+    for service in sorted(consumers):
+        cons = [c for c in consumers[service] if str(c.get("ack_policy") or "none") != "none"]
+        if not cons:
+            continue
+        rng = random.Random(f"{seed}:targeted:{service}")
+        first = cons[0]
+        for c in cons:
+            for subject in sorted(set(c.get("filter_subjects") or [">"])):
+                for window, nth in (("redeliver", 1 + rng.randrange(2)), ("duplicate", 3 + rng.randrange(2))):
+                    out.append({"window": window, "service": service, "consumer": c.get("consumer"),
+                                "stream": c.get("stream"), "subject": subject, "nth": nth})
+        n = 2 + rng.randrange(3)
+        for window in PER_SERVICE:
+            out.append({"window": window, "service": service, "consumer": first.get("consumer"),
+                        "stream": first.get("stream"), "subject": "", "nth": n})
+            n += 4 + rng.randrange(3)  # after the restart (deliveries to a dead service are not counted)
+    for i, w in enumerate(out, 1):
+        w["id"] = f"w{i:03d}"
+    return out
+
+
+def _key_of(payload: bytes, key_paths: list[str]) -> str | None:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    for path in key_paths:
+        cur: Any = doc
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if isinstance(cur, str | int) and not isinstance(cur, bool):
+            return str(cur)
+    return None
+
+
+class TargetedPhase:
+    """Carries a plan of windows out on the embedded fault proxy (see the module docstring)."""
+
+    def __init__(self, system: Any, windows: list[dict[str, Any]], clock: Callable[[], float], bus: EventBus,
+                 locks: dict[str, threading.Lock], key_paths: list[str]) -> None:
+        self.system = system
+        self.windows = [dict(w) for w in windows]
+        self.clock = clock
+        self.bus = bus
+        self.locks = locks
+        self.key_paths = key_paths
+        self.state: dict[str, dict[str, Any]] = {w["id"]: {} for w in self.windows}
+        self.unavailable: str | None = None
+        self._queue: queue.Queue[tuple[str, Any, str]] = queue.Queue()
+        self._stop = threading.Event()
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._plans: list[str] = []
+        self._toxics: list[tuple[str, str]] = []
+        self._worker: threading.Thread | None = None
+        self.last_delivery = time.monotonic()
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        from sagaproof.chaos.errors import ChaosError
+        from sagaproof.chaos.toxiproxy import Window, WindowPlan, register_plan
+
+        if self.system.proxy_server is None or self.system.proxies is None:
+            self.unavailable = "the fault proxy is not sagaproof's embedded one (chaos.toxiproxy_url), which " \
+                               "cannot aim at single deliveries"
+            return
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for w in self.windows:
+            by_service.setdefault(w["service"], []).append(w)
+        for service, ws in by_service.items():
+            proxy = self.system.proxy_names.get(service)
+            if proxy is None:
+                continue
+            plan = WindowPlan([Window(w["id"], w["window"], w["subject"], int(w["nth"])) for w in ws],
+                              on_fire=self._fire_cb(service))
+            name = f"targeted-{id(self)}-{service}"
+            register_plan(name, plan)
+            self._plans.append(name)
+            try:
+                for stream in ("downstream", "upstream"):
+                    toxic = self.system.proxies.add_toxic(proxy, "nats_windows", stream=stream, toxicity=1.0,
+                                                          name=f"targeted_{stream}", plan=name)
+                    self._toxics.append((proxy, toxic))
+            except ChaosError as exc:
+                for w in ws:
+                    self.state[w["id"]]["reason"] = f"the fault proxy refused the window toxic ({exc})"
+        self._worker = threading.Thread(target=self._work, name="sagaproof-targeted", daemon=True)
+        self._worker.start()
+
+    def _fire_cb(self, service: str) -> Callable[[Any, str], None]:
+        def fire(window: Any, stage: str) -> None:  # on the proxy's loop: never block
+            self.last_delivery = time.monotonic()
+            with self._lock:
+                self._busy += 1
+            self._queue.put((service, window, stage))
+        return fire
+
+    # ------------------------------------------------------------------ carrying out
+    def _fault(self, w: dict[str, Any], kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        t = self.clock()
+        return {"id": w["id"], "kind": kind, "target": w["service"], "start": t, "duration": None,
+                "params": dict(params, window=w["window"], subject=w.get("landed_on") or w["subject"],
+                               nth=w["nth"]),
+                "started_at": t, "late_by": 0.0, "judge_lateness": False, "source": "targeted"}
+
+    def _end(self, fault: dict[str, Any]) -> None:
+        t = self.clock()
+        fault["ended_at"] = t
+        fault["duration"] = fault["actual_duration"] = round(t - fault["started_at"], 6)
+        self.bus.emit(FaultHealed(dict(fault)))
+
+    def _work(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            try:
+                service, window, stage = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                self._handle(service, window, stage)
+            except Exception as exc:  # noqa: BLE001 - one window's trouble must not stop the others
+                self.state[window.id]["reason"] = f"could not be carried out ({exc!r})"
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _handle(self, service: str, window: Any, stage: str) -> None:
+        w = next(x for x in self.windows if x["id"] == window.id)
+        st = self.state[window.id]
+        if stage == "delivered":
+            st["delivered_at"] = self.clock()
+            st["subject"] = self._subject_of(window)
+            w["landed_on"] = st["subject"]
+            st["key"] = _key_of(window.payload, self.key_paths)
+            st["stream_seq"] = (window.stream_seq or b"").decode() or None
+            if window.kind == "duplicate":
+                fault = self._fault(w, "duplicate", {"direction": "downstream"})
+                self.bus.emit(FaultInjected(dict(fault)))
+                self._end(fault)
+                st.update(fault_id=w["id"], exercised=True)
+            elif window.kind == "reconnect":
+                self._outage(w, st)
+            return
+        if stage == "redelivered":
+            st["redelivered_at"] = self.clock()
+            fault = st.pop("open_fault", None)
+            if fault is not None:
+                self._end(fault)
+            return
+        # stage == "ack": the window's moment
+        st["acked_at"] = self.clock()
+        if window.kind == "redeliver":
+            fault = self._fault(w, "drop_ack", {"direction": "upstream"})
+            self.bus.emit(FaultInjected(dict(fault)))
+            st.update(open_fault=fault, fault_id=w["id"], exercised=True)
+            return
+        self._crash(w, st)
+
+    @staticmethod
+    def _subject_of(window: Any) -> str:
+        return str(window.extra.get("subject") or window.subject or "")
+
+    def _crash(self, w: dict[str, Any], st: dict[str, Any]) -> None:
+        svc = self.system.services[w["service"]]
+        lock = self.locks.setdefault(w["service"], threading.Lock())
+        with lock:
+            fault = self._fault(w, "kill", {"moment": w["window"]})
+            control = ServiceControl(svc)
+            try:
+                control.kill()
+            except Exception as exc:  # noqa: BLE001 - not running (another fault holds it down)
+                self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
+                st["reason"] = f"the service could not be killed ({exc})"
+                return
+            self.bus.emit(FaultInjected(dict(fault)))
+            st.update(fault_id=w["id"], exercised=True)
+            try:
+                control.restart()
+            finally:
+                self._end(fault)
+
+    def _outage(self, w: dict[str, Any], st: dict[str, Any]) -> None:
+        proxy = self.system.proxy_names.get(w["service"], w["service"])
+        lock = self.locks.setdefault(w["service"], threading.Lock())
+        with lock:
+            fault = self._fault(w, "partition", {"mode": "disable", "seconds": OUTAGE})
+            try:
+                self.system.proxies.disable(proxy)
+            except Exception as exc:  # noqa: BLE001
+                self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
+                st["reason"] = f"the link could not be cut ({exc})"
+                return
+            self.bus.emit(FaultInjected(dict(fault)))
+            st.update(fault_id=w["id"], exercised=True)
+            try:
+                self._stop.wait(OUTAGE)
+            finally:
+                try:
+                    self.system.proxies.enable(proxy)
+                finally:
+                    self._end(fault)
+
+    # ------------------------------------------------------------------ finishing
+    def finish(self, quiet: float = 1.0, limit: float = 10.0) -> None:
+        """Wait until every window has been carried out, or no delivery hit a window for ``quiet`` seconds
+        (at most ``limit``); then take the toxics off and stop."""
+        from sagaproof.chaos.errors import ChaosError
+        from sagaproof.chaos.toxiproxy import unregister_plan
+
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            with self._lock:
+                busy = self._busy
+            pending = [w for w in self.windows if not self.state[w["id"]].get("exercised")
+                       and "reason" not in self.state[w["id"]]]
+            if busy == 0 and (not pending or time.monotonic() - self.last_delivery >= quiet):
+                break
+            time.sleep(0.05)
+        for proxy, toxic in self._toxics:
+            try:
+                self.system.proxies.remove_toxic(proxy, toxic)
+            except ChaosError:
+                pass  # healed already (a reset)
+        for name in self._plans:
+            unregister_plan(name)
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(60)
+        for st in self.state.values():  # a dropped ack whose redelivery the run never saw
+            fault = st.pop("open_fault", None)
+            if fault is not None:
+                self._end(fault)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per planned window: the plan and what happened to it."""
+        out = []
+        for w in self.windows:
+            st = {k: v for k, v in self.state[w["id"]].items() if k != "open_fault"}
+            out.append(dict(w, **st))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- coverage
+
+
+def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, Any]]], services: list[str],
+             violations: dict[str, list[str]], *, unavailable: str | None = None,
+             receives: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The report's coverage matrix: one cell per service x input subject x window.
+
+    ``violations`` maps a saga key to the checks it broke (the cell's outcome). A cell is ``exercised`` (with
+    ``fault_id``, ``saga_key``, ``outcome``) or not, with ``reason``."""
+    cells: list[dict[str, Any]] = []
+    by_cell: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for service in services:
+        cons = consumers.get(service) or []
+        subjects: list[tuple[str, str | None]] = []
+        for c in cons:
+            for s in sorted(set(c.get("filter_subjects") or [">"])):
+                subjects.append((s, str(c.get("consumer")) if c.get("consumer") is not None else None))
+        acked = [c for c in cons if str(c.get("ack_policy") or "none") != "none"]
+        for s in (receives or {}).get(service, []):
+            if all(s != x for x, _ in subjects):
+                subjects.append((s, None))
+        for subject, consumer in subjects:
+            for window in WINDOWS:
+                cell = {"service": service, "consumer": consumer, "subject": subject, "window": window,
+                        "exercised": False}
+                if unavailable:
+                    cell["reason"] = unavailable
+                elif consumer is None:
+                    cell["reason"] = "no such consumer (the service reads this subject without a JetStream consumer)"
+                elif not acked:
+                    cell["reason"] = "no such consumer (its consumer acknowledges nothing: ack policy none)"
+                elif window in PER_SERVICE:
+                    cell["reason"] = "budget (this window is aimed once per service and run, at another subject)"
+                else:
+                    cell["reason"] = "no message of that subject arrived while the window was armed"
+                by_cell[(service, subject, window)] = cell
+                cells.append(cell)
+    for r in records:
+        subject = r.get("landed_on") or r.get("subject")
+        cell = by_cell.get((r["service"], subject, r["window"]))
+        if cell is None:
+            continue
+        if r.get("exercised"):
+            key = r.get("key")
+            broke = violations.get(str(key), []) if key is not None else []
+            outcome = ("failed " + ", ".join(sorted(set(broke)))) if broke else "saga held every check"
+            if r["window"] == "redeliver":
+                outcome += "; redelivered" if r.get("redelivered_at") is not None else "; no redelivery seen"
+            if r["window"] == "crash_after_ack":
+                outcome += (f"; message {subject} (stream seq {r.get('stream_seq')}) was acknowledged before the "
+                            f"kill")
+            cell.update(exercised=True, fault_id=r.get("fault_id"), saga_key=key, outcome=outcome,
+                        stream_seq=r.get("stream_seq"), nth=r.get("nth"))
+            cell.pop("reason", None)
+        elif r.get("reason"):
+            cell["reason"] = r["reason"]
+        elif r.get("delivered_at") is not None:
+            cell["reason"] = "its delivery arrived, but the service never acknowledged it while the window was armed"
+    exercised = sum(1 for c in cells if c["exercised"])
+    return {"exercised": exercised, "total": len(cells), "cells": cells,
+            "summary": f"fault coverage: {exercised} of {len(cells)}",
+            "windows": {w: WINDOW_TITLES[w] for w in WINDOWS}}

@@ -220,6 +220,8 @@ class NatsWindows(Runner):
                     parts, body = _control(frame.data)
                     reply = parts[3] if (len(parts) == 5 and parts[0] == b"MSG") or \
                         (len(parts) == 6 and parts[0] == b"HMSG") else b""
+                    if len(parts) == 6 and parts[4].isdigit():
+                        body = body[int(parts[4]):]  # HMSG: the headers first, then the body
                     times = plan.delivery(subject, reply, body) if reply.startswith(b"$JS.ACK.") else 1
                     if times != 1:
                         unchanged = False

@@ -358,7 +358,7 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
             broke = violations.get(str(key), []) if key is not None else []
             outcome = ("failed " + ", ".join(sorted(set(broke)))) if broke else "saga held every check"
             if r["window"] == "redeliver":
-                outcome += "; redelivered" if r.get("redelivered_at") is not None else "; no redelivery seen"
+                outcome += "; redelivered" if r.get("redelivered_at") is not None else "; no redelivery seen before the window was taken off"
             if r["window"] == "crash_after_ack":
                 outcome += (f"; message {subject} (stream seq {r.get('stream_seq')}) was acknowledged before the "
                             f"kill")
@@ -368,7 +368,7 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
         elif r.get("reason"):
             cell["reason"] = r["reason"]
         elif r.get("delivered_at") is not None:
-            cell["reason"] = "its delivery arrived, but the service never acknowledged it while the window was armed"
+            cell["reason"] = "its delivery arrived, but no acknowledgement of it reached the link while the window was armed (another fault may have cut the service off first)"
     exercised = sum(1 for c in cells if c["exercised"])
     return {"exercised": exercised, "total": len(cells), "cells": cells,
             "summary": f"fault coverage: {exercised} of {len(cells)}",

@@ -474,8 +474,13 @@ class ShopService:
 
         # max_reconnect_attempts=-1 also makes the *first* connect retry forever, so a service
         # started before the broker (or behind a cut proxy) simply waits.
+        attempts = -1
+        if self.settings.bug == "no_reconnect" and self.settings.name == "inventory":
+            # The bug: "don't hammer a broker that is down" -- inventory gives up after three tries, and
+            # from then on its fetch loop only logs that the connection is closed.
+            attempts = 3
         return await nats.connect(
-            self.settings.nats_url, name=self.settings.name, max_reconnect_attempts=-1,
+            self.settings.nats_url, name=self.settings.name, max_reconnect_attempts=attempts,
             reconnect_time_wait=0.25, connect_timeout=2, ping_interval=2, max_outstanding_pings=2,
             error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
             **self.settings.nats_options,

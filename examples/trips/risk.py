@@ -35,13 +35,13 @@ async def score(event: Event) -> None:
 
 def screen(db: sqlite3.Connection, event: Event, _scored: None = None) -> list[Event]:
     trip_id, data = trip_of(event), event["data"]
-    if db.execute("SELECT 1 FROM decisions WHERE trip_id = ?", (trip_id,)).fetchone():
+    if BUG != "double_screen" and db.execute("SELECT 1 FROM decisions WHERE trip_id = ?", (trip_id,)).fetchone():
         return []  # decided already
     if data["amount"] > LIMIT:
         reason = f"amount {data['amount']} is above the limit {LIMIT}"
-        db.execute("INSERT INTO decisions VALUES (?, 'REJECTED', ?, ?)", (trip_id, reason, now_iso()))
+        db.execute("INSERT OR REPLACE INTO decisions VALUES (?, 'REJECTED', ?, ?)", (trip_id, reason, now_iso()))
         return [new_event("risk.rejected", "risk", trip_id, caused_by=event, reason=reason)]
-    db.execute("INSERT INTO decisions VALUES (?, 'APPROVED', NULL, ?)", (trip_id, now_iso()))
+    db.execute("INSERT OR REPLACE INTO decisions VALUES (?, 'APPROVED', NULL, ?)", (trip_id, now_iso()))
     return [new_event("risk.approved", "risk", trip_id, caused_by=event, customer_id=data["customer_id"],
                       amount=data["amount"], flight=data["flight"], hotel=data["hotel"], card=data["card"])]
 

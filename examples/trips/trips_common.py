@@ -461,8 +461,13 @@ class TripService:
         async def on_reconnect() -> None:
             self.log.info("nats: reconnected")
 
+        attempts = -1
+        if self.settings.bug == "no_reconnect" and self.settings.name == "hotels":
+            # The bug: hotels gives up reconnecting after three tries; its fetch loop then only logs that the
+            # connection is closed.
+            attempts = 3
         return await nats.connect(
-            self.settings.nats_url, name=self.settings.name, max_reconnect_attempts=-1,
+            self.settings.nats_url, name=self.settings.name, max_reconnect_attempts=attempts,
             reconnect_time_wait=0.25, connect_timeout=2, ping_interval=2, max_outstanding_pings=2,
             error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
 
@@ -515,6 +520,11 @@ class TripService:
                 self.log.warning("fetch failed (%s), retrying", str(exc) or type(exc).__name__)
                 await asyncio.sleep(0.25)
                 continue
+            if self.settings.bug == "ack_before_commit" and self.settings.name == "flights":
+                # The bug: flights acks each fetched batch on receipt ("so it is not redelivered while we call
+                # the airline"), before anything is committed or published.
+                for msg in msgs:
+                    await self._settle(msg, "ack")
             if g.concurrent:
                 await asyncio.gather(*(self._process(g, msg) for msg in msgs))
             else:
@@ -533,7 +543,10 @@ class TripService:
             await self._settle(msg, "term")
             return
         sub = g.subjects[msg.subject]
-        if not self._seen(event["id"]):
+        # double_screen: risk "never sees an event twice" (it did not use to sit behind JetStream), so it keeps
+        # no record of what it processed, and its decision row is written after the outcome is queued.
+        careless = self.settings.bug == "double_screen" and self.settings.name == "risk"
+        if careless or not self._seen(event["id"]):
             try:
                 extra = (await sub.prepare(event),) if sub.prepare is not None else ()
             except Transient as exc:
@@ -545,7 +558,9 @@ class TripService:
                 return
             try:
                 with transaction(self.db):
-                    if not self._seen(event["id"]):
+                    if careless:
+                        add_to_outbox(self.db, sub.handler(self.db, event, *extra))
+                    elif not self._seen(event["id"]):
                         self.db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?, ?, ?)",
                                         (event["id"], msg.subject, trip_of(event), now_iso()))
                         add_to_outbox(self.db, sub.handler(self.db, event, *extra))

@@ -274,6 +274,7 @@ class _History:
         self.advisories: list[dict[str, Any]] = []
         self.queues: dict[str, dict[str, Any]] = {}  # work queues: read from publishes, sequences known at the end
         self.delivered_by: dict[tuple[str, Any], dict[str, None]] = {}  # (stream, consumer) -> services it delivered to
+        self.reconnects_missed: list[dict[str, Any]] = []  # the targeted phase's outages a service never came back from
         self.snapshot: dict[str, Any] | None = None
         self.faults: dict[str, dict[str, Any]] = {}
         self.fault_windows: list[tuple[str, float, float | None]] = []
@@ -387,6 +388,8 @@ class _History:
                         self.consumers[rec["service"]][(rec["stream"], rec["consumer"])] = rec
                 elif kind == "nats_connect":
                     self.connects[rec["service"]] += 1
+                elif kind == "reconnect_missed":
+                    self.reconnects_missed.append(rec)
                 elif kind == "advisory":
                     self.advisories.append({**rec, "faults": snap})
                 elif kind == "stream_state" and rec.get("retention") == "workqueue":

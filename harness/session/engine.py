@@ -946,7 +946,8 @@ class Session:
         self.consumers = consumers_seen(self.system)
         plan = opts.targeted if opts.targeted is not None else plan_windows(self.seed, self.consumers)
         key_paths = list(dict.fromkeys(sg.key for sg in self.spec.sagas.values()))
-        self.targeted = TargetedPhase(self.system, plan, lambda: self.now, self.bus, locks, key_paths)
+        self.targeted = TargetedPhase(self.system, plan, lambda: self.now, self.bus, locks, key_paths,
+                                      record=self.sink.add, consumers=self.consumers)
         self.targeted.start()
 
     def coverage(self) -> dict[str, Any] | None:

@@ -38,8 +38,9 @@ __all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "co
 
 WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
 PHASES = ("targeted", "random")
+RECONNECT_GRACE = 5.0  # seconds a service has, once its link is back, to connect again
 OUTAGE = 3.0  # seconds a reconnect window cuts the link: longer than ping_interval x max_outstanding_pings (2 x 1)
-PER_SERVICE = ("crash_after_ack", "crash_before_ack", "reconnect")  # budgeted: once per service and run
+PER_SERVICE = ("reconnect", "crash_after_ack", "crash_before_ack")  # budgeted: once per service and run, in this order
 WINDOW_TITLES = {
     "redeliver": "redelivery after the effect",
     "crash_after_ack": "crash after the ack, before the effect",
@@ -108,22 +109,26 @@ class TargetedPhase:
     """Carries a plan of windows out on the embedded fault proxy (see the module docstring)."""
 
     def __init__(self, system: Any, windows: list[dict[str, Any]], clock: Callable[[], float], bus: EventBus,
-                 locks: dict[str, threading.Lock], key_paths: list[str]) -> None:
+                 locks: dict[str, threading.Lock], key_paths: list[str],
+                 record: Callable[[dict[str, Any]], None] | None = None,
+                 consumers: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.system = system
         self.windows = [dict(w) for w in windows]
         self.clock = clock
         self.bus = bus
         self.locks = locks
         self.key_paths = key_paths
+        self.record = record
+        self.consumers = dict(consumers or {})
         self.state: dict[str, dict[str, Any]] = {w["id"]: {} for w in self.windows}
         self.unavailable: str | None = None
-        self._queue: queue.Queue[tuple[str, Any, str]] = queue.Queue()
+        self._queues: dict[str, queue.Queue[tuple[str, Any, str]]] = {}  # one per service, each its own worker
         self._stop = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
         self._plans: list[str] = []
         self._toxics: list[tuple[str, str]] = []
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self.last_delivery = time.monotonic()
 
     # ------------------------------------------------------------------ start
@@ -142,6 +147,7 @@ class TargetedPhase:
             proxy = self.system.proxy_names.get(service)
             if proxy is None:
                 continue
+            self._queues[service] = queue.Queue()
             plan = WindowPlan([Window(w["id"], w["window"], w["subject"], int(w["nth"])) for w in ws],
                               on_fire=self._fire_cb(service))
             name = f"targeted-{id(self)}-{service}"
@@ -155,15 +161,17 @@ class TargetedPhase:
             except ChaosError as exc:
                 for w in ws:
                     self.state[w["id"]]["reason"] = f"the fault proxy refused the window toxic ({exc})"
-        self._worker = threading.Thread(target=self._work, name="sagaproof-targeted", daemon=True)
-        self._worker.start()
+        for service, q in self._queues.items():  # a service's windows never wait for another service's
+            worker = threading.Thread(target=self._work, args=(q,), name=f"sagaproof-targeted-{service}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
 
     def _fire_cb(self, service: str) -> Callable[[Any, str], None]:
         def fire(window: Any, stage: str) -> None:  # on the proxy's loop: never block
             self.last_delivery = time.monotonic()
             with self._lock:
                 self._busy += 1
-            self._queue.put((service, window, stage))
+            self._queues[service].put((service, window, stage))
         return fire
 
     # ------------------------------------------------------------------ carrying out
@@ -180,10 +188,10 @@ class TargetedPhase:
         fault["duration"] = fault["actual_duration"] = round(t - fault["started_at"], 6)
         self.bus.emit(FaultHealed(dict(fault)))
 
-    def _work(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+    def _work(self, q: queue.Queue[tuple[str, Any, str]]) -> None:
+        while not (self._stop.is_set() and q.empty()):
             try:
-                service, window, stage = self._queue.get(timeout=0.1)
+                service, window, stage = q.get(timeout=0.1)
             except queue.Empty:
                 continue
             try:
@@ -262,6 +270,7 @@ class TargetedPhase:
                 return
             self.bus.emit(FaultInjected(dict(fault)))
             st.update(fault_id=w["id"], exercised=True)
+            observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
             try:
                 self._stop.wait(OUTAGE)
             finally:
@@ -269,6 +278,30 @@ class TargetedPhase:
                     self.system.proxies.enable(proxy)
                 finally:
                     self._end(fault)
+            if observer is not None and self.record is not None:
+                self._watch_reconnect(w, st, fault, observer)
+
+    def _watch_reconnect(self, w: dict[str, Any], st: dict[str, Any], fault: dict[str, Any], observer: Any) -> None:
+        """Hold the service (its lock) until it opened a new connection, at most :data:`RECONNECT_GRACE` seconds;
+        one that did not is recorded (``reconnect_missed``) for the consumption check."""
+        healed = time.monotonic()
+        before = observer.connections  # no connection can open through a disabled link: any new one is after
+        limit = healed + RECONNECT_GRACE
+        while time.monotonic() < limit:
+            if observer.connections > before:
+                st["reconnected_after"] = round(time.monotonic() - healed, 3)
+                return
+            time.sleep(0.05)
+        last = observer.last_activity
+        st["reconnected_after"] = None
+        assert self.record is not None
+        self.record({"kind": "reconnect_missed", "t": self.clock(), "service": w["service"],
+                     "subjects": sorted({s for c in self.consumers.get(w["service"], [])
+                                         for s in (c.get("filter_subjects") or [])}),
+                     "fault_id": w["id"], "cut_at": fault["started_at"], "healed_at": fault["ended_at"],
+                     "outage": OUTAGE, "grace": RECONNECT_GRACE,
+                     "last_read": round(self.clock() - (time.monotonic() - last), 3),
+                     "line": f"{w['service']} did not reconnect within {RECONNECT_GRACE:g}s after its link was back"})
 
     # ------------------------------------------------------------------ finishing
     def finish(self, quiet: float = 1.0, limit: float = 10.0) -> None:
@@ -294,8 +327,8 @@ class TargetedPhase:
         for name in self._plans:
             unregister_plan(name)
         self._stop.set()
-        if self._worker is not None:
-            self._worker.join(60)
+        for worker in self._workers:
+            worker.join(60)
         for st in self.state.values():  # a dropped ack whose redelivery the run never saw
             fault = st.pop("open_fault", None)
             if fault is not None:

@@ -217,7 +217,7 @@ class TargetedPhase:
                 self._end(fault)
                 st.update(fault_id=w["id"], exercised=True)
             elif window.kind == "reconnect":
-                self._outage(w, st)
+                self._spawn(self._outage, w, st)
             return
         if stage == "redelivered":
             st["redelivered_at"] = self.clock()
@@ -232,7 +232,27 @@ class TargetedPhase:
             self.bus.emit(FaultInjected(dict(fault)))
             st.update(open_fault=fault, fault_id=w["id"], exercised=True)
             return
-        self._crash(w, st)
+        self._spawn(self._crash, w, st)
+
+    def _spawn(self, action: Callable[[dict[str, Any], dict[str, Any]], None], w: dict[str, Any],
+               st: dict[str, Any]) -> None:
+        """Carry a process or link fault out in a thread of its own, so the bookkeeping of the service's other
+        windows never waits for it (a kill must follow its ack at once)."""
+        with self._lock:
+            self._busy += 1
+
+        def run() -> None:
+            try:
+                action(w, st)
+            except Exception as exc:  # noqa: BLE001 - one window's trouble must not stop the others
+                st["reason"] = f"could not be carried out ({exc!r})"
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+        thread = threading.Thread(target=run, name=f"sagaproof-targeted-{w['id']}", daemon=True)
+        self._workers.append(thread)
+        thread.start()
 
     @staticmethod
     def _subject_of(window: Any) -> str:
@@ -271,21 +291,24 @@ class TargetedPhase:
             self.bus.emit(FaultInjected(dict(fault)))
             st.update(fault_id=w["id"], exercised=True)
             observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
+            before = 0
             try:
                 self._stop.wait(OUTAGE)
             finally:
+                # no connection opens through a disabled link: any counted from here on came after the heal
+                before = observer.connections if observer is not None else 0
                 try:
                     self.system.proxies.enable(proxy)
                 finally:
                     self._end(fault)
             if observer is not None and self.record is not None:
-                self._watch_reconnect(w, st, fault, observer)
+                self._watch_reconnect(w, st, fault, observer, before)
 
-    def _watch_reconnect(self, w: dict[str, Any], st: dict[str, Any], fault: dict[str, Any], observer: Any) -> None:
+    def _watch_reconnect(self, w: dict[str, Any], st: dict[str, Any], fault: dict[str, Any], observer: Any,
+                         before: int) -> None:
         """Hold the service (its lock) until it opened a new connection, at most :data:`RECONNECT_GRACE` seconds;
         one that did not is recorded (``reconnect_missed``) for the consumption check."""
         healed = time.monotonic()
-        before = observer.connections  # no connection can open through a disabled link: any new one is after
         limit = healed + RECONNECT_GRACE
         while time.monotonic() < limit:
             if observer.connections > before:

@@ -12,10 +12,11 @@ EXPECTED_FIRST = {
     "early_complete": "no_contradiction",
     "field_rename": "live contract conformance",
     "lost_status": "read_final_agrees",
+    "no_reconnect": "consumption",
 }
 
 # In attach mode (services deployed elsewhere, reaching NATS through the team's own proxies) the harness cannot
 # read the services' own NATS connections, so the consumption and delivery checks have no link to judge by;
 # the saga checks catch these two bugs there, as they did before the broker view.
 EXPECTED_FIRST_WITHOUT_LINKS = {**EXPECTED_FIRST, "no_refund": "compensation_completeness",
-                                "lost_terminal": "termination"}
+                                "lost_terminal": "termination", "no_reconnect": "termination"}

@@ -11,4 +11,7 @@ EXPECTED_FIRST = {
     "retry_new_key": "invariant money_conserved",
     "lost_while_away": "delivery guarantee",
     "status_flip": "read_terminal_stable",
+    "ack_before_commit": "termination",
+    "double_screen": "no_double_effect",
+    "no_reconnect": "consumption",
 }

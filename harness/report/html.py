@@ -61,6 +61,8 @@ td code,li code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .stats span{display:inline-block;margin-right:18px}
 ul.flat{margin:6px 0;padding-left:20px}
 details summary{cursor:pointer;color:var(--muted)}
+table.coverage td{min-width:150px;font-size:12px}
+td.cov-yes{background:#dafbe1}td.cov-yes.cov-bad{background:#ffebe9}td.cov-no{background:var(--bg)}
 """
 
 
@@ -281,6 +283,10 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
                  f"{'<details><summary>' + str(len(info['faults'])) + ' faults</summary><ul class=flat>' + fault_list + '</ul></details>' if fault_list else ''}"
                  f"</section>")
 
+    cov = result.coverage
+    if cov:
+        parts.append(_coverage_section(cov))
+
     # Failing sagas.
     if cr is not None and cr.violations:
         groups: dict[tuple[str, str], list[SagaViolation]] = {}
@@ -383,6 +389,38 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><title>{_e(title)}</title><style>{CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>\n")
+
+
+def _coverage_section(cov: dict[str, Any]) -> str:
+    """The targeted phase's matrix: consumer x input subject (rows) x window (columns); each cell exercised
+    (fault id, saga key, outcome) or not, and why."""
+    titles: dict[str, str] = dict(cov.get("windows") or {})
+    windows = list(titles)
+    rows: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for c in cov.get("cells") or []:
+        rows.setdefault((str(c.get("service")), str(c.get("consumer") or "-"), str(c.get("subject"))), {})[
+            str(c.get("window"))] = c
+
+    def cell(c: dict[str, Any] | None) -> str:
+        if c is None:
+            return "<td class='muted'>-</td>"
+        if c.get("exercised"):
+            bad = str(c.get("outcome") or "").startswith("failed")
+            return (f"<td class='cov-yes{' cov-bad' if bad else ''}' data-window='{_e(c.get('window'))}'>"
+                    f"<b>{_e(c.get('fault_id'))}</b> <code>{_e(c.get('saga_key') or '?')}</code><br>"
+                    f"<span class='muted'>{_e(c.get('outcome'))}</span></td>")
+        return (f"<td class='cov-no' data-window='{_e(c.get('window'))}'>not exercised: "
+                f"<span class='muted'>{_e(c.get('reason'))}</span></td>")
+
+    head = "".join(f"<th title='{_e(titles[w])}'>{_e(titles[w])}</th>" for w in windows)
+    body = "".join(f"<tr><td><code>{_e(svc)}</code></td><td><code>{_e(con)}</code></td><td><code>{_e(subj)}</code></td>"
+                   + "".join(cell(cells.get(w)) for w in windows) + "</tr>"
+                   for (svc, con, subj), cells in rows.items())
+    return (f"<section id='coverage'><h2>Fault coverage</h2><p><b>{_e(cov.get('summary'))}</b> windows of the "
+            f"targeted phase (consumer x input subject x window). Each fault was aimed at one message (the n-th "
+            f"delivery of a subject to a service), so <code>sagaproof replay</code> aims at the same one. A window "
+            f"not exercised is not a pass of anything.</p><div class='scroll'><table class='coverage'><tr>"
+            f"<th>service</th><th>consumer</th><th>input subject</th>{head}</tr>{body}</table></div></section>")
 
 
 def _short(payload: Any, limit: int = 160) -> str:

@@ -31,6 +31,7 @@ CASES = [
     (GOOD_SERVICE + "\n[sagas.s]\nkey='id'\nstart='a'\nsuccess=['b']\ndeadline='soon'\n", "sagas.s.deadline",
      "must be a duration"),
     (GOOD_SERVICE + "\n[chaos]\nfaults=['latncy']\n", "chaos.faults", "did you mean 'latency'"),
+    (GOOD_SERVICE + "\n[chaos]\nphases=['targeted', 'aimed']\n", "chaos.phases", "unknown phase 'aimed'"),
     (GOOD_SERVICE + "\n[workload]\nvia='http'\nservice='nope'\n", "workload.service", "not defined"),
     ("[nats]\ncluster = 2\n" + GOOD_SERVICE, "nats.cluster", "must be 1"),
     ("", "services", "no services are defined"),
@@ -194,3 +195,11 @@ idempotency_key = "Idempotency-Key"
     w = load_system_file(tmp_path).workload
     assert w.request_headers(7, "abc") == {"X-Tenant": "t1", "X-Request-Id": "req-abc", "X-Index": "7",
                                            "Idempotency-Key": "abc"}
+
+
+def test_chaos_phases_default_to_both_and_can_be_one(tmp_path: Path):
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "sagaproof.toml").write_text(GOOD_SERVICE)
+    assert load_system_file(tmp_path).chaos.phases == ("targeted", "random")
+    (tmp_path / "sagaproof.toml").write_text(GOOD_SERVICE + "\n[chaos]\nphases = ['random']\n")
+    assert load_system_file(tmp_path).chaos.phases == ("random",)

@@ -282,6 +282,11 @@ class TargetedPhase:
         lock = self.locks.setdefault(w["service"], threading.Lock())
         with lock:
             fault = self._fault(w, "partition", {"mode": "disable", "seconds": OUTAGE})
+            observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
+            # connections opened so far: any opened after the cut is a reconnect (a disabled link refuses them, but
+            # a random-phase partition healing meanwhile may enable the link early, and the service may come back
+            # then)
+            before = observer.connections if observer is not None else 0
             try:
                 self.system.proxies.disable(proxy)
             except Exception as exc:  # noqa: BLE001
@@ -290,13 +295,9 @@ class TargetedPhase:
                 return
             self.bus.emit(FaultInjected(dict(fault)))
             st.update(fault_id=w["id"], exercised=True)
-            observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
-            before = 0
             try:
                 self._stop.wait(OUTAGE)
             finally:
-                # no connection opens through a disabled link: any counted from here on came after the heal
-                before = observer.connections if observer is not None else 0
                 try:
                     self.system.proxies.enable(proxy)
                 finally:

@@ -101,3 +101,34 @@ def test_a_variable_set_only_in_the_replaying_shell_does_not_reach_the_services(
     assert replay.returncode == 0, replay.stdout[-3000:] + replay.stderr[-2000:]
     manifest = json.loads((tmp_path / "again" / "system.json").read_text())
     assert "SHOP_BUG" not in manifest["inherited_env"] and "UNRELATED_VAR" not in manifest["inherited_env"]
+
+
+@pytest.mark.slow
+def test_a_run_failed_through_a_targeted_fault_replays_the_same_way(tmp_path: Path):
+    # ack_before_commit (examples/shop/bugs.py): every service acks a fetched batch before it works on it. The
+    # targeted phase alone (no random faults) kills a service right after the +ACK of its n-th delivery passed
+    # its link: that message is acknowledged and never acted on, so its saga never ends.
+    orig = tmp_path / "orig"
+    proc = subprocess.run([*SAGAPROOF, "run", str(SHOP), "--seed", "5", "--sagas", "80", "--phases", "targeted",
+                           "--report-dir", str(orig)], env=_env(SHOP_BUG="ack_before_commit"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((orig / "report.json").read_text())
+    assert report["first_failure"] == "termination", proc.stdout[-3000:]
+    assert {f.get("source") for f in report["faults"]} == {"targeted"}, "the random phase was off"
+    cov = report["coverage"]
+    assert f"{cov['summary']} (consumer x input subject x window" in proc.stdout.replace("\n", " ")
+    lost = [c for c in cov["cells"] if c["window"] == "crash_after_ack" and c["exercised"]]
+    assert lost and any("acknowledged before the kill" in c["outcome"] for c in lost)
+    assert any(c["outcome"].startswith("failed") and "termination" in c["outcome"] for c in lost), \
+        "the cell names the saga whose message was acknowledged and never acted on"
+    assert "id='coverage'" in (orig / "report.html").read_text()
+
+    replay = subprocess.run([*SAGAPROOF, "replay", str(orig)], env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert replay.returncode == 1, replay.stdout[-3000:] + replay.stderr[-2000:]
+    again = json.loads((orig.parent / "orig-replay" / "report.json").read_text())
+    assert again["first_failure"] == "termination"
+    assert again["options"]["phases"] == ["targeted"]
+    assert again["coverage"]["plan"] == cov["plan"], "the replay aims at the same messages"
+    assert {f.get("source") for f in again["faults"]} == {"targeted"}

@@ -387,3 +387,56 @@ def test_report_json_follows_its_json_schema(tmp_path: Path) -> None:
     assert data["schema_version"] == 2
     errors = [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(data)]
     assert errors == []
+
+
+# The targeted phase's plan for the shop's payment, and what a run made of it (harness.session.targeted).
+TARGETED_CONSUMERS = {"payment": [{"stream": "SHOP", "consumer": "payment", "ack_policy": "explicit",
+                                   "filter_subjects": ["orders.created", "inventory.failed"]}]}
+
+
+def _with_coverage(result: RunResult) -> RunResult:
+    from sagaproof.harness.session.targeted import coverage, plan_windows
+
+    records = [dict(w) for w in plan_windows(3, TARGETED_CONSUMERS)]
+    crash = next(r for r in records if r["window"] == "crash_after_ack")
+    crash.update(exercised=True, fault_id=crash["id"], key="ord-017", landed_on="orders.created", stream_seq="41")
+    dup = next(r for r in records if r["window"] == "duplicate" and r["subject"] == "orders.created")
+    dup.update(exercised=True, fault_id=dup["id"], key="ord-003")
+    result.coverage = coverage(records, TARGETED_CONSUMERS, ["payment"], {"ord-017": ["termination"]})
+    result.coverage["plan"] = [{k: w[k] for k in ("id", "window", "service", "consumer", "stream", "subject", "nth")}
+                               for w in records]
+    return result
+
+
+def test_coverage_matrix_is_in_report_json_under_its_schema(tmp_path: Path) -> None:
+    import jsonschema_rs
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+    result, history = build_run(tmp_path)
+    data = json.loads(write_reports(_with_coverage(result), tmp_path, history)["report.json"].read_text())
+    assert data["coverage"]["summary"] == "fault coverage: 2 of 10"
+    assert [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(data)] == []
+    data["coverage"]["cells"][0].pop("reason", None)  # a cell not exercised must say why
+    data["coverage"]["cells"][0]["exercised"] = False
+    assert not jsonschema_rs.validator_for(schema).is_valid(data)
+
+
+@needs_chromium
+def test_coverage_matrix_renders_in_chromium(tmp_path: Path) -> None:
+    result, history = build_run(tmp_path)
+    paths = write_reports(_with_coverage(result), tmp_path / "report", history)
+    probe = tmp_path / "probe.html"
+    probe.write_text(paths["report.html"].read_text().replace("</body>", PROBE + "</body>"))
+    dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    m = re.search(r"<pre id=\"probe\"[^>]*>(.*?)</pre>", dom, re.S)
+    assert m, "the report did not finish loading in Chromium"
+    text: str = json.loads(m.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+                           .replace("&quot;", '"'))["text"]
+    section = text[text.index("Fault coverage"):]
+    assert "fault coverage: 2 of 10" in section
+    for title in ("redelivery after the effect", "crash after the ack, before the effect",
+                  "crash after the effect, before the ack", "duplicate delivery", "connection loss and reconnect"):
+        assert title in section
+    assert "ord-017" in section and "failed termination" in section and "acknowledged before the kill" in section
+    assert "not exercised: budget" in section and "not exercised: no message of that subject arrived" in section
+    assert text.index("Fault coverage") < text.index("Failing sagas")

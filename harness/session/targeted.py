@@ -391,8 +391,8 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
                 subjects.append((s, None))
         for subject, consumer in subjects:
             for window in WINDOWS:
-                cell = {"service": service, "consumer": consumer, "subject": subject, "window": window,
-                        "exercised": False}
+                cell: dict[str, Any] = {"service": service, "consumer": consumer, "subject": subject,
+                                        "window": window, "exercised": False}
                 if unavailable:
                     cell["reason"] = unavailable
                 elif consumer is None:
@@ -406,10 +406,11 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
                 by_cell[(service, subject, window)] = cell
                 cells.append(cell)
     for r in records:
-        subject = r.get("landed_on") or r.get("subject")
-        cell = by_cell.get((r["service"], subject, r["window"]))
-        if cell is None:
+        landed = str(r.get("landed_on") or r.get("subject") or "")
+        found = by_cell.get((r["service"], landed, r["window"]))
+        if found is None:
             continue
+        cell, subject = found, landed
         if r.get("exercised"):
             key = r.get("key")
             broke = violations.get(str(key), []) if key is not None else []

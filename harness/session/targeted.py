@@ -127,6 +127,7 @@ class TargetedPhase:
         self._busy = 0
         self._lock = threading.Lock()
         self._plans: list[str] = []
+        self._plan_of: dict[str, Any] = {}  # service -> its WindowPlan (the deliveries it counted)
         self._toxics: list[tuple[str, str]] = []
         self._workers: list[threading.Thread] = []
         self.last_delivery = time.monotonic()
@@ -153,6 +154,7 @@ class TargetedPhase:
             name = f"targeted-{id(self)}-{service}"
             register_plan(name, plan)
             self._plans.append(name)
+            self._plan_of[service] = plan
             try:
                 for stream in ("downstream", "upstream"):
                     toxic = self.system.proxies.add_toxic(proxy, "nats_windows", stream=stream, toxicity=1.0,
@@ -363,6 +365,9 @@ class TargetedPhase:
         out = []
         for w in self.windows:
             st = {k: v for k, v in self.state[w["id"]].items() if k != "open_fault"}
+            plan = self._plan_of.get(w["service"])
+            if plan is not None:  # first deliveries of the window's subject the link saw while it was armed
+                st["seen"] = int(plan.counts.get(w["subject"], 0))
             out.append(dict(w, **st))
         return out
 
@@ -425,6 +430,11 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
             cell.pop("reason", None)
         elif r.get("reason"):
             cell["reason"] = r["reason"]
+        elif isinstance(r.get("seen"), int) and r["seen"] < int(r.get("nth") or 1):
+            cell["reason"] = (f"no message of that subject arrived while the window was armed (it was aimed at "
+                              f"delivery {r.get('nth')}; {r['seen']} arrived)" if r["subject"] else
+                              f"budget (aimed once per service at its delivery {r.get('nth')}, any subject; "
+                              f"{r['seen']} arrived while it was armed)")
         elif r.get("delivered_at") is not None:
             cell["reason"] = "its delivery arrived, but no acknowledgement of it reached the link while the window was armed (another fault may have cut the service off first)"
     exercised = sum(1 for c in cells if c["exercised"])

@@ -38,6 +38,8 @@ __all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "co
 
 WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
 PHASES = ("targeted", "random")
+ACK_PASS_LIMIT = 1.0  # seconds a crash-after-ack kill waits, at most, for the +ACK to reach the server's side
+ACK_SETTLE = 0.05  # and then for the server to read it before the connection goes
 RECONNECT_GRACE = 5.0  # seconds a service has, once its link is back, to connect again
 OUTAGE = 3.0  # seconds a reconnect window cuts the link: longer than ping_interval x max_outstanding_pings (2 x 1)
 PER_SERVICE = ("reconnect", "crash_after_ack", "crash_before_ack")  # budgeted: once per service and run, in this order
@@ -171,10 +173,26 @@ class TargetedPhase:
     def _fire_cb(self, service: str) -> Callable[[Any, str], None]:
         def fire(window: Any, stage: str) -> None:  # on the proxy's loop: never block
             self.last_delivery = time.monotonic()
+            if stage == "ack" and window.kind == "crash_after_ack":
+                self._freeze(service)
             with self._lock:
                 self._busy += 1
             self._queues[service].put((service, window, stage))
         return fire
+
+    def _freeze(self, service: str) -> None:
+        """SIGSTOP the service's process group the moment its +ACK passed the link (one system call, from the
+        proxy's loop): it can commit nothing more before the kill, which follows once the +ACK has reached the
+        server. A service that acknowledges before it commits loses the message exactly there."""
+        import os
+        import signal
+
+        proc = getattr(getattr(self.system.services.get(service), "process", None), "_proc", None)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     # ------------------------------------------------------------------ carrying out
     def _fault(self, w: dict[str, Any], kind: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +231,7 @@ class TargetedPhase:
             w["landed_on"] = st["subject"]
             st["key"] = _key_of(window.payload, self.key_paths)
             st["stream_seq"] = (window.stream_seq or b"").decode() or None
+            st["ack"] = window.ack
             if window.kind == "duplicate":
                 fault = self._fault(w, "duplicate", {"direction": "downstream"})
                 self.bus.emit(FaultInjected(dict(fault)))
@@ -260,9 +279,24 @@ class TargetedPhase:
     def _subject_of(window: Any) -> str:
         return str(window.extra.get("subject") or window.subject or "")
 
+    def _ack_reached_server(self, w: dict[str, Any], ack: bytes | None) -> None:
+        """For a crash after the ack: wait (at most :data:`ACK_PASS_LIMIT` s) until the +ACK has been written to
+        the server's side of the link (the observer reads there, after every toxic, and forgets a delivery once
+        its answer went by), plus a moment for the server to read it, so the kill cannot take it along. Nothing
+        else the service sends passes meanwhile: the link withholds it."""
+        observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
+        limit = time.monotonic() + ACK_PASS_LIMIT
+        while observer is not None and ack is not None and time.monotonic() < limit:
+            if observer.unread == 0 and ack not in observer._held:
+                break
+            time.sleep(0.01)
+        time.sleep(ACK_SETTLE)
+
     def _crash(self, w: dict[str, Any], st: dict[str, Any]) -> None:
         svc = self.system.services[w["service"]]
         lock = self.locks.setdefault(w["service"], threading.Lock())
+        if w["window"] == "crash_after_ack":
+            self._ack_reached_server(w, st.get("ack"))
         with lock:
             fault = self._fault(w, "kill", {"moment": w["window"]})
             control = ServiceControl(svc)
@@ -364,7 +398,7 @@ class TargetedPhase:
         """One record per planned window: the plan and what happened to it."""
         out = []
         for w in self.windows:
-            st = {k: v for k, v in self.state[w["id"]].items() if k != "open_fault"}
+            st = {k: v for k, v in self.state[w["id"]].items() if k not in ("open_fault", "ack")}
             plan = self._plan_of.get(w["service"])
             if plan is not None:  # first deliveries of the window's subject the link saw while it was armed
                 st["seen"] = int(plan.counts.get(w["subject"], 0))

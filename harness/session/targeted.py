@@ -194,6 +194,17 @@ class TargetedPhase:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def _thaw(self, service: str) -> None:
+        import os
+        import signal
+
+        proc = getattr(getattr(self.system.services.get(service), "process", None), "_proc", None)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGCONT)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     # ------------------------------------------------------------------ carrying out
     def _fault(self, w: dict[str, Any], kind: str, params: dict[str, Any]) -> dict[str, Any]:
         t = self.clock()
@@ -303,6 +314,7 @@ class TargetedPhase:
             try:
                 control.kill()
             except Exception as exc:  # noqa: BLE001 - not running (another fault holds it down)
+                self._thaw(w["service"])  # never leave it frozen
                 self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
                 st["reason"] = f"the service could not be killed ({exc})"
                 return

@@ -40,7 +40,7 @@ WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "rec
 PHASES = ("targeted", "random")
 ACK_PASS_LIMIT = 1.0  # seconds a crash-after-ack kill waits, at most, for the +ACK to reach the server's side
 ACK_SETTLE = 0.05  # and then for the server to read it before the connection goes
-RECONNECT_GRACE = 5.0  # seconds a service has, once its link is back, to connect again
+RECONNECT_GRACE = 15.0  # seconds a service has, once its link is back, to connect again (no restart meanwhile)
 OUTAGE = 3.0  # seconds a reconnect window cuts the link: longer than ping_interval x max_outstanding_pings (2 x 1)
 PER_SERVICE = ("reconnect", "crash_after_ack", "crash_before_ack")  # budgeted: once per service and run, in this order
 WINDOW_TITLES = {
@@ -130,6 +130,7 @@ class TargetedPhase:
         self._lock = threading.Lock()
         self._plans: list[str] = []
         self._plan_of: dict[str, Any] = {}  # service -> its WindowPlan (the deliveries it counted)
+        self._frozen: set[str] = set()  # services SIGSTOPped for a crash-after-ack kill that has not come yet
         self._toxics: list[tuple[str, str]] = []
         self._workers: list[threading.Thread] = []
         self.last_delivery = time.monotonic()
@@ -191,6 +192,7 @@ class TargetedPhase:
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGSTOP)
+                self._frozen.add(service)
             except (ProcessLookupError, PermissionError):
                 pass
 
@@ -198,6 +200,7 @@ class TargetedPhase:
         import os
         import signal
 
+        self._frozen.discard(service)
         proc = getattr(getattr(self.system.services.get(service), "process", None), "_proc", None)
         if proc is not None and proc.poll() is None:
             try:
@@ -279,6 +282,8 @@ class TargetedPhase:
             except Exception as exc:  # noqa: BLE001 - one window's trouble must not stop the others
                 st["reason"] = f"could not be carried out ({exc!r})"
             finally:
+                if w["service"] in self._frozen and w["window"] == "crash_after_ack":
+                    self._thaw(w["service"])  # never leave a service frozen
                 with self._lock:
                     self._busy -= 1
 
@@ -318,6 +323,7 @@ class TargetedPhase:
                 self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
                 st["reason"] = f"the service could not be killed ({exc})"
                 return
+            self._frozen.discard(w["service"])
             self.bus.emit(FaultInjected(dict(fault)))
             st.update(fault_id=w["id"], exercised=True)
             try:
@@ -401,6 +407,8 @@ class TargetedPhase:
         self._stop.set()
         for worker in self._workers:
             worker.join(60)
+        for service in list(self._frozen):  # a freeze whose kill never came (the run ended first)
+            self._thaw(service)
         for st in self.state.values():  # a dropped ack whose redelivery the run never saw
             fault = st.pop("open_fault", None)
             if fault is not None:

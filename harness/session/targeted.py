@@ -39,6 +39,7 @@ __all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "co
 WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
 PHASES = ("targeted", "random")
 ACK_PASS_LIMIT = 1.0  # seconds a crash-after-ack kill waits, at most, for the +ACK to reach the server's side
+LOCK_LIMIT = 5.0  # seconds a crash window waits for the service's other fault to end before it gives up
 ACK_SETTLE = 0.05  # and then for the server to read it before the connection goes
 RECONNECT_GRACE = 15.0  # seconds a service has, once its link is back, to connect again (no restart meanwhile)
 OUTAGE = 3.0  # seconds a reconnect window cuts the link: longer than ping_interval x max_outstanding_pings (2 x 1)
@@ -131,6 +132,7 @@ class TargetedPhase:
         self._plans: list[str] = []
         self._plan_of: dict[str, Any] = {}  # service -> its WindowPlan (the deliveries it counted)
         self._frozen: set[str] = set()  # services SIGSTOPped for a crash-after-ack kill that has not come yet
+        self._outage_on: set[str] = set()  # services whose reconnect window (cut + watch) is under way
         self._toxics: list[tuple[str, str]] = []
         self._workers: list[threading.Thread] = []
         self.last_delivery = time.monotonic()
@@ -188,6 +190,8 @@ class TargetedPhase:
         import os
         import signal
 
+        if service in self._outage_on:  # its link is cut (or being watched): a kill would wait, frozen, for it
+            return
         proc = getattr(getattr(self.system.services.get(service), "process", None), "_proc", None)
         if proc is not None and proc.poll() is None:
             try:
@@ -313,7 +317,11 @@ class TargetedPhase:
         lock = self.locks.setdefault(w["service"], threading.Lock())
         if w["window"] == "crash_after_ack":
             self._ack_reached_server(w, st.get("ack"))
-        with lock:
+        if not lock.acquire(timeout=LOCK_LIMIT):  # another fault holds the service: never keep it frozen that long
+            self._thaw(w["service"])
+            st["reason"] = f"another fault held the service for more than {LOCK_LIMIT:g}s when its moment came"
+            return
+        try:
             fault = self._fault(w, "kill", {"moment": w["window"]})
             control = ServiceControl(svc)
             try:
@@ -330,11 +338,24 @@ class TargetedPhase:
                 control.restart()
             finally:
                 self._end(fault)
+        finally:
+            lock.release()
 
     def _outage(self, w: dict[str, Any], st: dict[str, Any]) -> None:
         proxy = self.system.proxy_names.get(w["service"], w["service"])
         lock = self.locks.setdefault(w["service"], threading.Lock())
         with lock:
+            if w["service"] in self._frozen:
+                st["reason"] = "the service was frozen for a crash window when its moment came"
+                return
+            self._outage_on.add(w["service"])
+            try:
+                self._cut(w, st, proxy)
+            finally:
+                self._outage_on.discard(w["service"])
+
+    def _cut(self, w: dict[str, Any], st: dict[str, Any], proxy: str) -> None:
+        if True:
             fault = self._fault(w, "partition", {"mode": "disable", "seconds": OUTAGE})
             observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
             # connections opened so far: any opened after the cut is a reconnect (a disabled link refuses them, but

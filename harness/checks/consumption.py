@@ -811,6 +811,7 @@ class _Consumption:
         found = report.findings["consumption"]
         self.found.sort(key=lambda x: x[0])
         found.extend(f for _, f in self.found)
+        found.extend(_stopped_consuming(self.h, self.observed))
         judged, pending = self.judged, self.pending
         for (service, pattern), (total, missed, _) in sorted(self.per_pair.items(), key=lambda kv: kv[1][2]):
             if missed:
@@ -831,6 +832,29 @@ class _Consumption:
             report.summaries["consumption"] = (
                 f"{len(found)} of {judged} messages owed to contract receivers were never acknowledged: "
                 + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(counts.items())) + still + together)
+
+
+def _stopped_consuming(h: _History, observed: set[str]) -> list[BrokerFinding]:
+    """A service the targeted phase cut off that opened no new connection once its link was back
+    (``reconnect_missed`` records): it stopped consuming."""
+    out = []
+    for rec in h.reconnects_missed:
+        service = str(rec.get("service"))
+        if service not in observed:
+            continue
+        last = rec.get("last_read")
+        out.append(BrokerFinding(
+            check="consumption", service=service, subject=", ".join(rec.get("subjects") or []) or "(its input)",
+            expected=f"after its link to NATS was back (t={float(rec.get('healed_at') or 0):.3f}s), the service "
+                     f"connects again and goes on consuming",
+            detail=(f"its link was cut for {float(rec.get('outage') or 0):g}s at t={float(rec.get('cut_at') or 0):.3f}s "
+                    f"(fault {rec.get('fault_id')}); in the {float(rec.get('grace') or 0):g}s after the link was back it "
+                    f"opened no new connection, so it stopped consuming"
+                    + (f"; it was last seen reading at t={float(last):.3f}s" if isinstance(last, int | float) else "")),
+            fix="let the NATS client reconnect for as long as the service runs (nats-py: max_reconnect_attempts=-1) "
+                "and make sure it subscribes again after a reconnect",
+            faults={str(rec.get("fault_id")): {"kind": "partition", "target": service}}))
+    return out
 
 
 def _unconsumed(h: _History, service: str, pattern: str, stream: str, seq: int, msg: _Stored,

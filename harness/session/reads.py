@@ -36,6 +36,7 @@ from sagaproof.harness.config import ReadsSpec, SagaSpec, StatusReadSpec, field_
 __all__ = ["MAX_READS_PER_SAGA", "ReadResult", "ReadSchedule", "StatusReader"]
 
 MAX_READS_PER_SAGA = 8  # reads of one sampled saga while it runs
+REREAD_TERMINAL = 20  # sagas whose final read was terminal, read once more after the final pass
 READ_DELAY = 0.15  # half the reads follow a sampled saga's event by a random delay up to this (seconds)
 READ_LATER = 1.0  # and the other half by a delay between READ_DELAY and this
 MAX_QUEUED = 2_000  # reads waiting to be made while the run goes on; more are dropped (counted)
@@ -264,6 +265,7 @@ class ReadSchedule:
         todo = [(name, key) for name, ks in sorted((keys or self.started).items()) for key in sorted(ks)]
         made = 0
         results: dict[tuple[str, str], str] = {}  # the last outcome of each saga's read
+        terminal: list[tuple[str, str]] = []  # sagas whose final read answered with a terminal status
         lock = threading.Lock()
         for attempt in range(retries + 1):
             if not todo or self._stop.is_set():
@@ -273,6 +275,8 @@ class ReadSchedule:
                 def keep(rec: dict[str, Any]) -> None:
                     with lock:
                         results[(name, key)] = str(rec.get("outcome"))
+                        if rec.get("found") and rec.get("status") in ("success", "abort"):
+                            terminal.append((name, key))
                     self.record(rec)
 
                 return keep
@@ -289,6 +293,19 @@ class ReadSchedule:
             todo = [(n, k) for n, k in todo if results.get((n, k)) == "unknown"]
             if todo and attempt < retries:
                 self._stop.wait(0.5)
+        # A terminal status must never change: read a few of the sagas that answered terminal once more, so the
+        # stability check has something to judge however few sagas the run sampled while they ran.
+        again = sorted(terminal)[:REREAD_TERMINAL]
+        futures = []
+        for name, key in again:
+            if self._stop.is_set():
+                break
+            self._pace()
+            self._slots.acquire()
+            futures.append(self._pool.submit(self._record_with, self.record, self._next(), name, key, "final"))
+        for f in futures:
+            f.result()
+        made += len(futures)
         self.seconds += time.monotonic() - t0
         return made
 

@@ -912,7 +912,8 @@ class Session:
         if unknown:
             notes.append(f"{unknown} saga start(s) got no answer (outcome unknown: they may or may not have started)")
         coverage = self.coverage()
-        if coverage is not None:
+        # Without an observed link (attach mode) the targeted phase has nothing to aim at: no note of "0 of 0"
+        if coverage is not None and (coverage.get("total") or self.system.broker.observers):
             notes.insert(0, f"{coverage['summary']} (consumer x input subject x window; a window not exercised is "
                             f"not a pass)")
         result = self._result(opts, outcomes, started_iso, time.monotonic() - t_start, services, notes, wres)

@@ -29,6 +29,12 @@ def test_public_api() -> None:
         "serve",
         "subject_matches",
         "toxic_types",
+        # the targeted windows of the nemesis (issue 20): a plan the harness registers for a link's nats_windows toxic
+        "WINDOW_KINDS",
+        "Window",
+        "WindowPlan",
+        "register_plan",
+        "unregister_plan",
     }
     for name in tp.__all__:
         assert hasattr(tp, name), name

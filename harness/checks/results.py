@@ -99,9 +99,7 @@ def combine_outcomes(groups: list[list[CheckOutcome]]) -> list[CheckOutcome]:
         same = [o for o in seen if o.status == worst.status]
         findings = [f for o in same for f in o.findings]
         details = [d for o in same for d in o.details]
-        summary = worst.summary if len(same) == 1 else f"{worst.summary} (and in {len(same) - 1} more judgement(s))"
-        if worst.status == PASSED:
-            summary = f"{worst.summary} (passed in {len(same)} judgements)" if len(same) > 1 else worst.summary
+        summary = worst.summary if len(same) == 1 else f"{worst.summary} ({worst.status} in {len(same)} judgements)"
         out.append(CheckOutcome(name, worst.ok, summary, details, findings, status=worst.status))
     return out
 

@@ -19,13 +19,16 @@ Both directions of a proxy carry a ``nats_windows`` toxic naming the same plan (
 (``$JS.ACK`` reply with delivered = 1) per subject across the link's connections, remembers which ack subject
 each armed window took, and calls ``on_fire(window, stage)`` (from the proxy's event loop; it must not block)
 when a window takes its delivery (``"delivered"``), when the ack it waits for is reached (``"ack"``), and when
-the server redelivers the message (``"redelivered"``). Plans live in the proxy's process, so the toxic works
-on the embedded server only; a toxic naming no registered plan passes every byte.
+the server redelivers the message (``"redelivered"``). The owner may put a window that took its delivery back
+(:meth:`WindowPlan.rearm`: the service was busy with another fault, or its ack never came), and it then takes
+the next first delivery of its subject. Plans live in the proxy's process, so the toxic works on the embedded
+server only; a toxic naming no registered plan passes every byte.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -54,6 +57,7 @@ class Window:
     stream_seq: bytes | None = None
     payload: bytes = b""
     redelivered: bool = False
+    rearmed: int = 0  # times it was put back to take a later delivery
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +77,7 @@ class WindowPlan:
         self._by_ack: dict[bytes, Window] = {}
         self._by_seq: dict[tuple[bytes, bytes], Window] = {}  # (consumer token, stream seq) -> window, redelivery
         self.lock = threading.Lock()
+        self.last_delivery = time.monotonic()  # when the link last carried a first delivery (any subject)
 
     def _fire(self, window: Window, stage: str) -> None:
         if self.on_fire is not None:
@@ -95,6 +100,7 @@ class WindowPlan:
             return 1
         b = 2 if n == 9 else 4
         consumer, delivered, stream_seq = t[b + 1], t[b + 2], t[b + 3]
+        self.last_delivery = time.monotonic()
         if delivered != b"1":
             w = self._by_seq.get((consumer, stream_seq))
             if w is not None and not w.redelivered:
@@ -109,24 +115,48 @@ class WindowPlan:
                 if hit is not None:
                     hits.append(hit)
             for other in hits[1:]:  # two windows on one delivery: the later ones take the next one
-                nth = other.nth + 1
-                while (other.subject, nth) in self._armed:
-                    nth += 1
-                other.nth = nth
-                self._armed[(other.subject, nth)] = other
-        if not hits:
-            return 1
-        w = hits[0]
-        w.extra["subject"] = subject
-        w.state = "delivered"
-        w.ack = reply
-        w.stream_seq = stream_seq
-        w.payload = payload
-        self._by_seq[(consumer, stream_seq)] = w
-        if w.kind in _ACK_WINDOWS:
-            self._by_ack[reply] = w
+                self._arm_after(other, other.nth)
+            if not hits:
+                return 1
+            w = hits[0]
+            w.extra["subject"] = subject
+            w.state = "delivered"
+            w.ack = reply
+            w.stream_seq = stream_seq
+            w.payload = payload
+            self._by_seq[(consumer, stream_seq)] = w
+            if w.kind in _ACK_WINDOWS:
+                self._by_ack[reply] = w
         self._fire(w, "delivered")
         return 2 if w.kind == "duplicate" else 1
+
+    def _arm_after(self, window: Window, nth: int) -> None:
+        nth += 1
+        while (window.subject, nth) in self._armed:
+            nth += 1
+        window.nth = nth
+        window.state = "armed"
+        self._armed[(window.subject, nth)] = window
+
+    def rearm(self, window: Window, *, only_if: str = "delivered") -> bool:
+        """Put a window that took its delivery back, to take the next first delivery of its subject; False (and
+        nothing changes) when it has moved past ``only_if`` meanwhile (its ack came)."""
+        with self.lock:
+            if window.state != only_if:
+                return False
+            if window.ack is not None:
+                self._by_ack.pop(window.ack, None)
+            if window.stream_seq is not None:
+                for key, other in list(self._by_seq.items()):
+                    if other is window:
+                        del self._by_seq[key]
+            window.ack = window.stream_seq = None
+            window.payload = b""
+            window.redelivered = False
+            window.extra.pop("subject", None)
+            window.rearmed += 1
+            self._arm_after(window, max(window.nth, self.counts.get(window.subject, 0)))
+            return True
 
     def answer(self, ack_subject: bytes, payload: bytes) -> str:
         """The service's answer on an ack subject passing up: ``pass``, ``drop``, ``pass_then_hold`` or ``hold``
@@ -137,8 +167,10 @@ class WindowPlan:
         p = payload.strip()
         if p and not p.startswith(b"+ACK"):
             return "pass"  # a nak or a progress note: the window waits for the acknowledgement
-        del self._by_ack[ack_subject]
-        w.state = "acted"
+        with self.lock:
+            if self._by_ack.pop(ack_subject, None) is not w or w.state != "delivered":
+                return "pass"  # put back meanwhile (its owner gave up waiting for this ack)
+            w.state = "acted"
         self._fire(w, "ack")
         return {"redeliver": "drop", "crash_after_ack": "pass_then_hold", "crash_before_ack": "hold"}[w.kind]
 

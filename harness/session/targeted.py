@@ -15,10 +15,19 @@ payment"), never by the clock, so a replay with the same plan aims at the same m
 
 The crash and reconnect windows are budgeted: once per service and run (each on the n-th delivery to the
 service, whatever its subject); the others once per consumer and subject. :class:`TargetedPhase` carries the
-plan out (process faults on a service take turns with the random phase's through shared locks), records each
-window's fault as ``fault_start``/``fault_end`` with ``source = "targeted"``, and :func:`coverage` turns it into
-the report's matrix: consumer x input subject x window, each cell exercised (fault id, saga key, outcome) or not
-and why. A window not exercised is not a pass of anything.
+plan out, records each window's fault as ``fault_start``/``fault_end`` with ``source = "targeted"``, and
+:func:`coverage` turns it into the report's matrix: consumer x input subject x window, each cell exercised
+(fault id, saga key, outcome) or not and why. A window not exercised is not a pass of anything.
+
+Process faults on a service take turns with the random phase's through shared per-service locks. A crash or
+reconnect window takes its service's lock the moment its delivery passes (never waiting: the proxy's loop must
+not block), and holds it until its fault is over, so no random pause or kill can land between the ack and the
+kill. A window whose service is held by another fault when its delivery comes, or whose ack does not come
+within :data:`ACK_WAIT` seconds (the service was cut off or killed first), is put back to take the next
+delivery of its subject; the plan recorded in the report says on which delivery each window finally landed,
+so a replay aims at that one. The phase stays armed until every window has been carried out or the links have
+carried no delivery for a while (:meth:`TargetedPhase.finish`), not merely until the workload stops starting
+sagas: the later steps of a saga arrive seconds after its start.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ __all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "co
 WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
 PHASES = ("targeted", "random")
 ACK_PASS_LIMIT = 1.0  # seconds a crash-after-ack kill waits, at most, for the +ACK to reach the server's side
-LOCK_LIMIT = 5.0  # seconds a crash window waits for the service's other fault to end before it gives up
+ACK_WAIT = 5.0  # seconds a window that took a delivery waits for its ack before it takes a later delivery
 ACK_SETTLE = 0.05  # and then for the server to read it before the connection goes
 RECONNECT_GRACE = 15.0  # seconds a service has, once its link is back, to connect again (no restart meanwhile)
 OUTAGE = 3.0  # seconds a reconnect window cuts the link: longer than ping_interval x max_outstanding_pings (2 x 1)
@@ -135,6 +144,8 @@ class TargetedPhase:
         self._outage_on: set[str] = set()  # services whose reconnect window (cut + watch) is under way
         self._toxics: list[tuple[str, str]] = []
         self._workers: list[threading.Thread] = []
+        self._held: dict[str, threading.Lock] = {}  # window id -> the service lock it holds until its fault ends
+        self._timers: list[threading.Timer] = []
         self.last_delivery = time.monotonic()
 
     # ------------------------------------------------------------------ start
@@ -176,12 +187,46 @@ class TargetedPhase:
     def _fire_cb(self, service: str) -> Callable[[Any, str], None]:
         def fire(window: Any, stage: str) -> None:  # on the proxy's loop: never block
             self.last_delivery = time.monotonic()
+            if stage == "delivered" and window.kind in PER_SERVICE and not self._take_service(service, window):
+                return  # put back: it takes a later delivery
             if stage == "ack" and window.kind == "crash_after_ack":
                 self._freeze(service)
             with self._lock:
                 self._busy += 1
             self._queues[service].put((service, window, stage))
         return fire
+
+    def _take_service(self, service: str, window: Any) -> bool:
+        """Take the service's lock for a process or link fault's window without waiting; when another fault
+        holds it (or the phase is stopping), put the window back to take the next delivery."""
+        lock = self.locks.setdefault(service, threading.Lock())
+        if not self._stop.is_set() and lock.acquire(blocking=False):
+            self._held[window.id] = lock
+            return True
+        st = self.state[window.id]
+        st["deferred"] = int(st.get("deferred", 0)) + 1
+        self._plan_of[service].rearm(window)
+        return False
+
+    def _release(self, window_id: str) -> None:
+        lock = self._held.pop(window_id, None)
+        if lock is not None:
+            lock.release()
+
+    def _expect_ack(self, service: str, window: Any) -> None:
+        """Put the window back (and let its service go) if its ack has not come within :data:`ACK_WAIT` s."""
+        def overdue() -> None:
+            if self._plan_of[service].rearm(window):
+                st = self.state[window.id]
+                st["ack_overdue"] = int(st.get("ack_overdue", 0)) + 1
+                for key in ("delivered_at", "subject", "key", "stream_seq", "ack"):
+                    st.pop(key, None)
+                self._release(window.id)
+
+        timer = threading.Timer(ACK_WAIT, overdue)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def _freeze(self, service: str) -> None:
         """SIGSTOP the service's process group the moment its +ACK passed the link (one system call, from the
@@ -247,6 +292,7 @@ class TargetedPhase:
             st["delivered_at"] = self.clock()
             st["subject"] = self._subject_of(window)
             w["landed_on"] = st["subject"]
+            w["nth"] = int(window.nth)  # the delivery it finally took (a replay aims at this one)
             st["key"] = _key_of(window.payload, self.key_paths)
             st["stream_seq"] = (window.stream_seq or b"").decode() or None
             st["ack"] = window.ack
@@ -257,6 +303,8 @@ class TargetedPhase:
                 st.update(fault_id=w["id"], exercised=True)
             elif window.kind == "reconnect":
                 self._spawn(self._outage, w, st)
+            else:
+                self._expect_ack(service, window)
             return
         if stage == "redelivered":
             st["redelivered_at"] = self.clock()
@@ -313,15 +361,11 @@ class TargetedPhase:
         time.sleep(ACK_SETTLE)
 
     def _crash(self, w: dict[str, Any], st: dict[str, Any]) -> None:
+        """Kill and restart the service; it holds the service's lock since the window's delivery passed."""
         svc = self.system.services[w["service"]]
-        lock = self.locks.setdefault(w["service"], threading.Lock())
-        if w["window"] == "crash_after_ack":
-            self._ack_reached_server(w, st.get("ack"))
-        if not lock.acquire(timeout=LOCK_LIMIT):  # another fault holds the service: never keep it frozen that long
-            self._thaw(w["service"])
-            st["reason"] = f"another fault held the service for more than {LOCK_LIMIT:g}s when its moment came"
-            return
         try:
+            if w["window"] == "crash_after_ack":
+                self._ack_reached_server(w, st.get("ack"))
             fault = self._fault(w, "kill", {"moment": w["window"]})
             control = ServiceControl(svc)
             try:
@@ -339,20 +383,17 @@ class TargetedPhase:
             finally:
                 self._end(fault)
         finally:
-            lock.release()
+            self._release(w["id"])
 
     def _outage(self, w: dict[str, Any], st: dict[str, Any]) -> None:
+        """Cut the link and watch the reconnect; it holds the service's lock since the window's delivery."""
         proxy = self.system.proxy_names.get(w["service"], w["service"])
-        lock = self.locks.setdefault(w["service"], threading.Lock())
-        with lock:
-            if w["service"] in self._frozen:
-                st["reason"] = "the service was frozen for a crash window when its moment came"
-                return
-            self._outage_on.add(w["service"])
-            try:
-                self._cut(w, st, proxy)
-            finally:
-                self._outage_on.discard(w["service"])
+        self._outage_on.add(w["service"])
+        try:
+            self._cut(w, st, proxy)
+        finally:
+            self._outage_on.discard(w["service"])
+            self._release(w["id"])
 
     def _cut(self, w: dict[str, Any], st: dict[str, Any], proxy: str) -> None:
         if True:
@@ -403,9 +444,10 @@ class TargetedPhase:
                      "line": f"{w['service']} did not reconnect within {RECONNECT_GRACE:g}s after its link was back"})
 
     # ------------------------------------------------------------------ finishing
-    def finish(self, quiet: float = 1.0, limit: float = 10.0) -> None:
-        """Wait until every window has been carried out, or no delivery hit a window for ``quiet`` seconds
-        (at most ``limit``); then take the toxics off and stop."""
+    def finish(self, quiet: float = 2.0, limit: float = 30.0) -> None:
+        """Wait until every window has been carried out, or the links carried no first delivery for ``quiet``
+        seconds (the system has nothing left for a window to take; at most ``limit`` s); then take the toxics
+        off and stop."""
         from sagaproof.chaos.errors import ChaosError
         from sagaproof.chaos.toxiproxy import unregister_plan
 
@@ -415,7 +457,8 @@ class TargetedPhase:
                 busy = self._busy
             pending = [w for w in self.windows if not self.state[w["id"]].get("exercised")
                        and "reason" not in self.state[w["id"]]]
-            if busy == 0 and (not pending or time.monotonic() - self.last_delivery >= quiet):
+            last = max([self.last_delivery, *(p.last_delivery for p in self._plan_of.values())])
+            if busy == 0 and (not pending or time.monotonic() - last >= quiet):
                 break
             time.sleep(0.05)
         for proxy, toxic in self._toxics:
@@ -426,8 +469,12 @@ class TargetedPhase:
         for name in self._plans:
             unregister_plan(name)
         self._stop.set()
+        for timer in self._timers:
+            timer.cancel()
         for worker in self._workers:
             worker.join(60)
+        for window_id in list(self._held):  # a window whose delivery came but whose fault never did
+            self._release(window_id)
         for service in list(self._frozen):  # a freeze whose kill never came (the run ended first)
             self._thaw(service)
         for st in self.state.values():  # a dropped ack whose redelivery the run never saw
@@ -448,6 +495,16 @@ class TargetedPhase:
 
 
 # ---------------------------------------------------------------------------------------------- coverage
+
+
+def _put_back(r: dict[str, Any]) -> str:
+    """Why a window moved on to later deliveries, for a cell's reason (empty when it never did)."""
+    parts = []
+    if r.get("deferred"):
+        parts.append(f"{r['deferred']} of its deliveries came while another fault held the service")
+    if r.get("ack_overdue"):
+        parts.append(f"{r['ack_overdue']} were never acknowledged within {ACK_WAIT:g}s")
+    return f"; {' and '.join(parts)}, so it moved on to later ones" if parts else ""
 
 
 def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, Any]]], services: list[str],
@@ -509,7 +566,7 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
             cell["reason"] = (f"no message of that subject arrived while the window was armed (it was aimed at "
                               f"delivery {r.get('nth')}; {r['seen']} arrived)" if r["subject"] else
                               f"budget (aimed once per service at its delivery {r.get('nth')}, any subject; "
-                              f"{r['seen']} arrived while it was armed)")
+                              f"{r['seen']} arrived while it was armed)") + _put_back(r)
         elif r.get("delivered_at") is not None:
             cell["reason"] = "its delivery arrived, but no acknowledgement of it reached the link while the window was armed (another fault may have cut the service off first)"
     exercised = sum(1 for c in cells if c["exercised"])

@@ -125,3 +125,21 @@ def test_a_toxic_naming_no_plan_passes_everything(env: Env, nats_server: NatsSer
             await nc.close()
 
     assert asyncio.run(asyncio.wait_for(body(), 30)) == b"hello"
+
+
+def test_a_window_put_back_takes_the_next_delivery_and_ignores_the_ack_it_gave_up_on() -> None:
+    fired: list[tuple[str, int, str]] = []
+    plan = WindowPlan([Window("k", "crash_after_ack", "", 2)], on_fire=lambda w, stage: fired.append((w.id, w.nth, stage)))
+    ack = b"$JS.ACK.S.c.%d.%d.%d.1700000000000000000.0"
+    window = plan.windows[0]
+    assert plan.rearm(window) is False  # not delivered yet: nothing to put back
+    plan.delivery("x.1", ack % (1, 1, 1), b"{}")
+    plan.delivery("x.1", ack % (1, 2, 2), b"{}")  # the window takes it ...
+    assert plan.rearm(window) is True  # ... and its owner puts it back (the service was busy with another fault)
+    assert (window.state, window.nth, window.rearmed, window.ack) == ("armed", 3, 1, None)
+    assert plan.answer(ack % (1, 2, 2), b"+ACK") == "pass"  # the ack of the delivery it gave up on is not its moment
+    plan.delivery("x.1", ack % (1, 3, 3), b"{}")
+    assert plan.answer(ack % (1, 3, 3), b"+ACK") == "pass_then_hold"
+    assert plan.rearm(window) is False  # its ack came: too late to put it back
+    assert fired == [("k", 2, "delivered"), ("k", 3, "delivered"), ("k", 3, "ack")]
+    assert plan.last_delivery > 0

@@ -377,6 +377,8 @@ class Stage:
         stub.state = self.runner.new_state()
 
     def start(self) -> None:
+        if getattr(self.stub.conn, "closed", False):
+            return  # the connection closed while the chain was being changed: nothing left to run for
         self.stub.interrupted = False
         self.runner = self.toxic.make_runner()
         active = self.stub.rng.random() < self.toxic.toxicity
@@ -440,6 +442,9 @@ class Link:
         self._reading_paused = True  # a Side starts paused
         self._eof = False
         self.ended = False  # the EOF reached the destination socket, which is closed
+        # Changes to the chain take turns (as the reference server's toxic collection holds a mutex): two at
+        # once would both restart the stage before the change, and two tasks would read one pipe.
+        self._changing = asyncio.Lock()
 
     def start(self, toxics: list[ToxicConfig]) -> None:
         for toxic in toxics:
@@ -500,6 +505,10 @@ class Link:
         return stage
 
     async def add(self, toxic: ToxicConfig) -> None:
+        async with self._changing:
+            await self._add(toxic)
+
+    async def _add(self, toxic: ToxicConfig) -> None:
         pipe = Pipe(toxic.buffer_size())
         stage = Stage(toxic, self._new_stub(pipe, self.tail))
         if self.stages:
@@ -516,6 +525,10 @@ class Link:
             self.update_reading()
 
     async def update(self, name: str) -> None:
+        async with self._changing:
+            await self._update(name)
+
+    async def _update(self, name: str) -> None:
         for stage in self.stages:
             if stage.toxic.name == name:
                 await stage.stop()
@@ -523,6 +536,10 @@ class Link:
                 return
 
     async def remove(self, name: str) -> None:
+        async with self._changing:
+            await self._remove(name)
+
+    async def _remove(self, name: str) -> None:
         index = next((i for i, st in enumerate(self.stages) if st.toxic.name == name), None)
         if index is None:
             return

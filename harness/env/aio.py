@@ -47,10 +47,15 @@ class LoopThread:
             return
 
         async def _cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Rounds: a task being cancelled may start others (a fault proxy's link restarting a toxic's stage),
+            # and a task left pending when the loop closes is reported as destroyed at exit.
+            for _ in range(5):
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not tasks:
+                    return
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         if self._thread.is_alive():
             try:

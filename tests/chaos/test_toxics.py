@@ -382,3 +382,33 @@ def test_many_toxic_changes_under_load_lose_no_data(env: Env) -> None:
     got += recv_exactly(sock, len(blob) - 1000)
     t.join()
     assert got == blob
+
+
+def test_toxic_changes_from_two_clients_at_once_keep_one_reader_per_stage(env: Env) -> None:
+    # Two API clients change the same link's toxics at the same moment (a fault ending while another starts).
+    # Each change restarts the stage before it; done at once, both restarted it, and two tasks read one pipe:
+    # chunks went out of order or were lost with the orphaned task.
+    sock = connect(env.proxy())
+    blob = os.urandom(2_000_000)
+    sock.sendall(blob[:1000])
+    got = recv_exactly(sock, 1000)
+    env.toxic("echo", "latency", latency=0)  # the stage every change restarts
+
+    def churn(name: str) -> None:
+        for _ in range(15):
+            resp = env.api("POST", "/proxies/echo/toxics",
+                           json={"name": name, "type": "slicer", "stream": "downstream",
+                                 "attributes": {"average_size": 300, "size_variation": 100}})
+            assert resp.status_code == 200, resp.text
+            assert env.api("DELETE", f"/proxies/echo/toxics/{name}").status_code == 204
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in ("one", "two", "three")]
+    for t in threads:
+        t.start()
+    sender = threading.Thread(target=sock.sendall, args=(blob[1000:],))
+    sender.start()
+    got += recv_exactly(sock, len(blob) - 1000)
+    sender.join()
+    for t in threads:
+        t.join()
+    assert got == blob

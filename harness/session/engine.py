@@ -948,7 +948,8 @@ class Session:
         plan = opts.targeted if opts.targeted is not None else plan_windows(self.seed, self.consumers)
         key_paths = list(dict.fromkeys(sg.key for sg in self.spec.sagas.values()))
         self.targeted = TargetedPhase(self.system, plan, lambda: self.now, self.bus, locks, key_paths,
-                                      record=self.sink.add, consumers=self.consumers)
+                                      record=self.sink.add, consumers=self.consumers,
+                                      activity=lambda: (self.tracker.pending, self.tracker.last_message_at))
         self.targeted.start()
 
     def coverage(self) -> dict[str, Any] | None:

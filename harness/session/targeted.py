@@ -123,7 +123,8 @@ class TargetedPhase:
     def __init__(self, system: Any, windows: list[dict[str, Any]], clock: Callable[[], float], bus: EventBus,
                  locks: dict[str, threading.Lock], key_paths: list[str],
                  record: Callable[[dict[str, Any]], None] | None = None,
-                 consumers: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                 consumers: dict[str, list[dict[str, Any]]] | None = None,
+                 activity: Callable[[], tuple[int, float]] | None = None) -> None:
         self.system = system
         self.windows = [dict(w) for w in windows]
         self.clock = clock
@@ -132,6 +133,7 @@ class TargetedPhase:
         self.key_paths = key_paths
         self.record = record
         self.consumers = dict(consumers or {})
+        self.activity = activity  # () -> (sagas still open, time.monotonic() of the last message recorded)
         self.state: dict[str, dict[str, Any]] = {w["id"]: {} for w in self.windows}
         self.unavailable: str | None = None
         self._queues: dict[str, queue.Queue[tuple[str, Any, str]]] = {}  # one per service, each its own worker
@@ -444,21 +446,30 @@ class TargetedPhase:
                      "line": f"{w['service']} did not reconnect within {RECONNECT_GRACE:g}s after its link was back"})
 
     # ------------------------------------------------------------------ finishing
-    def finish(self, quiet: float = 2.0, limit: float = 30.0) -> None:
-        """Wait until every window has been carried out, or the links carried no first delivery for ``quiet``
-        seconds (the system has nothing left for a window to take; at most ``limit`` s); then take the toxics
-        off and stop."""
+    def finish(self, quiet: float = 2.0, stall: float = 5.0, limit: float = 30.0) -> None:
+        """Wait until every window has been carried out, or the system has nothing left for a window to take;
+        then take the toxics off and stop.
+
+        Nothing left: no saga open and no delivery on the links for ``quiet`` seconds, or nothing at all (no
+        delivery, no message recorded) for ``stall`` seconds since the later of the last activity and this call,
+        sagas open or not (a stuck system; a service down since before the workload ended has that long to
+        come back); at most ``limit`` seconds. The workload's last start is not the end of the traffic: under faults a system may
+        take seconds to catch up, and its later steps are what the remaining windows are aimed at."""
         from sagaproof.chaos.errors import ChaosError
         from sagaproof.chaos.toxiproxy import unregister_plan
 
-        end = time.monotonic() + limit
+        called = time.monotonic()
+        end = called + limit
         while time.monotonic() < end:
             with self._lock:
                 busy = self._busy
             pending = [w for w in self.windows if not self.state[w["id"]].get("exercised")
                        and "reason" not in self.state[w["id"]]]
             last = max([self.last_delivery, *(p.last_delivery for p in self._plan_of.values())])
-            if busy == 0 and (not pending or time.monotonic() - last >= quiet):
+            open_sagas, last_message = self.activity() if self.activity is not None else (0, last)
+            idle = time.monotonic() - last
+            if busy == 0 and (not pending or (idle >= quiet and open_sagas == 0)
+                              or time.monotonic() - max(last, last_message, called) >= stall):
                 break
             time.sleep(0.05)
         for proxy, toxic in self._toxics:

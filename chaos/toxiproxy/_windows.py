@@ -13,6 +13,7 @@ this service", and acts at the protocol moment where the bug lives:
 ``duplicate``         the delivery is passed twice (same ack subject, same body)
 ``reconnect``         the delivery passes; the owner is told to cut the link for longer than the client needs
                       to notice
+``broker_restart``    the delivery passes; the owner is told to restart the broker
 
 Both directions of a proxy carry a ``nats_windows`` toxic naming the same plan (attribute ``plan``): a
 :class:`WindowPlan` registered in this process with :func:`register_plan`. The plan counts first deliveries
@@ -39,7 +40,7 @@ from sagaproof.chaos.toxiproxy._toxics import Runner, register
 
 __all__ = ["WINDOW_KINDS", "Window", "WindowPlan", "register_plan", "unregister_plan"]
 
-WINDOW_KINDS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
+WINDOW_KINDS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect", "broker_restart")
 _ACK_WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack")
 BLACKHOLE_LIMIT = 15.0  # seconds a connection's outgoing bytes are withheld waiting for the kill, at most
 

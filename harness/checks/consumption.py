@@ -834,6 +834,15 @@ class _Consumption:
                 + ", ".join(f"{svc} {subj} x{n}" for (svc, subj), n in sorted(counts.items())) + still + together)
 
 
+def _why_not_back(rec: dict[str, Any]) -> str:
+    """The start of a stopped-consuming finding's detail: what the service was cut off by, and for how long."""
+    if rec.get("cause") == "broker_restart":
+        return (f"the broker was restarted at t={float(rec.get('cut_at') or 0):.3f}s (fault {rec.get('fault_id')}); "
+                f"in the {float(rec.get('grace') or 0):g}s after it was back the service")
+    return (f"its link was cut for {float(rec.get('outage') or 0):g}s at t={float(rec.get('cut_at') or 0):.3f}s "
+            f"(fault {rec.get('fault_id')}); in the {float(rec.get('grace') or 0):g}s after the link was back it")
+
+
 def _stopped_consuming(h: _History, observed: set[str]) -> list[BrokerFinding]:
     """A service the targeted phase cut off that opened no new connection once its link was back
     (``reconnect_missed`` records): it stopped consuming."""
@@ -847,13 +856,12 @@ def _stopped_consuming(h: _History, observed: set[str]) -> list[BrokerFinding]:
             check="consumption", service=service, subject=", ".join(rec.get("subjects") or []) or "(its input)",
             expected=f"after its link to NATS was back (t={float(rec.get('healed_at') or 0):.3f}s), the service "
                      f"connects again and goes on consuming",
-            detail=(f"its link was cut for {float(rec.get('outage') or 0):g}s at t={float(rec.get('cut_at') or 0):.3f}s "
-                    f"(fault {rec.get('fault_id')}); in the {float(rec.get('grace') or 0):g}s after the link was back it "
-                    f"opened no new connection, so it stopped consuming"
-                    + (f"; it was last seen reading at t={float(last):.3f}s" if isinstance(last, int | float) else "")),
+            detail=_why_not_back(rec) + " opened no new connection, so it stopped consuming"
+                   + (f"; it was last seen reading at t={float(last):.3f}s" if isinstance(last, int | float) else ""),
             fix="let the NATS client reconnect for as long as the service runs (nats-py: max_reconnect_attempts=-1) "
                 "and make sure it subscribes again after a reconnect",
-            faults={str(rec.get("fault_id")): {"kind": "partition", "target": service}}))
+            faults={str(rec.get("fault_id")): {"kind": "nats_restart", "target": "nats"} if rec.get("cause") ==
+                    "broker_restart" else {"kind": "partition", "target": service}}))
     return out
 
 

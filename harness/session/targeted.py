@@ -12,6 +12,8 @@ payment"), never by the clock, so a replay with the same plan aims at the same m
 ``duplicate``          the delivery passed twice (same ack subject, same body)
 ``reconnect``          the link cut for :data:`OUTAGE` seconds (longer than a client with 2 s pings needs to
                        notice), so the service must reconnect and consume again
+``broker_restart``     once per run, the broker (sagaproof's single embedded NATS node) stopped and started again
+                       with its JetStream data; every service must connect again within :data:`RECONNECT_GRACE`
 
 The crash and reconnect windows are budgeted: once per service and run (each on the n-th delivery to the
 service, whatever its subject); the others once per consumer and subject. :class:`TargetedPhase` carries the
@@ -45,7 +47,7 @@ from sagaproof.harness.events import EventBus, FaultFailed, FaultHealed, FaultIn
 
 __all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "coverage", "plan_windows"]
 
-WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect")
+WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect", "broker_restart")
 PHASES = ("targeted", "random")
 ACK_PASS_LIMIT = 1.0  # seconds a crash-after-ack kill waits, at most, for the +ACK to reach the server's side
 ACK_WAIT = 5.0  # seconds a window that took a delivery waits for its ack before it takes a later delivery
@@ -59,7 +61,9 @@ WINDOW_TITLES = {
     "crash_before_ack": "crash after the effect, before the ack",
     "duplicate": "duplicate delivery",
     "reconnect": "connection loss and reconnect",
+    "broker_restart": "broker restart and reconnect",
 }
+BROKER = "nats"  # the lock the random phase's nats_restart takes too (chaos.nemesis.BROKER_TARGET)
 
 
 def consumers_seen(system: Any, wait: float = 2.0) -> dict[str, list[dict[str, Any]]]:
@@ -98,6 +102,13 @@ def plan_windows(seed: int, consumers: dict[str, list[dict[str, Any]]]) -> list[
             out.append({"window": window, "service": service, "consumer": first.get("consumer"),
                         "stream": first.get("stream"), "subject": "", "nth": n})
             n += 4 + rng.randrange(3)  # after the restart (deliveries to a dead service are not counted)
+    aimed = [s for s in sorted(consumers) if any(str(c.get("ack_policy") or "none") != "none" for c in consumers[s])]
+    if aimed:  # the broker once per run, on a delivery to one service (any: every service must come back)
+        rng = random.Random(f"{seed}:targeted:broker")
+        service = aimed[rng.randrange(len(aimed))]
+        first = next(c for c in consumers[service] if str(c.get("ack_policy") or "none") != "none")
+        out.append({"window": "broker_restart", "service": service, "consumer": first.get("consumer"),
+                    "stream": first.get("stream"), "subject": "", "nth": 6 + rng.randrange(5)})
     for i, w in enumerate(out, 1):
         w["id"] = f"w{i:03d}"
     return out
@@ -189,7 +200,8 @@ class TargetedPhase:
     def _fire_cb(self, service: str) -> Callable[[Any, str], None]:
         def fire(window: Any, stage: str) -> None:  # on the proxy's loop: never block
             self.last_delivery = time.monotonic()
-            if stage == "delivered" and window.kind in PER_SERVICE and not self._take_service(service, window):
+            if stage == "delivered" and window.kind in (*PER_SERVICE, "broker_restart") and \
+                    not self._take_service(BROKER if window.kind == "broker_restart" else service, window):
                 return  # put back: it takes a later delivery
             if stage == "ack" and window.kind == "crash_after_ack":
                 self._freeze(service)
@@ -198,16 +210,17 @@ class TargetedPhase:
             self._queues[service].put((service, window, stage))
         return fire
 
-    def _take_service(self, service: str, window: Any) -> bool:
-        """Take the service's lock for a process or link fault's window without waiting; when another fault
-        holds it (or the phase is stopping), put the window back to take the next delivery."""
-        lock = self.locks.setdefault(service, threading.Lock())
+    def _take_service(self, target: str, window: Any) -> bool:
+        """Take the lock of the window's target (its service, or the broker) without waiting; when another
+        fault holds it (or the phase is stopping), put the window back to take the next delivery."""
+        lock = self.locks.setdefault(target, threading.Lock())
         if not self._stop.is_set() and lock.acquire(blocking=False):
             self._held[window.id] = lock
             return True
         st = self.state[window.id]
         st["deferred"] = int(st.get("deferred", 0)) + 1
-        self._plan_of[service].rearm(window)
+        w = next(x for x in self.windows if x["id"] == window.id)
+        self._plan_of[w["service"]].rearm(window)
         return False
 
     def _release(self, window_id: str) -> None:
@@ -305,6 +318,8 @@ class TargetedPhase:
                 st.update(fault_id=w["id"], exercised=True)
             elif window.kind == "reconnect":
                 self._spawn(self._outage, w, st)
+            elif window.kind == "broker_restart":
+                self._spawn(self._broker_restart, w, st)
             else:
                 self._expect_ack(service, window)
             return
@@ -395,6 +410,60 @@ class TargetedPhase:
             self._cut(w, st, proxy)
         finally:
             self._outage_on.discard(w["service"])
+            self._release(w["id"])
+
+    def _broker_restart(self, w: dict[str, Any], st: dict[str, Any]) -> None:
+        """Stop the broker and start it again with its data; then every service has :data:`RECONNECT_GRACE`
+        seconds to open a new connection (one that does not is recorded, like after a cut link). It holds the
+        broker's lock since the window's delivery passed."""
+        from sagaproof.harness.env.links import NatsControl
+
+        try:
+            nats = getattr(self.system, "nats", None)
+            if nats is None or len(getattr(nats, "nodes", ())) != 1:
+                st["reason"] = ("the broker is not one embedded NATS node (nats.url, or a cluster, whose nodes the "
+                                "random phase's nats_restart restarts)")
+                return
+            observers = dict(getattr(getattr(self.system, "broker", None), "observers", None) or {})
+            before = {name: obs.connections for name, obs in observers.items()}
+            fault = self._fault(w, "nats_restart", {"moment": "broker_restart"})
+            fault["target"] = BROKER
+            control = NatsControl(self.system)
+            try:
+                control.stop()
+            except Exception as exc:  # noqa: BLE001
+                self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
+                st["reason"] = f"the broker could not be stopped ({exc})"
+                return
+            self.bus.emit(FaultInjected(dict(fault)))
+            st.update(fault_id=w["id"], exercised=True)
+            try:
+                control.restart()
+            finally:
+                self._end(fault)
+            healed = time.monotonic()
+            waiting = dict(observers)
+            back: dict[str, float | None] = {}
+            while waiting and time.monotonic() - healed < RECONNECT_GRACE:
+                for name, obs in list(waiting.items()):
+                    if obs.connections > before[name]:
+                        back[name] = round(time.monotonic() - healed, 3)
+                        del waiting[name]
+                time.sleep(0.05)
+            for name, obs in waiting.items():
+                back[name] = None
+                if self.record is not None:
+                    self.record({"kind": "reconnect_missed", "t": self.clock(), "service": name,
+                                 "subjects": sorted({s for c in self.consumers.get(name, [])
+                                                     for s in (c.get("filter_subjects") or [])}),
+                                 "fault_id": w["id"], "cause": "broker_restart", "cut_at": fault["started_at"],
+                                 "healed_at": fault["ended_at"], "outage": fault["duration"],
+                                 "grace": RECONNECT_GRACE,
+                                 "last_read": round(self.clock() - (time.monotonic() - obs.last_activity), 3),
+                                 "line": f"{name} did not reconnect within {RECONNECT_GRACE:g}s after the broker "
+                                         f"restarted"})
+            st["reconnected"] = back
+        finally:
             self._release(w["id"])
 
     def _cut(self, w: dict[str, Any], st: dict[str, Any], proxy: str) -> None:
@@ -549,11 +618,29 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
                     cell["reason"] = "no such consumer (its consumer acknowledges nothing: ack policy none)"
                 elif window in PER_SERVICE:
                     cell["reason"] = "budget (this window is aimed once per service and run, at another subject)"
+                elif window == "broker_restart":
+                    cell["reason"] = ("budget (the broker is restarted once per run; each service's reconnect "
+                                      "is shown at its first subject)" if subjects.index((subject, consumer))
+                                      else "the broker was not restarted while the window was armed")
                 else:
                     cell["reason"] = "no message of that subject arrived while the window was armed"
                 by_cell[(service, subject, window)] = cell
                 cells.append(cell)
+    firsts = {c["service"]: c for c in reversed(cells) if c["window"] == "broker_restart"}  # each one's first row
     for r in records:
+        if r["window"] == "broker_restart":
+            for service, cell in firsts.items():
+                if cell.get("consumer") is None:
+                    continue
+                if r.get("exercised") and service in (r.get("reconnected") or {}):
+                    secs = r["reconnected"][service]
+                    cell.update(exercised=True, fault_id=r.get("fault_id"), saga_key=None, nth=r.get("nth"),
+                                outcome=f"reconnected {secs:g}s after the broker was back" if secs is not None
+                                else f"did not reconnect within {RECONNECT_GRACE:g}s after the broker was back")
+                    cell.pop("reason", None)
+                elif r.get("reason") and not cell["exercised"]:
+                    cell["reason"] = r["reason"]
+            continue
         landed = str(r.get("landed_on") or r.get("subject") or "")
         found = by_cell.get((r["service"], landed, r["window"]))
         if found is None:

@@ -21,9 +21,10 @@ def test_plan_is_a_function_of_the_seed_and_the_consumers_and_budgets_the_costly
     per_subject = [(w["subject"], w["window"]) for w in plan if w["subject"]]
     assert sorted(per_subject) == sorted((s, k) for s in ("orders.created", "inventory.failed")
                                          for k in ("redeliver", "duplicate"))
-    budgeted = [w for w in plan if not w["subject"]]
+    budgeted = [w for w in plan if not w["subject"] and w["window"] != "broker_restart"]
     assert [w["window"] for w in budgeted] == list(PER_SERVICE)  # once per service, any input subject
     assert [w["nth"] for w in budgeted] == sorted(w["nth"] for w in budgeted)
+    assert [w["service"] for w in plan if w["window"] == "broker_restart"] == ["payment"]  # once per run
     assert len({w["id"] for w in plan}) == len(plan)
 
 
@@ -48,3 +49,21 @@ def test_coverage_matrix_has_every_cell_exercised_or_why_not() -> None:
     assert all(c["exercised"] or c.get("reason") for c in cov["cells"]), "a cell not exercised says why"
     off = coverage([dict(w) for w in plan], CONSUMERS, ["payment"], {}, unavailable="no embedded proxy")
     assert off["exercised"] == 0 and {c["reason"] for c in off["cells"]} == {"no embedded proxy"}
+
+
+def test_one_broker_restart_shows_each_services_reconnect_at_its_first_subject() -> None:
+    consumers = {**CONSUMERS, "shipping": [{"stream": "SHOP", "consumer": "shipping", "ack_policy": "explicit",
+                                            "filter_subjects": ["inventory.reserved"]}]}
+    plan = plan_windows(3, consumers)
+    assert len([w for w in plan if w["window"] == "broker_restart"]) == 1
+    records = [dict(w) for w in plan]
+    restart = next(r for r in records if r["window"] == "broker_restart")
+    restart.update(exercised=True, fault_id=restart["id"], reconnected={"payment": 0.8, "shipping": None})
+    cov = coverage(records, consumers, ["payment", "shipping", "order"], {})
+    cells = {(c["service"], c["subject"], c["window"]): c for c in cov["cells"]}
+    assert cells[("payment", "inventory.failed", "broker_restart")]["outcome"] == \
+        "reconnected 0.8s after the broker was back"  # its first subject (sorted)
+    assert "budget" in cells[("payment", "orders.created", "broker_restart")]["reason"]
+    assert cells[("shipping", "inventory.reserved", "broker_restart")]["outcome"].startswith("did not reconnect")
+    assert not cells[("order", "payments.failed", "broker_restart")]["exercised"]  # acknowledges nothing
+    assert cov["exercised"] == 2

@@ -963,7 +963,8 @@ class Session:
             broke.setdefault(str(v.key), []).append(v.check)
         cov = coverage(self.targeted.records(), self.consumers, list(self.system.services), broke,
                        unavailable=self.targeted.unavailable)
-        cov["plan"] = [{k: w[k] for k in ("id", "window", "service", "consumer", "stream", "subject", "nth")}
+        cov["plan"] = [{k: w[k] for k in ("id", "window", "service", "consumer", "stream", "subject", "nth",
+                                          "landed_nth") if k in w}
                        for w in self.targeted.windows]
         return cov
 

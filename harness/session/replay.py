@@ -93,6 +93,9 @@ def replay_options(report: str | Path, *, new_dir: str | Path | None = None, env
         schedule = carried_out(list(data.get("faults") or []))
     coverage = data.get("coverage")
     targeted = coverage.get("plan") if isinstance(coverage, dict) and isinstance(coverage.get("plan"), list) else None
+    if targeted is not None:  # aimed at the delivery each window took in the run (it may have moved on from its plan's)
+        targeted = [{**{k: v for k, v in w.items() if k != "landed_nth"}, "nth": w.get("landed_nth", w.get("nth"))}
+                    for w in targeted if isinstance(w, dict)]
     phases = options.get("phases")
     opts = RunOptions(seed=int(options["seed"]), sagas=options.get("sagas"), duration=options.get("duration"),
                       faults=tuple(faults) if faults is not None else None, intensity=options.get("intensity"),

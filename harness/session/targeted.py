@@ -277,7 +277,7 @@ class TargetedPhase:
         t = self.clock()
         return {"id": w["id"], "kind": kind, "target": w["service"], "start": t, "duration": None,
                 "params": dict(params, window=w["window"], subject=w.get("landed_on") or w["subject"],
-                               nth=w["nth"]),
+                               nth=w.get("landed_nth", w["nth"])),
                 "started_at": t, "late_by": 0.0, "judge_lateness": False, "source": "targeted"}
 
     def _end(self, fault: dict[str, Any]) -> None:
@@ -307,7 +307,7 @@ class TargetedPhase:
             st["delivered_at"] = self.clock()
             st["subject"] = self._subject_of(window)
             w["landed_on"] = st["subject"]
-            w["nth"] = int(window.nth)  # the delivery it finally took (a replay aims at this one)
+            w["landed_nth"] = int(window.nth)  # the delivery it finally took (a replay aims at this one)
             st["key"] = _key_of(window.payload, self.key_paths)
             st["stream_seq"] = (window.stream_seq or b"").decode() or None
             st["ack"] = window.ack
@@ -634,7 +634,8 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
                     continue
                 if r.get("exercised") and service in (r.get("reconnected") or {}):
                     secs = r["reconnected"][service]
-                    cell.update(exercised=True, fault_id=r.get("fault_id"), saga_key=None, nth=r.get("nth"),
+                    cell.update(exercised=True, fault_id=r.get("fault_id"), saga_key=None,
+                                nth=r.get("landed_nth", r.get("nth")),
                                 outcome=f"reconnected {secs:g}s after the broker was back" if secs is not None
                                 else f"did not reconnect within {RECONNECT_GRACE:g}s after the broker was back")
                     cell.pop("reason", None)
@@ -656,7 +657,7 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
                 outcome += (f"; message {subject} (stream seq {r.get('stream_seq')}) was acknowledged before the "
                             f"kill")
             cell.update(exercised=True, fault_id=r.get("fault_id"), saga_key=key, outcome=outcome,
-                        stream_seq=r.get("stream_seq"), nth=r.get("nth"))
+                        stream_seq=r.get("stream_seq"), nth=r.get("landed_nth", r.get("nth")))
             cell.pop("reason", None)
         elif r.get("reason"):
             cell["reason"] = r["reason"]

@@ -414,7 +414,7 @@ def test_coverage_matrix_is_in_report_json_under_its_schema(tmp_path: Path) -> N
     schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
     result, history = build_run(tmp_path)
     data = json.loads(write_reports(_with_coverage(result), tmp_path, history)["report.json"].read_text())
-    assert data["coverage"]["summary"] == "fault coverage: 2 of 10"
+    assert data["coverage"]["summary"] == "fault coverage: 2 of 12"
     assert [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(data)] == []
     data["coverage"]["cells"][0].pop("reason", None)  # a cell not exercised must say why
     data["coverage"]["cells"][0]["exercised"] = False
@@ -433,9 +433,10 @@ def test_coverage_matrix_renders_in_chromium(tmp_path: Path) -> None:
     text: str = json.loads(m.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
                            .replace("&quot;", '"'))["text"]
     section = text[text.index("Fault coverage"):]
-    assert "fault coverage: 2 of 10" in section
+    assert "fault coverage: 2 of 12" in section
     for title in ("redelivery after the effect", "crash after the ack, before the effect",
-                  "crash after the effect, before the ack", "duplicate delivery", "connection loss and reconnect"):
+                  "crash after the effect, before the ack", "duplicate delivery", "connection loss and reconnect",
+                  "broker restart and reconnect"):
         assert title in section
     assert "ord-017" in section and "failed termination" in section and "acknowledged before the kill" in section
     assert "not exercised: budget" in section and "not exercised: no message of that subject arrived" in section

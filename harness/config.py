@@ -164,7 +164,9 @@ class StepSpec:
     ``after`` names what the step waits for (other steps, ``one_of`` groups, or the saga's own start and
     outcome subjects); steps without it are unordered. A step without ``compensation`` has nothing to undo.
     ``optional`` steps may be skipped; ``retriable`` steps may fail and then succeed; steps sharing a
-    ``one_of`` label are alternatives (at most one of them succeeds).
+    ``one_of`` label are alternatives (at most one of them succeeds). ``timeout`` (seconds) says the system gives
+    up waiting for the step's outcome that long after the step is triggered and takes its time-out path (the
+    targeted phase then holds one of the step's outcomes back beyond it).
     """
 
     name: str
@@ -176,6 +178,7 @@ class StepSpec:
     optional: bool = False
     retriable: bool = False
     one_of: str | None = None
+    timeout: float | None = None  # seconds the system waits for the outcome before its time-out path
 
 
 @dataclass(frozen=True)
@@ -671,12 +674,23 @@ def _load_replicas(ctx: _Ctx, where: str, raw: dict[str, Any]) -> tuple[int, tup
     return len(settings), tuple(settings)
 
 
-_STEP_KEYS = ["name", "service", "success", "failure", "compensation", "after", "optional", "retriable", "one_of"]
+_STEP_KEYS = ["name", "service", "success", "failure", "compensation", "after", "optional", "retriable", "one_of",
+              "timeout"]
 # Two roles one subject may play in a saga, because the checker can still tell what each event means: the
 # compensation or failure that also ends the saga (the service that undoes or fails announces the end), and
 # the last step's success that is also the saga's success.
 _DOUBLE_ROLES = {frozenset({"compensation", "abort"}), frozenset({"failure", "abort"}),
                  frozenset({"success", "outcome success"})}
+
+
+def _step_timeout(ctx: _Ctx, where: str, raw: dict[str, Any]) -> float | None:
+    if "timeout" not in raw:
+        return None
+    seconds = _duration(ctx, where, raw, "timeout", 0.0)
+    if seconds <= 0:
+        raise ctx.fail(f"{where}.timeout", f"must be a duration above zero such as 2s (how long the system waits "
+                                           f"for the step's outcome before its time-out path), not {raw['timeout']!r}.")
+    return seconds
 
 
 def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec]) -> SagaSpec:
@@ -716,7 +730,8 @@ def _load_saga(ctx: _Ctx, name: str, raw: Any, services: dict[str, ServiceSpec])
             sname, service, _get(ctx, sw, s, "success", str, required=True, example='success = "payments.completed"'),
             _get(ctx, sw, s, "failure", str), _get(ctx, sw, s, "compensation", str),
             after=_str_list(ctx, sw, s, "after"), optional=_get(ctx, sw, s, "optional", bool, False),
-            retriable=_get(ctx, sw, s, "retriable", bool, False), one_of=_get(ctx, sw, s, "one_of", str)))
+            retriable=_get(ctx, sw, s, "retriable", bool, False), one_of=_get(ctx, sw, s, "one_of", str),
+            timeout=_step_timeout(ctx, sw, s)))
     objective = _duration(ctx, where, raw, "latency_objective", -1.0)
     spec = SagaSpec(name, key, start, success, abort, tuple(steps), _duration(ctx, where, raw, "deadline", 30.0),
                     event_id, order, objective if objective >= 0 else None)

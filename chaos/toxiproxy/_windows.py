@@ -14,6 +14,11 @@ this service", and acts at the protocol moment where the bug lives:
 ``reconnect``         the delivery passes; the owner is told to cut the link for longer than the client needs
                       to notice
 ``broker_restart``    the delivery passes; the owner is told to restart the broker
+``late``              a window on what the service publishes, not on a delivery: the ``nth`` distinct message it
+                      publishes on ``subject`` (and every re-publication of the same body, a client's retries) is
+                      held on the link for ``hold`` seconds (``Window.extra["hold"]``), then passed: a step that
+                      answers too late (``"late"`` when it is first held, ``"released"`` when it passes or its
+                      connection ends)
 
 Both directions of a proxy carry a ``nats_windows`` toxic naming the same plan (attribute ``plan``): a
 :class:`WindowPlan` registered in this process with :func:`register_plan`. The plan counts first deliveries
@@ -34,13 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sagaproof.chaos.toxiproxy._link import Interrupted, Stub
+from sagaproof.chaos.toxiproxy._link import TIMEOUT, Interrupted, Stub
 from sagaproof.chaos.toxiproxy._nats import NatsParser, subject_matches
 from sagaproof.chaos.toxiproxy._toxics import Runner, register
 
 __all__ = ["WINDOW_KINDS", "Window", "WindowPlan", "register_plan", "unregister_plan"]
 
-WINDOW_KINDS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect", "broker_restart")
+WINDOW_KINDS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect", "broker_restart",
+                "late")
 _ACK_WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack")
 BLACKHOLE_LIMIT = 15.0  # seconds a connection's outgoing bytes are withheld waiting for the kill, at most
 
@@ -72,8 +78,11 @@ class WindowPlan:
         self.windows = list(windows)
         self.on_fire = on_fire
         self.counts: dict[str, int] = {}
-        self._armed: dict[tuple[str, int], Window] = {(w.subject, w.nth): w for w in self.windows}
-        self._patterns = sorted({w.subject for w in self.windows})
+        self._armed: dict[tuple[str, int], Window] = {(w.subject, w.nth): w for w in self.windows if w.kind != "late"}
+        self._patterns = sorted({w.subject for w in self.windows if w.kind != "late"})
+        self.late = [w for w in self.windows if w.kind == "late"]  # windows on what the service publishes
+        self.published: dict[str, int] = {}  # distinct bodies published per late window's subject
+        self._bodies: dict[str, set[int]] = {}
         self._matching: dict[str, list[str]] = {}  # subject -> the window patterns it matches
         self._by_ack: dict[bytes, Window] = {}
         self._by_seq: dict[tuple[bytes, bytes], Window] = {}  # (consumer token, stream seq) -> window, redelivery
@@ -159,6 +168,46 @@ class WindowPlan:
             self._arm_after(window, max(window.nth, self.counts.get(window.subject, 0)))
             return True
 
+    def publish(self, subject: str, body: bytes, now: float) -> float | None:
+        """A message the service publishes, passing up: until when (``now``'s clock) to hold it, or None."""
+        with self.lock:
+            due = None
+            for w in self.late:
+                if not subject_matches(w.subject, subject):
+                    continue
+                if w.state == "held":
+                    if body == w.payload and now < float(w.extra["until"]):
+                        due = float(w.extra["until"])  # a retry of the held message: held as long
+                    continue
+                if w.state != "armed":
+                    continue
+                seen = self._bodies.setdefault(w.subject, set())
+                h = hash(body)
+                if h in seen:
+                    continue
+                seen.add(h)
+                self.published[w.subject] = self.published.get(w.subject, 0) + 1
+                if self.published[w.subject] == w.nth:
+                    w.state, w.payload = "held", body
+                    w.extra.update(subject=subject, until=now + float(w.extra.get("hold", 0.0)))
+                    due = float(w.extra["until"])
+                    hit = w
+                    break
+            else:
+                hit = None
+        if hit is not None:
+            self._fire(hit, "late")
+        return due
+
+    def released(self, body: bytes) -> None:
+        """The held message ``body`` passed (or its connection ended): its window is over."""
+        with self.lock:
+            done = [w for w in self.late if w.state == "held" and w.payload == body]
+            for w in done:
+                w.state = "acted"
+        for w in done:
+            self._fire(w, "released")
+
     def answer(self, ack_subject: bytes, payload: bytes) -> str:
         """The service's answer on an ack subject passing up: ``pass``, ``drop``, ``pass_then_hold`` or ``hold``
         (hold: this frame and everything after it on this connection is withheld until it closes)."""
@@ -195,6 +244,7 @@ def unregister_plan(name: str) -> None:
 class _LinkState:
     parser: NatsParser
     hold_since: float | None = None  # withholding everything since (loop time)
+    late: list[tuple[float, bytes, bytes]] = field(default_factory=list)  # (due, frame, body): held publications
 
 
 def _control(data: bytes) -> tuple[list[bytes], bytes]:
@@ -211,11 +261,28 @@ class NatsWindows(Runner):
     go_name = "NatsWindowsToxic"
 
     def flush(self, state: Any) -> list[bytes]:
-        if state is None or not state.parser.buf or state.hold_since is not None:
+        if state is None:
             return []
-        out = [bytes(state.parser.buf)]
-        state.parser.buf.clear()
+        out = [frame for _due, frame, _body in sorted(state.late, key=lambda h: h[0])]
+        state.late.clear()
+        if state.parser.buf and state.hold_since is None:
+            out.append(bytes(state.parser.buf))
+            state.parser.buf.clear()
         return out
+
+    @staticmethod
+    async def _release(stub: Stub, state: _LinkState, plan: WindowPlan | None, *, all_: bool = False) -> None:
+        """Pass the held publications that are due (all of them, the link ending); their windows are over."""
+        now = stub.now()
+        due = [h for h in state.late if all_ or h[0] <= now]
+        if not due:
+            return
+        state.late = [h for h in state.late if not (all_ or h[0] <= now)]
+        if not all_:
+            await stub.send((b"".join(frame for _d, frame, _b in due), now))
+        for body in dict.fromkeys(b for _d, _f, b in due):
+            if plan is not None and not any(b == body for _d, _f, b in state.late):
+                plan.released(body)
 
     async def run(self, stub: Stub) -> None:
         plan = PLANS.get(self.a["plan"])
@@ -224,8 +291,16 @@ class NatsWindows(Runner):
         state: _LinkState = stub.state
         down = stub.direction == "downstream"
         while True:
-            item = await stub.recv()
+            if state.late:
+                got = await stub.recv(max(0.0, min(h[0] for h in state.late) - stub.now()))
+                if got is TIMEOUT:
+                    await self._release(stub, state, plan)
+                    continue
+                item = got
+            else:
+                item = await stub.recv()
             if item is None:
+                await self._release(stub, state, plan, all_=True)  # the connection ends: a held answer is lost
                 if state.parser.buf and state.hold_since is None:
                     await stub.send((bytes(state.parser.buf), stub.now()))
                     state.parser.buf.clear()
@@ -261,6 +336,15 @@ class NatsWindows(Runner):
                     out.extend([frame.data] * times)
                     continue
                 if not subject.startswith("$JS.ACK."):
+                    if plan.late and not subject.startswith(("$JS.API.", "_INBOX.")):
+                        parts, body = _control(frame.data)
+                        if len(parts) >= 5 and parts[0] == b"HPUB" and parts[-2].isdigit():
+                            body = body[int(parts[-2]):]  # HPUB: the headers first, then the body
+                        until = plan.publish(subject, body, stub.now())
+                        if until is not None:
+                            state.late.append((until, frame.data, body))
+                            unchanged = False
+                            continue
                     out.append(frame.data)
                     continue
                 parts, body = _control(frame.data)

@@ -945,7 +945,9 @@ class Session:
         from sagaproof.harness.session.targeted import TargetedPhase, consumers_seen, plan_windows
 
         self.consumers = consumers_seen(self.system)
-        plan = opts.targeted if opts.targeted is not None else plan_windows(self.seed, self.consumers)
+        late = [(st.service, st.success, st.timeout) for sg in self.spec.sagas.values() for st in sg.steps
+                if st.timeout is not None and st.service in self.system.services]
+        plan = opts.targeted if opts.targeted is not None else plan_windows(self.seed, self.consumers, late)
         key_paths = list(dict.fromkeys(sg.key for sg in self.spec.sagas.values()))
         self.targeted = TargetedPhase(self.system, plan, lambda: self.now, self.bus, locks, key_paths,
                                       record=self.sink.add, consumers=self.consumers,
@@ -964,7 +966,7 @@ class Session:
         cov = coverage(self.targeted.records(), self.consumers, list(self.system.services), broke,
                        unavailable=self.targeted.unavailable)
         cov["plan"] = [{k: w[k] for k in ("id", "window", "service", "consumer", "stream", "subject", "nth",
-                                          "landed_nth") if k in w}
+                                          "landed_nth", "hold", "timeout") if k in w}
                        for w in self.targeted.windows]
         return cov
 

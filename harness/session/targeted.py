@@ -14,6 +14,9 @@ payment"), never by the clock, so a replay with the same plan aims at the same m
                        notice), so the service must reconnect and consume again
 ``broker_restart``     once per run, the broker (sagaproof's single embedded NATS node) stopped and started again
                        with its JetStream data; every service must connect again within :data:`RECONNECT_GRACE`
+``late``               for a saga step with a ``timeout``: one of the step's outcomes, as its service publishes it,
+                       held on the link beyond the time-out (:func:`late_hold`), so the system's time-out path runs
+                       and the answer still arrives, late
 
 The crash and reconnect windows are budgeted: once per service and run (each on the n-th delivery to the
 service, whatever its subject); the others once per consumer and subject. :class:`TargetedPhase` carries the
@@ -48,6 +51,7 @@ from sagaproof.harness.events import EventBus, FaultFailed, FaultHealed, FaultIn
 __all__ = ["OUTAGE", "PHASES", "WINDOWS", "TargetedPhase", "consumers_seen", "coverage", "plan_windows"]
 
 WINDOWS = ("redeliver", "crash_after_ack", "crash_before_ack", "duplicate", "reconnect", "broker_restart")
+LATE = "late"  # the window on a step's outcome (only for steps with a timeout: its cells are rows of their own)
 PHASES = ("targeted", "random")
 ACK_PASS_LIMIT = 1.0  # seconds a crash-after-ack kill waits, at most, for the +ACK to reach the server's side
 ACK_WAIT = 5.0  # seconds a window that took a delivery waits for its ack before it takes a later delivery
@@ -62,6 +66,7 @@ WINDOW_TITLES = {
     "duplicate": "duplicate delivery",
     "reconnect": "connection loss and reconnect",
     "broker_restart": "broker restart and reconnect",
+    LATE: "a step that answers too late",
 }
 BROKER = "nats"  # the lock the random phase's nats_restart takes too (chaos.nemesis.BROKER_TARGET)
 
@@ -80,8 +85,15 @@ def consumers_seen(system: Any, wait: float = 2.0) -> dict[str, list[dict[str, A
     return out
 
 
-def plan_windows(seed: int, consumers: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The targeted windows of a run (a pure function of the seed and the consumers seen).
+def late_hold(timeout: float) -> float:
+    """How long a late window holds a step's outcome: past the step's time-out by half of it, at least 1 s."""
+    return round(timeout + max(1.0, timeout / 2), 3)
+
+
+def plan_windows(seed: int, consumers: dict[str, list[dict[str, Any]]],
+                 late: list[tuple[str, str, float]] | None = None) -> list[dict[str, Any]]:
+    """The targeted windows of a run (a pure function of the seed, the consumers seen and the steps with a
+    time-out, ``late``: (service, outcome subject, timeout) each).
 
     Each is ``{"id", "window", "service", "consumer", "stream", "subject", "nth"}``: the ``nth`` first delivery of
     ``subject`` to the service (``subject`` "" means any of its input subjects: the budgeted windows)."""
@@ -109,6 +121,10 @@ def plan_windows(seed: int, consumers: dict[str, list[dict[str, Any]]]) -> list[
         first = next(c for c in consumers[service] if str(c.get("ack_policy") or "none") != "none")
         out.append({"window": "broker_restart", "service": service, "consumer": first.get("consumer"),
                     "stream": first.get("stream"), "subject": "", "nth": 6 + rng.randrange(5)})
+    for service, subject, timeout in sorted(set(late or [])):  # the n-th message of the step's outcome, held
+        rng = random.Random(f"{seed}:targeted:late:{service}:{subject}")
+        out.append({"window": LATE, "service": service, "consumer": None, "stream": None, "subject": subject,
+                    "nth": 1 + rng.randrange(3), "hold": late_hold(timeout), "timeout": timeout})
     for i, w in enumerate(out, 1):
         w["id"] = f"w{i:03d}"
     return out
@@ -178,7 +194,8 @@ class TargetedPhase:
             if proxy is None:
                 continue
             self._queues[service] = queue.Queue()
-            plan = WindowPlan([Window(w["id"], w["window"], w["subject"], int(w["nth"])) for w in ws],
+            plan = WindowPlan([Window(w["id"], w["window"], w["subject"], int(w["nth"]),
+                                      extra={"hold": float(w.get("hold") or 0.0)}) for w in ws],
                               on_fire=self._fire_cb(service))
             name = f"targeted-{id(self)}-{service}"
             register_plan(name, plan)
@@ -322,6 +339,25 @@ class TargetedPhase:
                 self._spawn(self._broker_restart, w, st)
             else:
                 self._expect_ack(service, window)
+            return
+        if stage == "late":  # the step's outcome is held: a fault until it passes
+            st["delivered_at"] = self.clock()
+            st["subject"] = w["landed_on"] = self._subject_of(window)
+            st["key"] = _key_of(window.payload, self.key_paths)
+            fault = self._fault(w, "delay_outcome", {"direction": "upstream", "hold": w.get("hold"),
+                                                     "timeout": w.get("timeout")})
+            self.bus.emit(FaultInjected(dict(fault)))
+            st.update(open_fault=fault, fault_id=w["id"], exercised=True)
+            with self._lock:
+                self._busy += 1  # until it passes
+            return
+        if stage == "released":
+            fault = st.pop("open_fault", None)
+            if fault is not None:
+                st["released_at"] = self.clock()
+                self._end(fault)
+                with self._lock:
+                    self._busy -= 1
             return
         if stage == "redelivered":
             st["redelivered_at"] = self.clock()
@@ -557,7 +593,7 @@ class TargetedPhase:
             self._release(window_id)
         for service in list(self._frozen):  # a freeze whose kill never came (the run ended first)
             self._thaw(service)
-        for st in self.state.values():  # a dropped ack whose redelivery the run never saw
+        for st in self.state.values():  # a dropped ack whose redelivery the run never saw (a held answer: flushed)
             fault = st.pop("open_fault", None)
             if fault is not None:
                 self._end(fault)
@@ -568,13 +604,33 @@ class TargetedPhase:
         for w in self.windows:
             st = {k: v for k, v in self.state[w["id"]].items() if k not in ("open_fault", "ack")}
             plan = self._plan_of.get(w["service"])
-            if plan is not None:  # first deliveries of the window's subject the link saw while it was armed
-                st["seen"] = int(plan.counts.get(w["subject"], 0))
+            if plan is not None:  # first deliveries (a late window: publications) of its subject while armed
+                st["seen"] = int((plan.published if w["window"] == LATE else plan.counts).get(w["subject"], 0))
             out.append(dict(w, **st))
         return out
 
 
 # ---------------------------------------------------------------------------------------------- coverage
+
+
+def _late_cell(r: dict[str, Any], violations: dict[str, list[str]], unavailable: str | None) -> dict[str, Any]:
+    """The cell of a late window: the step's service x its outcome subject (a row of its own)."""
+    cell: dict[str, Any] = {"service": r["service"], "consumer": None, "subject": r["subject"], "window": LATE,
+                            "exercised": False}
+    if unavailable:
+        cell["reason"] = unavailable
+    elif r.get("exercised"):
+        key = r.get("key")
+        broke = violations.get(str(key), []) if key is not None else []
+        outcome = ("failed " + ", ".join(sorted(set(broke)))) if broke else "saga held every check"
+        cell.update(exercised=True, fault_id=r.get("fault_id"), saga_key=key, nth=r.get("nth"),
+                    outcome=f"{outcome}; its {r['subject']} held {r.get('hold')}s (the step's time-out is "
+                            f"{r.get('timeout')}s)")
+    else:
+        cell["reason"] = r.get("reason") or (
+            f"no message of that subject was published while the window was armed (it was aimed at the "
+            f"{r.get('nth')}th; {r.get('seen', 0)} published)")
+    return cell
 
 
 def _put_back(r: dict[str, Any]) -> str:
@@ -628,6 +684,9 @@ def coverage(records: list[dict[str, Any]], consumers: dict[str, list[dict[str, 
                 cells.append(cell)
     firsts = {c["service"]: c for c in reversed(cells) if c["window"] == "broker_restart"}  # each one's first row
     for r in records:
+        if r["window"] == LATE:
+            cells.append(_late_cell(r, violations, unavailable))
+            continue
         if r["window"] == "broker_restart":
             for service, cell in firsts.items():
                 if cell.get("consumer") is None:

@@ -143,3 +143,20 @@ def test_a_window_put_back_takes_the_next_delivery_and_ignores_the_ack_it_gave_u
     assert plan.rearm(window) is False  # its ack came: too late to put it back
     assert fired == [("k", 2, "delivered"), ("k", 3, "delivered"), ("k", 3, "ack")]
     assert plan.last_delivery > 0
+
+
+def test_a_late_window_holds_the_nth_distinct_publication_and_its_retries_until_due() -> None:
+    fired: list[tuple[str, str]] = []
+    plan = WindowPlan([Window("l", "late", "results.*", 2, extra={"hold": 3.0}),
+                       Window("r", "redeliver", "jobs.>", 1)], on_fire=lambda w, stage: fired.append((w.id, stage)))
+    assert plan.publish("results.done", b'{"id":1}', now=10.0) is None  # the 1st distinct message passes
+    assert plan.publish("results.done", b'{"id":1}', now=10.5) is None  # a retry of it is not counted again
+    assert plan.publish("other.subject", b'{"id":2}', now=10.6) is None
+    assert plan.publish("results.done", b'{"id":2}', now=11.0) == 14.0  # the 2nd: held 3 s
+    assert plan.publish("results.done", b'{"id":2}', now=12.0) == 14.0  # its retry: held as long
+    assert plan.publish("results.done", b'{"id":3}', now=12.5) is None  # the window took its message
+    plan.released(b'{"id":2}')
+    assert plan.publish("results.done", b'{"id":2}', now=14.5) is None  # over: a later retry passes
+    assert plan.delivery("results.x", b"$JS.ACK.S.c.1.1.1.1700000000000000000.0", b"{}") == 1  # not a delivery window
+    assert fired == [("l", "late"), ("l", "released")]
+    assert plan.published == {"results.*": 2}  # counted while the window was armed

@@ -14,11 +14,12 @@ this service", and acts at the protocol moment where the bug lives:
 ``reconnect``         the delivery passes; the owner is told to cut the link for longer than the client needs
                       to notice
 ``broker_restart``    the delivery passes; the owner is told to restart the broker
-``late``              a window on what the service publishes, not on a delivery: the ``nth`` distinct message it
-                      publishes on ``subject`` (and every re-publication of the same body, a client's retries) is
-                      held on the link for ``hold`` seconds (``Window.extra["hold"]``), then passed: a step that
-                      answers too late (``"late"`` when it is first held, ``"released"`` when it passes or its
-                      connection ends)
+``late``              a window on what the service publishes, not on a delivery: from the ``nth`` distinct message
+                      it publishes on ``subject``, everything the service sends on that connection (in order: TCP
+                      never reorders a connection's bytes) is held for ``hold`` seconds (``Window.extra["hold"]``),
+                      then passed; a re-publication of the same body on another connection meanwhile is held as
+                      long. A step that answers too late (``"late"`` when it is first held, ``"released"`` when it
+                      passes or its connection ends)
 
 Both directions of a proxy carry a ``nats_windows`` toxic naming the same plan (attribute ``plan``): a
 :class:`WindowPlan` registered in this process with :func:`register_plan`. The plan counts first deliveries
@@ -244,7 +245,9 @@ def unregister_plan(name: str) -> None:
 class _LinkState:
     parser: NatsParser
     hold_since: float | None = None  # withholding everything since (loop time)
-    late: list[tuple[float, bytes, bytes]] = field(default_factory=list)  # (due, frame, body): held publications
+    late_until: float | None = None  # holding everything sent, from a late window's message on, until then
+    late_frames: list[bytes] = field(default_factory=list)
+    late_body: bytes = b""
 
 
 def _control(data: bytes) -> tuple[list[bytes], bytes]:
@@ -263,26 +266,23 @@ class NatsWindows(Runner):
     def flush(self, state: Any) -> list[bytes]:
         if state is None:
             return []
-        out = [frame for _due, frame, _body in sorted(state.late, key=lambda h: h[0])]
-        state.late.clear()
+        out = list(state.late_frames)
+        state.late_frames.clear()
+        state.late_until = None
         if state.parser.buf and state.hold_since is None:
             out.append(bytes(state.parser.buf))
             state.parser.buf.clear()
         return out
 
     @staticmethod
-    async def _release(stub: Stub, state: _LinkState, plan: WindowPlan | None, *, all_: bool = False) -> None:
-        """Pass the held publications that are due (all of them, the link ending); their windows are over."""
-        now = stub.now()
-        due = [h for h in state.late if all_ or h[0] <= now]
-        if not due:
-            return
-        state.late = [h for h in state.late if not (all_ or h[0] <= now)]
-        if not all_:
-            await stub.send((b"".join(frame for _d, frame, _b in due), now))
-        for body in dict.fromkeys(b for _d, _f, b in due):
-            if plan is not None and not any(b == body for _d, _f, b in state.late):
-                plan.released(body)
+    async def _release(stub: Stub, state: _LinkState, plan: WindowPlan | None, *, lost: bool = False) -> None:
+        """Pass what a late window held (drop it: ``lost``, the connection ended); its window is over."""
+        frames, body = state.late_frames, state.late_body
+        state.late_frames, state.late_until, state.late_body = [], None, b""
+        if frames and not lost:
+            await stub.send((b"".join(frames), stub.now()))
+        if plan is not None:
+            plan.released(body)
 
     async def run(self, stub: Stub) -> None:
         plan = PLANS.get(self.a["plan"])
@@ -291,8 +291,8 @@ class NatsWindows(Runner):
         state: _LinkState = stub.state
         down = stub.direction == "downstream"
         while True:
-            if state.late:
-                got = await stub.recv(max(0.0, min(h[0] for h in state.late) - stub.now()))
+            if state.late_until is not None:
+                got = await stub.recv(max(0.0, state.late_until - stub.now()))
                 if got is TIMEOUT:
                     await self._release(stub, state, plan)
                     continue
@@ -300,7 +300,8 @@ class NatsWindows(Runner):
             else:
                 item = await stub.recv()
             if item is None:
-                await self._release(stub, state, plan, all_=True)  # the connection ends: a held answer is lost
+                if state.late_until is not None:  # the connection ends: what it held is lost with it
+                    await self._release(stub, state, plan, lost=True)
                 if state.parser.buf and state.hold_since is None:
                     await stub.send((bytes(state.parser.buf), stub.now()))
                     state.parser.buf.clear()
@@ -314,10 +315,16 @@ class NatsWindows(Runner):
                 state.parser.feed(data)  # keep the frame boundaries; withhold the bytes
                 continue
             state.hold_since = None
+            if state.late_until is not None and stub.now() >= state.late_until:
+                await self._release(stub, state, plan)
             unchanged = not state.parser.buf
             out: list[bytes] = []
             for frame in state.parser.feed(data):
                 if state.hold_since is not None:
+                    unchanged = False
+                    continue
+                if state.late_until is not None:  # a late window holds this connection's sending
+                    state.late_frames.append(frame.data)
                     unchanged = False
                     continue
                 subject = frame.subject
@@ -342,7 +349,7 @@ class NatsWindows(Runner):
                             body = body[int(parts[-2]):]  # HPUB: the headers first, then the body
                         until = plan.publish(subject, body, stub.now())
                         if until is not None:
-                            state.late.append((until, frame.data, body))
+                            state.late_until, state.late_body, state.late_frames = until, body, [frame.data]
                             unchanged = False
                             continue
                     out.append(frame.data)

@@ -349,15 +349,14 @@ class TargetedPhase:
             self.bus.emit(FaultInjected(dict(fault)))
             st.update(open_fault=fault, fault_id=w["id"], exercised=True)
             with self._lock:
-                self._busy += 1  # until it passes
+                self._busy += 1  # until it passes (or its hold is over: a connection that ended drops what it held)
+            timer = threading.Timer(float(w.get("hold") or 0.0) + 0.5, self._late_over, (w["id"],))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
             return
         if stage == "released":
-            fault = st.pop("open_fault", None)
-            if fault is not None:
-                st["released_at"] = self.clock()
-                self._end(fault)
-                with self._lock:
-                    self._busy -= 1
+            self._late_over(w["id"])
             return
         if stage == "redelivered":
             st["redelivered_at"] = self.clock()
@@ -373,6 +372,17 @@ class TargetedPhase:
             st.update(open_fault=fault, fault_id=w["id"], exercised=True)
             return
         self._spawn(self._crash, w, st)
+
+    def _late_over(self, window_id: str) -> None:
+        """A late window's fault ends: its held message passed (or its hold is over)."""
+        with self._lock:
+            st = self.state[window_id]
+            fault = st.pop("open_fault", None)
+            if fault is not None:
+                self._busy -= 1
+        if fault is not None:
+            st["released_at"] = self.clock()
+            self._end(fault)
 
     def _spawn(self, action: Callable[[dict[str, Any], dict[str, Any]], None], w: dict[str, Any],
                st: dict[str, Any]) -> None:

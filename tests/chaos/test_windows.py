@@ -160,3 +160,42 @@ def test_a_late_window_holds_the_nth_distinct_publication_and_its_retries_until_
     assert plan.delivery("results.x", b"$JS.ACK.S.c.1.1.1.1700000000000000000.0", b"{}") == 1  # not a delivery window
     assert fired == [("l", "late"), ("l", "released")]
     assert plan.published == {"results.*": 2}  # counted while the window was armed
+
+
+def test_a_late_window_holds_what_the_client_sends_from_that_message_on_then_passes_it_in_order(
+        env: Env, nats_server: NatsServer) -> None:
+    fired: list[tuple[str, str]] = []
+    plan = WindowPlan([Window("l", "late", "out.done", 2, extra={"hold": 1.5})],
+                      on_fire=lambda w, stage: fired.append((w.id, stage)))
+    name = f"plan-{id(plan)}"
+    register_plan(name, plan)
+    host, port = env.proxy("svc", upstream=nats_server.addr)
+    env.toxic("svc", "nats_windows", stream="upstream", plan=name)
+
+    async def body() -> list[tuple[bytes, float]]:
+        watcher = await nats.connect(f"nats://{nats_server.addr}")
+        got: list[tuple[bytes, float]] = []
+        sub = await watcher.subscribe("out.>", cb=None)
+        await watcher.flush()
+        svc = await nats.connect(f"nats://{host}:{port}")
+        try:
+            t0 = asyncio.get_running_loop().time()
+            for data in (b"one", b"two", b"three"):
+                await svc.publish("out.done", data)
+            await svc.publish("out.other", b"four")  # another subject, sent after: held too (TCP keeps order)
+            await svc.flush(timeout=10)  # its PING is held with the rest: the PONG comes once they pass
+            while len(got) < 4:
+                msg = await sub.next_msg(timeout=10)
+                got.append((msg.data, asyncio.get_running_loop().time() - t0))
+            return got
+        finally:
+            await svc.close()
+            await watcher.close()
+
+    try:
+        got = asyncio.run(asyncio.wait_for(body(), 30))
+    finally:
+        unregister_plan(name)
+    assert [d for d, _ in got] == [b"one", b"two", b"three", b"four"], "in the order sent"
+    assert all(t >= 1.5 for d, t in got if d != b"one"), "the 2nd message on out.done and all after it waited"
+    assert fired == [("l", "late"), ("l", "released")]

@@ -30,6 +30,9 @@ CASES = [
     ("[services.api\n", "is not valid TOML", "fix the syntax"),
     (GOOD_SERVICE + "\n[sagas.s]\nkey='id'\nstart='a'\nsuccess=['b']\ndeadline='soon'\n", "sagas.s.deadline",
      "must be a duration"),
+    (GOOD_SERVICE + "\n[sagas.s]\nkey='id'\nstart='a'\nsuccess=['b']\n[[sagas.s.steps]]\nname='x'\n"
+                    "service='api'\nsuccess='c'\ntimeout='0s'\n", "sagas.s.steps[0].timeout",
+     "must be a duration above zero"),
     (GOOD_SERVICE + "\n[chaos]\nfaults=['latncy']\n", "chaos.faults", "did you mean 'latency'"),
     (GOOD_SERVICE + "\n[chaos]\nphases=['targeted', 'aimed']\n", "chaos.phases", "unknown phase 'aimed'"),
     (GOOD_SERVICE + "\n[workload]\nvia='http'\nservice='nope'\n", "workload.service", "not defined"),

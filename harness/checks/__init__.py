@@ -30,14 +30,13 @@ one shard). The broker checks do the same by stream sequence (:mod:`harness.chec
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, check_history
+from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, check_stream
 from sagaproof.harness.checks.checker import CHECKS as SAGA_CHECKS
 from sagaproof.harness.checks.findings import Finding
 from sagaproof.harness.checks.results import NOT_JUDGED, CheckOutcome
@@ -208,117 +207,16 @@ def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Win
 Keep = Callable[[str | None, str | None], bool]  # (saga of an operation or None for a message, key) -> judge it?
 
 
-def _record_key(rec: dict[str, Any], key_path: str) -> tuple[str | None, str | None]:
-    """(the saga an operation names, or None for a message; the key) of a message or operation record."""
-    if rec.get("kind") == "operation":
-        return rec.get("saga"), _op_key(rec)
-    return None, key_of(rec.get("data"), key_path)
-
-
-def _reducer(sagas: dict[str, SagaSpec], key_path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """What the saga checks keep of a message: its fields as they are (time, sequence, subject, producer,
-    stream position, size), of its headers only ``Nats-Msg-Id`` and of its payload only the key and the event
-    ids of these sagas (each as the literal field and along its dotted path, as the checker reads them); the
-    record is reduced in place (it is the reader's own)."""
-    paths = list(dict.fromkeys([key_path, *(s.event_id for s in sagas.values())]))
-    flat = [p for p in paths if "." not in p]
-    dotted = [(p, tuple(p.split("."))) for p in paths if "." in p]
-
-    def reduce(rec: dict[str, Any]) -> dict[str, Any]:
-        data = rec.get("data")
-        small: dict[str, Any] | None = None
-        if data.__class__ is dict:
-            small = {}
-            for p in flat:
-                if p in data:
-                    small[p] = data[p]
-            for whole, parts in dotted:
-                if whole in data:
-                    small[whole] = data[whole]
-                src: Any = data
-                dst = small
-                for part in parts[:-1]:
-                    src = src.get(part)
-                    if src.__class__ is not dict:
-                        break
-                    dst = dst.setdefault(part, {})
-                else:
-                    if parts[-1] in src:
-                        dst[parts[-1]] = src[parts[-1]]
-        headers = rec.get("headers")
-        if headers:
-            mid = headers.get("Nats-Msg-Id") if headers.__class__ is dict else None
-            rec["headers"] = {"Nats-Msg-Id": mid} if mid else {}
-        rec["data"] = small
-        if "raw" in rec:  # the text of a payload that is not JSON: the checker never reads it
-            del rec["raw"]
-        return rec  # the record is the reader's own (parsed for this pass): reduced in place
-
-    return reduce
-
-
 def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, keep: Keep,
            healed_at: float, end_at: float, n_messages: int, scratch: Path | None,
            quiescent_at: float | None) -> CheckResult:
-    """check_history over the records of these sagas (all keyed by `key_path`), sharded when long.
-
-    One pass parses each line once (:func:`harness.history.read_records`) and keeps of each message only what
-    the checker reads (:func:`_reducer`). A history of more than :data:`SHARD_MESSAGES` messages is split by
-    saga key: each message and each start request goes to the shard of its key
-    (:class:`~harness.checks.spill.Spill`: marshal blobs in one scratch file), the fault records (few) stay in
-    memory; then each shard is judged on its own, its faults first (the checker's fault timeline does not
-    depend on where they fall among the messages), and the results are merged. An instance's messages all
-    land in one shard, in their order, so the verdicts are those of one pass over the whole history.
-    """
-    from sagaproof.harness.checks.spill import Spill
-
+    """check_history over the records of these sagas (all keyed by `key_path`), in one pass that parses each
+    line once, split by saga key into shards of about :data:`SHARD_MESSAGES` messages when the history is longer
+    (:func:`harness.checks.checker.check_stream`: the same verdict as one pass over the whole history)."""
     shards = max(1, math.ceil(n_messages / SHARD_MESSAGES))
-    reduce = _reducer(sagas, key_path)
-    kinds = ("message", "operation", "fault_start", "fault_end")
-    dotted = "." in key_path
-
-    def key(data: Any) -> str | None:
-        if dotted:
-            return key_of(data, key_path)
-        if data.__class__ is not dict:
-            return None
-        value = data.get(key_path)
-        return None if value is None or value.__class__ in (dict, list) else str(value)
-
-    everything = keep is _keep_all
-    if shards == 1 or scratch is None:
-        def reduced() -> Iterator[dict[str, Any]]:
-            for rec in records.of(*kinds):
-                kind = rec.get("kind")
-                if kind == "message":
-                    if everything or keep(None, key(rec.get("data"))):
-                        yield reduce(rec)
-                elif kind != "operation" or keep(rec.get("saga"), _op_key(rec)):
-                    yield rec
-
-        return check_history(reduced(), sagas, healed_at=healed_at, end_at=end_at, quiescent_at=quiescent_at)
-    faults: list[dict[str, Any]] = []
-    with Spill(shards, scratch) as spill:
-        add = spill.add
-        for rec in records.of(*kinds):
-            kind = rec.get("kind")
-            if kind == "message":
-                k = key(rec.get("data"))
-                if everything or keep(None, k):
-                    add(0 if k is None else hash(k) % shards, reduce(rec))
-            elif kind == "operation":
-                k = _op_key(rec)
-                if keep(rec.get("saga"), k):
-                    add(0 if k is None else hash(k) % shards, rec)
-            else:
-                faults.append(rec)
-        parts: list[CheckResult] = []
-        for i in range(shards):
-            parts.append(check_history(itertools.chain(faults, spill.shard(i)), sagas, healed_at=healed_at,
-                                       end_at=end_at, quiescent_at=quiescent_at))
-            if len(parts) > _MERGE_EVERY:  # merged as they come: a part's result is not held twice for long
-                parts = [merge_results(parts, healed_at=healed_at, end_at=end_at)]
-    return merge_results(parts, healed_at=healed_at, end_at=end_at)
+    return check_stream(records.of("message", "operation", "fault_start", "fault_end"), sagas, healed_at=healed_at,
+                        end_at=end_at, quiescent_at=quiescent_at, keep=None if keep is _keep_all else keep,
+                        shards=shards, scratch=scratch)
 
 
 def _keep_all(saga: str | None, k: str | None) -> bool:

@@ -29,6 +29,7 @@ one shard). The broker checks do the same by stream sequence (:mod:`harness.chec
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -290,7 +291,10 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
                   and not any("outcome:" in str(e.get("role", "")) for e in v.events)]
     if not unfinished:
         return
-    intervals = _fault_intervals(history)
+    # (start, end or infinity, id, fault, label), in the order the faults started; each label made once
+    faults = [(s, math.inf if e is None else e, fid, f, _label(f)) for fid, (s, e, f) in _fault_intervals(history).items()]
+    starts = [x[0] for x in faults]
+    in_order = all(a <= b for a, b in zip(starts, starts[1:], strict=False))
     for v in unfinished:
         spec = sagas.get(v.saga)
         if spec is None:
@@ -299,11 +303,12 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
         start_t = next((float(e["t"]) for e in v.events if "start" in str(e.get("role", "")).split(" + ")),
                        float(v.events[0]["t"]))
         deadline_at = max(healed_at, start_t) + spec.deadline
-        hit = [(fid, f) for fid, (s, e, f) in intervals.items() if s <= deadline_at and (e is None or e >= last_t)]
-        names = ", ".join(_label(f) for _, f in hit) or "none"
+        begun = faults[:bisect.bisect_right(starts, deadline_at)] if in_order else faults
+        hit = [(fid, f, label) for s, e, fid, f, label in begun if s <= deadline_at and e >= last_t]
+        names = ", ".join([label for _, _, label in hit]) or "none"
         v.detail = (v.detail + "; " if v.detail else "") + (
             f"faults active from its last event (t={last_t:.3f}s) to its deadline (t={deadline_at:.3f}s): {names}")
-        for fid, f in hit:
+        for fid, f, _ in hit:
             v.faults.setdefault(fid, f)
 
 

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sagaproof.harness.checks.spill import BUFFERED, Spill
 from sagaproof.harness.config import SagaSpec
 
 # Checks, most important first. The order is the order violations are reported in:
@@ -708,8 +709,9 @@ class _Pass:
         active: dict[str, None] = {}  # insertion-ordered set of active fault ids
         timeline = self.timeline
         operations: list[dict[str, Any]] = []
-        add = spill.add if spill is not None else None
+        spilled = spill.buffers if spill is not None else None  # rows go to the shard of their key
         shards = spill.shards if spill is not None else 1
+        buffered = 0
         if keep is not None:
             paths = {m.spec.key for m in models}
             if len(paths) != 1:
@@ -736,8 +738,13 @@ class _Pass:
                     continue
                 for si, kf, kp, rid, ef, ep in targets:
                     key = data.get(kf)
-                    if key is None and kp is not None:
-                        key = _dig(data, kp)
+                    if key is None and kp is not None:  # the dotted path (_dig, inlined: once per message)
+                        key = data
+                        for part in kp:
+                            if key.__class__ is not dict:
+                                key = None
+                                break
+                            key = key.get(part)
                     if key is None:
                         unattributed += 1
                         continue
@@ -745,12 +752,21 @@ class _Pass:
                         key = str(key)
                     eid = data.get(ef)
                     if eid is None and ep is not None:
-                        eid = _dig(data, ep)
+                        eid = data
+                        for part in ep:
+                            if eid.__class__ is not dict:
+                                eid = None
+                                break
+                            eid = eid.get(part)
                     row = (si, key, rid, rec.get("t"), rec.get("seq"), rec.get("producer"), eid,
                            None if eid is not None else alt_identity(rec))
                     in_sagas += 1
-                    if add is not None:
-                        add(hash(key) % shards, row)
+                    if spilled is not None:
+                        spilled[hash(key) % shards].append(row)
+                        buffered += 1
+                        if buffered >= BUFFERED:
+                            spill.flush()
+                            buffered = 0
                         continue
                     group = instances[si]
                     inst = group.get(key)
@@ -769,13 +785,14 @@ class _Pass:
                 active.pop(str(rec.get("fault_id")), None)
                 timeline.add(rec.get("t"), tuple(active))
             elif kind == "operation":
-                if keep is not None or add is not None:
+                if keep is not None or spilled is not None:
                     k = rec.get("key")
                     k = None if k is None else str(k)
                     if keep is not None and not keep(rec.get("saga"), k):
                         continue
-                    if add is not None:
-                        add(0 if k is None else hash(k) % shards, rec)
+                    if spilled is not None:
+                        spilled[0 if k is None else hash(k) % shards].append(rec)
+                        buffered += 1
                         continue
                 operations.append(rec)
         verdict = self.verdict
@@ -825,8 +842,6 @@ def check_stream(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec
         p = _Pass(sagas, healed_at, end_at, quiescent_at)
         if shards <= 1 or scratch is None:
             return p.run(records, keep=keep)
-        from sagaproof.harness.checks.spill import Spill
-
         with Spill(shards, scratch) as spill:
             return p.run(records, keep=keep, spill=spill)
     finally:

@@ -35,7 +35,7 @@ class Spill:
         fd, name = tempfile.mkstemp(prefix="sagaproof-shards-", suffix=".bin", dir=scratch)
         self.path = Path(name)
         self._file = os.fdopen(fd, "w+b", buffering=1 << 20)
-        self._buffers: list[list[Any]] = [[] for _ in range(shards)]
+        self.buffers: list[list[Any]] = [[] for _ in range(shards)]  # records not yet written, per shard
         self._blobs: list[list[tuple[int, int]]] = [[] for _ in range(shards)]  # (offset, length) per shard
         self._buffered = [0]  # records in the buffers (a list: the closure of adder() counts in it too)
         self._offset = 0
@@ -44,9 +44,9 @@ class Spill:
     def adder(self) -> Callable[[int, Any], None]:
         """``add(shard, record)``: put `record` into `shard` (0 <= shard < shards). A closure over the
         buffers, for the hot loop of a pass over a history (``spill.add`` is one)."""
-        buffers = self._buffers
+        buffers = self.buffers
         buffered = self._buffered
-        write = self._write
+        write = self.flush
 
         def add(shard: int, record: Any) -> None:
             buffers[shard].append(record)
@@ -56,8 +56,10 @@ class Spill:
 
         return add
 
-    def _write(self) -> None:
-        for i, buf in enumerate(self._buffers):
+    def flush(self) -> None:
+        """Write the buffered records. A hot loop may append to ``buffers[shard]`` itself instead of calling
+        :meth:`add`, and then calls this at least every :data:`BUFFERED` records."""
+        for i, buf in enumerate(self.buffers):
             if buf:
                 blob = marshal.dumps(buf)
                 self._file.write(blob)
@@ -68,8 +70,7 @@ class Spill:
 
     def shard(self, i: int) -> Iterator[Any]:
         """The records of shard `i`, in the order added (call after the last add)."""
-        if self._buffered[0]:
-            self._write()
+        self.flush()
         self._file.flush()
         f = self._file
         for offset, length in self._blobs[i]:

@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--report-dir", type=Path, required=True, help="where the merged report goes (a new directory)")
 
     tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
-    from sagaproof.chaos.toxiproxy import add_arguments
+    from sagaproof.chaos.toxiproxy_flags import add_arguments  # not the server: --help does not load it
 
     add_arguments(tp, port_type=_port_arg)  # --host --port --seed --proxy-metrics --runtime-metrics
     return p

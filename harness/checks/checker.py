@@ -379,6 +379,10 @@ class _Model:
         self.key_field, self.key_path = _accessor(spec.key)
         self.eid_field, self.eid_path = _accessor(spec.event_id)
         self.cache: dict[tuple[int, ...], _Analysis] = {}
+        # What the events of the violations share (a verdict of thousands of violations holds one copy each):
+        self.labels = [self.role_label(rid) for rid in range(len(self.role_sets))]
+        self.services: dict[str, str] = {}  # producer -> the one string kept for it
+        self.snapshots: dict[tuple[str, ...], list[str]] = {}  # active faults -> the one list kept for them
 
     def analysis(self, sig: tuple[int, ...]) -> _Analysis:
         a = self.cache.get(sig)
@@ -1125,6 +1129,7 @@ def _violation(m: _Model, key: str, check: str, expected: str, detail: str, inst
     active: list[list[str]] = []
     used: dict[str, dict[str, Any]] = {}
     steps = m.spec.steps
+    services, snapshots = m.services, m.snapshots
     for rid, row in zip(inst[0::2], inst[1::2], strict=True):
         t = float(row[_T] or 0.0)
         snap = timeline.at(t)
@@ -1132,9 +1137,13 @@ def _violation(m: _Model, key: str, check: str, expected: str, detail: str, inst
         if not service:
             step = next((s for role, s in m.role_sets[rid] if role >= STEP_OK), -1)
             service = steps[step].service if step >= 0 else None
-        events.append({"t": t, "service": service or "?", "subject": m.rid_subject[rid],
-                       "role": m.role_label(rid), "seq": row[_SEQ], "event_id": row[_EID]})
-        active.append(list(snap))
+        service = "?" if not service else services.setdefault(service, service) if service.__class__ is str else service
+        events.append({"t": t, "service": service, "subject": m.rid_subject[rid],
+                       "role": m.labels[rid], "seq": row[_SEQ], "event_id": row[_EID]})
+        shared = snapshots.get(snap)
+        if shared is None:
+            shared = snapshots[snap] = list(snap)
+        active.append(shared)  # never changed once made (findings, reports and JSON only read it)
         for fid in snap:
             used.setdefault(fid, faults.get(fid, {"id": fid}))
     return SagaViolation(saga=m.name, key=key, check=check, expected=expected, events=events, faults_active=active,

@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sagaproof.harness.checks.spill import BUFFERED, Spill
 from sagaproof.harness.config import SagaSpec
@@ -659,7 +659,14 @@ def judge_as_if_due(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaS
 # file (marshal) and to read back. Its subject is the role set's (one subject per role set id); its identity
 # for telling wire duplicates apart is ("e", str(event id)) when it has an event id, else _ALT: ("m", its
 # Nats-Msg-Id header), ("s", stream, stream sequence) or None.
-_SI, _KEY, _RID, _T, _SEQ, _PROD, _EID, _ALT = range(8)
+_SI: Final = 0
+_KEY: Final = 1
+_RID: Final = 2
+_T: Final = 3
+_SEQ: Final = 4
+_PROD: Final = 5
+_EID: Final = 6
+_ALT: Final = 7
 Row = tuple[int, str, int, Any, Any, Any, Any, Any]
 Target = tuple[int, str, Any, int, str, Any]  # saga index, key field, key path, role set id, event id field, path
 
@@ -962,13 +969,13 @@ class _Verdict:
                 continue
             name = op.get("saga")
             model = self.by_name.get(name) if name else (models[0] if len(models) == 1 else None)
-            key = op.get("key")
-            if model is None or key is None:
+            raw_key = op.get("key")
+            if model is None or raw_key is None:
                 ops["unkeyed"] += 1
                 continue
-            key = str(key)
-            inst = instances[model.index].get(key)
-            if inst is not None and model.analysis(tuple(inst[0::2])).start >= 0:
+            op_key = str(raw_key)
+            op_inst = instances[model.index].get(op_key)
+            if op_inst is not None and model.analysis(tuple(op_inst[0::2])).start >= 0:
                 counts["no_lost_request"]["passed"] += 1
                 continue
             done = float(op.get("completed") or op.get("t") or 0.0)
@@ -977,8 +984,8 @@ class _Verdict:
                 counts["no_lost_request"]["pending"] += 1
                 continue
             counts["no_lost_request"]["failed"] += 1
-            found.append((_RANK["no_lost_request"], done, key,
-                          _lost_request(model, key, op, inst, due, faults, timeline)))
+            found.append((_RANK["no_lost_request"], done, op_key,
+                          _lost_request(model, op_key, op, op_inst, due, faults, timeline)))
 
     def close(self, seen: int, in_sagas: int, unattributed: int) -> CheckResult:
         """The result, once every instance has been judged."""

@@ -47,93 +47,29 @@ from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.checks.checker import check_history
-from sagaproof.harness.config import ChaosSpec, NatsSpec, SagaSpec, StepSpec, SystemSpec, WorkloadSpec
+from sagaproof.harness.config import ChaosSpec, NatsSpec, SagaSpec, SystemSpec, WorkloadSpec
 from sagaproof.harness.history import History, HistoryReader
+from synthetic import SHOP, SHOP_SHAPES, TRIPS, TRIPS_SHAPES, fault_record, interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REF = "49f55ea901d2beee947bf960817f05e0f6b027b3"  # main before issue 24 (the JSON shard files)
 
-SHOP = SagaSpec(
-    name="checkout", key="order_id", start="orders.created", success=("orders.completed",),
-    abort=("orders.cancelled",), deadline=30.0,
-    steps=(StepSpec("charge", "payment", "payments.completed", "payments.failed", "payments.refunded"),
-           StepSpec("reserve", "inventory", "inventory.reserved", "inventory.failed", "inventory.released"),
-           StepSpec("ship", "shipping", "shipping.scheduled", "shipping.failed")),
-)
-SHOP_SHAPES = [
-    (0.85, ["orders.created", "payments.completed", "inventory.reserved", "shipping.scheduled", "orders.completed"]),
-    (0.12, ["orders.created", "payments.completed", "inventory.failed", "payments.refunded", "orders.cancelled"]),
-    (0.02, ["orders.created", "payments.completed", "payments.completed", "inventory.reserved",
-            "shipping.scheduled", "orders.completed"]),
-    (0.01, ["orders.created", "payments.completed"]),
-]
-TRIPS = SagaSpec(
-    name="booking", key="data.trip_id", event_id="id", start="trip.requested", success=("trip.confirmed",),
-    abort=("trip.rejected", "payment.refunded"), deadline=30.0,
-    steps=(StepSpec("screen", "risk", "risk.approved", "risk.rejected"),
-           StepSpec("charge", "payments", "payment.charged", "payment.failed", "payment.refunded", after=("screen",),
-                    retriable=True),
-           StepSpec("hold_flight", "flights", "flight.held", "flight.unavailable", "flight.released",
-                    after=("charge",)),
-           StepSpec("hold_hotel", "hotels", "hotel.held", "hotel.unavailable", "hotel.released", after=("charge",))),
-)
-_OK = "trip.requested risk.approved payment.charged"
-TRIPS_SHAPES = [
-    (0.45, f"{_OK} flight.held hotel.held trip.confirmed".split()),
-    (0.15, f"{_OK} hotel.held flight.held trip.confirmed".split()),
-    (0.10, "trip.requested risk.approved payment.failed payment.charged flight.held hotel.held trip.confirmed".split()),
-    (0.10, "trip.requested risk.rejected trip.rejected".split()),
-    (0.08, f"{_OK} flight.unavailable payment.refunded hotel.held hotel.released".split()),
-    (0.08, f"{_OK} flight.held hotel.unavailable flight.released payment.refunded".split()),
-    (0.02, f"{_OK} flight.unavailable payment.refunded hotel.held".split()),  # a late hold never released
-    (0.02, f"{_OK} flight.held trip.confirmed hotel.held".split()),  # confirmed before the hotel
-]
-
-
 def synthetic_history(n_messages: int, shapes: list[tuple[float, list[str]]], nested: bool,
                       seed: int = 1) -> list[dict[str, Any]]:
-    """About n_messages message records, interleaving ~100 sagas at a time, with a fault every ~500 messages."""
-    rng = random.Random(seed)
-    cumulative, total = [], 0.0
-    for share, shape in shapes:
-        total += share
-        cumulative.append((total, shape))
+    """About n_messages message records (:func:`synthetic.interleaved`: ~100 sagas in flight, a fault every ~500
+    messages); `nested`: CloudEvents, the key in ``data.trip_id``."""
     records: list[dict[str, Any]] = []
-    live: list[tuple[str, list[str], int]] = []
-    t = 0.0
-    seq = saga_no = fault_no = 0
-    open_faults: list[str] = []
-    while seq < n_messages:
-        while len(live) < 100:
-            r = rng.random() * total
-            live.append((f"k{saga_no}", next(s for c, s in cumulative if r < c), 0))
-            saga_no += 1
-        i = rng.randrange(len(live))
-        key, shape, pos = live[i]
-        seq += 1
-        t += 0.0005
-        subject = shape[pos]
-        data = ({"specversion": "1.0", "id": f"e{seq}", "type": subject, "data": {"trip_id": key}} if nested
-                else {"order_id": key, "event_id": f"e{seq}"})
-        records.append({"kind": "message", "seq": seq, "t": t, "subject": subject, "stream": "S", "stream_seq": seq,
-                        "producer": subject.split(".")[0], "headers": {}, "data": data, "size": 64})
-        if pos + 1 == len(shape):
-            live[i] = live[-1]
-            live.pop()
-        else:
-            live[i] = (key, shape, pos + 1)
-        if seq % 500 == 0:
-            if open_faults and rng.random() < 0.6:
-                records.append({"kind": "fault_end", "t": t, "fault_id": open_faults.pop(0)})
-            else:
-                fault_no += 1
-                open_faults.append(f"f{fault_no}")
-                records.append({"kind": "fault_start", "t": t, "fault": {
-                    "id": f"f{fault_no}", "kind": "latency", "target": "payment", "start": t, "duration": 1.0,
-                    "params": {}}})
+    for what, t, about in interleaved(n_messages, shapes, random.Random(seed)):
+        if what == "message":
+            seq, key, subject = about
+            data = ({"specversion": "1.0", "id": f"e{seq}", "type": subject, "data": {"trip_id": key}} if nested
+                    else {"order_id": key, "event_id": f"e{seq}"})
+            records.append({"kind": "message", "seq": seq, "t": t, "subject": subject, "stream": "S",
+                            "stream_seq": seq, "producer": subject.split(".")[0], "headers": {}, "data": data,
+                            "size": 64})
+        elif what != "saga":
+            records.append(fault_record(what, t, about))
     return records
-
-
 
 
 BASELINE_FILES = (("harness/history.py", "sagaproof.harness.history", True),

@@ -23,8 +23,8 @@ fails when there was nothing to judge), the invariants, live contract conformanc
 Memory stays flat however long the run. The saga checks read the history once (each line parsed once, by
 orjson), keep of each message only what the checker reads, and split a long history by saga key into shards
 of about :data:`SHARD_MESSAGES` messages (marshal blobs in one scratch file in the report directory), each
-judged on its own and the results merged in the order one pass gives them (an instance's messages all land in
-one shard). The broker checks do the same by stream sequence (:mod:`harness.checks.consumption`).
+judged on its own into one verdict, the one a single pass gives (an instance's messages all land in one
+shard: :func:`harness.checks.checker.check_stream`). The broker checks do the same by stream sequence (:mod:`harness.checks.consumption`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ __all__ = ["BUILTIN_CHECKS", "CHECKS", "CheckContext", "CheckFn", "Window", "key
 
 SHARD_MESSAGES = 10_000  # messages per shard of the saga checks (about 6 MB of what they keep)
 SAGAS_JUDGED = "sagas judged"
-_MERGE_EVERY = 16  # shard results merged into one at a time (merging is associative)
 
 
 @dataclass(frozen=True)

@@ -210,4 +210,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # one sentence (a baseline that cannot load, a server that would not start)
+            print(exc.code, file=sys.stderr)
+            sys.exit(2)
+        raise

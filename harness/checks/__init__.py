@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -290,9 +291,15 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
                   and not any("outcome:" in str(e.get("role", "")) for e in v.events)]
     if not unfinished:
         return
-    # (start, end or infinity, id, fault, label), in the order the faults started; each label made once
-    faults = [(s, math.inf if e is None else e, fid, f, _label(f)) for fid, (s, e, f) in _fault_intervals(history).items()]
-    starts = [x[0] for x in faults]
+    # The faults in the order they started: start, end (infinity while active), id, description, label (made
+    # once). A history in time order lists them by start, so those begun by a deadline are a prefix; which of
+    # them lasted past the last event is a comparison per fault, done by C loops (a long run has thousands).
+    intervals = _fault_intervals(history)
+    starts = [s for s, _, _ in intervals.values()]
+    ends = [math.inf if e is None else e for _, e, _ in intervals.values()]
+    ids = list(intervals)
+    described = [f for _, _, f in intervals.values()]
+    labels = [_label(f) for f in described]
     in_order = all(a <= b for a, b in zip(starts, starts[1:], strict=False))
     for v in unfinished:
         spec = sagas.get(v.saga)
@@ -302,13 +309,18 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
         start_t = next((float(e["t"]) for e in v.events if "start" in str(e.get("role", "")).split(" + ")),
                        float(v.events[0]["t"]))
         deadline_at = max(healed_at, start_t) + spec.deadline
-        begun = faults[:bisect.bisect_right(starts, deadline_at)] if in_order else faults
-        hit = [(fid, f, label) for s, e, fid, f, label in begun if s <= deadline_at and e >= last_t]
-        names = ", ".join([label for _, _, label in hit]) or "none"
+        if in_order:
+            n = bisect.bisect_right(starts, deadline_at)
+            hit = list(map(last_t.__le__, ends[:n]))  # ended at or after the last event (or never)
+        else:
+            n = len(starts)
+            hit = [s <= deadline_at and e >= last_t for s, e in zip(starts, ends, strict=True)]
+        names = ", ".join(itertools.compress(labels[:n], hit)) or "none"
         v.detail = (v.detail + "; " if v.detail else "") + (
             f"faults active from its last event (t={last_t:.3f}s) to its deadline (t={deadline_at:.3f}s): {names}")
-        for fid, f, _ in hit:
-            v.faults.setdefault(fid, f)
+        known = v.faults
+        known.update({fid: f for fid, f in zip(itertools.compress(ids[:n], hit), itertools.compress(described[:n], hit),
+                                               strict=True) if fid not in known})
 
 
 def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:

@@ -6,6 +6,8 @@ each shard back on its own. :class:`Spill` is that file: :meth:`Spill.add` puts 
 :mod:`marshal` writes: dicts, tuples, lists, strings, numbers) into a shard; records are buffered (at most
 :data:`BUFFERED` at once, whatever the shard count) and written as length-prefixed marshal blobs, each shard's
 blobs remembered by their offsets; :meth:`Spill.shard` yields one shard's records in the order they were added.
+A hot loop may append to ``buffers[shard]`` itself and call :meth:`Spill.flush` every :data:`BUFFERED` records
+(the saga checks' pass does: :func:`harness.checks.checker.check_stream`).
 
 marshal, not JSON: a record is read back in about half the time orjson parses the line it came from, and
 nothing is parsed twice (the history's line is parsed once, by :func:`harness.history.read_records`). The

@@ -17,17 +17,19 @@ Three ways of judging each, timed (wall and CPU seconds, microseconds per messag
   through :func:`harness.checks.run_checks`) with the facts a run gives it (the message count, the report
   directory as scratch): the stream, the sharding, the merge;
 * ``memory``: :func:`harness.checks.checker.check_history` over the list in memory (no file, no shards);
-* ``before``: the engine path of ``--baseline-ref`` (default: main before issue 24), its
-  ``harness/checks/__init__.py`` and ``harness/history.py`` read from git, on the same file, up to
-  ``--baseline-max`` messages (it took 45 s of CPU for 1M). When the baseline was asked for and cannot be
-  loaded, the benchmark says so in one sentence and exits 2; ``--no-baseline`` skips it.
+* a ref: the engine path of each ``--baseline-ref`` (repeatable; default: main before issue 24), its
+  ``harness/history.py``, ``harness/checks/spill.py`` (when it has one), ``harness/checks/checker.py`` and
+  ``harness/checks/__init__.py`` read from git, on the same file, up to ``--baseline-max`` messages (the
+  default baseline took 45 s of CPU for 1M). When a baseline was asked for and cannot be loaded, the benchmark
+  says so in one sentence and exits 2; ``--no-baseline`` skips them.
 
-It checks that the three verdicts agree (sagas, counts, violations by check and key) and prints the ratios:
-engine/memory CPU, and before/engine CPU (the speed-up). The last column is the per-message CPU of the engine
-path relative to the smallest size (a linear path stays near 1.0).
+It checks that every path's verdict agrees with the engine path's (sagas, counts, violations by check and key,
+messages, duplicates) and prints each path's CPU relative to the engine path's. The last column is the
+per-message CPU of the engine path relative to the smallest size (a linear path stays near 1.0); the last line
+gives the worst per-message CPU as seconds per 1M messages against the target of 10.
 
     .venv/bin/python benchmarks/checker_scale.py                       # 10k, 100k, 1M (baseline up to 200k)
-    .venv/bin/python benchmarks/checker_scale.py 10000 100000 --baseline-max 100000
+    .venv/bin/python benchmarks/checker_scale.py 10000 200000 1000000 --baseline-ref 49f55ea --baseline-ref main
 """
 
 from __future__ import annotations
@@ -45,125 +47,83 @@ from pathlib import Path
 from typing import Any
 
 from sagaproof.harness.checks.checker import check_history
-from sagaproof.harness.config import ChaosSpec, NatsSpec, SagaSpec, StepSpec, SystemSpec, WorkloadSpec
+from sagaproof.harness.config import ChaosSpec, NatsSpec, SagaSpec, SystemSpec, WorkloadSpec
 from sagaproof.harness.history import History, HistoryReader
+from synthetic import SHOP, SHOP_SHAPES, TRIPS, TRIPS_SHAPES, fault_record, interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REF = "49f55ea901d2beee947bf960817f05e0f6b027b3"  # main before issue 24 (the JSON shard files)
 
-SHOP = SagaSpec(
-    name="checkout", key="order_id", start="orders.created", success=("orders.completed",),
-    abort=("orders.cancelled",), deadline=30.0,
-    steps=(StepSpec("charge", "payment", "payments.completed", "payments.failed", "payments.refunded"),
-           StepSpec("reserve", "inventory", "inventory.reserved", "inventory.failed", "inventory.released"),
-           StepSpec("ship", "shipping", "shipping.scheduled", "shipping.failed")),
-)
-SHOP_SHAPES = [
-    (0.85, ["orders.created", "payments.completed", "inventory.reserved", "shipping.scheduled", "orders.completed"]),
-    (0.12, ["orders.created", "payments.completed", "inventory.failed", "payments.refunded", "orders.cancelled"]),
-    (0.02, ["orders.created", "payments.completed", "payments.completed", "inventory.reserved",
-            "shipping.scheduled", "orders.completed"]),
-    (0.01, ["orders.created", "payments.completed"]),
-]
-TRIPS = SagaSpec(
-    name="booking", key="data.trip_id", event_id="id", start="trip.requested", success=("trip.confirmed",),
-    abort=("trip.rejected", "payment.refunded"), deadline=30.0,
-    steps=(StepSpec("screen", "risk", "risk.approved", "risk.rejected"),
-           StepSpec("charge", "payments", "payment.charged", "payment.failed", "payment.refunded", after=("screen",),
-                    retriable=True),
-           StepSpec("hold_flight", "flights", "flight.held", "flight.unavailable", "flight.released",
-                    after=("charge",)),
-           StepSpec("hold_hotel", "hotels", "hotel.held", "hotel.unavailable", "hotel.released", after=("charge",))),
-)
-_OK = "trip.requested risk.approved payment.charged"
-TRIPS_SHAPES = [
-    (0.45, f"{_OK} flight.held hotel.held trip.confirmed".split()),
-    (0.15, f"{_OK} hotel.held flight.held trip.confirmed".split()),
-    (0.10, "trip.requested risk.approved payment.failed payment.charged flight.held hotel.held trip.confirmed".split()),
-    (0.10, "trip.requested risk.rejected trip.rejected".split()),
-    (0.08, f"{_OK} flight.unavailable payment.refunded hotel.held hotel.released".split()),
-    (0.08, f"{_OK} flight.held hotel.unavailable flight.released payment.refunded".split()),
-    (0.02, f"{_OK} flight.unavailable payment.refunded hotel.held".split()),  # a late hold never released
-    (0.02, f"{_OK} flight.held trip.confirmed hotel.held".split()),  # confirmed before the hotel
-]
-
-
 def synthetic_history(n_messages: int, shapes: list[tuple[float, list[str]]], nested: bool,
                       seed: int = 1) -> list[dict[str, Any]]:
-    """About n_messages message records, interleaving ~100 sagas at a time, with a fault every ~500 messages."""
-    rng = random.Random(seed)
-    cumulative, total = [], 0.0
-    for share, shape in shapes:
-        total += share
-        cumulative.append((total, shape))
+    """About n_messages message records (:func:`synthetic.interleaved`: ~100 sagas in flight, a fault every ~500
+    messages); `nested`: CloudEvents, the key in ``data.trip_id``."""
     records: list[dict[str, Any]] = []
-    live: list[tuple[str, list[str], int]] = []
-    t = 0.0
-    seq = saga_no = fault_no = 0
-    open_faults: list[str] = []
-    while seq < n_messages:
-        while len(live) < 100:
-            r = rng.random() * total
-            live.append((f"k{saga_no}", next(s for c, s in cumulative if r < c), 0))
-            saga_no += 1
-        i = rng.randrange(len(live))
-        key, shape, pos = live[i]
-        seq += 1
-        t += 0.0005
-        subject = shape[pos]
-        data = ({"specversion": "1.0", "id": f"e{seq}", "type": subject, "data": {"trip_id": key}} if nested
-                else {"order_id": key, "event_id": f"e{seq}"})
-        records.append({"kind": "message", "seq": seq, "t": t, "subject": subject, "stream": "S", "stream_seq": seq,
-                        "producer": subject.split(".")[0], "headers": {}, "data": data, "size": 64})
-        if pos + 1 == len(shape):
-            live[i] = live[-1]
-            live.pop()
-        else:
-            live[i] = (key, shape, pos + 1)
-        if seq % 500 == 0:
-            if open_faults and rng.random() < 0.6:
-                records.append({"kind": "fault_end", "t": t, "fault_id": open_faults.pop(0)})
-            else:
-                fault_no += 1
-                open_faults.append(f"f{fault_no}")
-                records.append({"kind": "fault_start", "t": t, "fault": {
-                    "id": f"f{fault_no}", "kind": "latency", "target": "payment", "start": t, "duration": 1.0,
-                    "params": {}}})
+    for what, t, about in interleaved(n_messages, shapes, random.Random(seed)):
+        if what == "message":
+            seq, key, subject = about
+            data = ({"specversion": "1.0", "id": f"e{seq}", "type": subject, "data": {"trip_id": key}} if nested
+                    else {"order_id": key, "event_id": f"e{seq}"})
+            records.append({"kind": "message", "seq": seq, "t": t, "subject": subject, "stream": "S",
+                            "stream_seq": seq, "producer": subject.split(".")[0], "headers": {}, "data": data,
+                            "size": 64})
+        elif what != "saga":
+            records.append(fault_record(what, t, about))
     return records
 
 
+BASELINE_FILES = (("harness/history.py", "sagaproof.harness.history", True),
+                  ("harness/checks/spill.py", "sagaproof.harness.checks.spill", False),
+                  ("harness/checks/checker.py", "sagaproof.harness.checks.checker", True),
+                  ("harness/checks/__init__.py", "sagaproof.harness.checks", True))
 
 
-def baseline_engine(ref: str) -> Any:
-    """The saga check of the engine at git ``ref`` (its ``harness/checks/__init__.py`` reading through its own
-    ``harness/history.py``), as a module; raises SystemExit(2) with one sentence when it cannot be loaded."""
+def baseline_engine(ref: str) -> dict[str, Any]:
+    """The saga check of the engine at git ``ref``: its ``harness/history.py``, ``harness/checks/spill.py`` (if
+    it has one), ``harness/checks/checker.py`` and ``harness/checks/__init__.py``, each importing the others of
+    the same ref, as modules (``checks`` and ``history`` in the dict); raises SystemExit(2) with one sentence
+    when it cannot be loaded."""
+    tag = ref.replace("/", "_").replace("~", "_").replace("^", "_")[:12]
+    names = {dotted: f"{dotted.rsplit('.', 1)[-1]}_before_{tag}" for _, dotted, _ in BASELINE_FILES}
+    names["sagaproof.harness.checks"] = f"checks_before_{tag}"
     sources = {}
-    for path in ("harness/history.py", "harness/checks/__init__.py"):
+    for path, dotted, required in BASELINE_FILES:
         try:
-            sources[path] = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{path}"], capture_output=True,
-                                           text=True, timeout=60, check=True).stdout
+            sources[dotted] = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{path}"], capture_output=True,
+                                             text=True, timeout=60, check=True).stdout
         except (OSError, subprocess.SubprocessError) as exc:
+            if not required:
+                continue
             why = getattr(exc, "stderr", "") or str(exc)
             raise SystemExit(f"checker_scale: the baseline {path} at {ref} could not be read from git "
                              f"({why.strip().splitlines()[-1] if why.strip() else exc}); pass an existing "
                              f"--baseline-ref or --no-baseline") from None
     modules = {}
-    for path, name in (("harness/history.py", "history_before"), ("harness/checks/__init__.py", "checks_before")):
-        source = sources[path].replace("sagaproof.harness.history", "history_before")
-        module = types.ModuleType(name)
+    for path, dotted, _ in BASELINE_FILES:
+        if dotted not in sources:
+            continue
+        source = sources[dotted]
+        for other in sources:  # the longest names first: checks.checker before checks
+            if other != "sagaproof.harness.checks":
+                source = source.replace(f"{other} import", f"{names[other]} import")
+        source = source.replace("sagaproof.harness.checks import", f"{names['sagaproof.harness.checks']} import")
+        module = types.ModuleType(names[dotted])
         module.__file__ = f"{ref}:{path}"
-        sys.modules[name] = module  # dataclasses look their module up
+        sys.modules[names[dotted]] = module  # dataclasses look their module up
         try:
             exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)  # noqa: S102 - our own history
         except Exception as exc:  # noqa: BLE001 - any failure to load is the one sentence below
             raise SystemExit(f"checker_scale: the baseline {path} at {ref} does not load ({type(exc).__name__}: "
                              f"{exc}); pass an --baseline-ref whose engine path matches this tree, or "
                              f"--no-baseline") from None
-        modules[name] = module
-    if not hasattr(modules["checks_before"], "saga_checks"):
+        modules[dotted] = module
+    checks = modules["sagaproof.harness.checks"]
+    if not hasattr(checks, "saga_checks"):
         raise SystemExit(f"checker_scale: the baseline at {ref} has no harness.checks.saga_checks; pass an "
                          f"--baseline-ref after the floors move, or --no-baseline")
-    return modules
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", ref], capture_output=True, text=True,
+                         timeout=60).stdout.strip()
+    return {"checks": checks, "history": modules["sagaproof.harness.history"], "sha": sha or ref}
 
 
 def write_history(records: list[dict[str, Any]], directory: Path) -> Path:
@@ -205,48 +165,59 @@ def verdict(result: Any) -> tuple[Any, ...]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000])
-    ap.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref of the engine path to compare with")
-    ap.add_argument("--baseline-max", type=int, default=200_000, help="largest size the baseline is run on")
-    ap.add_argument("--no-baseline", action="store_true", help="do not run the baseline")
+    ap.add_argument("--baseline-ref", action="append", default=None,
+                    help=f"git ref of an engine path to compare with (repeatable; default {BASELINE_REF[:12]})")
+    ap.add_argument("--baseline-max", type=int, default=200_000, help="largest size the baselines are run on")
+    ap.add_argument("--no-baseline", action="store_true", help="do not run a baseline")
     ap.add_argument("--scratch", default=None, help="directory for the history files (default: the temp dir)")
     args = ap.parse_args()
-    before = None if args.no_baseline else baseline_engine(args.baseline_ref)
+    refs = [] if args.no_baseline else (args.baseline_ref or [BASELINE_REF])
+    befores = [(ref, baseline_engine(ref)) for ref in refs]
     from sagaproof.harness import checks
 
-    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on {os.cpu_count()} cores; "
-          f"baseline: {'none' if before is None else args.baseline_ref[:12]}")
-    print(f"{'history':>7} {'messages':>9} | {'engine wall':>11} {'cpu s':>6} {'us/msg':>6} | {'memory cpu':>10} "
-          f"{'us/msg':>6} {'eng/mem':>7} | {'before wall':>11} {'cpu s':>6} {'speed-up':>8} | {'sagas':>7} "
-          f"{'viol.':>6} {'linear':>6}")
+    load = os.getloadavg()
+    print(f"load: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores; baselines: "
+          f"{', '.join(r + ' = ' + b['sha'] for r, b in befores) or 'none'} (up to {args.baseline_max} messages)")
+    print(f"{'history':>7} {'messages':>9} | {'path':<14} {'wall s':>7} {'cpu s':>7} {'us/msg':>7} "
+          f"{'cpu/engine':>10} | {'sagas':>7} {'viol.':>6} {'linear':>6}")
     disagree = 0
+    worst = 0.0
     for name, spec, shapes, nested in (("shop", SHOP, SHOP_SHAPES, False), ("trips", TRIPS, TRIPS_SHAPES, True)):
         base = None
         for n in args.sizes:
             history = synthetic_history(n, shapes, nested)
             end = history[-1]["t"]
+            rows = []
             with tempfile.TemporaryDirectory(prefix="sp-scale-", dir=args.scratch) as d:
                 path = write_history(history, Path(d))
                 ewall, ecpu, (eres, _) = timed(engine_judge, checks, HistoryReader(path), spec, end, n, Path(d))
+                rows.append(("engine", ewall, ecpu, eres))
                 mwall, mcpu, mres = timed(check_history, history, {spec.name: spec}, healed_at=end, end_at=end + 100.0)
-                line_before = f"{'-':>11} {'-':>6} {'-':>8}"
-                same = verdict(eres) == verdict(mres)
-                if before is not None and n <= args.baseline_max:
-                    reader = before["history_before"].HistoryReader(path)
-                    bwall, bcpu, (bres, _) = timed(engine_judge, before["checks_before"], reader, spec, end, n,
-                                                   Path(d))
-                    line_before = f"{bwall:>11.2f} {bcpu:>6.2f} {bcpu / ecpu:>7.1f}x"
-                    same = same and verdict(bres) == verdict(eres)
+                rows.append(("memory", mwall, mcpu, mres))
+                for ref, before in befores:
+                    if n <= args.baseline_max:
+                        reader = before["history"].HistoryReader(path)
+                        bwall, bcpu, (bres, _) = timed(engine_judge, before["checks"], reader, spec, end, n, Path(d))
+                        rows.append((ref[:12], bwall, bcpu, bres))
             per = ecpu / n * 1e6
             base = base or per
-            disagree += not same
-            print(f"{name:>7} {n:>9} | {ewall:>11.2f} {ecpu:>6.2f} {per:>6.2f} | {mcpu:>10.2f} {mcpu / n * 1e6:>6.2f} "
-                  f"{ecpu / mcpu:>6.2f}x | {line_before} | {eres.sagas_checked:>7} {len(eres.violations):>6} "
-                  f"{per / base:>6.2f}" + ("" if same else "  VERDICTS DIFFER"), flush=True)
-            del history, eres, mres
-    print("engine: written events.jsonl judged by the registered saga check; memory: check_history over a list; "
-          "before: the engine path at the baseline ref; linear: engine us/msg relative to the smallest size")
+            worst = max(worst, per)
+            for i, (path_name, wall, cpu, res) in enumerate(rows):
+                same = verdict(res) == verdict(eres)
+                disagree += not same
+                lead = f"{name:>7} {n:>9}" if i == 0 else " " * 17
+                tail = f" {per / base:>6.2f}" if i == 0 else ""
+                print(f"{lead} | {path_name:<14} {wall:>7.2f} {cpu:>7.2f} {cpu / n * 1e6:>7.2f} {cpu / ecpu:>9.2f}x | "
+                      f"{res.sagas_checked:>7} {len(res.violations):>6}{tail}"
+                      + ("" if same else "  VERDICT DIFFERS FROM THE ENGINE'S"), flush=True)
+            del history, eres, mres, rows
+    print("engine: a written events.jsonl judged by the registered saga check (what `sagaproof run` calls); memory: "
+          "check_history over a list in memory; a ref: the engine path at that commit, on the same file; "
+          "cpu/engine: CPU seconds relative to the engine path's; linear: engine us/msg relative to the smallest size")
+    print(f"engine path: at most {worst:.2f} us of CPU per message, {worst:.2f} s per 1M messages "
+          f"(target: at most 10 s per 1M: {'met' if worst <= 10.0 else 'NOT met'})")
     if disagree:
-        print(f"checker_scale: {disagree} histories were judged differently by the paths compared", file=sys.stderr)
+        print(f"checker_scale: {disagree} judgements differ from the engine path's", file=sys.stderr)
         return 1
     return 0
 

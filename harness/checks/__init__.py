@@ -23,12 +23,13 @@ fails when there was nothing to judge), the invariants, live contract conformanc
 Memory stays flat however long the run. The saga checks read the history once (each line parsed once, by
 orjson), keep of each message only what the checker reads, and split a long history by saga key into shards
 of about :data:`SHARD_MESSAGES` messages (marshal blobs in one scratch file in the report directory), each
-judged on its own and the results merged in the order one pass gives them (an instance's messages all land in
-one shard). The broker checks do the same by stream sequence (:mod:`harness.checks.consumption`).
+judged on its own into one verdict, the one a single pass gives (an instance's messages all land in one
+shard: :func:`harness.checks.checker.check_stream`). The broker checks do the same by stream sequence (:mod:`harness.checks.consumption`).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import math
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, check_history
+from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, check_stream
 from sagaproof.harness.checks.checker import CHECKS as SAGA_CHECKS
 from sagaproof.harness.checks.findings import Finding
 from sagaproof.harness.checks.results import NOT_JUDGED, CheckOutcome
@@ -50,7 +51,6 @@ __all__ = ["BUILTIN_CHECKS", "CHECKS", "CheckContext", "CheckFn", "Window", "key
 
 SHARD_MESSAGES = 10_000  # messages per shard of the saga checks (about 6 MB of what they keep)
 SAGAS_JUDGED = "sagas judged"
-_MERGE_EVERY = 16  # shard results merged into one at a time (merging is associative)
 
 
 @dataclass(frozen=True)
@@ -208,117 +208,16 @@ def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Win
 Keep = Callable[[str | None, str | None], bool]  # (saga of an operation or None for a message, key) -> judge it?
 
 
-def _record_key(rec: dict[str, Any], key_path: str) -> tuple[str | None, str | None]:
-    """(the saga an operation names, or None for a message; the key) of a message or operation record."""
-    if rec.get("kind") == "operation":
-        return rec.get("saga"), _op_key(rec)
-    return None, key_of(rec.get("data"), key_path)
-
-
-def _reducer(sagas: dict[str, SagaSpec], key_path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """What the saga checks keep of a message: its fields as they are (time, sequence, subject, producer,
-    stream position, size), of its headers only ``Nats-Msg-Id`` and of its payload only the key and the event
-    ids of these sagas (each as the literal field and along its dotted path, as the checker reads them); the
-    record is reduced in place (it is the reader's own)."""
-    paths = list(dict.fromkeys([key_path, *(s.event_id for s in sagas.values())]))
-    flat = [p for p in paths if "." not in p]
-    dotted = [(p, tuple(p.split("."))) for p in paths if "." in p]
-
-    def reduce(rec: dict[str, Any]) -> dict[str, Any]:
-        data = rec.get("data")
-        small: dict[str, Any] | None = None
-        if data.__class__ is dict:
-            small = {}
-            for p in flat:
-                if p in data:
-                    small[p] = data[p]
-            for whole, parts in dotted:
-                if whole in data:
-                    small[whole] = data[whole]
-                src: Any = data
-                dst = small
-                for part in parts[:-1]:
-                    src = src.get(part)
-                    if src.__class__ is not dict:
-                        break
-                    dst = dst.setdefault(part, {})
-                else:
-                    if parts[-1] in src:
-                        dst[parts[-1]] = src[parts[-1]]
-        headers = rec.get("headers")
-        if headers:
-            mid = headers.get("Nats-Msg-Id") if headers.__class__ is dict else None
-            rec["headers"] = {"Nats-Msg-Id": mid} if mid else {}
-        rec["data"] = small
-        if "raw" in rec:  # the text of a payload that is not JSON: the checker never reads it
-            del rec["raw"]
-        return rec  # the record is the reader's own (parsed for this pass): reduced in place
-
-    return reduce
-
-
 def _judge(records: HistoryReader, sagas: dict[str, SagaSpec], key_path: str, keep: Keep,
            healed_at: float, end_at: float, n_messages: int, scratch: Path | None,
            quiescent_at: float | None) -> CheckResult:
-    """check_history over the records of these sagas (all keyed by `key_path`), sharded when long.
-
-    One pass parses each line once (:func:`harness.history.read_records`) and keeps of each message only what
-    the checker reads (:func:`_reducer`). A history of more than :data:`SHARD_MESSAGES` messages is split by
-    saga key: each message and each start request goes to the shard of its key
-    (:class:`~harness.checks.spill.Spill`: marshal blobs in one scratch file), the fault records (few) stay in
-    memory; then each shard is judged on its own, its faults first (the checker's fault timeline does not
-    depend on where they fall among the messages), and the results are merged. An instance's messages all
-    land in one shard, in their order, so the verdicts are those of one pass over the whole history.
-    """
-    from sagaproof.harness.checks.spill import Spill
-
+    """check_history over the records of these sagas (all keyed by `key_path`), in one pass that parses each
+    line once, split by saga key into shards of about :data:`SHARD_MESSAGES` messages when the history is longer
+    (:func:`harness.checks.checker.check_stream`: the same verdict as one pass over the whole history)."""
     shards = max(1, math.ceil(n_messages / SHARD_MESSAGES))
-    reduce = _reducer(sagas, key_path)
-    kinds = ("message", "operation", "fault_start", "fault_end")
-    dotted = "." in key_path
-
-    def key(data: Any) -> str | None:
-        if dotted:
-            return key_of(data, key_path)
-        if data.__class__ is not dict:
-            return None
-        value = data.get(key_path)
-        return None if value is None or value.__class__ in (dict, list) else str(value)
-
-    everything = keep is _keep_all
-    if shards == 1 or scratch is None:
-        def reduced() -> Iterator[dict[str, Any]]:
-            for rec in records.of(*kinds):
-                kind = rec.get("kind")
-                if kind == "message":
-                    if everything or keep(None, key(rec.get("data"))):
-                        yield reduce(rec)
-                elif kind != "operation" or keep(rec.get("saga"), _op_key(rec)):
-                    yield rec
-
-        return check_history(reduced(), sagas, healed_at=healed_at, end_at=end_at, quiescent_at=quiescent_at)
-    faults: list[dict[str, Any]] = []
-    with Spill(shards, scratch) as spill:
-        add = spill.add
-        for rec in records.of(*kinds):
-            kind = rec.get("kind")
-            if kind == "message":
-                k = key(rec.get("data"))
-                if everything or keep(None, k):
-                    add(0 if k is None else hash(k) % shards, reduce(rec))
-            elif kind == "operation":
-                k = _op_key(rec)
-                if keep(rec.get("saga"), k):
-                    add(0 if k is None else hash(k) % shards, rec)
-            else:
-                faults.append(rec)
-        parts: list[CheckResult] = []
-        for i in range(shards):
-            parts.append(check_history(itertools.chain(faults, spill.shard(i)), sagas, healed_at=healed_at,
-                                       end_at=end_at, quiescent_at=quiescent_at))
-            if len(parts) > _MERGE_EVERY:  # merged as they come: a part's result is not held twice for long
-                parts = [merge_results(parts, healed_at=healed_at, end_at=end_at)]
-    return merge_results(parts, healed_at=healed_at, end_at=end_at)
+    return check_stream(records.of("message", "operation", "fault_start", "fault_end"), sagas, healed_at=healed_at,
+                        end_at=end_at, quiescent_at=quiescent_at, keep=None if keep is _keep_all else keep,
+                        shards=shards, scratch=scratch)
 
 
 def _keep_all(saga: str | None, k: str | None) -> bool:
@@ -392,7 +291,16 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
                   and not any("outcome:" in str(e.get("role", "")) for e in v.events)]
     if not unfinished:
         return
+    # The faults in the order they started: start, end (infinity while active), id, description, label (made
+    # once). A history in time order lists them by start, so those begun by a deadline are a prefix; which of
+    # them lasted past the last event is a comparison per fault, done by C loops (a long run has thousands).
     intervals = _fault_intervals(history)
+    starts = [s for s, _, _ in intervals.values()]
+    ends = [math.inf if e is None else e for _, e, _ in intervals.values()]
+    ids = list(intervals)
+    described = [f for _, _, f in intervals.values()]
+    labels = [_label(f) for f in described]
+    in_order = all(a <= b for a, b in zip(starts, starts[1:], strict=False))
     for v in unfinished:
         spec = sagas.get(v.saga)
         if spec is None:
@@ -401,12 +309,18 @@ def explain_unfinished(result: CheckResult, history: HistoryReader, sagas: dict[
         start_t = next((float(e["t"]) for e in v.events if "start" in str(e.get("role", "")).split(" + ")),
                        float(v.events[0]["t"]))
         deadline_at = max(healed_at, start_t) + spec.deadline
-        hit = [(fid, f) for fid, (s, e, f) in intervals.items() if s <= deadline_at and (e is None or e >= last_t)]
-        names = ", ".join(_label(f) for _, f in hit) or "none"
+        if in_order:
+            n = bisect.bisect_right(starts, deadline_at)
+            hit = list(map(last_t.__le__, ends[:n]))  # ended at or after the last event (or never)
+        else:
+            n = len(starts)
+            hit = [s <= deadline_at and e >= last_t for s, e in zip(starts, ends, strict=True)]
+        names = ", ".join(itertools.compress(labels[:n], hit)) or "none"
         v.detail = (v.detail + "; " if v.detail else "") + (
             f"faults active from its last event (t={last_t:.3f}s) to its deadline (t={deadline_at:.3f}s): {names}")
-        for fid, f in hit:
-            v.faults.setdefault(fid, f)
+        known = v.faults
+        known.update({fid: f for fid, f in zip(itertools.compress(ids[:n], hit), itertools.compress(described[:n], hit),
+                                               strict=True) if fid not in known})
 
 
 def saga_checks(ctx: CheckContext) -> Iterator[CheckOutcome]:

@@ -49,8 +49,10 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
+from sagaproof.harness.checks.spill import BUFFERED, Spill
 from sagaproof.harness.config import SagaSpec
 
 # Checks, most important first. The order is the order violations are reported in:
@@ -364,17 +366,23 @@ class _Model:
         self.role_sets: list[tuple[tuple[int, int], ...]] = []
         self.subject_rid: dict[str, int] = {}
         self.rid_subjects: list[set[str]] = []
+        self.rid_subject: list[str] = []
         self.ok_rids: list[set[int]] = [set() for _ in range(self.n)]  # role sets holding step i's success
         for subject, roles in by_subject.items():
             rid = self.subject_rid[subject] = len(self.role_sets)
             self.role_sets.append(tuple(roles))
             self.rid_subjects.append({subject})
+            self.rid_subject.append(subject)
             for role, step in roles:
                 if role == STEP_OK:
                     self.ok_rids[step].add(rid)
         self.key_field, self.key_path = _accessor(spec.key)
         self.eid_field, self.eid_path = _accessor(spec.event_id)
         self.cache: dict[tuple[int, ...], _Analysis] = {}
+        # What the events of the violations share (a verdict of thousands of violations holds one copy each):
+        self.labels = [self.role_label(rid) for rid in range(len(self.role_sets))]
+        self.services: dict[str, str] = {}  # producer -> the one string kept for it
+        self.snapshots: dict[tuple[str, ...], list[str]] = {}  # active faults -> the one list kept for them
 
     def analysis(self, sig: tuple[int, ...]) -> _Analysis:
         a = self.cache.get(sig)
@@ -647,186 +655,362 @@ def judge_as_if_due(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaS
     return result, [v for v in result.violations if v.check in OWED_CHECKS and not v.detail.startswith("late:")]
 
 
-def _compile(sagas: Mapping[str, SagaSpec]) -> tuple[list[_Model], dict[str, tuple[tuple[int, str, Any, int], ...]]]:
+# A message as the checker keeps it, one per saga it belongs to: a flat tuple, cheap to build, to write to a shard
+# file (marshal) and to read back. Its subject is the role set's (one subject per role set id); its identity
+# for telling wire duplicates apart is ("e", str(event id)) when it has an event id, else _ALT: ("m", its
+# Nats-Msg-Id header), ("s", stream, stream sequence) or None.
+_SI: Final = 0
+_KEY: Final = 1
+_RID: Final = 2
+_T: Final = 3
+_SEQ: Final = 4
+_PROD: Final = 5
+_EID: Final = 6
+_ALT: Final = 7
+Row = tuple[int, str, int, Any, Any, Any, Any, Any]
+Target = tuple[int, str, Any, int, str, Any]  # saga index, key field, key path, role set id, event id field, path
+
+
+def _compile(sagas: Mapping[str, SagaSpec]) -> tuple[list[_Model], dict[str, tuple[Target, ...]]]:
     models = [_Model(i, spec) for i, spec in enumerate(sagas.values())]
-    index: dict[str, list[tuple[int, str, Any, int]]] = {}
+    index: dict[str, list[Target]] = {}
     for m in models:
         for subject, rid in m.subject_rid.items():
-            index.setdefault(subject, []).append((m.index, m.key_field, m.key_path, rid))
+            index.setdefault(subject, []).append((m.index, m.key_field, m.key_path, rid, m.eid_field, m.eid_path))
     return models, {s: tuple(v) for s, v in index.items()}
+
+
+def _alt_identity(rec: dict[str, Any]) -> Any:
+    """A message's identity when it has no event id: its Nats-Msg-Id header, else its stream position."""
+    headers = rec.get("headers")
+    mid = headers.get("Nats-Msg-Id") if headers.__class__ is dict else None
+    if mid:
+        return ("m", mid)
+    sseq = rec.get("stream_seq")
+    return ("s", rec.get("stream"), sseq) if sseq is not None else None
 
 
 def _check(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], healed_at: float,
            end_at: float, quiescent_at: float | None = None) -> CheckResult:
-    models, index = _compile(sagas)
-    index_get = index.get
-    by_name = {m.name: m for m in models}
-    # Per saga, key -> [role set id, record, role set id, record, ...]: one flat list per instance is the
-    # cheapest thing to append to; duplicates are sorted out when the instance is judged.
-    instances: list[dict[str, list[Any]]] = [{} for _ in models]
-    faults: dict[str, dict[str, Any]] = {}
-    active: dict[str, None] = {}  # insertion-ordered set of active fault ids
-    timeline = _FaultTimeline()
-    operations: list[dict[str, Any]] = []
-    seen = in_sagas = unattributed = 0
-    for rec in records:
-        kind = rec.get("kind")
-        if kind == "message":
-            seen += 1
-            targets = index_get(rec.get("subject"))  # type: ignore[arg-type]
-            if targets is None:
-                continue
-            data = rec.get("data")
-            if data.__class__ is not dict:
-                unattributed += len(targets)
-                continue
-            for si, kfield, kpath, rid in targets:
-                key = data.get(kfield)
-                if key is None and kpath is not None:
-                    key = _dig(data, kpath)
-                if key is None:
-                    unattributed += 1
+    return _Pass(sagas, healed_at, end_at, quiescent_at).run(records)
+
+
+class _Pass:
+    """One pass over a history: each message of a saga becomes a :data:`Row` (one per saga it belongs to),
+    grouped by instance (saga, key), or first written to the shard of its key when the history is split; the
+    fault records build the fault timeline; the start requests (``operation`` records) go with their key.
+    Then each instance is judged (:class:`_Verdict`), shard after shard."""
+
+    def __init__(self, sagas: Mapping[str, SagaSpec], healed_at: float, end_at: float,
+                 quiescent_at: float | None) -> None:
+        self.models, self.index = _compile(sagas)
+        self.faults: dict[str, dict[str, Any]] = {}
+        self.timeline = _FaultTimeline()
+        self.verdict = _Verdict(self.models, healed_at, end_at, quiescent_at)
+
+    def run(self, records: Iterable[dict[str, Any]], *, keep: Keep | None = None,
+            spill: Any = None) -> CheckResult:
+        """Judge `records`. `keep(saga, key)` (saga None for a message) picks the instances to judge, and
+        messages it leaves out are not counted; with `spill` (a :class:`~harness.checks.spill.Spill`), rows and
+        start requests go to the shard of their key and each shard is judged on its own."""
+        models = self.models
+        index_get = self.index.get
+        instances: list[dict[str, list[Any]]] = [{} for _ in models]
+        faults = self.faults
+        active: dict[str, None] = {}  # insertion-ordered set of active fault ids
+        timeline = self.timeline
+        operations: list[dict[str, Any]] = []
+        spilled = spill.buffers if spill is not None else None  # rows go to the shard of their key
+        shards = spill.shards if spill is not None else 1
+        buffered = 0
+        if keep is not None:
+            paths = {m.spec.key for m in models}
+            if len(paths) != 1:
+                raise ValueError("keep= needs sagas that share one correlation key")
+            kfield, kpath = _accessor(paths.pop())
+        seen = in_sagas = unattributed = 0
+        alt_identity = _alt_identity
+        for rec in records:
+            kind = rec.get("kind")
+            if kind == "message":
+                data = rec.get("data")
+                if keep is not None:  # a window: the messages of the instances in it
+                    k = data.get(kfield) if data.__class__ is dict else None
+                    if k is None and kpath is not None:
+                        k = _dig(data, kpath)
+                    if not keep(None, None if k is None or k.__class__ in (dict, list) else str(k)):
+                        continue
+                seen += 1
+                targets = index_get(rec.get("subject"))  # type: ignore[arg-type]
+                if targets is None:
                     continue
-                if key.__class__ is not str:
-                    key = str(key)
-                group = instances[si]
-                inst = group.get(key)
-                if inst is None:
-                    group[key] = [rid, rec]
-                else:
-                    inst.append(rid)
-                    inst.append(rec)
-                in_sagas += 1
-        elif kind == "fault_start":
-            f = rec.get("fault") or {}
-            fid = str(f.get("id"))
-            faults[fid] = f
-            active[fid] = None
-            timeline.add(rec.get("t"), tuple(active))
-        elif kind == "fault_end":
-            active.pop(str(rec.get("fault_id")), None)
-            timeline.add(rec.get("t"), tuple(active))
-        elif kind == "operation":
-            operations.append(rec)
+                if data.__class__ is not dict:
+                    unattributed += len(targets)
+                    continue
+                for si, kf, kp, rid, ef, ep in targets:
+                    key = data.get(kf)
+                    if key is None and kp is not None:  # the dotted path (_dig, inlined: once per message)
+                        key = data
+                        for part in kp:
+                            if key.__class__ is not dict:
+                                key = None
+                                break
+                            key = key.get(part)
+                    if key is None:
+                        unattributed += 1
+                        continue
+                    if key.__class__ is not str:
+                        key = str(key)
+                    eid = data.get(ef)
+                    if eid is None and ep is not None:
+                        eid = data
+                        for part in ep:
+                            if eid.__class__ is not dict:
+                                eid = None
+                                break
+                            eid = eid.get(part)
+                    row = (si, key, rid, rec.get("t"), rec.get("seq"), rec.get("producer"), eid,
+                           None if eid is not None else alt_identity(rec))
+                    in_sagas += 1
+                    if spilled is not None:
+                        spilled[hash(key) % shards].append(row)
+                        buffered += 1
+                        if buffered >= BUFFERED:
+                            spill.flush()
+                            buffered = 0
+                        continue
+                    group = instances[si]
+                    inst = group.get(key)
+                    if inst is None:
+                        group[key] = [rid, row]
+                    else:
+                        inst.append(rid)
+                        inst.append(row)
+            elif kind == "fault_start":
+                f = rec.get("fault") or {}
+                fid = str(f.get("id"))
+                faults[fid] = f
+                active[fid] = None
+                timeline.add(rec.get("t"), tuple(active))
+            elif kind == "fault_end":
+                active.pop(str(rec.get("fault_id")), None)
+                timeline.add(rec.get("t"), tuple(active))
+            elif kind == "operation":
+                if keep is not None or spilled is not None:
+                    k = rec.get("key")
+                    k = None if k is None else str(k)
+                    if keep is not None and not keep(rec.get("saga"), k):
+                        continue
+                    if spilled is not None:
+                        spilled[0 if k is None else hash(k) % shards].append(rec)
+                        buffered += 1
+                        continue
+                operations.append(rec)
+        verdict = self.verdict
+        if spill is None:
+            verdict.judge(instances, operations, faults, timeline)
+        else:
+            for i in range(shards):
+                instances = [{} for _ in models]
+                operations = []
+                for row in spill.shard(i):
+                    if row.__class__ is dict:
+                        operations.append(row)
+                        continue
+                    group = instances[row[0]]
+                    key = row[1]
+                    inst = group.get(key)
+                    if inst is None:
+                        group[key] = [row[2], row]
+                    else:
+                        inst.append(row[2])
+                        inst.append(row)
+                verdict.judge(instances, operations, faults, timeline)
+        return verdict.close(seen, in_sagas, unattributed)
 
-    result = CheckResult(healed_at=healed_at, end_at=end_at, messages_seen=seen, unattributed=unattributed,
-                         quiescent_at=quiescent_at)
-    counts = {c: {"passed": 0, "failed": 0} for c in CHECKS}
-    counts["termination"]["pending"] = 0
-    counts["termination"]["late"] = 0
-    final = quiescent_at is not None  # quiescent: what is still owed never comes
-    counts["no_lost_request"]["pending"] = 0
-    outcomes = {"success": 0, "abort": 0, "none": 0, "both": 0}
-    multi = len(models) > 1
-    last_terminal: float | None = None
-    found: list[tuple[int, float, str, SagaViolation]] = []
-    convergence = result.convergence
-    clean = clean_pending = checked = dups = 0
 
-    for m in models:
-        deadline = m.spec.deadline
-        cache = m.cache
-        group = instances[m.index]
-        for key, inst in group.items():
-            checked += 1
-            sig = tuple(inst[0::2])
-            a = cache.get(sig)
-            if a is None:
-                a = m.analysis(sig)
-            if a.repeats:  # the same subject twice: drop wire duplicates before judging
-                inst, dropped = _drop_duplicates(m, inst)
-                if dropped:
-                    dups += dropped
-                    group[key] = inst
-                    sig = tuple(inst[0::2])
+Keep = Callable[[str | None, str | None], bool]  # (saga of an operation or None for a message, key) -> judge it?
+
+
+def check_stream(records: Iterable[dict[str, Any]], sagas: Mapping[str, SagaSpec], *, healed_at: float,
+                 end_at: float, quiescent_at: float | None = None, keep: Keep | None = None, shards: int = 1,
+                 scratch: str | Path | None = None) -> CheckResult:
+    """:func:`check_history` on the engine's path: `records` streamed once (a :class:`~harness.history.
+    HistoryReader`: each line parsed once), with at most about 1/`shards` of the history's messages held at
+    once.
+
+    Of each message the checker keeps a small tuple (:data:`Row`: key, role, time, sequence, producer,
+    identity). With ``shards > 1`` and a `scratch` directory, those tuples (and the start requests) go to the
+    shard of their key in one scratch file (:class:`~harness.checks.spill.Spill`, marshal); then each shard is
+    grouped and judged on its own, with the whole fault timeline. An instance's messages all land in one shard,
+    in their order, so the verdict is the one a single pass over the whole history gives (the same
+    :class:`CheckResult`, instance for instance). `keep` (saga None for a message, key) picks the instances to
+    judge (a window); the sagas must then share their correlation key.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        p = _Pass(sagas, healed_at, end_at, quiescent_at)
+        if shards <= 1 or scratch is None:
+            return p.run(records, keep=keep)
+        with Spill(shards, scratch) as spill:
+            return p.run(records, keep=keep, spill=spill)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+class _Verdict:
+    """The verdict, built instance by instance (over one pass, or shard after shard)."""
+
+    def __init__(self, models: list[_Model], healed_at: float, end_at: float, quiescent_at: float | None) -> None:
+        self.models = models
+        self.by_name = {m.name: m for m in models}
+        self.healed_at = healed_at
+        self.end_at = end_at
+        self.quiescent_at = quiescent_at
+        self.result = CheckResult(healed_at=healed_at, end_at=end_at, quiescent_at=quiescent_at)
+        counts = {c: {"passed": 0, "failed": 0} for c in CHECKS}
+        counts["termination"]["pending"] = 0
+        counts["termination"]["late"] = 0
+        counts["no_lost_request"]["pending"] = 0
+        self.counts = counts
+        self.outcomes = {"success": 0, "abort": 0, "none": 0, "both": 0}
+        self.ops = {"ok": 0, "fail": 0, "unknown": 0, "unkeyed": 0}
+        self.found: list[tuple[int, float, str, SagaViolation]] = []
+        self.last_terminal: float | None = None
+        self.clean = self.clean_pending = self.checked = self.dups = 0
+
+    def judge(self, instances: list[dict[str, list[Any]]], operations: list[dict[str, Any]],
+              faults: dict[str, dict[str, Any]], timeline: _FaultTimeline) -> None:
+        """Judge these instances (``instances[saga index][key]``: role set ids and rows, interleaved) and these
+        start requests (whose instances, if any, are among them)."""
+        healed_at, end_at, quiescent_at = self.healed_at, self.end_at, self.quiescent_at
+        result = self.result
+        counts = self.counts
+        outcomes = self.outcomes
+        found = self.found
+        final = quiescent_at is not None  # quiescent: what is still owed never comes
+        multi = len(self.models) > 1
+        last_terminal = self.last_terminal
+        convergence = result.convergence
+        clean = clean_pending = checked = dups = 0
+        pending = result.pending
+        for m in self.models:
+            deadline = m.spec.deadline
+            cache = m.cache
+            group = instances[m.index]
+            for key, inst in group.items():
+                checked += 1
+                sig = tuple(inst[0::2])
+                a = cache.get(sig)
+                if a is None:
                     a = m.analysis(sig)
-            outcomes[a.outcome] += 1
-            t_first = inst[1].get("t") or 0.0
-            if a.start >= 0:
-                start_t = inst[2 * a.start + 1].get("t") or 0.0
-            else:
-                start_t = t_first
-            deadline_at = (healed_at if healed_at > start_t else start_t) + deadline
-            ft = -1.0
-            if a.first_terminal >= 0:
-                ft = inst[2 * a.first_terminal + 1].get("t") or 0.0
-                convergence[f"{m.name}/{key}" if multi else key] = round(ft - start_t, 6)
-                if last_terminal is None or ft > last_terminal:
-                    last_terminal = ft
-                if ft > deadline_at:  # late: reported; a violation only under a latency objective (see _judge)
-                    counts["termination"]["late"] += 1
-                    result.late.append((m.name, key, round(ft - deadline_at, 6)))
-                    if a.clean and (m.spec.latency_objective is None or
-                                    ft <= deadline_at - deadline + m.spec.latency_objective):
+                if a.repeats:  # the same subject twice: drop wire duplicates before judging
+                    inst, dropped = _drop_duplicates(m, inst)
+                    if dropped:
+                        dups += dropped
+                        group[key] = inst
+                        sig = tuple(inst[0::2])
+                        a = m.analysis(sig)
+                outcomes[a.outcome] += 1
+                t_first = inst[1][_T] or 0.0
+                start_t = (inst[2 * a.start + 1][_T] or 0.0) if a.start >= 0 else t_first
+                deadline_at = (healed_at if healed_at > start_t else start_t) + deadline
+                ft = -1.0
+                if a.first_terminal >= 0:
+                    ft = inst[2 * a.first_terminal + 1][_T] or 0.0
+                    convergence[f"{m.name}/{key}" if multi else key] = round(ft - start_t, 6)
+                    if last_terminal is None or ft > last_terminal:
+                        last_terminal = ft
+                    if ft > deadline_at:  # late: reported; a violation only under a latency objective (see _judge)
+                        counts["termination"]["late"] += 1
+                        result.late.append((m.name, key, round(ft - deadline_at, 6)))
+                        if a.clean and (m.spec.latency_objective is None or
+                                        ft <= deadline_at - deadline + m.spec.latency_objective):
+                            clean += 1
+                            continue
+                    elif a.clean:
                         clean += 1
                         continue
-                elif a.clean:
-                    clean += 1
+                elif a.clean and end_at < deadline_at and not final:  # no outcome yet, but still within its deadline
+                    clean_pending += 1
+                    pending.append((m.name, key))
                     continue
-            elif a.clean and end_at < deadline_at and not final:  # no outcome yet, but still within its deadline
-                clean_pending += 1
-                result.pending.append((m.name, key))
+                # The slow path: something to report, or a deadline to judge.
+                vs = _judge(m, key, inst, a, deadline, deadline_at, ft, end_at, faults, timeline, quiescent_at)
+                failed = {v.check for v in vs}
+                for c in CHECKS:
+                    if c == "no_lost_request":
+                        continue
+                    if c in failed:
+                        counts[c]["failed"] += 1
+                    elif c == "termination" and a.first_terminal < 0:
+                        counts[c]["pending"] += 1
+                        pending.append((m.name, key))
+                    else:
+                        counts[c]["passed"] += 1
+                for v in vs:
+                    found.append((_RANK[v.check], float(t_first), key, v))
+        self.last_terminal = last_terminal
+        self.clean += clean
+        self.clean_pending += clean_pending
+        self.checked += checked
+        self.dups += dups
+
+        # The client's view: every accepted start request started its saga.
+        ops = self.ops
+        models = self.models
+        for op in operations:
+            outcome = op.get("outcome")
+            if outcome in ops:
+                ops[outcome] += 1
+            if outcome != "ok":
                 continue
-            # The slow path: something to report, or a deadline to judge.
-            vs = _judge(m, key, inst, a, deadline, deadline_at, ft, end_at, faults, timeline, quiescent_at)
-            failed = {v.check for v in vs}
-            for c in CHECKS:
-                if c == "no_lost_request":
-                    continue
-                if c in failed:
-                    counts[c]["failed"] += 1
-                elif c == "termination" and a.first_terminal < 0:
-                    counts[c]["pending"] += 1
-                    result.pending.append((m.name, key))
-                else:
-                    counts[c]["passed"] += 1
-            for v in vs:
-                found.append((_RANK[v.check], float(t_first), key, v))
-    for c in CHECKS:
-        if c != "no_lost_request":
-            counts[c]["passed"] += clean + (clean_pending if c != "termination" else 0)
-    counts["termination"]["pending"] += clean_pending
-    result.duplicates_ignored = dups
-    result.messages_in_sagas = in_sagas - dups
+            name = op.get("saga")
+            model = self.by_name.get(name) if name else (models[0] if len(models) == 1 else None)
+            raw_key = op.get("key")
+            if model is None or raw_key is None:
+                ops["unkeyed"] += 1
+                continue
+            op_key = str(raw_key)
+            op_inst = instances[model.index].get(op_key)
+            if op_inst is not None and model.analysis(tuple(op_inst[0::2])).start >= 0:
+                counts["no_lost_request"]["passed"] += 1
+                continue
+            done = float(op.get("completed") or op.get("t") or 0.0)
+            due = max(healed_at, done) + model.spec.deadline
+            if end_at < due and not final:
+                counts["no_lost_request"]["pending"] += 1
+                continue
+            counts["no_lost_request"]["failed"] += 1
+            found.append((_RANK["no_lost_request"], done, op_key,
+                          _lost_request(model, op_key, op, op_inst, due, faults, timeline)))
 
-    # The client's view: every accepted start request started its saga.
-    ops = {"ok": 0, "fail": 0, "unknown": 0, "unkeyed": 0}
-    for op in operations:
-        outcome = op.get("outcome")
-        if outcome in ops:
-            ops[outcome] += 1
-        if outcome != "ok":
-            continue
-        name = op.get("saga")
-        model = by_name.get(name) if name else (models[0] if len(models) == 1 else None)
-        key = op.get("key")
-        if model is None or key is None:
-            ops["unkeyed"] += 1
-            continue
-        key = str(key)
-        inst = instances[model.index].get(key)
-        if inst is not None and model.analysis(tuple(inst[0::2])).start >= 0:
-            counts["no_lost_request"]["passed"] += 1
-            continue
-        done = float(op.get("completed") or op.get("t") or 0.0)
-        due = max(healed_at, done) + model.spec.deadline
-        if end_at < due and not final:
-            counts["no_lost_request"]["pending"] += 1
-            continue
-        counts["no_lost_request"]["failed"] += 1
-        found.append((_RANK["no_lost_request"], done, key, _lost_request(model, key, op, inst, due, faults, timeline)))
-
-    found.sort(key=lambda x: (x[0], x[1], x[2]))
-    for _, at, _, v in found:
-        v.at = at  # so that merged parts are ordered as one pass orders them (harness.checks.merge_results)
-    result.violations = [v for *_, v in found]
-    result.sagas_checked = checked
-    result.counts = counts
-    result.outcomes = outcomes
-    result.operations = ops
-    if last_terminal is not None:
-        result.convergence_after_heal = round(max(0.0, last_terminal - healed_at), 6)
-    return result
+    def close(self, seen: int, in_sagas: int, unattributed: int) -> CheckResult:
+        """The result, once every instance has been judged."""
+        result = self.result
+        counts = self.counts
+        for c in CHECKS:
+            if c != "no_lost_request":
+                counts[c]["passed"] += self.clean + (self.clean_pending if c != "termination" else 0)
+        counts["termination"]["pending"] += self.clean_pending
+        result.messages_seen = seen
+        result.unattributed = unattributed
+        result.duplicates_ignored = self.dups
+        result.messages_in_sagas = in_sagas - self.dups
+        found = self.found
+        found.sort(key=lambda x: (x[0], x[1], x[2]))
+        for _, at, _, v in found:
+            v.at = at  # so that merged parts are ordered as one pass orders them (harness.checks.merge_results)
+        result.violations = [v for *_, v in found]
+        result.sagas_checked = self.checked
+        result.counts = counts
+        result.outcomes = self.outcomes
+        result.operations = self.ops
+        if self.last_terminal is not None:
+            result.convergence_after_heal = round(max(0.0, self.last_terminal - self.healed_at), 6)
+        return result
 
 
 class _FaultTimeline:
@@ -845,19 +1029,9 @@ class _FaultTimeline:
         return self.sets[i] if i >= 0 else ()
 
 
-def _identity(m: _Model, rec: dict[str, Any]) -> Any:
-    data = rec.get("data")
-    eid = data.get(m.eid_field) if isinstance(data, dict) else None
-    if eid is None and m.eid_path is not None:
-        eid = _dig(data, m.eid_path)
-    if eid is not None:
-        return ("e", str(eid))
-    headers = rec.get("headers")
-    mid = headers.get("Nats-Msg-Id") if headers else None
-    if mid:
-        return ("m", mid)
-    sseq = rec.get("stream_seq")
-    return ("s", rec.get("stream"), sseq) if sseq is not None else None
+def _identity(row: Row) -> Any:
+    eid = row[_EID]
+    return ("e", str(eid)) if eid is not None else row[_ALT]
 
 
 def _drop_duplicates(m: _Model, inst: list[Any]) -> tuple[list[Any], int]:
@@ -871,7 +1045,7 @@ def _drop_duplicates(m: _Model, inst: list[Any]) -> tuple[list[Any], int]:
     for i in range(0, len(inst), 2):
         rid, rec = inst[i], inst[i + 1]
         if counts[rid] > 1:
-            ident = _identity(m, rec)
+            ident = _identity(rec)
             if ident is not None:
                 if (rid, ident) in seen:
                     dropped += 1
@@ -888,13 +1062,14 @@ def _judge(m: _Model, key: str, inst: list[Any], a: _Analysis, deadline: float, 
     """Every violation of one instance: the analysis' findings, rendered, plus what its deadline (or the system's
     quiescence) decides: a missing outcome or compensation is final once either has come; a late outcome is a
     violation only under the saga's latency objective."""
-    evs: list[dict[str, Any]] = inst[1::2]
+    evs: list[Row] = inst[1::2]
+    subject = m.rid_subject
 
     def T(i: int) -> str:
-        return f"{float(evs[i].get('t') or 0.0):.3f}"
+        return f"{float(evs[i][_T] or 0.0):.3f}"
 
     def S(i: int) -> str:
-        return str(evs[i].get("subject"))
+        return subject[evs[i][_RID]]
 
     by_check: dict[str, tuple[list[str], list[int]]] = {}
 
@@ -917,17 +1092,17 @@ def _judge(m: _Model, key: str, inst: list[Any], a: _Analysis, deadline: float, 
     terminals = " or ".join((*spec.success, *spec.abort))
     expected_by = f"by t={deadline_at:.3f}s"
     if a.first_terminal < 0:
-        last = evs[-1]
+        last_subject, last_t = subject[evs[-1][_RID]], float(evs[-1][_T] or 0.0)
         if final:
             expected_by = "by the time the system is quiescent"
             note("termination", f"stuck: no terminal event ({', '.join((*spec.success, *spec.abort))}) and the "
                                 f"system was quiescent from t={quiescent_at:.3f}s (nothing left to deliver, to "
                                 f"acknowledge or to publish), so none will come; the last event was "
-                                f"{last.get('subject')} at t={float(last.get('t') or 0.0):.3f}s", ())
+                                f"{last_subject} at t={last_t:.3f}s", ())
         elif end_at >= deadline_at:
             note("termination", f"no terminal event ({', '.join((*spec.success, *spec.abort))}) by "
                                 f"t={deadline_at:.3f}s (deadline {deadline:g}s after t={deadline_at - deadline:.3f}s); "
-                                f"the last event was {last.get('subject')} at t={float(last.get('t') or 0.0):.3f}s", ())
+                                f"the last event was {last_subject} at t={last_t:.3f}s", ())
     elif ft > deadline_at and spec.latency_objective is not None:
         base = deadline_at - deadline
         due = base + spec.latency_objective
@@ -961,21 +1136,21 @@ def _violation(m: _Model, key: str, check: str, expected: str, detail: str, inst
     active: list[list[str]] = []
     used: dict[str, dict[str, Any]] = {}
     steps = m.spec.steps
-    for rid, rec in zip(inst[0::2], inst[1::2], strict=True):
-        snap = timeline.at(float(rec.get("t") or 0.0))
-        service = rec.get("producer")
+    services, snapshots = m.services, m.snapshots
+    for rid, row in zip(inst[0::2], inst[1::2], strict=True):
+        t = float(row[_T] or 0.0)
+        snap = timeline.at(t)
+        service = row[_PROD]
         if not service:
             step = next((s for role, s in m.role_sets[rid] if role >= STEP_OK), -1)
             service = steps[step].service if step >= 0 else None
-        data = rec.get("data")
-        eid = None
-        if isinstance(data, dict):
-            eid = data.get(m.eid_field)
-            if eid is None and m.eid_path is not None:
-                eid = _dig(data, m.eid_path)
-        events.append({"t": float(rec.get("t") or 0.0), "service": service or "?", "subject": rec.get("subject"),
-                       "role": m.role_label(rid), "seq": rec.get("seq"), "event_id": eid})
-        active.append(list(snap))
+        service = "?" if not service else services.setdefault(service, service) if service.__class__ is str else service
+        events.append({"t": t, "service": service, "subject": m.rid_subject[rid],
+                       "role": m.labels[rid], "seq": row[_SEQ], "event_id": row[_EID]})
+        shared = snapshots.get(snap)
+        if shared is None:
+            shared = snapshots[snap] = list(snap)
+        active.append(shared)  # never changed once made (findings, reports and JSON only read it)
         for fid in snap:
             used.setdefault(fid, faults.get(fid, {"id": fid}))
     return SagaViolation(saga=m.name, key=key, check=check, expected=expected, events=events, faults_active=active,

@@ -6,6 +6,8 @@ each shard back on its own. :class:`Spill` is that file: :meth:`Spill.add` puts 
 :mod:`marshal` writes: dicts, tuples, lists, strings, numbers) into a shard; records are buffered (at most
 :data:`BUFFERED` at once, whatever the shard count) and written as length-prefixed marshal blobs, each shard's
 blobs remembered by their offsets; :meth:`Spill.shard` yields one shard's records in the order they were added.
+A hot loop may append to ``buffers[shard]`` itself and call :meth:`Spill.flush` every :data:`BUFFERED` records
+(the saga checks' pass does: :func:`harness.checks.checker.check_stream`).
 
 marshal, not JSON: a record is read back in about half the time orjson parses the line it came from, and
 nothing is parsed twice (the history's line is parsed once, by :func:`harness.history.read_records`). The
@@ -35,7 +37,7 @@ class Spill:
         fd, name = tempfile.mkstemp(prefix="sagaproof-shards-", suffix=".bin", dir=scratch)
         self.path = Path(name)
         self._file = os.fdopen(fd, "w+b", buffering=1 << 20)
-        self._buffers: list[list[Any]] = [[] for _ in range(shards)]
+        self.buffers: list[list[Any]] = [[] for _ in range(shards)]  # records not yet written, per shard
         self._blobs: list[list[tuple[int, int]]] = [[] for _ in range(shards)]  # (offset, length) per shard
         self._buffered = [0]  # records in the buffers (a list: the closure of adder() counts in it too)
         self._offset = 0
@@ -44,9 +46,9 @@ class Spill:
     def adder(self) -> Callable[[int, Any], None]:
         """``add(shard, record)``: put `record` into `shard` (0 <= shard < shards). A closure over the
         buffers, for the hot loop of a pass over a history (``spill.add`` is one)."""
-        buffers = self._buffers
+        buffers = self.buffers
         buffered = self._buffered
-        write = self._write
+        write = self.flush
 
         def add(shard: int, record: Any) -> None:
             buffers[shard].append(record)
@@ -56,8 +58,10 @@ class Spill:
 
         return add
 
-    def _write(self) -> None:
-        for i, buf in enumerate(self._buffers):
+    def flush(self) -> None:
+        """Write the buffered records. A hot loop may append to ``buffers[shard]`` itself instead of calling
+        :meth:`add`, and then calls this at least every :data:`BUFFERED` records."""
+        for i, buf in enumerate(self.buffers):
             if buf:
                 blob = marshal.dumps(buf)
                 self._file.write(blob)
@@ -68,8 +72,7 @@ class Spill:
 
     def shard(self, i: int) -> Iterator[Any]:
         """The records of shard `i`, in the order added (call after the last add)."""
-        if self._buffered[0]:
-            self._write()
+        self.flush()
         self._file.flush()
         f = self._file
         for offset, length in self._blobs[i]:

@@ -15,33 +15,48 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-from sagaproof.harness.config import load_system_file, parse_duration
 from sagaproof.harness.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError, SagaproofError, translate
-from sagaproof.harness.events import (
-    Event,
-    EventBus,
-    FaultHealed,
-    FaultInjected,
-    MessageRecorded,
-    NatsReady,
-    Phase,
-    RunFinished,
-    RunStarted,
-    SagaStarted,
-    ServiceReady,
-    ViolationFound,
-)
 
 from sagaproof.faultkinds import FAULT_KINDS
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sagaproof.harness.events import Event
+
+# What a command needs is imported when it runs: `sagaproof toxiproxy` (a long-lived server) and `--help` load
+# neither rich nor the system-file and event modules (benchmarks/startup.py measures it).
+
+
+class _LazyConsole:
+    """A rich Console made on first use, with these options (importing rich is not free)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        """The rich Console itself (for rich's own classes, which take nothing else)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def __enter__(self) -> Console:
+        return self.real.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.real.__exit__(*exc)
+
+
+console: Console = _LazyConsole(stderr=False, highlight=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)  # type: ignore[assignment]
 
 
 class _Terminated(BaseException):
@@ -59,6 +74,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _duration_arg(text: str) -> float:
+    from sagaproof.harness.config import parse_duration
+
     value = parse_duration(text)
     if value is None or value <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 90s, 30m or 2h")
@@ -222,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--report-dir", type=Path, required=True, help="where the merged report goes (a new directory)")
 
     tp = sub.add_parser("toxiproxy", help="serve the Toxiproxy-compatible fault proxy API")
-    from sagaproof.chaos.toxiproxy import add_arguments
+    from sagaproof.chaos.toxiproxy_flags import add_arguments  # not the server: --help does not load it
 
     add_arguments(tp, port_type=_port_arg)  # --host --port --seed --proxy-metrics --runtime-metrics
     return p
@@ -238,10 +255,13 @@ class Progress:
     def __init__(self, con: Console, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
+        from sagaproof.harness import events
 
         self.con = con
+        self.events = events
         self.progress = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=False)
+                                     MofNCompleteColumn(), TimeElapsedColumn(),
+                                     console=con.real if isinstance(con, _LazyConsole) else con, transient=False)
         self.task = self.progress.add_task("starting", total=total or None)
         self.faults_active = 0
         self.messages = 0
@@ -251,29 +271,30 @@ class Progress:
 
     def __call__(self, event: Event) -> None:
         p = self.progress
-        if isinstance(event, MessageRecorded):
+        ev = self.events
+        if isinstance(event, ev.MessageRecorded):
             self.messages += 1
             return
-        if isinstance(event, RunStarted):
+        if isinstance(event, ev.RunStarted):
             p.console.print(f"[bold]sagaproof run[/] {event.system}  seed=[bold cyan]{event.seed}[/]  "
                             f"report={event.report_dir}", soft_wrap=True)
-        elif isinstance(event, NatsReady):
+        elif isinstance(event, ev.NatsReady):
             self._line(f"  nats ready in {event.seconds:.2f}s")
-        elif isinstance(event, ServiceReady):
+        elif isinstance(event, ev.ServiceReady):
             self._line(f"  service {event.service} ready on :{event.port} ({event.seconds:.2f}s)")
-        elif isinstance(event, SagaStarted):
+        elif isinstance(event, ev.SagaStarted):
             p.advance(self.task)
             p.update(self.task, description=f"sagas started (faults active: {self.faults_active})")
-        elif isinstance(event, FaultInjected):
+        elif isinstance(event, ev.FaultInjected):
             self.faults_active += 1
             self._line(f"  {event.summary()}")
-        elif isinstance(event, FaultHealed):
+        elif isinstance(event, ev.FaultHealed):
             self.faults_active = max(0, self.faults_active - 1)
-        elif isinstance(event, Phase):
+        elif isinstance(event, ev.Phase):
             p.update(self.task, description=f"{event.name} {event.detail}".strip())
             if event.name == "shrinking":
                 self._line(f"  shrink: {event.detail}")
-        elif isinstance(event, ViolationFound):
+        elif isinstance(event, ev.ViolationFound):
             self._line(f"  violation {event.check}: {event.summary_text[:200]}")
         elif event.kind in ("finding", "check", "saga_checked", "contract_violation"):
             return  # summed up by the result table
@@ -297,6 +318,10 @@ def _print_whole(text: str) -> None:
 
 def print_result(result: Any) -> None:
     """The verdict table, the first failure, the reproduce line and the report's path."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"sagaproof: {result.verdict.upper()}  (seed {result.seed}, {result.duration_s:.1f}s, "
                         f"{result.messages_recorded} messages, {len(result.faults)} faults)")
     from sagaproof.contracts.render import add_columns
@@ -344,7 +369,9 @@ def print_result(result: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from sagaproof.harness.config import load_system_file
     from sagaproof.harness.env.system import System
+    from sagaproof.harness.events import EventBus, ServiceReady
 
     spec = load_system_file(args.dir)
     ensure_writable_dir(args.report_dir, "--report-dir")
@@ -410,6 +437,7 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
 
 def _run(spec: Any, opts: Any, total: int) -> int:
     """Drive one run with the progress display; print the result the engine announces."""
+    from sagaproof.harness.events import EventBus, RunFinished
     from sagaproof.harness.session.engine import run
 
     bus = EventBus()
@@ -428,6 +456,8 @@ def _run(spec: Any, opts: Any, total: int) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sagaproof.harness.config import load_system_file
+
     spec = load_system_file(args.dir)
     ensure_writable_dir(args.report_dir, "--report-dir")
     if args.jobs is not None and args.seeds is None:

@@ -173,3 +173,32 @@ def test_a_window_of_keys_on_the_sharded_path_judges_as_the_whole_history(tmp_pa
     assert sharded.sagas_checked == len(keys)
     assert sorted((v.check, v.key) for v in sharded.violations) == sorted(
         (v.check, v.key) for v in whole.violations if v.key in keys)
+
+
+# A second saga on the same key that shares the checkout's subjects (its start is the charge): each of those
+# messages belongs to both sagas, so the pass keeps one row per saga, and the verdict names instances saga/key.
+REFUND = SagaSpec(name="refund", key="order_id", start="payments.completed", success=("payments.refunded",),
+                  abort=("orders.completed",), deadline=30.0,
+                  steps=(StepSpec("release", "inventory", "inventory.released", "inventory.failed"),))
+
+
+@pytest.mark.parametrize("shard_messages", [50, 10_000])
+def test_two_sagas_sharing_subjects_judge_alike_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              shard_messages: int):
+    records = synthetic(CHECKOUT, 300, seed=11)
+    h = written(records, tmp_path)
+    sagas = {"checkout": CHECKOUT, "refund": REFUND}
+    monkeypatch.setattr(checks_mod, "SHARD_MESSAGES", shard_messages)
+    spec = SystemSpec(path=tmp_path / "sagaproof.toml", root=tmp_path, nats=NatsSpec(), services={}, sagas=sagas,
+                      workload=WorkloadSpec(), invariants=(), invariant_timeout=1.0, chaos=ChaosSpec())
+    ctx = CheckContext(spec, h.reader(), Window(), 1.0, h.max_t + 100.0,
+                       {"messages": h.messages, "scratch": tmp_path})
+    list(saga_checks(ctx))
+    engine = ctx.facts["saga_result"]
+    memory = check_history(list(HistoryReader(tmp_path / "events.jsonl")), sagas, healed_at=1.0,
+                           end_at=h.max_t + 100.0)
+    checks_mod.explain_unfinished(memory, h.reader(), sagas, 1.0)
+    assert {v.saga for v in engine.violations} == {"checkout", "refund"}
+    assert any(k.startswith("refund/") for k in engine.convergence)
+    assert engine.messages_in_sagas > h.messages  # messages of both sagas counted once per saga
+    assert engine.to_dict() == memory.to_dict()

@@ -279,10 +279,10 @@ class NatsWindows(Runner):
         """Pass what a late window held (drop it: ``lost``, the connection ended); its window is over."""
         frames, body = state.late_frames, state.late_body
         state.late_frames, state.late_until, state.late_body = [], None, b""
+        if plan is not None:  # first: once sent, what it held may be read before this loop runs again
+            plan.released(body)
         if frames and not lost:
             await stub.send((b"".join(frames), stub.now()))
-        if plan is not None:
-            plan.released(body)
 
     async def run(self, stub: Stub) -> None:
         plan = PLANS.get(self.a["plan"])

@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+async def quiet_nats_error(exc: Exception) -> None:
+    """A nats-py ``error_cb`` for the harness's own connections: a lost connection (the broker restarted, a
+    link cut) is reconnected by the client and is not the user's business; nats-py's default prints a traceback."""
+
+
 class LoopThread:
     """An event loop running forever in a daemon thread until :meth:`close`."""
 

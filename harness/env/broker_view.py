@@ -104,9 +104,10 @@ class BrokerView:
         import asyncio
 
         import nats
+        from sagaproof.harness.env.aio import quiet_nats_error
 
         self._nc = await nats.connect(servers=urls, name="sagaproof-broker-view", max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.2, connect_timeout=5,
+                                      reconnect_time_wait=0.2, connect_timeout=5, error_cb=quiet_nats_error,
                                       **getattr(self.system, "nats_options", {}))
         await self._nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.>", cb=self._on_advisory)
         await self._nc.flush()

@@ -102,8 +102,10 @@ class StatusReader:
         import nats
 
         if self._nc is None or self._nc.is_closed:
+            from sagaproof.harness.env.aio import quiet_nats_error
+
             self._nc = await nats.connect(servers=self.system.nats_urls, max_reconnect_attempts=-1,
-                                          reconnect_time_wait=0.2, name="sagaproof-reads",
+                                          reconnect_time_wait=0.2, name="sagaproof-reads", error_cb=quiet_nats_error,
                                           **getattr(self.system, "nats_options", {}))
         return self._nc
 

@@ -470,7 +470,9 @@ class TargetedPhase:
                 st["reason"] = ("the broker is not one embedded NATS node (nats.url, or a cluster, whose nodes the "
                                 "random phase's nats_restart restarts)")
                 return
-            observers = dict(getattr(getattr(self.system, "broker", None), "observers", None) or {})
+            observers = {name: obs for name, obs in
+                         dict(getattr(getattr(self.system, "broker", None), "observers", None) or {}).items()
+                         if self._running(name)}  # a service that exited on its own has nothing to reconnect
             before = {name: obs.connections for name, obs in observers.items()}
             fault = self._fault(w, "nats_restart", {"moment": "broker_restart"})
             fault["target"] = BROKER
@@ -492,6 +494,9 @@ class TargetedPhase:
             back: dict[str, float | None] = {}
             while waiting and time.monotonic() - healed < RECONNECT_GRACE:
                 for name, obs in list(waiting.items()):
+                    if not self._running(name):
+                        del waiting[name]  # gone meanwhile (another fault, or it exited): not a reconnect to judge
+                        continue
                     if obs.connections > before[name]:
                         back[name] = round(time.monotonic() - healed, 3)
                         del waiting[name]
@@ -511,6 +516,10 @@ class TargetedPhase:
             st["reconnected"] = back
         finally:
             self._release(w["id"])
+
+    def _running(self, service: str) -> bool:
+        proc = getattr(getattr(self.system.services.get(service), "process", None), "_proc", None)
+        return proc is not None and proc.poll() is None
 
     def _cut(self, w: dict[str, Any], st: dict[str, Any], proxy: str) -> None:
         if True:

@@ -266,8 +266,10 @@ def nats_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
 
         nc = getattr(system, "_workload_nc", None)
         if nc is None or nc.is_closed:
+            from sagaproof.harness.env.aio import quiet_nats_error
+
             nc = await nats.connect(servers=system.nats_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                                    **getattr(system, "nats_options", {}))
+                                    error_cb=quiet_nats_error, **getattr(system, "nats_options", {}))
             system._workload_nc = nc
         data = json.dumps(body).encode()
         if captured:

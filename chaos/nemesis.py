@@ -25,7 +25,7 @@ from sagaproof.chaos.client import FaultProxyClient
 from sagaproof.chaos.errors import ChaosError
 from sagaproof.chaos.faults import ProcessControl
 
-from sagaproof.faultkinds import FAULT_KINDS, NETWORK_KINDS, PROCESS_KINDS
+from sagaproof.faultkinds import FAULT_KINDS, KINDS, NETWORK_KINDS, PROCESS_KINDS, CustomFault, fault_kind_names
 
 __all__ = [
     "BROKER_TARGET",
@@ -142,10 +142,11 @@ def validate_menu(menu: Sequence[str]) -> tuple[str, ...]:
     """Check fault names; raise ChaosError naming the unknown ones and the valid names."""
     if isinstance(menu, str):
         menu = [m.strip() for m in menu.split(",") if m.strip()]
-    unknown = [m for m in menu if m not in FAULT_KINDS]
+    known = fault_kind_names()
+    unknown = [m for m in menu if m not in known]
     if unknown:
         raise ChaosError(
-            f"Unknown fault name(s) {', '.join(map(repr, unknown))} in the chaos menu; valid names are: {', '.join(FAULT_KINDS)}."
+            f"Unknown fault name(s) {', '.join(map(repr, unknown))} in the chaos menu; valid names are: {', '.join(known)}."
         )
     return tuple(dict.fromkeys(menu))
 
@@ -184,6 +185,8 @@ def _params(kind: str, rng: random.Random, duration: float) -> dict[str, Any]:
         }
     if kind == "reorder":
         return {"subject": ">", "probability": rng.choice([0.25, 0.5, 1.0]), "direction": "downstream"}
+    if kind not in PROCESS_KINDS:  # a plugin's kind: its action is told the fault's length
+        return {}
     # process faults: the duration is the downtime
     return {"downtime": round(duration, 3)}
 
@@ -465,7 +468,7 @@ class NemesisRunner:
 
     # ---- internals -----------------------------------------------------------------------------
     def _check(self, fault: Fault) -> None:
-        if fault.kind not in FAULT_KINDS:
+        if fault.kind not in KINDS:
             validate_menu([fault.kind])
         if fault.kind in NETWORK_KINDS and self.faults is None:
             raise ChaosError(
@@ -514,6 +517,9 @@ class NemesisRunner:
                     return None
                 self._paused.add(fault.target)
                 return "process"
+            custom = KINDS[fault.kind].action if fault.kind in KINDS else None
+            if custom is not None:
+                return self._begin_custom(fault, custom)
             assert self.faults is not None
             f, t = self.faults, fault.target
             cms: dict[str, Callable[[], AbstractContextManager[None]]] = {
@@ -561,6 +567,16 @@ class NemesisRunner:
             self.errors.append(f"{fault.id} {fault.kind} on {fault.target}: {exc}")
             return None
 
+    def _begin_custom(self, fault: Fault, action: Any) -> Any:
+        """A plugin's fault: its context manager, entered (None when injecting it failed)."""
+        try:
+            cm = action(CustomFault(fault.id, fault.kind, fault.target, fault.duration, dict(fault.params)))
+            cm.__enter__()
+            return cm
+        except Exception as exc:  # a plugin's error is the fault's failure, never the run's crash
+            self.errors.append(f"{fault.id} {fault.kind} on {fault.target}: {exc}")
+            return None
+
     def _failed(self, fault: Fault, stage: str, errors_before: int) -> None:
         if self.on_failure is None:
             return
@@ -584,7 +600,7 @@ class NemesisRunner:
                         self._ready_at[name] = time.monotonic()
             else:
                 cm.__exit__(None, None, None)
-        except ChaosError as exc:
+        except Exception as exc:  # a proxy's error, or a plugin's fault that could not be healed
             self.errors.append(f"healing {fault.id} {fault.kind} on {fault.target}: {exc}")
         finally:
             if len(self.errors) > errors_before:

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from sagaproof.harness.errors import ConfigError
 
-from sagaproof.faultkinds import FAULT_KINDS
+from sagaproof.faultkinds import fault_kind_names
 
 SYSTEM_FILE = "sagaproof.toml"
 PLACEHOLDERS = ("port", "nats_url", "data_dir", "shared_dir", "python", "name", "service", "replica", "system_dir")
@@ -332,6 +332,7 @@ class SystemSpec:
     quiescence: QuiescenceSpec = QuiescenceSpec()
     reads: ReadsSpec = field(default_factory=lambda: ReadsSpec())
     accept_undecided: tuple[str, ...] = ()  # [contracts] accept_undecided: channels whose undecided pairs pass
+    plugins: tuple[str, ...] = ()  # [plugins] modules, as named (loaded when the file was loaded)
 
     def processes(self) -> dict[str, ServiceSpec]:
         """Every process of the system by name: a service, or each replica of one (``NAME-1`` .. ``NAME-N``)."""
@@ -913,10 +914,12 @@ def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
     _check_keys(ctx, "chaos", raw, ["faults", "intensity", "toxiproxy_url", "enabled", "schedule_tolerance",
                                     "phases"])
     faults = _str_list(ctx, "chaos", raw, "faults", default=ChaosSpec.faults)
+    known = fault_kind_names()
     for f in faults:
-        if f not in FAULT_KINDS:
-            raise ctx.fail("chaos.faults", f"unknown fault '{f}'; {_suggest(f, list(FAULT_KINDS))} "
-                                           f"The faults are: {', '.join(FAULT_KINDS)}.")
+        if f not in known:
+            raise ctx.fail("chaos.faults", f"unknown fault '{f}'; {_suggest(f, list(known))} "
+                                           f"The faults are: {', '.join(known)} (a plugin's kind is known once "
+                                           f"[plugins] or --plugin names its module).")
     intensity = float(_get(ctx, "chaos", raw, "intensity", float, 0.5))
     if not 0.0 <= intensity <= 1.0:
         raise ctx.fail("chaos.intensity", f"must be between 0 and 1, not {intensity}.")
@@ -933,6 +936,17 @@ def _load_chaos(ctx: _Ctx, raw: dict[str, Any]) -> ChaosSpec:
                            f"consumer's redelivery, crash and reconnect windows) and \"random\" (the seeded schedule).")
     return ChaosSpec(faults, intensity, url, _get(ctx, "chaos", raw, "enabled", bool, True), tolerance,
                      tuple(dict.fromkeys(phases)))
+
+
+def _load_plugins(ctx: _Ctx, root: Path, raw: dict[str, Any]) -> tuple[str, ...]:
+    """``[plugins] modules``: imported now (they register checks and fault kinds the rest of the file may
+    name), with the installed plugins (:mod:`harness.plugins`)."""
+    from sagaproof.harness.plugins import load_plugins
+
+    _check_keys(ctx, "plugins", raw, ["modules"])
+    modules = _str_list(ctx, "plugins", raw, "modules")
+    load_plugins(modules, base=root, where=f"{ctx.display} [plugins] modules")
+    return tuple(modules)
 
 
 def _check_callable_ref(ctx: _Ctx, key: str, target: Any) -> str:
@@ -983,11 +997,13 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
     ctx = _Ctx(path, display or str(path))
     root = path.resolve().parent
     _check_keys(ctx, "", raw, ["nats", "env", "services", "sagas", "workload", "invariants", "chaos", "schemas",
-                               "pacts", "quiescence", "reads", "contracts"])
+                               "pacts", "quiescence", "reads", "contracts", "plugins"])
 
     def table(key: str) -> dict[str, Any]:
         found: dict[str, Any] = _get(ctx, "", raw, key, dict, {})  # _get checked it is a dict
         return found
+
+    plugins = _load_plugins(ctx, root, table("plugins"))
 
     nats = _load_nats(ctx, table("nats"))
     nats = _load_nats_access(ctx, root, table("nats"), nats)
@@ -1040,7 +1056,7 @@ def parse_system(raw: dict[str, Any], path: Path, display: str | None = None) ->
                       invariants=invariants, invariant_timeout=inv_timeout, chaos=chaos,
                       contract_schemas=tuple(schemas), pacts=pacts, env=shared_env, quiescence=quiescence,
                       reads=_load_reads(ctx, table("reads"), sagas),
-                      accept_undecided=accept_undecided)
+                      accept_undecided=accept_undecided, plugins=plugins)
     if sagas:
         _check_sagas_against_contracts(ctx, spec)
     return spec

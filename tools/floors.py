@@ -57,7 +57,6 @@ MOVES: dict[str, str] = {
     "quiescence": "session.quiescence",
     "report_glue": "session.shrink",
     "replay": "session.replay",
-    "runner": "session.runner",
     "shards": "session.shards",
     "contract_runs": "session.contract_runs",
     # report: merged shard reports join the reports

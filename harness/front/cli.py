@@ -85,11 +85,25 @@ def _duration_arg(text: str) -> float:
 def _faults_arg(text: str) -> tuple[str, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
-    names = tuple(f.strip() for f in text.split(",") if f.strip())
-    bad = [n for n in names if n not in FAULT_KINDS]
+    return tuple(f.strip() for f in text.split(",") if f.strip())
+
+
+def _check_faults(names: tuple[str, ...] | None) -> None:
+    """--faults names known kinds: the built-in ones and those of the plugins loaded (checked after loading)."""
+    from sagaproof.faultkinds import fault_kind_names
+
+    known = fault_kind_names()
+    bad = [n for n in names or () if n not in known]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown fault '{bad[0]}' (the faults are: {', '.join(FAULT_KINDS)})")
-    return names
+        raise ConfigError(f"--faults: unknown fault '{bad[0]}'; the faults are: {', '.join(known)} (a plugin's "
+                          f"kind is known once [plugins] or --plugin names its module).")
+
+
+def load_cli_plugins(refs: list[str]) -> list[str]:
+    """Load the --plugin modules (paths relative to the working directory); returns them resolved."""
+    from sagaproof.harness.plugins import load_plugins
+
+    return load_plugins(refs, base=Path.cwd(), where="--plugin")
 
 
 def _phases_arg(text: str) -> tuple[str, ...]:
@@ -187,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schedule", type=Path, default=None, metavar="FILE",
                      help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env for every service")
+    run.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+                     help="load a plugin's checks and fault kinds (repeatable; see docs/extending.md)")
 
     rep = sub.add_parser("replay", help="re-run a recorded run exactly: same seed, faults as carried out, same env")
     rep.add_argument("report", type=Path, metavar="REPORT_DIR", help="the report directory of the run to replay")
@@ -196,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replay this fault schedule instead (e.g. the minimal-schedule.json of a shrink)")
     rep.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                      help="set a variable again (one whose value was masked in system.json), or change one")
+    rep.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+                     help="load another plugin too (the run's own plugins are loaded again by themselves)")
 
     con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts, record-deployment, can-i-deploy")
     csub = con.add_subparsers(dest="contracts_command", required=True, parser_class=_Parser)
@@ -458,7 +476,9 @@ def _run(spec: Any, opts: Any, total: int) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from sagaproof.harness.config import load_system_file
 
+    args.plugin = load_cli_plugins(args.plugin)
     spec = load_system_file(args.dir)
+    _check_faults(args.faults)
     ensure_writable_dir(args.report_dir, "--report-dir")
     if args.jobs is not None and args.seeds is None:
         raise ConfigError("--jobs runs several seeds at once and needs --seeds, e.g. --seeds 1-20 --jobs 4.")
@@ -471,18 +491,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(schedule=_schedule_arg(args.schedule, spec), seed=args.seed, sagas=args.sagas, duration=args.duration,
                       faults=args.faults, intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
                       shrink_runs=args.shrink_runs, chaos=not args.no_chaos and spec.chaos.enabled,
-                      env=_env_args(args.env), system_arg=args.dir, phases=args.phases)
+                      env=_env_args(args.env), system_arg=args.dir, phases=args.phases,
+                      plugins=tuple(args.plugin))
     return _run(spec, opts, args.sagas or (0 if args.duration else spec.workload.sagas))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from sagaproof.harness.session.replay import replay_options
 
+    plugins = load_cli_plugins(args.plugin)
     schedule = None
     if args.schedule is not None:
-        spec, _ = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env))
+        spec, _ = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), plugins=plugins)
         schedule = _schedule_arg(args.schedule, spec)
-    spec, opts = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), schedule=schedule)
+    spec, opts = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), schedule=schedule,
+                                plugins=plugins)
     if opts.report_dir is not None:
         ensure_writable_dir(opts.report_dir, "--report-dir")
     return _run(spec, opts, opts.sagas or (0 if opts.duration else spec.workload.sagas))

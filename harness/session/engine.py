@@ -88,6 +88,7 @@ class RunOptions:
     reports: bool = True
     phases: tuple[str, ...] | None = None  # the nemesis's phases ("targeted", "random"); None: [chaos] phases
     targeted: list[dict[str, Any]] | None = None  # a fixed plan of targeted windows (replay)
+    plugins: tuple[str, ...] = ()  # --plugin modules (resolved), loaded again by a replay (harness.plugins)
 
     def resolved_seed(self) -> int:
         if self.seed is None:
@@ -99,7 +100,7 @@ class RunOptions:
         return {"system_arg": self.system_arg, "seed": self.seed, "sagas": self.sagas, "duration": self.duration,
                 "faults": list(self.faults) if self.faults is not None else None, "intensity": self.intensity,
                 "chaos": self.chaos, "env": mask_secrets(self.env), "replay_of": self.replay_of,
-                "phases": list(self.phases) if self.phases is not None else None}
+                "phases": list(self.phases) if self.phases is not None else None, "plugins": list(self.plugins)}
 
 
 def run_command(opts: RunOptions) -> str:
@@ -121,6 +122,8 @@ def run_command(opts: RunOptions) -> str:
         parts += ["--report-dir", str(opts.report_dir)]
     for k, v in sorted(mask_secrets(opts.env).items()):
         parts += ["--env", f"{k}={v}"]
+    for plugin in opts.plugins:
+        parts += ["--plugin", plugin]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -1289,6 +1292,9 @@ def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tupl
     ``opts.reports`` (by the report writer, from the RunFinished event)."""
     from sagaproof.harness.report import ReportWriter
 
+    from sagaproof.harness.plugins import load_plugins
+
+    load_plugins(opts.plugins, base=Path.cwd(), where="RunOptions.plugins")  # loaded already by the CLI
     bus = bus or EventBus()
     seed = opts.resolved_seed()
     report_dir = Path(opts.report_dir)

@@ -80,7 +80,7 @@ MOVES: dict[str, str] = {
     "wait": "env.wait",
 }
 
-BOTTOM = ("__init__", "config", "errors", "events", "history")
+BOTTOM = ("__init__", "config", "errors", "events", "history", "plugins")
 
 FLOOR_DOCS = {
     "front": '"""The top floor: the `sagaproof` command, the pytest plugin and the contracts commands.\n\n'

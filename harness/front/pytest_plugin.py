@@ -24,10 +24,13 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sagaproof.harness.errors import SagaproofError
+
+if TYPE_CHECKING:
+    from sagaproof.harness.session.engine import SessionHandle
 
 _HANDLE = pytest.StashKey[Any]()
 _STATE = pytest.StashKey[dict[str, Any]]()
@@ -117,7 +120,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
+def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[SessionHandle]:
     """The running system under test and the engine's handle, brought up once per session."""
     from sagaproof.harness.config import load_system_file
     from sagaproof.harness.events import EventBus

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagaproof.harness.checks import CheckContext, Window, key_of, own_lateness, run_checks, saga_result
 from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult
@@ -38,6 +38,10 @@ from sagaproof.harness.env.system import (
     MACHINE_VARS,  # not recorded, never replayed: the machine, not the system
 )
 from sagaproof.harness.env.wait import eventually
+
+if TYPE_CHECKING:
+    from sagaproof.harness.env.links import ChaosHandle
+    from sagaproof.harness.env.system import Service, System
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, SagaproofError, boundary
 from sagaproof.harness.events import (
     CheckFinished,
@@ -1081,17 +1085,17 @@ class SessionHandle:
 
     # environment
     @property
-    def system(self) -> Any:
-        return self.session.system
+    def system(self) -> System:
+        system: System = self.session.system
+        return system
 
     @property
-    def services(self) -> dict[str, Any]:
-        services: dict[str, Any] = self.session.system.services
-        return services
+    def services(self) -> dict[str, Service]:
+        return self.system.services
 
     @property
-    def chaos(self) -> Any:
-        return self.session.system.chaos
+    def chaos(self) -> ChaosHandle:
+        return self.system.chaos
 
     @property
     def nats_url(self) -> str:

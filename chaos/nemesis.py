@@ -25,7 +25,14 @@ from sagaproof.chaos.client import FaultProxyClient
 from sagaproof.chaos.errors import ChaosError
 from sagaproof.chaos.faults import ProcessControl
 
-from sagaproof.faultkinds import FAULT_KINDS, KINDS, NETWORK_KINDS, PROCESS_KINDS, CustomFault, fault_kind_names
+from sagaproof.faultkinds import (
+    FAULT_KINDS,
+    KINDS,
+    NETWORK_KINDS,
+    PROCESS_KINDS,
+    CustomFault,
+    fault_kind_names,
+)
 
 __all__ = [
     "BROKER_TARGET",

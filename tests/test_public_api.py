@@ -9,6 +9,7 @@ are the two standalone parts, with public modules of their own.
 from __future__ import annotations
 
 import re
+
 import sagaproof
 from tests.conftest import ROOT
 

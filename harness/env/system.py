@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -548,7 +549,7 @@ class System:
             self.ports.close()  # only now: nothing of the run listens any more
 
     # ------------------------------------------------------------------ helpers for invariants and tests
-    def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
+    def eventually(self, fn: Callable[[], object], timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
         from sagaproof.harness.env.wait import eventually as _eventually
 

@@ -1203,7 +1203,7 @@ class SessionHandle:
         assert self.session.history is not None
         return sum(1 for _ in self.session.history.records(kinds=("message",), since=since))
 
-    def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
+    def eventually(self, fn: Callable[[], object], timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
         __tracebackhide__ = True
         ok, why = eventually(fn, timeout, interval)
@@ -1294,9 +1294,8 @@ def running(spec: SystemSpec, *, report_dir: str | Path, chaos_links: bool = Fal
 def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tuple[int, RunResult]:
     """One complete run (``sagaproof run``); returns (exit code, RunResult). The reports are written when
     ``opts.reports`` (by the report writer, from the RunFinished event)."""
-    from sagaproof.harness.report import ReportWriter
-
     from sagaproof.harness.plugins import load_plugins
+    from sagaproof.harness.report import ReportWriter
 
     load_plugins(opts.plugins, base=Path.cwd(), where="RunOptions.plugins")  # loaded already by the CLI
     bus = bus or EventBus()

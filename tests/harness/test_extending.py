@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from sagaproof.chaos.nemesis import Fault, NemesisRunner, Schedule, generate_schedule
+
 from sagaproof.faultkinds import CustomFault, FaultKindError, register_fault_kind, unregister_fault_kind
 from tests.conftest import MINI, ROOT, SAGAPROOF
 

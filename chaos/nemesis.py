@@ -84,7 +84,7 @@ class Fault:
         except (KeyError, TypeError, ValueError) as exc:
             raise ChaosError(
                 f"A fault record is malformed ({exc!r} in {data!r}); it needs id, kind, target, start, duration."
-            ) from None
+            ) from exc
 
 
 @dataclass(frozen=True)

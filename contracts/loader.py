@@ -55,10 +55,10 @@ def _unesc(token: str) -> str:
 def _read_disk(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ContractSourceError(f"Contract file {path} does not exist; check the path in the system file.") from None
+    except FileNotFoundError as err:
+        raise ContractSourceError(f"Contract file {path} does not exist; check the path in the system file.") from err
     except OSError as exc:
-        raise ContractSourceError(f"Contract file {path} cannot be read ({exc.strerror}).") from None
+        raise ContractSourceError(f"Contract file {path} cannot be read ({exc.strerror}).") from exc
 
 
 def normalize_schema(schema: Any) -> Any:
@@ -119,17 +119,17 @@ class _Resolver:
         if path not in self.docs:
             try:
                 text = self.reader(path)
-            except ContractSourceError:
+            except ContractSourceError as err:
                 if referrer is None:
                     raise
-                raise ContractError(referrer[0], referrer[1], f"$ref points to {path}, which cannot be read") from None
+                raise ContractError(referrer[0], referrer[1], f"$ref points to {path}, which cannot be read") from err
             try:
                 self.docs[path] = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
                 problem = getattr(exc, "problem", None) or str(exc)
-                raise ContractError(path, "", f"is not valid YAML/JSON{where}: {problem}") from None
+                raise ContractError(path, "", f"is not valid YAML/JSON{where}: {problem}") from exc
             doc = self.docs[path]
             if isinstance(doc, dict) and isinstance(doc.get("$id"), str):
                 self.ids.setdefault(doc["$id"].split("#")[0], path)
@@ -285,13 +285,13 @@ def _schema(res: _Resolver, node: Any, file: Path, ptr: str, what: str) -> Any:
         jsonschema_rs.meta.validate(schema)
     except jsonschema_rs.ValidationError as exc:
         inner = "".join(f"/{_esc(p)}" for p in exc.instance_path)
-        raise ContractError(file, f"{ptr}{inner}", f"{what} schema is not valid JSON Schema: {exc.message}") from None
+        raise ContractError(file, f"{ptr}{inner}", f"{what} schema is not valid JSON Schema: {exc.message}") from exc
     except jsonschema_rs.ReferencingError as exc:  # pragma: no cover - $ref is inlined before
-        raise ContractError(file, ptr, f"{what} schema cannot be resolved: {exc}") from None
+        raise ContractError(file, ptr, f"{what} schema cannot be resolved: {exc}") from exc
     try:
         jsonschema_rs.validator_for(schema)
     except (ValueError, jsonschema_rs.ValidationError) as exc:
-        raise ContractError(file, ptr, f"{what} schema cannot be compiled: {exc}") from None
+        raise ContractError(file, ptr, f"{what} schema cannot be compiled: {exc}") from exc
     return schema
 
 
@@ -503,8 +503,8 @@ def load_dir(directory: str | Path, *, reader: Reader | None = None) -> Contract
 def _git(repo: Path, *args: str) -> str:
     try:
         proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        raise ContractSourceError("git is not installed; pass a base directory instead of a git ref.") from None
+    except FileNotFoundError as err:
+        raise ContractSourceError("git is not installed; pass a base directory instead of a git ref.") from err
     if proc.returncode != 0:
         raise ContractSourceError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip().splitlines()[-1:] or ['?']}")
     return proc.stdout
@@ -532,16 +532,16 @@ def load_at_git_ref(repo_dir: str | Path, ref: str, sources: Mapping[str, Iterab
     else:
         try:
             _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        except ContractSourceError:
-            raise ContractSourceError(f"Git ref {ref!r} does not exist in {repo}; pass a branch, tag, commit or directory.") from None
+        except ContractSourceError as err:
+            raise ContractSourceError(f"Git ref {ref!r} does not exist in {repo}; pass a branch, tag, commit or directory.") from err
         top = Path(_git(repo, "rev-parse", "--show-toplevel").strip()).resolve()
 
         def reader(p: Path) -> str:
             rel = Path(os.path.abspath(p)).resolve().relative_to(top).as_posix()
             try:
                 return _git(top, "show", f"{ref}:{rel}")
-            except ContractSourceError:
-                raise ContractSourceError(f"{rel} does not exist at {ref}.") from None
+            except ContractSourceError as err:
+                raise ContractSourceError(f"{rel} does not exist at {ref}.") from err
 
     def exists(p: Path) -> bool:
         try:

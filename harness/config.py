@@ -585,7 +585,7 @@ def _load_ready(ctx: _Ctx, where: str, raw: Any) -> ReadySpec:
         try:
             re.compile(target)
         except re.error as exc:
-            raise ctx.fail(f"{where}.log", f"is not a valid regular expression ({exc}); fix the pattern.") from None
+            raise ctx.fail(f"{where}.log", f"is not a valid regular expression ({exc}); fix the pattern.") from exc
     return ReadySpec(kind, target, timeout)
 
 
@@ -612,7 +612,7 @@ def _load_service(ctx: _Ctx, root: Path, name: str, raw: Any, shared_env: dict[s
         try:
             command = tuple(shlex.split(cmd))
         except ValueError as exc:
-            raise ctx.fail(f"{where}.command", f"cannot be split like a shell line ({exc}); use a list instead.") from None
+            raise ctx.fail(f"{where}.command", f"cannot be split like a shell line ({exc}); use a list instead.") from exc
     else:
         for i, part in enumerate(cmd):
             if not isinstance(part, str):
@@ -975,9 +975,9 @@ def find_system_file(location: str | Path) -> tuple[Path, dict[str, Any], str]:
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: is not valid TOML ({exc}); fix the syntax at that line.") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: is not UTF-8 text; save it as UTF-8.") from None
+        raise ConfigError(f"{p}: is not valid TOML ({exc}); fix the syntax at that line.") from exc
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: is not UTF-8 text; save it as UTF-8.") from err
     if p.name == "pyproject.toml":
         table = data.get("tool", {}).get("sagaproof")
         if table is None:
@@ -1165,7 +1165,7 @@ def load_callable(system: SystemSpec, ref: str, key: str) -> Callable[..., Any]:
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{system.path}: {key}: cannot import module '{module_name}' ({exc}); "
-                          f"put {module_name.replace('.', '/')}.py next to the system file.") from None
+                          f"put {module_name.replace('.', '/')}.py next to the system file.") from exc
     fn = getattr(module, func, None)
     if not callable(fn):
         raise ConfigError(f"{system.path}: {key}: module '{module_name}' has no function '{func}'; "
@@ -1239,7 +1239,7 @@ def _command(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
         try:
             argv = tuple(shlex.split(value))
         except ValueError as exc:
-            raise ctx.fail(key, f"cannot be split like a shell line ({exc}); use a list instead.") from None
+            raise ctx.fail(key, f"cannot be split like a shell line ({exc}); use a list instead.") from exc
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         argv = tuple(value)
     else:

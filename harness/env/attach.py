@@ -74,7 +74,7 @@ def nats_connect_options(nats: NatsSpec) -> dict[str, Any]:
             except (ssl.SSLError, OSError) as exc:
                 raise EnvironmentStartError(f"the client certificate {nats.tls_cert} and key {nats.tls_key} of "
                                             f"[nats] tls could not be loaded ({exc}); give a matching PEM "
-                                            f"certificate and key.") from None
+                                            f"certificate and key.") from exc
         options["tls"] = ctx
         _quiet_asyncio_ssl_note()
     return options
@@ -147,7 +147,7 @@ class CommandControl:
                 except OSError as exc:
                     raise FaultCommandError(f"the {action} command of service '{svc.name}' could not be started "
                                             f"({exc.strerror or exc}); fix services.{svc.name}.commands.{action}.",
-                                            service=svc.name, action=action) from None
+                                            service=svc.name, action=action) from exc
                 svc.system.reaper.add_group(proc.pid)
                 try:
                     code = proc.wait(timeout=timeout)

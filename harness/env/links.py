@@ -236,7 +236,7 @@ class ChaosHandle:
             with boundary("fault"):
                 inject()
         except (FaultError, OSError) as exc:
-            raise self._refused(fault, exc) from None
+            raise self._refused(fault, exc) from exc
         self._start(fault)
         try:
             yield
@@ -246,7 +246,7 @@ class ChaosHandle:
                     heal()
             except (FaultError, OSError) as exc:
                 self._end(fault)
-                raise self._refused(fault, exc, "heal") from None
+                raise self._refused(fault, exc, "heal") from exc
             self._end(fault)
 
     @contextmanager
@@ -333,7 +333,7 @@ class ChaosHandle:
         try:
             action()
         except Exception as exc:  # noqa: BLE001 - a process that refuses is a fault not carried out
-            raise self._refused(fault, exc) from None
+            raise self._refused(fault, exc) from exc
 
     def kill(self, service: str, restart_after: float | None = 1.0) -> None:
         """SIGKILL the service; restart it after `restart_after` seconds (None: leave it down until the test

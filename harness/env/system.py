@@ -436,7 +436,7 @@ class System:
                 svc.process.start()
             except OSError as exc:
                 raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
-                                            f"fix [services.{svc.spec.service}].command.") from None
+                                            f"fix [services.{svc.spec.service}].command.") from exc
             svc._emit("start")
             try:
                 return svc.wait_ready()
@@ -605,7 +605,7 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
         auth = [e for e in seen if "authori" in e.lower() or "authentication" in e.lower()]
         why = (auth or seen or [f"{type(exc).__name__}: {exc}"])[-1]
         raise EnvironmentStartError(f"NATS at {hide_password(spec.nats.url or '')} could not be reached "
-                                    f"({why}); check nats.url and its credentials and TLS settings.") from None
+                                    f"({why}); check nats.url and its credentials and TLS settings.") from exc
     try:
         js = nc.jetstream(timeout=10)
         for s in spec.nats.streams:
@@ -624,21 +624,21 @@ async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: i
                         else:
                             raise EnvironmentStartError(
                                 f"JetStream refused stream '{s.name}' ({exc.description}); "
-                                f"fix [[nats.streams]] in the system file.") from None
+                                f"fix [[nats.streams]] in the system file.") from exc
                     for c in s.consumers:
                         try:
                             await js.add_consumer(s.name, consumer_config(c))
                         except BadRequestError as exc:
                             raise EnvironmentStartError(
                                 f"JetStream refused consumer '{c.name}' on stream '{s.name}' ({exc.description}); "
-                                f"fix [[nats.streams.consumers]] in the system file.") from None
+                                f"fix [[nats.streams.consumers]] in the system file.") from exc
                     break
                 except (ServiceUnavailableError, TimeoutError, nats.errors.TimeoutError,
-                        nats.errors.NoRespondersError):
+                        nats.errors.NoRespondersError) as err:
                     if time.monotonic() > deadline:
                         raise EnvironmentStartError(
                             f"JetStream did not accept stream '{s.name}' within 30s (no meta leader?); "
-                            f"see the nats logs in the report directory.") from None
+                            f"see the nats logs in the report directory.") from err
                     await asyncio.sleep(0.2)
     finally:
         await nc.close()

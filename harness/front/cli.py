@@ -140,7 +140,7 @@ def _seeds_arg(text: str) -> list[int]:
     try:
         return parse_seeds(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -156,7 +156,7 @@ def ensure_writable_dir(path: Path, what: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot write there ({_os_reason(exc)}); choose a directory you can "
-                          f"write to.") from None
+                          f"write to.") from exc
 
 
 def _intensity_arg(text: str) -> float:
@@ -445,10 +445,10 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
         schedule = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--schedule {path}: cannot be read ({_os_reason(exc)}); give the path of a "
-                          f"schedule file such as a shrinking run's minimal-schedule.json.") from None
+                          f"schedule file such as a shrinking run's minimal-schedule.json.") from exc
     except ValueError as exc:
         raise ConfigError(f"--schedule {path}: not valid JSON ({exc}); pass the minimal-schedule.json "
-                          f"a shrinking run wrote.") from None
+                          f"a shrinking run wrote.") from exc
     validate_schedule(schedule, spec, f"--schedule {path}")
     return list(schedule)
 

@@ -534,7 +534,7 @@ def _read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
             doc = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{p}: not a readable JSON pact file ({exc}); regenerate it with the consumer's "
-                              f"pact tests or remove it.") from None
+                              f"pact tests or remove it.") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("provider"), dict) \
                 or not isinstance(doc.get("interactions", []), list):
             raise ConfigError(f"{p}: not a pact file (no provider name or interactions list); regenerate it "

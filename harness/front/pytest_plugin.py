@@ -137,7 +137,7 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[SessionHandle]:
         session = Session(spec, report_dir=_report_dir(config), bus=bus, seed=state["seed"],
                           chaos_links=_chaos_links(config), command=_repro(config, None))
     except SagaproofError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(str(exc)) from exc
     started = time.monotonic()
     started_iso = datetime.now(UTC).isoformat(timespec="seconds")
     try:

@@ -28,11 +28,11 @@ __all__ = ["new_report_dir", "replay_options"]
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError as err:
         raise ConfigError(f"{path.parent}: no {path.name} here; pass the report directory of a sagaproof run "
-                          f"(it holds report.json and system.json).") from None
+                          f"(it holds report.json and system.json).") from err
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot be read as {what} ({exc}); pass an intact report directory.") from None
+        raise ConfigError(f"{path}: cannot be read as {what} ({exc}); pass an intact report directory.") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: is not {what}; pass the report directory of a sagaproof run.")
     return data

@@ -229,6 +229,20 @@ def _probe(svc: Service) -> None:
         time.sleep(0.02)
 
 
+_INTERPRETERS = re.compile(r"^(python[\d.]*|pypy[\d.]*|node|deno|bun|ruby|perl|php|sh|bash|zsh)$")
+
+
+def _script_of(program: str, args: tuple[str, ...] | list[str]) -> str | None:
+    """The script an interpreter is told to run (``python app.py``: ``app.py``); None when there is none to
+    check (an option first, ``-m``, ``-c``, or a placeholder filled in at run time)."""
+    if not args or not _INTERPRETERS.match(Path(program).name) and program != sys.executable:
+        return None
+    first = args[0]
+    if first.startswith("-") or "{" in first or not first.strip():
+        return None
+    return first
+
+
 class System:
     """NATS + proxies + services for one run. Use as a context manager; ``close()`` is idempotent."""
 
@@ -434,19 +448,24 @@ class System:
             self.bus.emit(ServiceStarting(svc.name, svc.port))
             try:
                 svc.process.start()
-            except OSError as exc:
-                raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
-                                            f"fix [services.{svc.spec.service}].command.") from exc
+            except OSError as exc:  # the program cannot be run (not executable, a bad interpreter line): the command's
+                raise ConfigError(f"{self.spec.path}: services.{svc.spec.service}.command: service '{svc.name}' could "
+                                  f"not be started ({exc.strerror or exc}: {exc.filename or svc.spec.command[0]}); "
+                                  f"fix the command (a program that exists and may be run).") from exc
             svc._emit("start")
             try:
                 return svc.wait_ready()
-            except ServiceCrashed:
+            except ServiceCrashed as exc:
                 said = [line for line in log_since(svc.process).splitlines() if port_taken(line)]
                 if not said or moves >= port_choice.RETRIES:
                     raise
                 moves += 1
                 if not self._move_service(svc, said[-1].strip()):
-                    raise
+                    raise ConfigError(
+                        f"{self.spec.path}: services.{svc.spec.service}: service '{svc.name}' could not listen on its "
+                        f"port, which another program holds (its log: {said[-1].strip()[:160]}), and its command and "
+                        f"env fix that port rather than use {{port}}; use {{port}} (a free port chosen per run) or "
+                        f"stop the program that holds it.") from exc
 
     def _move_service(self, svc: Service, why: str) -> bool:
         """Give a service that is not running another port (its command and env made again); False when its
@@ -501,6 +520,10 @@ class System:
             if not found:
                 raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the program '{program}' was not "
                                   f"found on PATH or in {svc_spec.cwd}; install it or fix the command.")
+            script = _script_of(program, svc_spec.command[1:])
+            if script is not None and not (svc_spec.cwd / script).exists():
+                raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the script '{script}' "
+                                  f"does not exist in {svc_spec.cwd}; fix its path (relative to the service's cwd).")
 
     def _ensure_streams(self) -> None:
         if not self.spec.nats.streams:

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sagaproof.chaos.client import FaultProxyClient
 from sagaproof.chaos.errors import ChaosError
 from sagaproof.chaos.faults import ProcessControl
+from sagaproof.chaos.shrinking import ddmin
 
 from sagaproof.faultkinds import (
     FAULT_KINDS,
@@ -48,8 +49,6 @@ __all__ = [
 ]
 
 BROKER_TARGET = "nats"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -308,40 +307,6 @@ def generate_schedule(
         for i, (start, duration, kind, target, params) in enumerate(events, 1)
     )
     return Schedule(int(seed), float(window), faults, kinds, float(intensity))
-
-
-def ddmin(items: Sequence[T], fails: Callable[[list[T]], bool], max_runs: int = 64) -> list[T]:
-    """Shrink `items` (which fail) to a 1-minimal failing subset, calling `fails` at most `max_runs` times.
-
-    If the budget runs out, the smallest failing subset found so far is returned.
-    """
-    current = list(items)
-    n = 2
-    runs = 0
-    while len(current) >= 2:
-        size = len(current)
-        chunks = [current[i * size // n : (i + 1) * size // n] for i in range(n)]
-        reduced = False
-        for i, chunk in enumerate(chunks):
-            if runs >= max_runs:
-                return current
-            runs += 1
-            if chunk and fails(chunk):
-                current, n, reduced = chunk, 2, True
-                break
-            if n > 2:
-                complement = [x for j, c in enumerate(chunks) if j != i for x in c]
-                if runs >= max_runs:
-                    return current
-                runs += 1
-                if fails(complement):
-                    current, n, reduced = complement, max(n - 1, 2), True
-                    break
-        if not reduced:
-            if n >= len(current):
-                break
-            n = min(2 * n, len(current))
-    return current
 
 
 EventCallback = Callable[[str, Fault, float], None]

@@ -477,7 +477,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sagaproof.harness.config import load_system_file
 
     args.plugin = load_cli_plugins(args.plugin)
-    spec = load_system_file(args.dir)
+    try:
+        spec = load_system_file(args.dir)  # its [plugins] may add the fault kinds --faults names
+    except ConfigError:
+        _check_faults(args.faults)  # a mistake on the command line is the first to report
+        raise
     _check_faults(args.faults)
     ensure_writable_dir(args.report_dir, "--report-dir")
     if args.jobs is not None and args.seeds is None:

@@ -14,7 +14,6 @@ The environment knows nothing of runs: recording, workload, checks and reports a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -30,14 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.config import ConsumerSpec, ServiceSpec, StreamSpec, SystemSpec, expand
+from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
 from sagaproof.harness.env import ports as port_choice
 from sagaproof.harness.env.aio import LoopThread
 from sagaproof.harness.env.broker_view import BrokerView, service_users
 from sagaproof.harness.env.http import ServiceHTTP
 from sagaproof.harness.env.nats_server import NatsCluster, log_since
 from sagaproof.harness.env.ports import Ports, port_taken
-from sagaproof.harness.env.process import ManagedProcess, tail
+from sagaproof.harness.env.process import ManagedProcess, script_of, tail
 from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import (
     ConfigError,
@@ -227,20 +226,6 @@ def _probe(svc: Service) -> None:
             svc.process.kill()
             raise _crash_message(svc, f"did not become ready within {ready.timeout:g}s (waited for {what})")
         time.sleep(0.02)
-
-
-_INTERPRETERS = re.compile(r"^(python[\d.]*|pypy[\d.]*|node|deno|bun|ruby|perl|php|sh|bash|zsh)$")
-
-
-def _script_of(program: str, args: tuple[str, ...] | list[str]) -> str | None:
-    """The script an interpreter is told to run (``python app.py``: ``app.py``); None when there is none to
-    check (an option first, ``-m``, ``-c``, or a placeholder filled in at run time)."""
-    if not args or not _INTERPRETERS.match(Path(program).name) and program != sys.executable:
-        return None
-    first = args[0]
-    if first.startswith("-") or "{" in first or not first.strip():
-        return None
-    return first
 
 
 class System:
@@ -520,17 +505,19 @@ class System:
             if not found:
                 raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the program '{program}' was not "
                                   f"found on PATH or in {svc_spec.cwd}; install it or fix the command.")
-            script = _script_of(program, svc_spec.command[1:])
+            script = script_of(program, svc_spec.command[1:])
             if script is not None and not (svc_spec.cwd / script).exists():
                 raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the script '{script}' "
                                   f"does not exist in {svc_spec.cwd}; fix its path (relative to the service's cwd).")
 
     def _ensure_streams(self) -> None:
+        from sagaproof.harness.env.streams import create_streams
+
         if not self.spec.nats.streams:
             return
         assert self.loop is not None
         replicas_default = self.spec.nats.cluster if self.spec.nats.embedded else 1
-        self.loop.run(_create_streams(self.nats_urls, self.spec, replicas_default, self.nats_options), timeout=60)
+        self.loop.run(create_streams(self.nats_urls, self.spec, replicas_default, self.nats_options), timeout=60)
 
     def close(self) -> None:
         """Stop services, proxies and NATS; free ports; idempotent and safe after a failed start."""
@@ -606,110 +593,3 @@ def _with_credentials(url: str, user: str | None, password: str | None) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{user}:{password or ''}@{rest}"
-
-
-async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int,
-                          options: dict[str, Any] | None = None) -> None:
-    import nats
-    from nats.js.errors import BadRequestError, ServiceUnavailableError
-
-    seen: list[str] = []
-
-    async def error_cb(exc: Exception) -> None:  # nats-py prints a traceback without one
-        seen.append(f"{type(exc).__name__}: {exc}".strip())
-
-    try:
-        nc = await nats.connect(servers=urls, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True,
-                                error_cb=error_cb, **(options or {}))
-    except Exception as exc:  # noqa: BLE001 - nats-py raises many kinds; all mean "cannot reach NATS"
-        if spec.nats.embedded:
-            raise
-        # The server's refusal ("Authorization Violation") says most; a reset that follows it says little.
-        auth = [e for e in seen if "authori" in e.lower() or "authentication" in e.lower()]
-        why = (auth or seen or [f"{type(exc).__name__}: {exc}"])[-1]
-        raise EnvironmentStartError(f"NATS at {hide_password(spec.nats.url or '')} could not be reached "
-                                    f"({why}); check nats.url and its credentials and TLS settings.") from exc
-    try:
-        js = nc.jetstream(timeout=10)
-        for s in spec.nats.streams:
-            cfg = stream_config(s, replicas_default)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    try:
-                        await js.add_stream(cfg)
-                    except BadRequestError as exc:
-                        if "already in use" in str(exc) or getattr(exc, "err_code", 0) == 10058:
-                            await js.update_stream(cfg)
-                        elif "no suitable peers" in str(exc) and time.monotonic() < deadline:
-                            await asyncio.sleep(0.2)  # a cluster still forming: its peers come
-                            continue
-                        else:
-                            raise EnvironmentStartError(
-                                f"JetStream refused stream '{s.name}' ({exc.description}); "
-                                f"fix [[nats.streams]] in the system file.") from exc
-                    for c in s.consumers:
-                        try:
-                            await js.add_consumer(s.name, consumer_config(c))
-                        except BadRequestError as exc:
-                            raise EnvironmentStartError(
-                                f"JetStream refused consumer '{c.name}' on stream '{s.name}' ({exc.description}); "
-                                f"fix [[nats.streams.consumers]] in the system file.") from exc
-                    break
-                except (ServiceUnavailableError, TimeoutError, nats.errors.TimeoutError,
-                        nats.errors.NoRespondersError) as err:
-                    if time.monotonic() > deadline:
-                        raise EnvironmentStartError(
-                            f"JetStream did not accept stream '{s.name}' within 30s (no meta leader?); "
-                            f"see the nats logs in the report directory.") from err
-                    await asyncio.sleep(0.2)
-    finally:
-        await nc.close()
-
-
-def stream_config(s: StreamSpec, replicas_default: int) -> Any:
-    """The nats-py StreamConfig of a declared stream."""
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource
-
-    cfg = StreamConfig(
-        name=s.name, subjects=list(s.subjects) or None, num_replicas=s.replicas or replicas_default,
-        storage=StorageType.MEMORY if s.storage == "memory" else StorageType.FILE,
-        retention={"limits": RetentionPolicy.LIMITS, "workqueue": RetentionPolicy.WORK_QUEUE,
-                   "interest": RetentionPolicy.INTEREST}[s.retention],
-        discard=DiscardPolicy.NEW if s.discard == "new" else DiscardPolicy.OLD,
-    )
-    if s.duplicate_window is not None:
-        cfg.duplicate_window = s.duplicate_window
-    if s.max_age is not None:
-        cfg.max_age = s.max_age
-    if s.max_msgs is not None:
-        cfg.max_msgs = s.max_msgs
-    if s.max_bytes is not None:
-        cfg.max_bytes = s.max_bytes
-    if s.max_msgs_per_subject is not None:
-        cfg.max_msgs_per_subject = s.max_msgs_per_subject
-    if s.mirror is not None:
-        cfg.mirror = StreamSource(name=s.mirror)
-    if s.sources:
-        cfg.sources = [StreamSource(name=n) for n in s.sources]
-    return cfg
-
-
-def consumer_config(c: ConsumerSpec) -> Any:
-    """The nats-py ConsumerConfig of a declared durable consumer."""
-    from nats.js.api import AckPolicy, ConsumerConfig
-
-    cfg = ConsumerConfig(durable_name=c.name, ack_policy={"explicit": AckPolicy.EXPLICIT, "all": AckPolicy.ALL,
-                                                          "none": AckPolicy.NONE}[c.ack_policy])
-    if len(c.filter_subjects) == 1:
-        cfg.filter_subject = c.filter_subjects[0]
-    elif c.filter_subjects:
-        cfg.filter_subjects = list(c.filter_subjects)
-    if c.ack_wait is not None:
-        cfg.ack_wait = c.ack_wait
-    if c.max_deliver is not None:
-        cfg.max_deliver = c.max_deliver
-    if c.deliver_subject is not None:
-        cfg.deliver_subject = c.deliver_subject
-        cfg.deliver_group = c.deliver_group
-    return cfg

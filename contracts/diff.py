@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from sagaproof.contracts._schema_util import _bound, _types
 from sagaproof.contracts.check import finding_fields, relevant_messages
-from sagaproof.contracts.compat import Verdict, _bound, _types, is_compatible
+from sagaproof.contracts.compat import Verdict, is_compatible
 from sagaproof.contracts.model import Channel, ContractSet, Message
 from sagaproof.contracts.subjects import overlaps
 

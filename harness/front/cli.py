@@ -169,15 +169,8 @@ def _intensity_arg(text: str) -> float:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sagaproof", description="Contract tests and chaos runs for choreographed services over NATS.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    up = sub.add_parser("up", help="bring the system up and hold until Ctrl-C")
-    up.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
-    up.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where logs go")
-    up.add_argument("--chaos-links", action="store_true", help="route each service through its own fault proxy")
-
+def _add_run(sub: Any) -> None:
+    """`sagaproof run` and its options."""
     run = sub.add_parser("run", help="the full job: contracts, workload with faults, checks, reports")
     run.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
     sg = run.add_mutually_exclusive_group()
@@ -204,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
                      help="load a plugin's checks and fault kinds (repeatable; see docs/extending.md)")
 
+
+def _add_replay(sub: Any) -> None:
+    """`sagaproof replay` and its options."""
     rep = sub.add_parser("replay", help="re-run a recorded run exactly: same seed, faults as carried out, same env")
     rep.add_argument("report", type=Path, metavar="REPORT_DIR", help="the report directory of the run to replay")
     rep.add_argument("--report-dir", type=Path, default=None, metavar="NEW",
@@ -215,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
                      help="load another plugin too (the run's own plugins are loaded again by themselves)")
 
+
+def _add_contracts(sub: Any) -> None:
+    """`sagaproof contracts ...`: check, diff, verify-pacts, record-deployment, can-i-deploy."""
     con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts, record-deployment, can-i-deploy")
     csub = con.add_subparsers(dest="contracts_command", required=True, parser_class=_Parser)
     chk = csub.add_parser("check", help="static producer/consumer compatibility (no services started)")
@@ -251,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("--dir", default=".", help="directory with sagaproof.toml, or of AsyncAPI files (default: .)")
     cid.add_argument("--deployments", type=Path, default=None, metavar="DIR",
                      help="where the environment files are (default: deployments/ next to the system file)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sagaproof", description="Contract tests and chaos runs for choreographed services over NATS.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="bring the system up and hold until Ctrl-C")
+    up.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
+    up.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where logs go")
+    up.add_argument("--chaos-links", action="store_true", help="route each service through its own fault proxy")
+
+    _add_run(sub)
+    _add_replay(sub)
+    _add_contracts(sub)
 
     mg = sub.add_parser("merge", help="merge report directories (runs, sharded runs, CI shards) into one report")
     mg.add_argument("inputs", nargs="+", type=Path, metavar="REPORT_DIR", help="report directories to merge")

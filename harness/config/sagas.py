@@ -191,6 +191,39 @@ def _check_after(ctx: _Ctx, spec: SagaSpec) -> None:
         visit(st.name, [])
 
 
+def _workload_headers(ctx: _Ctx, raw: dict[str, Any]) -> dict[str, str]:
+    """``[workload] headers``: valid header names, string values, only {request_id} and {index} expanded."""
+    headers: dict[str, str] = {}
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise ctx.fail(f"workload.headers.{k}", f"must be a string, not {_typename(v)} ({v!r}).")
+        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", k):
+            raise ctx.fail(f"workload.headers.{k}", "is not a valid header name (letters, digits and -); fix it.")
+        for m in _PLACEHOLDER_RE.finditer(v.replace("{{", "").replace("}}", "")):
+            if m.group(1) not in ("request_id", "index"):
+                raise ctx.fail(f"workload.headers.{k}", f"unknown placeholder '{{{m.group(1)}}}'; the placeholders of "
+                                                        f"workload headers are {{request_id}} and {{index}}.")
+        headers[k] = v
+    return headers
+
+
+def _workload_saga(ctx: _Ctx, raw: dict[str, Any], saga_specs: dict[str, SagaSpec], via: str,
+                   subject: str | None) -> str | None:
+    """``[workload] saga``: the saga a start request begins (needed when there are several, unless the
+    published subject starts exactly one)."""
+    saga: str | None = _get(ctx, "workload", raw, "saga", str)
+    if saga is not None and saga not in saga_specs:
+        raise ctx.fail("workload.saga", f"names saga '{saga}', which is not defined; "
+                                        f"{_suggest(saga, sorted(saga_specs)) if saga_specs else 'add a [sagas.' + saga + '] table.'}")
+    if saga is None and len(saga_specs) > 1 and raw:
+        if via == "publish":
+            saga = next((n for n, sg in saga_specs.items() if sg.start == subject), None)
+        if saga is None:
+            raise ctx.fail("workload.saga", f"is missing; the system has {len(saga_specs)} sagas, so name the one a "
+                                            f"start request begins, e.g. saga = \"{next(iter(saga_specs))}\".")
+    return saga
+
+
 def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSpec],
                    saga_specs: dict[str, SagaSpec]) -> WorkloadSpec:
     w = "workload"
@@ -228,31 +261,12 @@ def _load_workload(ctx: _Ctx, raw: dict[str, Any], services: dict[str, ServiceSp
     path = _get(ctx, w, raw, "path", str, "/")
     if not path.startswith("/"):
         raise ctx.fail("workload.path", f"must start with '/', not {path!r}.")
-    saga = _get(ctx, w, raw, "saga", str)
-    if saga is not None and saga not in saga_specs:
-        raise ctx.fail("workload.saga", f"names saga '{saga}', which is not defined; "
-                                        f"{_suggest(saga, sorted(saga_specs)) if saga_specs else 'add a [sagas.' + saga + '] table.'}")
-    if saga is None and len(saga_specs) > 1 and raw:
-        if via == "publish":
-            saga = next((n for n, sg in saga_specs.items() if sg.start == subject), None)
-        if saga is None:
-            raise ctx.fail("workload.saga", f"is missing; the system has {len(saga_specs)} sagas, so name the one a "
-                                            f"start request begins, e.g. saga = \"{next(iter(saga_specs))}\".")
+    saga = _workload_saga(ctx, raw, saga_specs, via, subject)
     key = _get(ctx, w, raw, "key", str)
     max_open = _get(ctx, w, raw, "max_open", int)
     if max_open is not None and max_open < 1:
         raise ctx.fail("workload.max_open", f"must be at least 1 saga open at once, not {max_open}.")
-    headers: dict[str, str] = {}
-    for k, v in _get(ctx, w, raw, "headers", dict, {}).items():
-        if not isinstance(v, str):
-            raise ctx.fail(f"workload.headers.{k}", f"must be a string, not {_typename(v)} ({v!r}).")
-        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", k):
-            raise ctx.fail(f"workload.headers.{k}", "is not a valid header name (letters, digits and -); fix it.")
-        for m in _PLACEHOLDER_RE.finditer(v.replace("{{", "").replace("}}", "")):
-            if m.group(1) not in ("request_id", "index"):
-                raise ctx.fail(f"workload.headers.{k}", f"unknown placeholder '{{{m.group(1)}}}'; the placeholders of "
-                                                        f"workload headers are {{request_id}} and {{index}}.")
-        headers[k] = v
+    headers = _workload_headers(ctx, _get(ctx, w, raw, "headers", dict, {}))
     idem = _get(ctx, w, raw, "idempotency_key", str)
     if idem is not None and not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", idem):
         raise ctx.fail("workload.idempotency_key", f"must be the name of the header that carries the key, such as "

@@ -257,7 +257,7 @@ class _Gen:
         out += [10**6 + 1]
         return [int(v) if isinstance(v, float) and v.is_integer() and not floats else v for v in out]
 
-    def _strings(self, hs: list[dict[str, Any]]) -> list[Any]:
+    def _strings(self, hs: list[dict[str, Any]]) -> list[Any]:  # noqa: C901 - not split yet (issue 25)
         out: list[Any] = []
         pats = [h["pattern"] for h in hs if isinstance(h.get("pattern"), str)]
         for pat in pats:
@@ -298,7 +298,7 @@ class _Gen:
         out += ["", "a", "ab", "1", "A-1"]
         return out
 
-    def _objects(self, fps: list[dict[str, Any]], ph: list[dict[str, Any]], ch: list[dict[str, Any]],
+    def _objects(self, fps: list[dict[str, Any]], ph: list[dict[str, Any]], ch: list[dict[str, Any]],  # noqa: C901, PLR0912 - not split yet (issue 25)
                  depth: int) -> list[Any]:
         req: list[str] = []
         names: list[str] = []

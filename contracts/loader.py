@@ -312,7 +312,7 @@ def _require_map(node: Any, file: Path, ptr: str, what: str) -> dict[str, Any]:
     return node
 
 
-def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: ContractSet) -> str:
+def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: ContractSet) -> str:  # noqa: C901, PLR0912, PLR0915 - not split yet (issue 25)
     doc = res.doc(path)
     if not isinstance(doc, dict):
         raise ContractError(path, "", "is not an AsyncAPI document (the top level must be an object)")

@@ -359,6 +359,28 @@ def choreography_model(observed: dict[tuple[str, str], int], declared: list[dict
             "undeclared_subjects": undeclared_subjects, "observed_subjects": observed_subjects}
 
 
+def _chor_node(x: float, y: float, text: str, fill: str, stroke: str, w: int = 140) -> str:
+    """A service or subject of the choreography map: a rounded box with its (shortened) name."""
+    return (f"<rect x='{x - w / 2}' y='{y - 11:.1f}' width='{w}' height='22' rx='11' fill='{fill}' "
+            f"stroke='{stroke}'/><text x='{x}' y='{y + 4:.1f}' font-size='12' text-anchor='middle' "
+            f"fill='#111827'>{_e(text if len(text) <= 26 else text[:25] + '…')}</text>")
+
+
+def _chor_legend(ly: float) -> list[str]:
+    """The choreography map's legend: what each kind of edge means."""
+    legend = [("#16a34a", "", "declared and seen"), ("#dc2626", "", "seen, not declared by any contract"),
+              ("#d97706", "6 4", "declared, never seen"), ("#9ca3af", "", "declared receiver"),
+              ("#dc2626", "2 3", "receiver never took it")]
+    out: list[str] = []
+    lx = 20
+    for color, dash, text in legend:
+        out.append(f"<line x1='{lx}' y1='{ly}' x2='{lx + 30}' y2='{ly}' stroke='{color}' stroke-width='2.5' "
+                   f"stroke-dasharray='{dash}'/><text x='{lx + 36}' y='{ly + 4}' font-size='12' fill='#374151'>"
+                   f"{_e(text)}</text>")
+        lx += 60 + 7 * len(text)
+    return out
+
+
 def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
     """Senders | subjects | receivers, edges coloured by whether the contracts and the wire agree."""
     sends, receives = model["sends"], model["receives"]
@@ -414,15 +436,10 @@ def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
                    f"fill='none' stroke='{color}' stroke-width='{w}' stroke-dasharray='{dash}'>"
                    f"<title>{_e(svc)} receives {_e(s)}{tip}</title></path>")
 
-    def node(x: float, y: float, text: str, fill: str, stroke: str, w: int = 140) -> str:
-        return (f"<rect x='{x - w / 2}' y='{y - 11:.1f}' width='{w}' height='22' rx='11' fill='{fill}' "
-                f"stroke='{stroke}'/><text x='{x}' y='{y + 4:.1f}' font-size='12' text-anchor='middle' "
-                f"fill='#111827'>{_e(text if len(text) <= 26 else text[:25] + '…')}</text>")
-
     for s in senders:
-        out.append(node(xs, py[s], s, "#eef2ff", "#6366f1"))
+        out.append(_chor_node(xs, py[s], s, "#eef2ff", "#6366f1"))
     for s in receivers:
-        out.append(node(xr, ry[s], s, "#eef2ff", "#6366f1"))
+        out.append(_chor_node(xr, ry[s], s, "#eef2ff", "#6366f1"))
     for s in subjects:
         if s in undeclared_subjects:
             fill, stroke = "#fee2e2", "#dc2626"
@@ -430,17 +447,8 @@ def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
             fill, stroke = "#fef3c7", "#d97706"
         else:
             fill, stroke = "#f9fafb", "#9ca3af"
-        out.append(node(xm, my[s], s, fill, stroke, 190))
-    ly = height - 30
-    legend = [("#16a34a", "", "declared and seen"), ("#dc2626", "", "seen, not declared by any contract"),
-              ("#d97706", "6 4", "declared, never seen"), ("#9ca3af", "", "declared receiver"),
-              ("#dc2626", "2 3", "receiver never took it")]
-    lx = 20
-    for color, dash, text in legend:
-        out.append(f"<line x1='{lx}' y1='{ly}' x2='{lx + 30}' y2='{ly}' stroke='{color}' stroke-width='2.5' "
-                   f"stroke-dasharray='{dash}'/><text x='{lx + 36}' y='{ly + 4}' font-size='12' fill='#374151'>"
-                   f"{_e(text)}</text>")
-        lx += 60 + 7 * len(text)
+        out.append(_chor_node(xm, my[s], s, fill, stroke, 190))
+    out += _chor_legend(height - 30)
     if hidden:
         out.append(f"<text x='{xm}' y='{height - 52}' font-size='12' text-anchor='middle' fill='#6b7280'>... and "
                    f"{hidden} more subjects (see report.json)</text>")

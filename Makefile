@@ -27,6 +27,7 @@ check: $(STAMP) typecheck
 
 lint: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
+	$(BIN)/python tools/room_sizes.py
 
 # mypy --strict over the package laid out as installed (symlinks; see pyproject.toml), then over a user project's
 # use of the public API (tests/fixtures/userproject: its plugins and its pytest test).

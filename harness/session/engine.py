@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sagaproof.harness.checks import CheckContext, Window, key_of, own_lateness, run_checks, saga_result
-from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult
+from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult, SagaViolation
 from sagaproof.harness.checks.findings import Finding
 from sagaproof.harness.checks.results import CheckOutcome, RunResult, verdict_of
 from sagaproof.harness.config import SystemSpec, load_callable
@@ -436,6 +436,22 @@ class ChecksResult:
     @property
     def failed_checks(self) -> list[CheckOutcome]:
         return [o for o in self.outcomes if not o.ok]
+
+    # the saga checker's result, typed (anything else of it through __getattr__)
+    @property
+    def violations(self) -> list[SagaViolation]:
+        return self.sagas.violations
+
+    @property
+    def sagas_checked(self) -> int:
+        return self.sagas.sagas_checked
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.sagas.counts
+
+    def by_check(self, check: str) -> list[SagaViolation]:
+        return self.sagas.by_check(check)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("sagas", "outcomes", "in_verdict"):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 __all__ = ["FAULT_KINDS", "KINDS", "NETWORK_KINDS", "PROCESS_KINDS", "CustomFault", "FaultAction", "FaultKind",
            "FaultKindError", "custom_kinds", "fault_colour", "fault_kind_names", "register_fault_kind",
-           "unregister_fault_kind"]
+           "unregister_fault_kind", "watch_process_groups"]
 
 Family = Literal["network", "message", "process", "broker", "custom"]
 
@@ -159,6 +159,18 @@ def _command_action(name: str, inject: list[str], heal: list[str] | None, cwd: P
     return action
 
 
+# Who else must know of a fault command's process group while it runs (the harness's reaper, which kills it
+# should the harness itself die): (add, remove), set by whoever started the environment.
+_group_watch: tuple[Callable[[int], None], Callable[[int], None]] | None = None
+
+
+def watch_process_groups(add: Callable[[int], None] | None, remove: Callable[[int], None] | None = None) -> None:
+    """Tell ``add(pgid)`` of every fault command's process group as it starts and ``remove(pgid)`` once it is
+    gone (the harness's reaper); ``watch_process_groups(None)`` stops telling."""
+    global _group_watch
+    _group_watch = None if add is None or remove is None else (add, remove)
+
+
 def _run_command(fault: CustomFault, stage: str, argv: list[str], cwd: Path | None, timeout: float) -> None:
     """Run one fault command in its own process group; FaultKindError when it fails (nothing of it outlives it)."""
     values = {"target": fault.target, "fault_id": fault.id, "kind": fault.kind, "duration": f"{fault.duration:g}"}
@@ -175,6 +187,9 @@ def _run_command(fault: CustomFault, stage: str, argv: list[str], cwd: Path | No
     except OSError as exc:
         raise FaultKindError(f"the {stage} command of fault kind {fault.kind!r} could not be started "
                              f"({exc.strerror or exc}): {' '.join(args)}") from exc
+    watch = _group_watch
+    if watch is not None:
+        watch[0](proc.pid)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -187,6 +202,8 @@ def _run_command(fault: CustomFault, stage: str, argv: list[str], cwd: Path | No
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if watch is not None:
+            watch[1](proc.pid)
     if proc.returncode != 0:
         tail = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
         raise FaultKindError(f"the {stage} command of fault kind {fault.kind!r} exited with code "

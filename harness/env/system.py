@@ -56,6 +56,8 @@ from sagaproof.harness.events import (
     hide_password,
 )
 
+from sagaproof.faultkinds import watch_process_groups
+
 # Variables that describe the machine or the shell, not the system under test (where programs are, who and where the user is, the terminal, the locale): what
 # a service inherits from the shell in a replay besides the recorded variables, so it finds the same programs.
 MACHINE_VARS = re.compile(r"^(PATH|HOME|USER|LOGNAME|SHELL|PWD|OLDPWD|SHLVL|TERM|TERM_.*|COLORTERM|LS_COLORS|"
@@ -326,6 +328,7 @@ class System:
     def _start(self) -> None:
         self._check_programs()
         self.reaper.start()
+        watch_process_groups(self.reaper.add_group, self.reaper.remove_group)  # plugins' fault commands
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix="sagaproof-run-"))
         self.reaper.add_path(str(self.run_dir))
@@ -554,6 +557,7 @@ class System:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.reaper.remove_path(str(self.run_dir))
         try:
+            watch_process_groups(None)
             self.reaper.close()
         finally:
             self.ports.close()  # only now: nothing of the run listens any more

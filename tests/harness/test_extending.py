@@ -182,3 +182,24 @@ def test_a_fault_kind_is_backed_by_exactly_one_of_a_callable_and_a_command():
         register_fault_kind("nothing")
     with pytest.raises(FaultKindError, match="plain name"):
         register_fault_kind("two words", inject=["true"])
+
+
+def test_a_command_fault_is_run_in_a_group_the_reaper_is_told_of_and_a_failed_one_says_why(tmp_path: Path):
+    from sagaproof.faultkinds import watch_process_groups
+
+    added: list[int] = []
+    removed: list[int] = []
+    register_fault_kind("mark", inject=[sys.executable, "-c", "open('marks', 'a').write('{fault_id} {target}\\n')"],
+                        heal=[sys.executable, "-c", "import sys; print('the disk is full'); sys.exit(3)"], cwd=tmp_path)
+    watch_process_groups(added.append, removed.append)
+    failed: list[tuple[str, str, str]] = []
+    try:
+        runner = NemesisRunner(None, {}, on_failure=lambda fault, stage, error: failed.append((fault.id, stage, error)))
+        runner.run(Schedule(1, 1.0, (Fault("f001", "mark", "alpha", 0.0, 0.05),)))
+    finally:
+        watch_process_groups(None)
+        unregister_fault_kind("mark")
+    assert (tmp_path / "marks").read_text() == "f001 alpha\n"
+    assert len(added) == 2 and added == removed, (added, removed)
+    [(fid, stage, error)] = failed
+    assert (fid, stage) == ("f001", "heal") and "exited with code 3 (the disk is full)" in error, error

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 __all__ = ["FAULT_KINDS", "KINDS", "NETWORK_KINDS", "PROCESS_KINDS", "CustomFault", "FaultAction", "FaultKind",
            "FaultKindError", "custom_kinds", "fault_colour", "fault_kind_names", "register_fault_kind",
-           "unregister_fault_kind", "watch_process_groups"]
+           "run_command", "unregister_fault_kind", "watch_process_groups"]
 
 Family = Literal["network", "message", "process", "broker", "custom"]
 
@@ -171,8 +171,50 @@ def watch_process_groups(add: Callable[[int], None] | None, remove: Callable[[in
     _group_watch = None if add is None or remove is None else (add, remove)
 
 
+def run_command(args: Sequence[str], *, cwd: str | Path | None, timeout: float, env: Mapping[str, str] | None = None,
+                log: IO[bytes] | None = None,
+                watch: tuple[Callable[[int], None], Callable[[int], None]] | None = None) -> tuple[int | None, bytes]:
+    """Run a fault command in a process group of its own, told to ``watch`` (default: the one
+    :func:`watch_process_groups` set, the harness's reaper) while it runs; the whole group is killed when the
+    command ends or outlives ``timeout`` seconds, so nothing it started outlives it. Its output goes to ``log``
+    (or is returned). Returns (its exit code, None when it timed out; its output when not logged).
+
+    Raises:
+        OSError: the program could not be started.
+    """
+    proc = subprocess.Popen(list(args), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
+                            stdout=log if log is not None else subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, close_fds=True)
+    watch = watch if watch is not None else _group_watch
+    if watch is not None:
+        watch[0](proc.pid)
+    out = b""
+    code: int | None = None
+    try:
+        if log is None:
+            out, _ = proc.communicate(timeout=timeout)
+        else:
+            proc.wait(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        try:  # nothing a fault command started outlives it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if log is None:
+            more, _ = proc.communicate()
+            out = out or more or b""
+        else:
+            proc.wait()
+        if watch is not None:
+            watch[1](proc.pid)
+    return code, out
+
+
 def _run_command(fault: CustomFault, stage: str, argv: list[str], cwd: Path | None, timeout: float) -> None:
-    """Run one fault command in its own process group; FaultKindError when it fails (nothing of it outlives it)."""
+    """Run one of a plugin's fault commands (:func:`run_command`); FaultKindError when it fails."""
     values = {"target": fault.target, "fault_id": fault.id, "kind": fault.kind, "duration": f"{fault.duration:g}"}
     try:
         args = [a.format(**values) for a in argv]
@@ -182,29 +224,14 @@ def _run_command(fault: CustomFault, stage: str, argv: list[str], cwd: Path | No
     env = dict(os.environ, SAGAPROOF_FAULT_TARGET=fault.target, SAGAPROOF_FAULT_ID=fault.id,
                SAGAPROOF_FAULT_KIND=fault.kind, SAGAPROOF_FAULT_DURATION=values["duration"])
     try:
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        code, out = run_command(args, cwd=cwd, timeout=timeout, env=env)
     except OSError as exc:
         raise FaultKindError(f"the {stage} command of fault kind {fault.kind!r} could not be started "
                              f"({exc.strerror or exc}): {' '.join(args)}") from exc
-    watch = _group_watch
-    if watch is not None:
-        watch[0](proc.pid)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+    if code is None:
         raise FaultKindError(f"the {stage} command of fault kind {fault.kind!r} ran longer than {timeout:g}s "
-                             f"and was killed: {' '.join(args)}") from exc
-    finally:
-        try:  # nothing a fault command started outlives it
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if watch is not None:
-            watch[1](proc.pid)
-    if proc.returncode != 0:
+                             f"and was killed: {' '.join(args)}")
+    if code != 0:
         tail = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
         raise FaultKindError(f"the {stage} command of fault kind {fault.kind!r} exited with code "
-                             f"{proc.returncode}" + (f" ({tail[0]})" if tail else "") + f": {' '.join(args)}")
+                             f"{code}" + (f" ({tail[0]})" if tail else "") + f": {' '.join(args)}")

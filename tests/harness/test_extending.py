@@ -203,3 +203,16 @@ def test_a_command_fault_is_run_in_a_group_the_reaper_is_told_of_and_a_failed_on
     assert len(added) == 2 and added == removed, (added, removed)
     [(fid, stage, error)] = failed
     assert (fid, stage) == ("f001", "heal") and "exited with code 3 (the disk is full)" in error, error
+
+
+def test_a_fault_command_that_outlives_its_timeout_is_killed_with_everything_it_started(tmp_path: Path):
+    from sagaproof.faultkinds import run_command
+    from tests.conftest import pid_alive
+
+    script = "import subprocess, sys, time; p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True); time.sleep(60)"
+    log = tmp_path / "cmd.log"
+    with open(log, "wb") as out:
+        code, _ = run_command([sys.executable, "-c", script], cwd=tmp_path, timeout=5.0, log=out)
+    assert code is None
+    child = int(log.read_text().split()[0])
+    assert not pid_alive(child), "the command's own child was killed with its group"

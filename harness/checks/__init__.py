@@ -83,7 +83,17 @@ def registered_checks() -> list[CheckFn]:
 
 
 def register_check(fn: CheckFn) -> CheckFn:
-    """Add a check to every run and every pytest check (after the built-in ones); returns it (a decorator)."""
-    if fn not in CHECKS:
+    """Add a check to every run and every pytest check (after the built-in ones); returns it (a decorator).
+
+    Registering it again is harmless, also when its module was imported twice under two names (a plugin named
+    by its path and imported by name elsewhere): a function of the same file and name is one check."""
+    if fn not in CHECKS and _origin(fn) not in {_origin(other) for other in CHECKS}:
         CHECKS.append(fn)
     return fn
+
+
+def _origin(fn: CheckFn) -> tuple[str, str] | None:
+    code = getattr(fn, "__code__", None)
+    if code is None or getattr(fn, "__closure__", None) is not None:
+        return None  # a callable object, or a closure a factory made (one of several): judged by identity only
+    return code.co_filename, getattr(fn, "__qualname__", code.co_name)

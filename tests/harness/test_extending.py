@@ -216,3 +216,18 @@ def test_a_fault_command_that_outlives_its_timeout_is_killed_with_everything_it_
     assert code is None
     child = int(log.read_text().split()[0])
     assert not pid_alive(child), "the command's own child was killed with its group"
+
+
+def test_a_check_module_imported_under_two_names_registers_its_check_once(tmp_path: Path):
+    (tmp_path / "twice.py").write_text("import sagaproof\n\n@sagaproof.register_check\ndef twice(ctx):\n    return []\n")
+    code = ("import importlib.util, sys\n"
+            "sys.path.insert(0, sys.argv[1])\n"
+            "import twice\n"
+            "from sagaproof.harness.plugins import load_plugin\n"
+            "from pathlib import Path\n"
+            "load_plugin('twice.py', base=Path(sys.argv[1]), where='--plugin')\n"
+            "from sagaproof.harness.checks import registered_checks\n"
+            "print(len(registered_checks()), len(sys.modules) > 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "1"

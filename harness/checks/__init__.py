@@ -87,7 +87,8 @@ def register_check(fn: CheckFn) -> CheckFn:
 
     Registering it again is harmless, also when its module was imported twice under two names (a plugin named
     by its path and imported by name elsewhere): a function of the same file and name is one check."""
-    if fn not in CHECKS and _origin(fn) not in {_origin(other) for other in CHECKS}:
+    origin = _origin(fn)
+    if fn not in CHECKS and (origin is None or origin not in {_origin(other) for other in CHECKS}):
         CHECKS.append(fn)
     return fn
 

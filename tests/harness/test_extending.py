@@ -231,3 +231,23 @@ def test_a_check_module_imported_under_two_names_registers_its_check_once(tmp_pa
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[0] == "1"
+
+
+def test_checks_a_factory_makes_are_each_registered():
+    from sagaproof.harness import checks
+
+    def make(name: str) -> checks.CheckFn:
+        def check(ctx: checks.CheckContext) -> list[checks.CheckOutcome]:
+            return []
+        check.__name__ = name
+        return check
+
+    made = [make("one"), make("two")]
+    try:
+        for fn in made:
+            checks.register_check(fn)
+        assert all(fn in checks.CHECKS for fn in made)
+    finally:
+        for fn in made:
+            if fn in checks.CHECKS:
+                checks.CHECKS.remove(fn)

@@ -238,8 +238,8 @@ def test_checks_a_factory_makes_are_each_registered():
 
     def make(name: str) -> checks.CheckFn:
         def check(ctx: checks.CheckContext) -> list[checks.CheckOutcome]:
-            return []
-        check.__name__ = name
+            return [checks.CheckOutcome(name)]  # each made check judges its own thing
+
         return check
 
     made = [make("one"), make("two")]

@@ -36,7 +36,6 @@ LONGER: dict[str, int] = {
     "contracts/_schema_canon.py:_canon": 83,
     "contracts/_schema_gen.py:_Gen._objects": 81,
     "contracts/_schema_proof.py:_Prover._objects": 101,
-    "contracts/loader.py:_load_asyncapi": 99,
 }
 
 

@@ -175,6 +175,30 @@ def _uniq(values: list[Any], limit: int) -> list[Any]:
 _POOL: tuple[Any, ...] = (None, 0, "a", 0.5, True, {}, [])
 
 
+def _object_names(ph: list[dict[str, Any]], ch: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The producer's required property names, and every name either side mentions (properties, required,
+    dependencies, samples of property patterns and names), plus two it does not."""
+    req: list[str] = []
+    names: list[str] = []
+    for h in ph:
+        req += [k for k in h.get("required") or [] if isinstance(k, str)]
+    for h in [*ph, *ch]:
+        names += list(h.get("properties") or {})
+        names += [k for k in h.get("required") or [] if isinstance(k, str)]
+        names += list(h.get("dependentRequired") or {})
+        names += [d for ds in (h.get("dependentRequired") or {}).values() for d in ds]
+        names += list(h.get("dependentSchemas") or {})
+        for pat in h.get("patternProperties") or {}:
+            names += _regex_samples(pat, 2)
+        pn = h.get("propertyNames")
+        if isinstance(pn, dict):
+            names += [v for v in pn.get("enum", []) if isinstance(v, str)]
+            if isinstance(pn.get("pattern"), str):
+                names += _regex_samples(pn["pattern"], 2)
+    names += ["x", "extra"]
+    return list(dict.fromkeys(req)), list(dict.fromkeys(names))
+
+
 class _Gen:
     """Small candidate values near the boundaries of both schemas (valid or not: the validators judge)."""
 
@@ -298,28 +322,9 @@ class _Gen:
         out += ["", "a", "ab", "1", "A-1"]
         return out
 
-    def _objects(self, fps: list[dict[str, Any]], ph: list[dict[str, Any]], ch: list[dict[str, Any]],  # noqa: C901, PLR0912 - not split yet (issue 25)
+    def _objects(self, fps: list[dict[str, Any]], ph: list[dict[str, Any]], ch: list[dict[str, Any]],  # noqa: C901 - not split yet (issue 25)
                  depth: int) -> list[Any]:
-        req: list[str] = []
-        names: list[str] = []
-        for h in ph:
-            req += [k for k in h.get("required") or [] if isinstance(k, str)]
-        for h in [*ph, *ch]:
-            names += list(h.get("properties") or {})
-            names += [k for k in h.get("required") or [] if isinstance(k, str)]
-            names += list(h.get("dependentRequired") or {})
-            names += [d for ds in (h.get("dependentRequired") or {}).values() for d in ds]
-            names += list(h.get("dependentSchemas") or {})
-            for pat in h.get("patternProperties") or {}:
-                names += _regex_samples(pat, 2)
-            pn = h.get("propertyNames")
-            if isinstance(pn, dict):
-                names += [v for v in pn.get("enum", []) if isinstance(v, str)]
-                if isinstance(pn.get("pattern"), str):
-                    names += _regex_samples(pn["pattern"], 2)
-        names += ["x", "extra"]
-        names = list(dict.fromkeys(names))
-        req = list(dict.fromkeys(req))
+        req, names = _object_names(ph, ch)
         cands: dict[str, list[Any]] = {}
         firsts: dict[str, Any] = {}
 

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -215,6 +216,10 @@ def test_a_fault_command_that_outlives_its_timeout_is_killed_with_everything_it_
         code, _ = run_command([sys.executable, "-c", script], cwd=tmp_path, timeout=5.0, log=out)
     assert code is None
     child = int(log.read_text().split()[0])
+    for _ in range(600):  # SIGKILL was sent to the group; its delivery is the kernel's (at most 30 s here)
+        if not pid_alive(child):
+            break
+        time.sleep(0.05)
     assert not pid_alive(child), "the command's own child was killed with its group"
 
 

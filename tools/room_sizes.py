@@ -21,8 +21,9 @@ MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
 # Rooms that other work in progress is changing: not measured until it lands (issue 25's report lists them).
-EXEMPT = ("harness/checks/checker.py", "harness/checks/consumption.py", "harness/session/engine.py",
-          "chaos/toxiproxy/_link.py")
+EXEMPT = ("harness/checks/checker.py", "harness/checks/consumption.py", "harness/checks/spill.py",
+          "harness/session/engine.py", "harness/session/targeted.py", "harness/session/nemesis.py",
+          "chaos/toxiproxy/")
 
 # Modules not split yet: path -> the most lines it may have.
 LARGER: dict[str, int] = {}
@@ -65,7 +66,7 @@ def offences(root: Path = ROOT) -> list[str]:
     for top in PACKAGE:
         for path in sorted((root / top).rglob("*.py")):
             rel = path.relative_to(root).as_posix()
-            if rel in EXEMPT:
+            if rel.startswith(EXEMPT):
                 continue
             text = path.read_text(encoding="utf-8")
             lines = len(text.splitlines())

@@ -129,7 +129,7 @@ def canonical(schema: Any) -> Any:
     return _canon(_inline_refs(schema), _dialect(schema))
 
 
-def _canon(s: Any, d: str) -> Any:  # noqa: C901, PLR0912 - not split yet (issue 25)
+def _canon(s: Any, d: str) -> Any:
     if isinstance(s, bool):
         return s
     if not isinstance(s, dict):
@@ -138,49 +138,59 @@ def _canon(s: Any, d: str) -> Any:  # noqa: C901, PLR0912 - not split yet (issue
     if "$ref" in s or "$dynamicRef" in s or "$recursiveRef" in s:
         raise _Undecidable("$ref", "a recursive or unresolved $ref is not decided")
     for k, v in s.items():
-        if _inert(k):
+        if _inert(k) or (d == "07" and k in _NOT_IN_07):
             continue
-        if d == "07" and k in _NOT_IN_07:
-            continue
-        if k in ("properties", "patternProperties", "dependentSchemas"):
-            if isinstance(v, dict):
-                out[k] = {n: _canon(x, d) for n, x in v.items()}
-        elif k in ("allOf", "anyOf", "oneOf"):
+        _canon_keyword(out, s, k, v, d)
+    return _canon_tidy(out)
+
+
+def _canon_keyword(out: dict[str, Any], s: dict[str, Any], k: str, v: Any, d: str) -> None:  # noqa: PLR0912 - one branch per keyword
+    """Keyword *k* (value *v*) of schema *s* (draft *d*) into its canonical form *out*."""
+    if k in ("properties", "patternProperties", "dependentSchemas"):
+        if isinstance(v, dict):
+            out[k] = {n: _canon(x, d) for n, x in v.items()}
+    elif k in ("allOf", "anyOf", "oneOf"):
+        out[k] = [_canon(x, d) for x in v]
+    elif k == "prefixItems":
+        if d == "2020":
             out[k] = [_canon(x, d) for x in v]
-        elif k == "prefixItems":
-            if d == "2020":
-                out[k] = [_canon(x, d) for x in v]
-        elif k == "items":
-            if isinstance(v, list):
-                out["prefixItems"] = [_canon(x, d) for x in v]
-                if "additionalItems" in s:
-                    out["items"] = _canon(s["additionalItems"], d)
-            else:
-                out["items"] = _canon(v, d)
-        elif k == "additionalItems":
-            continue
-        elif k == "dependencies" and isinstance(v, dict):
-            for n, x in v.items():
-                if isinstance(x, list):
-                    out.setdefault("dependentRequired", {})[n] = x
-                else:
-                    out.setdefault("dependentSchemas", {})[n] = _canon(x, d)
-        elif k in ("additionalProperties", "unevaluatedProperties", "unevaluatedItems", "contains",
-                   "propertyNames", "not", "if", "then", "else"):
-            out[k] = _canon(v, d)
-        elif k in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(v, bool):
-            base = "minimum" if k == "exclusiveMinimum" else "maximum"
-            if v and base in s:
-                out[k] = s[base]
-        elif k in ("minimum", "maximum") and isinstance(s.get("exclusive" + k[:1].upper() + k[1:]), bool) \
-                and s["exclusive" + k[:1].upper() + k[1:]]:
-            continue
-        elif k == "dependentRequired" and "dependentRequired" in out:
-            out[k] = {**out[k], **v}
-        elif k == "dependentSchemas" and "dependentSchemas" in out:
-            out[k] = {**out[k], **{n: _canon(x, d) for n, x in v.items()}}
+    elif k == "items":
+        if isinstance(v, list):
+            out["prefixItems"] = [_canon(x, d) for x in v]
+            if "additionalItems" in s:
+                out["items"] = _canon(s["additionalItems"], d)
         else:
-            out[k] = v
+            out["items"] = _canon(v, d)
+    elif k == "additionalItems":
+        return
+    elif k == "dependencies" and isinstance(v, dict):
+        for n, x in v.items():
+            if isinstance(x, list):
+                out.setdefault("dependentRequired", {})[n] = x
+            else:
+                out.setdefault("dependentSchemas", {})[n] = _canon(x, d)
+    elif k in ("additionalProperties", "unevaluatedProperties", "unevaluatedItems", "contains",
+               "propertyNames", "not", "if", "then", "else"):
+        out[k] = _canon(v, d)
+    elif k in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(v, bool):
+        base = "minimum" if k == "exclusiveMinimum" else "maximum"
+        if v and base in s:
+            out[k] = s[base]
+    elif k in ("minimum", "maximum") and isinstance(s.get("exclusive" + k[:1].upper() + k[1:]), bool) \
+            and s["exclusive" + k[:1].upper() + k[1:]]:
+        return
+    elif k == "dependentRequired" and "dependentRequired" in out:
+        out[k] = {**out[k], **v}
+    elif k == "dependentSchemas" and "dependentSchemas" in out:
+        out[k] = {**out[k], **{n: _canon(x, d) for n, x in v.items()}}
+    else:
+        out[k] = v
+
+
+def _canon_tidy(out: dict[str, Any]) -> dict[str, Any]:
+    """The canonical form's last steps: a conditional without branches dropped, a one-type list unwrapped, allOf
+    parts that mean the same merged into the parent, unevaluated* without applicators read as additional*, and
+    keywords that allow everything dropped."""
     if "if" in out and "then" not in out and "else" not in out:
         del out["if"]
     if "if" not in out:

@@ -22,6 +22,7 @@ from sagaproof.contracts._schema_util import (
     _bound,
     _bound_ok,
     _esc,
+    _first_keyword,
     _matches,
     _num,
     _pattern_length,
@@ -30,7 +31,6 @@ from sagaproof.contracts._schema_util import (
     _types,
     _valid,
 )
-from sagaproof.contracts.generate import compile_validator
 
 # ----------------------------------------------------------------------------- the proof
 
@@ -175,6 +175,18 @@ def _closed_names(ps: list[dict[str, Any]]) -> set[str] | None:
         if isinstance(p.get("maxProperties"), int) and p["maxProperties"] == 0:
             names = set()
     return names
+
+
+def _p_schemas(ps: list[dict[str, Any]], closed: set[str] | None, k: str) -> list[Any]:
+    """The producer's schemas of property *k* (``False`` when its properties are closed and *k* is not one)."""
+    if closed is not None and k not in closed:
+        return [False]
+    return [s for p in ps for s, _ in _pprop(p, k)]
+
+
+def _forbidden(ps: list[dict[str, Any]], closed: set[str] | None, k: str) -> bool:
+    """True when the producer never sends property *k*."""
+    return _flat(_p_schemas(ps, closed, k)) is None
 
 
 class _Prover:
@@ -408,29 +420,29 @@ class _Prover:
 
     # -- objects
 
-    def _objects(self, ps: list[dict[str, Any]], c: dict[str, Any], loc: str) -> _Stop | None:  # noqa: C901, PLR0912 - not split yet (issue 25)
+    def _objects(self, ps: list[dict[str, Any]], c: dict[str, Any], loc: str) -> _Stop | None:
         req = _required(ps)
         closed = _closed_names(ps)
+        for part in (self._object_properties, self._object_counts, self._object_dependencies):
+            r = part(ps, c, loc, req, closed)
+            if r is not None:
+                return r
+        return None
+
+    def _object_properties(self, ps: list[dict[str, Any]], c: dict[str, Any], loc: str, req: set[str],
+                           closed: set[str] | None) -> _Stop | None:
+        """Each property the consumer declares, its patternProperties and its additionalProperties."""
         names: set[str] = set(req) | set(c.get("properties") or {}) | set(c.get("dependentRequired") or {}) \
             | set(c.get("dependentSchemas") or {}) | set(c.get("required") or [])
         for p in ps:
             names |= set(p.get("properties") or {})
         if closed is not None:
             names |= closed
-
-        def p_schemas(k: str) -> list[Any]:
-            if closed is not None and k not in closed:
-                return [False]
-            return [s for p in ps for s, _ in _pprop(p, k)]
-
-        def forbidden(k: str) -> bool:
-            return _flat(p_schemas(k)) is None
-
         for k in sorted(names):
             cks = _pprop(c, k)
-            if not cks or forbidden(k):
+            if not cks or _forbidden(ps, closed, k):
                 continue
-            pk = p_schemas(k)
+            pk = _p_schemas(ps, closed, k)
             for cs_, where in cks:
                 r = self.sub(pk, cs_, loc + where)
                 if r is not None:
@@ -466,6 +478,11 @@ class _Prover:
                             r = _Stop("additionalProperties", f"{loc}/additionalProperties", "the producer may send "
                                       "properties the consumer does not declare (consumer has additionalProperties: false)")
                         return r
+        return None
+
+    def _object_counts(self, ps: list[dict[str, Any]], c: dict[str, Any], loc: str, req: set[str],
+                       closed: set[str] | None) -> _Stop | None:
+        """required, minProperties, maxProperties and propertyNames."""
         for k in c.get("required") or []:
             if k not in req:
                 return _Stop("required", f"{loc}/required", f"the consumer requires '{k}', which the producer does "
@@ -478,19 +495,24 @@ class _Prover:
         if "maxProperties" in c:
             pmax = min([math.inf, *[p.get("maxProperties", math.inf) for p in ps]])
             if closed is not None:
-                pmax = min(pmax, len([k for k in closed if not forbidden(k)]))
+                pmax = min(pmax, len([k for k in closed if not _forbidden(ps, closed, k)]))
             if pmax > c["maxProperties"]:
                 return _Stop("maxProperties", f"{loc}/maxProperties", "the producer may send more properties than "
                                                                       f"the consumer's maxProperties {c['maxProperties']}")
         if "propertyNames" in c:
             pn = [{"type": "string"}, *[p["propertyNames"] for p in ps if "propertyNames" in p]]
             if self.sub(pn, c["propertyNames"], f"{loc}/propertyNames") is not None:
-                allowed = [k for k in (closed or set()) if not forbidden(k)]
+                allowed = [k for k in (closed or set()) if not _forbidden(ps, closed, k)]
                 if closed is None or not all(_valid(c["propertyNames"], k) for k in allowed):
                     return _Stop("propertyNames", f"{loc}/propertyNames", "the producer's property names are not "
                                                                           "shown to satisfy the consumer's propertyNames")
+        return None
+
+    def _object_dependencies(self, ps: list[dict[str, Any]], c: dict[str, Any], loc: str, req: set[str],
+                             closed: set[str] | None) -> _Stop | None:
+        """dependentRequired and dependentSchemas."""
         for k, deps in (c.get("dependentRequired") or {}).items():
-            if forbidden(k):
+            if _forbidden(ps, closed, k):
                 continue
             have = req | {d for p in ps for d in (p.get("dependentRequired") or {}).get(k, [])}
             for p in ps:
@@ -502,7 +524,7 @@ class _Prover:
                 return _Stop("dependentRequired", f"{loc}/dependentRequired/{_esc(k)}", f"the consumer requires "
                              f"'{missing[0]}' whenever '{k}' is present; the producer does not")
         for k, s in (c.get("dependentSchemas") or {}).items():
-            if forbidden(k):
+            if _forbidden(ps, closed, k):
                 continue
             extra = [{"required": [k]}, *[p["dependentSchemas"][k] for p in ps if k in (p.get("dependentSchemas") or {})]]
             if self.sub([*ps, *extra], s, f"{loc}/dependentSchemas/{_esc(k)}") is not None:
@@ -576,10 +598,3 @@ class _Prover:
                     if xk and any(self.disjoint(pk, s, depth + 1) for s in xk):
                         return True
         return False
-
-
-def _first_keyword(schema: Any, value: Any) -> str:
-    for err in compile_validator(schema).iter_errors(value):
-        path = list(err.schema_path)
-        return str(path[-1]) if path else ""
-    return ""

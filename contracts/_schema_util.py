@@ -145,3 +145,11 @@ def _pattern_length(pattern: str) -> tuple[int, int | None] | None:
         hi = None if hi is None or b is None else hi + b
         pos = m.end()
     return lo, hi
+
+
+def _first_keyword(schema: Any, value: Any) -> str:
+    """The keyword of *schema* that *value* fails first ("" when it fails none)."""
+    for err in compile_validator(schema).iter_errors(value):
+        path = list(err.schema_path)
+        return str(path[-1]) if path else ""
+    return ""

@@ -34,7 +34,6 @@ LONGER: dict[str, int] = {
     "chaos/_wire_scan.py:_Downstream._scan": 89,
     "chaos/_wire_scan.py:_Upstream._scan": 111,
     # not reached yet
-    "contracts/_schema_proof.py:_Prover._objects": 101,
 }
 
 

@@ -30,7 +30,7 @@ from types import ModuleType
 
 from sagaproof.harness.errors import ConfigError
 
-__all__ = ["ENTRY_POINT_GROUP", "load_entry_points", "load_plugin", "load_plugins", "loaded_plugins",
+__all__ = ["ENTRY_POINT_GROUP", "check_fault_names", "load_entry_points", "load_plugin", "load_plugins", "loaded_plugins",
            "resolve_plugin"]
 
 ENTRY_POINT_GROUP = "sagaproof.plugins"
@@ -149,3 +149,14 @@ def load_plugins(refs: Iterable[str], *, base: Path, where: str, entry_points: b
     if entry_points:
         load_entry_points()
     return [load_plugin(ref, base=base, where=where) for ref in refs]
+
+
+def check_fault_names(names: Iterable[str] | None, where: str = "--faults") -> None:
+    """Every name is a fault kind: a built-in one or a loaded plugin's (checked once the plugins are loaded)."""
+    from sagaproof.faultkinds import fault_kind_names
+
+    known = fault_kind_names()
+    bad = [n for n in names or () if n not in known]
+    if bad:
+        raise ConfigError(f"{where}: unknown fault '{bad[0]}'; the faults are: {', '.join(known)} (a plugin's "
+                          f"kind is known once [plugins] or --plugin names its module).")

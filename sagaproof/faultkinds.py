@@ -11,14 +11,13 @@ system file, the CLI's ``--faults``, the nemesis and the report all read this ta
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["FAULT_KINDS", "KINDS", "NETWORK_KINDS", "PROCESS_KINDS", "CustomFault", "FaultAction", "FaultKind",
            "FaultKindError", "custom_kinds", "fault_colour", "fault_kind_names", "register_fault_kind",
@@ -127,6 +126,8 @@ def register_fault_kind(name: str, action: FaultAction | None = None, *, inject:
         raise FaultKindError(f"fault kind {name!r} needs either a callable (action) or an inject command, "
                              f"and not both")
     if inject is not None:
+        from pathlib import Path
+
         action = _command_action(name, list(inject), None if heal is None else list(heal),
                                  None if cwd is None else Path(cwd), float(timeout))
     assert action is not None
@@ -182,6 +183,10 @@ def run_command(args: Sequence[str], *, cwd: str | Path | None, timeout: float, 
     Raises:
         OSError: the program could not be started.
     """
+    import os
+    import signal
+    import subprocess
+
     proc = subprocess.Popen(list(args), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
                             stdout=log if log is not None else subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, close_fds=True)
@@ -221,6 +226,8 @@ def _run_command(fault: CustomFault, stage: str, argv: list[str], cwd: Path | No
     except (KeyError, IndexError, ValueError) as exc:
         raise FaultKindError(f"the {stage} command of fault kind {fault.kind!r} has a placeholder other than "
                              f"{{target}}, {{fault_id}}, {{kind}}, {{duration}} ({exc})") from exc
+    import os
+
     env = dict(os.environ, SAGAPROOF_FAULT_TARGET=fault.target, SAGAPROOF_FAULT_ID=fault.id,
                SAGAPROOF_FAULT_KIND=fault.kind, SAGAPROOF_FAULT_DURATION=values["duration"])
     try:

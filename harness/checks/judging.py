@@ -95,13 +95,13 @@ def _window_keys(history: HistoryReader, sagas: dict[str, SagaSpec], window: Win
     request was accepted in it), or those asked for."""
     if window.keys is not None:
         out: dict[str, set[str]] = {name: set() for name in sagas}
-        for k in window.keys:
-            if isinstance(k, tuple):
-                if k[0] in out:
-                    out[k[0]].add(str(k[1]))
+        for wanted in window.keys:
+            if isinstance(wanted, tuple):
+                if wanted[0] in out:
+                    out[wanted[0]].add(str(wanted[1]))
             else:
                 for keys in out.values():
-                    keys.add(str(k))
+                    keys.add(str(wanted))
         return out
     starts: dict[str, list[str]] = {}
     for name, spec in sagas.items():

@@ -88,24 +88,6 @@ def _faults_arg(text: str) -> tuple[str, ...]:
     return tuple(f.strip() for f in text.split(",") if f.strip())
 
 
-def _check_faults(names: tuple[str, ...] | None) -> None:
-    """--faults names known kinds: the built-in ones and those of the plugins loaded (checked after loading)."""
-    from sagaproof.faultkinds import fault_kind_names
-
-    known = fault_kind_names()
-    bad = [n for n in names or () if n not in known]
-    if bad:
-        raise ConfigError(f"--faults: unknown fault '{bad[0]}'; the faults are: {', '.join(known)} (a plugin's "
-                          f"kind is known once [plugins] or --plugin names its module).")
-
-
-def load_cli_plugins(refs: list[str]) -> list[str]:
-    """Load the --plugin modules (paths relative to the working directory); returns them resolved."""
-    from sagaproof.harness.plugins import load_plugins
-
-    return load_plugins(refs, base=Path.cwd(), where="--plugin")
-
-
 def _phases_arg(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     bad = [n for n in names if n not in ("targeted", "random")]
@@ -488,14 +470,15 @@ def _run(spec: Any, opts: Any, total: int) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sagaproof.harness.config import load_system_file
+    from sagaproof.harness.plugins import check_fault_names, load_plugins
 
-    args.plugin = load_cli_plugins(args.plugin)
+    args.plugin = load_plugins(args.plugin, base=Path.cwd(), where="--plugin")
     try:
         spec = load_system_file(args.dir)  # its [plugins] may add the fault kinds --faults names
     except ConfigError:
-        _check_faults(args.faults)  # a mistake on the command line is the first to report
+        check_fault_names(args.faults)  # a mistake on the command line is the first to report
         raise
-    _check_faults(args.faults)
+    check_fault_names(args.faults)
     ensure_writable_dir(args.report_dir, "--report-dir")
     if args.jobs is not None and args.seeds is None:
         raise ConfigError("--jobs runs several seeds at once and needs --seeds, e.g. --seeds 1-20 --jobs 4.")
@@ -514,9 +497,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from sagaproof.harness.plugins import load_plugins
     from sagaproof.harness.session.replay import replay_options
 
-    plugins = load_cli_plugins(args.plugin)
+    plugins = load_plugins(args.plugin, base=Path.cwd(), where="--plugin")
     schedule = None
     if args.schedule is not None:
         spec, _ = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), plugins=plugins)

@@ -189,7 +189,7 @@ def test_two_sagas_sharing_subjects_judge_alike_on_both_paths(tmp_path: Path, mo
     records = synthetic(CHECKOUT, 300, seed=11)
     h = written(records, tmp_path)
     sagas = {"checkout": CHECKOUT, "refund": REFUND}
-    monkeypatch.setattr(checks_mod, "SHARD_MESSAGES", shard_messages)
+    monkeypatch.setattr(judging_mod, "SHARD_MESSAGES", shard_messages)
     spec = SystemSpec(path=tmp_path / "sagaproof.toml", root=tmp_path, nats=NatsSpec(), services={}, sagas=sagas,
                       workload=WorkloadSpec(), invariants=(), invariant_timeout=1.0, chaos=ChaosSpec())
     ctx = CheckContext(spec, h.reader(), Window(), 1.0, h.max_t + 100.0,

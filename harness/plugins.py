@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Iterable
@@ -124,6 +123,10 @@ def load_entry_points() -> list[str]:
     if _entry_points_loaded:
         return []
     _entry_points_loaded = True
+    if not _may_have_entry_points():
+        return []  # importlib.metadata costs tens of milliseconds at every start-up; nothing declares the group
+    import importlib.metadata
+
     out: list[str] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"entry point {ep.name} = {ep.value}"
@@ -142,6 +145,24 @@ def load_entry_points() -> list[str]:
         _LOADED[key] = target if isinstance(target, ModuleType) else None
         out.append(key)
     return out
+
+
+def _may_have_entry_points() -> bool:
+    """Whether any installed distribution's entry_points.txt mentions the group (a cheap look at the files,
+    before importlib.metadata reads them all); True when a path entry cannot be looked at that way."""
+    for entry in sys.path:
+        folder = Path(entry or ".")
+        if not folder.is_dir():
+            if folder.exists():
+                return True  # a zip or egg: let importlib.metadata read it
+            continue
+        for meta in (*folder.glob("*.dist-info/entry_points.txt"), *folder.glob("*.egg-info/entry_points.txt")):
+            try:
+                if ENTRY_POINT_GROUP in meta.read_text(encoding="utf-8", errors="replace"):
+                    return True
+            except OSError:
+                return True
+    return False
 
 
 def load_plugins(refs: Iterable[str], *, base: Path, where: str, entry_points: bool = True) -> list[str]:

@@ -27,13 +27,16 @@ check: $(STAMP) typecheck
 
 lint: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
+	$(BIN)/python tools/room_sizes.py
 
-# mypy over the package laid out as installed (symlinks), strict on the public API (see pyproject.toml).
+# mypy --strict over the package laid out as installed (symlinks; see pyproject.toml), then over a user project's
+# use of the public API (tests/fixtures/userproject: its plugins and its pytest test).
 typecheck: $(STAMP)
 	rm -rf build/typecheck && mkdir -p build/typecheck/sagaproof
-	for f in sagaproof/*.py; do ln -s ../../../$$f build/typecheck/sagaproof/; done
+	for f in sagaproof/*.py sagaproof/py.typed; do ln -s ../../../$$f build/typecheck/sagaproof/; done
 	for d in harness contracts chaos; do ln -s ../../../$$d build/typecheck/sagaproof/$$d; done
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p sagaproof
+	cd build/typecheck && MYPYPATH=. ../../$(BIN)/mypy --strict --cache-dir ../../.mypy_cache ../../tests/fixtures/userproject
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py

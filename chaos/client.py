@@ -79,19 +79,19 @@ class FaultProxyClient:
                 raise ChaosError(
                     f"Cannot {what}: {_server_message(exc.args[0] if exc.args else '')} on {self.url}; check the name.",
                     status=404,
-                ) from None
+                ) from exc
             except ProxyExists as exc:
                 raise ChaosError(
                     f"Cannot {what}: {_server_message(exc.args[0] if exc.args else '')}; use another name or remove the old one first.",
                     status=409,
-                ) from None
+                ) from exc
             except InvalidToxic as exc:
                 raise ChaosError(
                     f"Cannot {what}: {_server_message(exc.args[0] if exc.args else '')}; fix the toxic's type, stream or attributes.",
                     status=400,
-                ) from None
+                ) from exc
             except requests.RequestException as exc:
-                raise self._transport_error(what, exc) from None
+                raise self._transport_error(what, exc) from exc
             finally:
                 APIConsumer.host, APIConsumer.port = saved
 
@@ -105,7 +105,7 @@ class FaultProxyClient:
         try:
             resp = requests.request(method, self.url + path, json=body, timeout=REQUEST_TIMEOUT)
         except requests.RequestException as exc:
-            raise self._transport_error(what, exc) from None
+            raise self._transport_error(what, exc) from exc
         if resp.status_code >= 400:
             raise ChaosError(
                 f"Cannot {what}: Toxiproxy answered {resp.status_code} ({_server_message(resp.content)}).",

@@ -19,13 +19,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sagaproof.chaos.client import FaultProxyClient
 from sagaproof.chaos.errors import ChaosError
 from sagaproof.chaos.faults import ProcessControl
+from sagaproof.chaos.shrinking import ddmin
 
-from sagaproof.faultkinds import FAULT_KINDS, NETWORK_KINDS, PROCESS_KINDS
+from sagaproof.faultkinds import (
+    FAULT_KINDS,
+    KINDS,
+    NETWORK_KINDS,
+    PROCESS_KINDS,
+    CustomFault,
+    fault_kind_names,
+)
 
 __all__ = [
     "BROKER_TARGET",
@@ -41,8 +49,6 @@ __all__ = [
 ]
 
 BROKER_TARGET = "nats"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ class Fault:
         except (KeyError, TypeError, ValueError) as exc:
             raise ChaosError(
                 f"A fault record is malformed ({exc!r} in {data!r}); it needs id, kind, target, start, duration."
-            ) from None
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -142,10 +148,11 @@ def validate_menu(menu: Sequence[str]) -> tuple[str, ...]:
     """Check fault names; raise ChaosError naming the unknown ones and the valid names."""
     if isinstance(menu, str):
         menu = [m.strip() for m in menu.split(",") if m.strip()]
-    unknown = [m for m in menu if m not in FAULT_KINDS]
+    known = fault_kind_names()
+    unknown = [m for m in menu if m not in known]
     if unknown:
         raise ChaosError(
-            f"Unknown fault name(s) {', '.join(map(repr, unknown))} in the chaos menu; valid names are: {', '.join(FAULT_KINDS)}."
+            f"Unknown fault name(s) {', '.join(map(repr, unknown))} in the chaos menu; valid names are: {', '.join(known)}."
         )
     return tuple(dict.fromkeys(menu))
 
@@ -184,6 +191,8 @@ def _params(kind: str, rng: random.Random, duration: float) -> dict[str, Any]:
         }
     if kind == "reorder":
         return {"subject": ">", "probability": rng.choice([0.25, 0.5, 1.0]), "direction": "downstream"}
+    if kind not in PROCESS_KINDS:  # a plugin's kind: its action is told the fault's length
+        return {}
     # process faults: the duration is the downtime
     return {"downtime": round(duration, 3)}
 
@@ -298,40 +307,6 @@ def generate_schedule(
         for i, (start, duration, kind, target, params) in enumerate(events, 1)
     )
     return Schedule(int(seed), float(window), faults, kinds, float(intensity))
-
-
-def ddmin(items: Sequence[T], fails: Callable[[list[T]], bool], max_runs: int = 64) -> list[T]:
-    """Shrink `items` (which fail) to a 1-minimal failing subset, calling `fails` at most `max_runs` times.
-
-    If the budget runs out, the smallest failing subset found so far is returned.
-    """
-    current = list(items)
-    n = 2
-    runs = 0
-    while len(current) >= 2:
-        size = len(current)
-        chunks = [current[i * size // n : (i + 1) * size // n] for i in range(n)]
-        reduced = False
-        for i, chunk in enumerate(chunks):
-            if runs >= max_runs:
-                return current
-            runs += 1
-            if chunk and fails(chunk):
-                current, n, reduced = chunk, 2, True
-                break
-            if n > 2:
-                complement = [x for j, c in enumerate(chunks) if j != i for x in c]
-                if runs >= max_runs:
-                    return current
-                runs += 1
-                if fails(complement):
-                    current, n, reduced = complement, max(n - 1, 2), True
-                    break
-        if not reduced:
-            if n >= len(current):
-                break
-            n = min(2 * n, len(current))
-    return current
 
 
 EventCallback = Callable[[str, Fault, float], None]
@@ -465,7 +440,7 @@ class NemesisRunner:
 
     # ---- internals -----------------------------------------------------------------------------
     def _check(self, fault: Fault) -> None:
-        if fault.kind not in FAULT_KINDS:
+        if fault.kind not in KINDS:
             validate_menu([fault.kind])
         if fault.kind in NETWORK_KINDS and self.faults is None:
             raise ChaosError(
@@ -514,6 +489,9 @@ class NemesisRunner:
                     return None
                 self._paused.add(fault.target)
                 return "process"
+            custom = KINDS[fault.kind].action if fault.kind in KINDS else None
+            if custom is not None:
+                return self._begin_custom(fault, custom)
             assert self.faults is not None
             f, t = self.faults, fault.target
             cms: dict[str, Callable[[], AbstractContextManager[None]]] = {
@@ -561,6 +539,16 @@ class NemesisRunner:
             self.errors.append(f"{fault.id} {fault.kind} on {fault.target}: {exc}")
             return None
 
+    def _begin_custom(self, fault: Fault, action: Any) -> Any:
+        """A plugin's fault: its context manager, entered (None when injecting it failed)."""
+        try:
+            cm = action(CustomFault(fault.id, fault.kind, fault.target, fault.duration, dict(fault.params)))
+            cm.__enter__()
+            return cm
+        except Exception as exc:  # a plugin's error is the fault's failure, never the run's crash
+            self.errors.append(f"{fault.id} {fault.kind} on {fault.target}: {exc}")
+            return None
+
     def _failed(self, fault: Fault, stage: str, errors_before: int) -> None:
         if self.on_failure is None:
             return
@@ -584,7 +572,7 @@ class NemesisRunner:
                         self._ready_at[name] = time.monotonic()
             else:
                 cm.__exit__(None, None, None)
-        except ChaosError as exc:
+        except Exception as exc:  # a proxy's error, or a plugin's fault that could not be healed
             self.errors.append(f"healing {fault.id} {fault.kind} on {fault.target}: {exc}")
         finally:
             if len(self.errors) > errors_before:

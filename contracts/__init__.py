@@ -19,8 +19,9 @@ from sagaproof.contracts.compat import Verdict, is_compatible
 from sagaproof.contracts.deploy import Deployment, Environment, read_environment
 from sagaproof.contracts.diff import Change, diff
 from sagaproof.contracts.errors import ContractError, ContractsError, ContractSourceError
+from sagaproof.contracts.git_refs import load_at_git_ref
 from sagaproof.contracts.live import LiveValidator, Violation
-from sagaproof.contracts.loader import load, load_at_git_ref, load_dir
+from sagaproof.contracts.loader import load, load_dir
 from sagaproof.contracts.model import Channel, ContractSet, Message, SubjectSchema
 
 if TYPE_CHECKING:  # imported lazily at run time (see __getattr__); typed here for checkers

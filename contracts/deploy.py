@@ -141,7 +141,7 @@ def read_environment(directory: str | Path, name: str, *, missing_ok: bool = Fal
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ContractSourceError(f"{path} is not a readable TOML file ({exc}); fix it or record the deployments "
-                                  f"again.") from None
+                                  f"again.") from exc
     services = raw.get("services", {})
     if not isinstance(services, dict) or set(raw) - {"services"}:
         raise ContractSourceError(f"{path} is not a deployments file: it must hold only [services.NAME] tables "

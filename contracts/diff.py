@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from sagaproof.contracts._schema_util import _bound, _types
 from sagaproof.contracts.check import finding_fields, relevant_messages
-from sagaproof.contracts.compat import Verdict, _bound, _types, is_compatible
+from sagaproof.contracts.compat import Verdict, is_compatible
 from sagaproof.contracts.model import Channel, ContractSet, Message
 from sagaproof.contracts.subjects import overlaps
 
@@ -108,11 +109,20 @@ def _kw(schema: dict[str, Any], key: str, absent: str) -> str:
 
 def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Direction, str]]:
     """Keyword-level differences between a base and a head schema: (kind, path, direction, description)."""
-    out: list[tuple[str, str, Direction, str]] = []
     if b == h:
-        return out
+        return []
     if not isinstance(b, dict) or not isinstance(h, dict):
         return [("schema-changed", path, "change", f"schema at '{path or '/'}' changed")]
+    out: list[tuple[str, str, Direction, str]] = []
+    for part in (_type_changes, _required_changes, _property_changes, _value_changes, _bound_changes,
+                 _nested_changes):
+        out += part(b, h, path)
+    return out
+
+
+def _type_changes(b: dict[str, Any], h: dict[str, Any], path: str) -> list[tuple[str, str, Direction, str]]:
+    """The type keyword: widened, narrowed or changed."""
+    out: list[tuple[str, str, Direction, str]] = []
     bt, ht = _types(b), _types(h)
     if bt != ht:
         def wide(ts: set[str] | None) -> set[str]:
@@ -129,6 +139,12 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
         else:
             out.append(("type-changed", path, "change", f"type{where} changed from {_kw(b, 'type', 'no type keyword')} "
                         f"to {_kw(h, 'type', 'no type keyword')}"))
+    return out
+
+
+def _required_changes(b: dict[str, Any], h: dict[str, Any], path: str) -> list[tuple[str, str, Direction, str]]:
+    """Required fields removed (perhaps renamed) or added."""
+    out: list[tuple[str, str, Direction, str]] = []
     breq, hreq = b.get("required", []), h.get("required", [])
     for k in breq:
         if k not in hreq:
@@ -138,6 +154,12 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
     for k in hreq:
         if k not in breq:
             out.append(("required-added", f"{path}/required", "narrow", f"new required field '{k}'"))
+    return out
+
+
+def _property_changes(b: dict[str, Any], h: dict[str, Any], path: str) -> list[tuple[str, str, Direction, str]]:
+    """Properties removed or added (each changed one compared in turn), and additionalProperties."""
+    out: list[tuple[str, str, Direction, str]] = []
     bp, hp = b.get("properties", {}) or {}, h.get("properties", {}) or {}
     bap, hap = b.get("additionalProperties", True), h.get("additionalProperties", True)
     for k in bp:
@@ -157,6 +179,13 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
             out.append(("additional-properties", f"{path}/additionalProperties", "narrow", "additional properties no longer allowed"))
         else:
             out += _schema_changes(bap, hap, f"{path}/additionalProperties")
+    return out
+
+
+def _value_changes(b: dict[str, Any], h: dict[str, Any], path: str) -> list[tuple[str, str, Direction, str]]:
+    """The values allowed: enum, const and format."""
+    out: list[tuple[str, str, Direction, str]] = []
+    d: Direction
     if "enum" in b or "enum" in h:
         be, he = b.get("enum"), h.get("enum")
         if be is not None and he is not None:
@@ -177,6 +206,13 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
         d = "narrow" if "format" not in b else "widen" if "format" not in h else "change"
         out.append(("format-changed", f"{path}/format", d,
                     f"format changed from {_kw(b, 'format', 'no format keyword')} to {_kw(h, 'format', 'no format keyword')}"))
+    return out
+
+
+def _bound_changes(b: dict[str, Any], h: dict[str, Any], path: str) -> list[tuple[str, str, Direction, str]]:
+    """Numeric bounds, and the bounds on lengths and item counts."""
+    out: list[tuple[str, str, Direction, str]] = []
+    d: Direction
     for lower in (True, False):
         bb, hb = _bound(b, lower), _bound(h, lower)
         if bb != hb:
@@ -198,6 +234,12 @@ def _schema_changes(b: Any, h: Any, path: str = "") -> list[tuple[str, str, Dire
                     d = "narrow" if (hv > bv) == is_min else "widen"
                 out.append(("bound-changed", f"{path}/{key}", d, f"{key} of '{path or '/'}' changed from "
                             f"{_kw(b, key, f'no {key}')} to {_kw(h, key, f'no {key}')}"))
+    return out
+
+
+def _nested_changes(b: dict[str, Any], h: dict[str, Any], path: str) -> list[tuple[str, str, Direction, str]]:
+    """Items (compared in turn), and the keywords compared only as a whole."""
+    out: list[tuple[str, str, Direction, str]] = []
     if b.get("items") != h.get("items"):
         out += _schema_changes(b.get("items", True), h.get("items", True), f"{path}/items") \
             if isinstance(b.get("items", {}), dict) and isinstance(h.get("items", {}), dict) \

@@ -67,7 +67,7 @@ def _load(openapi: str | Path | dict[str, Any]) -> Any:
         raise
     except Exception as exc:
         raise ContractSourceError(f"OpenAPI document {openapi if not isinstance(openapi, dict) else '(dict)'} "
-                                  f"cannot be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                                  f"cannot be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
 
 def fuzz_openapi(base_url: str, openapi: str | Path | dict[str, Any], *, max_examples: int = 50, seed: int = 0,

@@ -17,7 +17,6 @@ import json
 import os
 import posixpath
 import re
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from sagaproof.contracts.errors import ContractError, ContractSourceError
 from sagaproof.contracts.model import Channel, ContractSet, Message, SubjectSchema
 from sagaproof.contracts.subjects import address_to_pattern, is_valid_pattern
 
-__all__ = ["load", "load_at_git_ref", "load_dir", "normalize_schema"]
+__all__ = ["load", "load_dir", "normalize_schema"]
 
 Reader = Callable[[Path], str]
 
@@ -55,10 +54,10 @@ def _unesc(token: str) -> str:
 def _read_disk(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ContractSourceError(f"Contract file {path} does not exist; check the path in the system file.") from None
+    except FileNotFoundError as err:
+        raise ContractSourceError(f"Contract file {path} does not exist; check the path in the system file.") from err
     except OSError as exc:
-        raise ContractSourceError(f"Contract file {path} cannot be read ({exc.strerror}).") from None
+        raise ContractSourceError(f"Contract file {path} cannot be read ({exc.strerror}).") from exc
 
 
 def normalize_schema(schema: Any) -> Any:
@@ -119,17 +118,17 @@ class _Resolver:
         if path not in self.docs:
             try:
                 text = self.reader(path)
-            except ContractSourceError:
+            except ContractSourceError as err:
                 if referrer is None:
                     raise
-                raise ContractError(referrer[0], referrer[1], f"$ref points to {path}, which cannot be read") from None
+                raise ContractError(referrer[0], referrer[1], f"$ref points to {path}, which cannot be read") from err
             try:
                 self.docs[path] = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
                 problem = getattr(exc, "problem", None) or str(exc)
-                raise ContractError(path, "", f"is not valid YAML/JSON{where}: {problem}") from None
+                raise ContractError(path, "", f"is not valid YAML/JSON{where}: {problem}") from exc
             doc = self.docs[path]
             if isinstance(doc, dict) and isinstance(doc.get("$id"), str):
                 self.ids.setdefault(doc["$id"].split("#")[0], path)
@@ -285,13 +284,13 @@ def _schema(res: _Resolver, node: Any, file: Path, ptr: str, what: str) -> Any:
         jsonschema_rs.meta.validate(schema)
     except jsonschema_rs.ValidationError as exc:
         inner = "".join(f"/{_esc(p)}" for p in exc.instance_path)
-        raise ContractError(file, f"{ptr}{inner}", f"{what} schema is not valid JSON Schema: {exc.message}") from None
+        raise ContractError(file, f"{ptr}{inner}", f"{what} schema is not valid JSON Schema: {exc.message}") from exc
     except jsonschema_rs.ReferencingError as exc:  # pragma: no cover - $ref is inlined before
-        raise ContractError(file, ptr, f"{what} schema cannot be resolved: {exc}") from None
+        raise ContractError(file, ptr, f"{what} schema cannot be resolved: {exc}") from exc
     try:
         jsonschema_rs.validator_for(schema)
     except (ValueError, jsonschema_rs.ValidationError) as exc:
-        raise ContractError(file, ptr, f"{what} schema cannot be compiled: {exc}") from None
+        raise ContractError(file, ptr, f"{what} schema cannot be compiled: {exc}") from exc
     return schema
 
 
@@ -313,6 +312,21 @@ def _require_map(node: Any, file: Path, ptr: str, what: str) -> dict[str, Any]:
 
 
 def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: ContractSet) -> str:
+    """One AsyncAPI 3 document: its channels into *cs*, and its operations as this service's sends and
+    receives; returns the service's name (``info.x-service``, else the file's stem)."""
+    doc, info = _asyncapi_header(res, path)
+    if service is None:
+        xs = info.get("x-service")
+        service = xs if isinstance(xs, str) and xs else path.stem
+    by_loc = _load_channels(res, doc, path, cs)
+    operations = _require_map(doc.get("operations", {}) or {}, path, "/operations", "'operations'")
+    for okey, onode in operations.items():
+        _load_operation(res, path, okey, onode, by_loc, cs, service)
+    return service
+
+
+def _asyncapi_header(res: _Resolver, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The document and its ``info``, once its version and required fields are checked."""
     doc = res.doc(path)
     if not isinstance(doc, dict):
         raise ContractError(path, "", "is not an AsyncAPI document (the top level must be an object)")
@@ -327,9 +341,15 @@ def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: Contract
     for key in ("title", "version"):
         if not isinstance(info.get(key), str) or not info.get(key):
             raise ContractError(path, f"/info/{key}", f"the required field 'info.{key}' is missing or not a string")
-    if service is None:
-        xs = info.get("x-service")
-        service = xs if isinstance(xs, str) and xs else path.stem
+    return doc, info
+
+
+# (file, pointer) of each channel -> (pattern, {message key: Message}, message locations)
+_ChannelsByLocation = dict[tuple[Path, str], tuple[str, dict[str, Message], dict[tuple[Path, str], str]]]
+
+
+def _load_channels(res: _Resolver, doc: dict[str, Any], path: Path, cs: ContractSet) -> _ChannelsByLocation:
+    """The document's channels, each with its messages, into *cs*; by (file, pointer) for the operations."""
     channels = _require_map(doc.get("channels", {}) or {}, path, "/channels", "'channels'")
     # (file, pointer) of each channel -> (pattern, {message key: Message}, message locations)
     by_loc: dict[tuple[Path, str], tuple[str, dict[str, Message], dict[tuple[Path, str], str]]] = {}
@@ -359,58 +379,68 @@ def _load_asyncapi(res: _Resolver, path: Path, service: str | None, cs: Contract
             ch.messages.setdefault(msg.name, msg)
         if str(path) not in ch.declared_in:
             ch.declared_in.append(str(path))
-    operations = _require_map(doc.get("operations", {}) or {}, path, "/operations", "'operations'")
-    for okey, onode in operations.items():
-        optr = f"/operations/{_esc(okey)}"
-        onode, ofile, optr = res.deref(onode, path, optr)
-        _require_map(onode, ofile, optr, "an operation")
-        action = onode.get("action")
-        if action not in ("send", "receive"):
-            raise ContractError(ofile, f"{optr}/action", f"action must be 'send' or 'receive', not {json.dumps(action)}"
-                                if action is not None else "the operation has no action; set it to 'send' or 'receive'")
-        cref = onode.get("channel")
-        if not isinstance(cref, dict) or not isinstance(cref.get("$ref"), str):
-            raise ContractError(ofile, f"{optr}/channel", "the operation needs 'channel' as a $ref to one of the document's channels")
-        cfile, cptr = res.split(cref["$ref"], ofile)
-        res.at(cfile, cptr, (ofile, f"{optr}/channel/$ref"))
-        _, cfile, cptr = res.deref(cref, ofile, f"{optr}/channel")
-        if (cfile, cptr) not in by_loc:
-            raise ContractError(ofile, f"{optr}/channel", f"$ref '{cref['$ref']}' does not point to a channel of this document")
-        pattern, msgs, mlocs = by_loc[(cfile, cptr)]
-        chosen: list[Message]
-        if "messages" in onode:
-            if not isinstance(onode["messages"], list):
-                raise ContractError(ofile, f"{optr}/messages", "'messages' must be a list of $refs to the channel's messages")
-            chosen = []
-            for i, mref in enumerate(onode["messages"]):
-                if not isinstance(mref, dict) or not isinstance(mref.get("$ref"), str):
-                    raise ContractError(ofile, f"{optr}/messages/{i}", "each operation message must be a $ref")
-                loc = res.split(mref["$ref"], ofile)
-                res.at(*loc, (ofile, f"{optr}/messages/{i}/$ref"))
-                ref_key = mlocs.get(loc)
-                if ref_key is None:
-                    _, tf, tp = res.deref(mref, ofile, f"{optr}/messages/{i}")
-                    ref_key = mlocs.get((tf, tp))
-                if ref_key is None:
-                    raise ContractError(ofile, f"{optr}/messages/{i}",
-                                        f"$ref '{mref['$ref']}' is not a message of the operation's channel")
-                chosen.append(msgs[ref_key])
-        else:
-            chosen = list(msgs.values())
-        ch = cs.channel(pattern)
-        if "x-sagaproof-delivery" in onode:
-            intent = onode["x-sagaproof-delivery"]
-            if action != "receive" or intent not in DELIVERY_INTENTS:
-                raise ContractError(ofile, f"{optr}/x-sagaproof-delivery",
-                                    f"x-sagaproof-delivery must be one of {', '.join(DELIVERY_INTENTS)} on a receive "
-                                    f"operation, not {intent!r} on a {action} operation")
-            ch.delivery[service] = intent
-        side = ch.producers if action == "send" else ch.consumers
-        bucket = side.setdefault(service, [])
-        for m in chosen:
-            if m not in bucket:
-                bucket.append(m)
-    return service
+    return by_loc
+
+
+def _load_operation(res: _Resolver, path: Path, okey: str, onode: Any, by_loc: _ChannelsByLocation,
+                    cs: ContractSet, service: str) -> None:
+    """One operation: the service sends or receives the chosen messages of its channel."""
+    optr = f"/operations/{_esc(okey)}"
+    onode, ofile, optr = res.deref(onode, path, optr)
+    _require_map(onode, ofile, optr, "an operation")
+    action = onode.get("action")
+    if action not in ("send", "receive"):
+        raise ContractError(ofile, f"{optr}/action", f"action must be 'send' or 'receive', not {json.dumps(action)}"
+                            if action is not None else "the operation has no action; set it to 'send' or 'receive'")
+    cref = onode.get("channel")
+    if not isinstance(cref, dict) or not isinstance(cref.get("$ref"), str):
+        raise ContractError(ofile, f"{optr}/channel", "the operation needs 'channel' as a $ref to one of the document's channels")
+    cfile, cptr = res.split(cref["$ref"], ofile)
+    res.at(cfile, cptr, (ofile, f"{optr}/channel/$ref"))
+    _, cfile, cptr = res.deref(cref, ofile, f"{optr}/channel")
+    if (cfile, cptr) not in by_loc:
+        raise ContractError(ofile, f"{optr}/channel", f"$ref '{cref['$ref']}' does not point to a channel of this document")
+    pattern, msgs, mlocs = by_loc[(cfile, cptr)]
+    chosen = _operation_messages(res, onode, ofile, optr, msgs, mlocs)
+    ch = cs.channel(pattern)
+    if "x-sagaproof-delivery" in onode:
+        intent = onode["x-sagaproof-delivery"]
+        if action != "receive" or intent not in DELIVERY_INTENTS:
+            raise ContractError(ofile, f"{optr}/x-sagaproof-delivery",
+                                f"x-sagaproof-delivery must be one of {', '.join(DELIVERY_INTENTS)} on a receive "
+                                f"operation, not {intent!r} on a {action} operation")
+        ch.delivery[service] = intent
+    side = ch.producers if action == "send" else ch.consumers
+    bucket = side.setdefault(service, [])
+    for m in chosen:
+        if m not in bucket:
+            bucket.append(m)
+
+
+def _operation_messages(res: _Resolver, onode: dict[str, Any], ofile: Path, optr: str, msgs: dict[str, Message],
+                        mlocs: dict[tuple[Path, str], str]) -> list[Message]:
+    """The messages an operation names (each a $ref to one of its channel's), or all of the channel's."""
+    chosen: list[Message]
+    if "messages" in onode:
+        if not isinstance(onode["messages"], list):
+            raise ContractError(ofile, f"{optr}/messages", "'messages' must be a list of $refs to the channel's messages")
+        chosen = []
+        for i, mref in enumerate(onode["messages"]):
+            if not isinstance(mref, dict) or not isinstance(mref.get("$ref"), str):
+                raise ContractError(ofile, f"{optr}/messages/{i}", "each operation message must be a $ref")
+            loc = res.split(mref["$ref"], ofile)
+            res.at(*loc, (ofile, f"{optr}/messages/{i}/$ref"))
+            ref_key = mlocs.get(loc)
+            if ref_key is None:
+                _, tf, tp = res.deref(mref, ofile, f"{optr}/messages/{i}")
+                ref_key = mlocs.get((tf, tp))
+            if ref_key is None:
+                raise ContractError(ofile, f"{optr}/messages/{i}",
+                                    f"$ref '{mref['$ref']}' is not a message of the operation's channel")
+            chosen.append(msgs[ref_key])
+    else:
+        chosen = list(msgs.values())
+    return chosen
 
 
 def _load_plain(res: _Resolver, spec: SubjectSchema, cs: ContractSet) -> None:
@@ -456,7 +486,7 @@ def load(sources: Mapping[str, Iterable[str | Path]], schemas: Iterable[SubjectS
     Args:
         sources: service name -> that service's AsyncAPI 3.0 files (YAML or JSON).
         schemas: plain JSON Schema files mapped to subjects (for services without AsyncAPI).
-        reader: how to read a file (default: from disk); :func:`load_at_git_ref` passes a git reader.
+        reader: how to read a file (default: from disk); :func:`~contracts.git_refs.load_at_git_ref` passes a git reader.
 
     Returns:
         The :class:`ContractSet` with every channel, its producers and consumers and resolved schemas.
@@ -498,80 +528,6 @@ def load_dir(directory: str | Path, *, reader: Reader | None = None) -> Contract
     if not files:
         raise ContractSourceError(f"No AsyncAPI document (a YAML/JSON file with an 'asyncapi' key) found under {d}.")
     return _build({None: files}, [], rd)
-
-
-def _git(repo: Path, *args: str) -> str:
-    try:
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        raise ContractSourceError("git is not installed; pass a base directory instead of a git ref.") from None
-    if proc.returncode != 0:
-        raise ContractSourceError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip().splitlines()[-1:] or ['?']}")
-    return proc.stdout
-
-
-def load_at_git_ref(repo_dir: str | Path, ref: str, sources: Mapping[str, Iterable[str | Path]] | str | Path,
-                    schemas: Iterable[SubjectSchema] = ()) -> ContractSet:
-    """Load the contracts as they were at git *ref* (or, if *ref* is a directory, from that base directory).
-
-    *sources* is either the same mapping :func:`load` takes (paths as in the working tree) or a contracts
-    directory (as :func:`load_dir`). Files that did not exist at *ref* are skipped (their services are new),
-    but when none exists there it is a :class:`ContractSourceError`, not an empty set.
-    """
-    repo = Path(repo_dir).resolve()
-    base_dir = Path(ref)
-    if base_dir.is_dir():
-        # A base directory mirrors the working tree: working-tree path repo/x -> base/x.
-        def reader(p: Path) -> str:
-            ap = Path(os.path.abspath(p))
-            try:
-                rel = ap.relative_to(repo)
-            except ValueError:
-                rel = Path(p)
-            return _read_disk(base_dir / rel)
-    else:
-        try:
-            _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        except ContractSourceError:
-            raise ContractSourceError(f"Git ref {ref!r} does not exist in {repo}; pass a branch, tag, commit or directory.") from None
-        top = Path(_git(repo, "rev-parse", "--show-toplevel").strip()).resolve()
-
-        def reader(p: Path) -> str:
-            rel = Path(os.path.abspath(p)).resolve().relative_to(top).as_posix()
-            try:
-                return _git(top, "show", f"{ref}:{rel}")
-            except ContractSourceError:
-                raise ContractSourceError(f"{rel} does not exist at {ref}.") from None
-
-    def exists(p: Path) -> bool:
-        try:
-            reader(p)
-            return True
-        except ContractSourceError:
-            return False
-
-    if isinstance(sources, (str, Path)):
-        d = Path(sources)
-        if base_dir.is_dir():
-            candidates = [p for p in (base_dir / Path(os.path.abspath(d)).relative_to(repo)).rglob("*")]
-            candidates = [repo / p.relative_to(base_dir) for p in candidates]
-        else:
-            top = Path(_git(repo, "rev-parse", "--show-toplevel").strip()).resolve()
-            rel = Path(os.path.abspath(d)).resolve().relative_to(top).as_posix()
-            listing = _git(top, "ls-tree", "-r", "--name-only", ref, "--", rel)
-            candidates = [top / line for line in listing.splitlines() if line]
-        files = _find_asyncapi(candidates, reader)
-        if not files:
-            raise ContractSourceError(f"No AsyncAPI document found under {d} at {ref}; pass a ref or directory "
-                                      f"that has the contracts.")
-        return _build({None: files}, [], reader)
-    srcs: dict[str | None, list[Path]] = {svc: [Path(p) for p in paths if exists(Path(p))]
-                                          for svc, paths in sources.items()}
-    plain = [s for s in schemas if exists(Path(s.schema_path))]
-    if not any(srcs.values()) and not plain:
-        # Fail closed: an empty base would make every change look like an addition.
-        raise ContractSourceError(f"No contract file exists at {ref}; pass a ref or directory that has the contracts.")
-    return _build(srcs, plain, reader)
 
 
 def dumps(cs: ContractSet) -> str:  # pragma: no cover - debugging aid

@@ -157,8 +157,8 @@ def _pacts_for(pact_dir: Path, provider: str) -> list[Path]:
     for f in sorted(pact_dir.glob("*.json")):
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise ContractSourceError(f"Pact file {f} is not valid JSON; regenerate it with the consumer tests.") from None
+        except (OSError, ValueError) as err:
+            raise ContractSourceError(f"Pact file {f} is not valid JSON; regenerate it with the consumer tests.") from err
         if isinstance(doc, dict) and (doc.get("provider") or {}).get("name") == provider:
             found.append(f)
     return found

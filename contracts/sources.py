@@ -74,10 +74,10 @@ class DirSource:
         path = self.root / _norm(rel)
         try:
             return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ContractSourceError(f"{_norm(rel)} does not exist in {self.label}.") from None
+        except FileNotFoundError as err:
+            raise ContractSourceError(f"{_norm(rel)} does not exist in {self.label}.") from err
         except (OSError, UnicodeDecodeError) as exc:
-            raise ContractSourceError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
+            raise ContractSourceError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc}).") from exc
 
     def exists(self, rel: str) -> bool:
         return (self.root / _norm(rel)).is_file()
@@ -94,10 +94,10 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                               timeout=_GIT_TIMEOUT)
-    except FileNotFoundError:
-        raise ContractSourceError("git is not installed; contracts at git refs are read with git.") from None
-    except subprocess.TimeoutExpired:
-        raise ContractSourceError(f"git {' '.join(args[:2])} in {repo} did not finish in {_GIT_TIMEOUT}s.") from None
+    except FileNotFoundError as err:
+        raise ContractSourceError("git is not installed; contracts at git refs are read with git.") from err
+    except subprocess.TimeoutExpired as err:
+        raise ContractSourceError(f"git {' '.join(args[:2])} in {repo} did not finish in {_GIT_TIMEOUT}s.") from err
 
 
 def git_toplevel(path: str | Path) -> Path | None:
@@ -265,9 +265,9 @@ def _read_pact(text: str, file: str) -> list[PactMessage]:
     """The messages of a pact file (V4 asynchronous interactions or V3 ``messages``); [] if not a pact."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except ValueError as err:
         raise ContractSourceError(f"{file} is not a JSON pact file; regenerate it with the consumer's pact tests "
-                                  f"or remove it.") from None
+                                  f"or remove it.") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("consumer"), dict) \
             or not isinstance(doc.get("provider"), dict):
         return []
@@ -334,8 +334,8 @@ class Tree:
             ap = Path(os.path.normpath(p))
             try:
                 rel = ap.relative_to(root).as_posix()
-            except ValueError:
-                raise ContractSourceError(f"{p} is outside {self.label}.") from None
+            except ValueError as err:
+                raise ContractSourceError(f"{p} is outside {self.label}.") from err
             return self.source.read(rel)
         return read
 
@@ -350,7 +350,7 @@ class Tree:
             where = exc.file
             with contextlib.suppress(ValueError):
                 where = f"{self.label}:{Path(exc.file).relative_to(root).as_posix()}"
-            raise ContractError(where, exc.pointer, exc.problem) from None
+            raise ContractError(where, exc.pointer, exc.problem) from exc
 
     def asyncapi_files(self) -> list[str]:
         """Every AsyncAPI document under the system's directory (what a directory without layout means)."""

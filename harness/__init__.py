@@ -18,7 +18,6 @@ Floors, from the top down; a module imports only its own floor and the floors be
         replay          `sagaproof replay`: the options that re-run a recorded run exactly
         shards          many seeds as child runs, N at a time
         contract_runs   the contracts commands' runs (HTTP fuzzing, pact verification)
-        runner          `sagaproof run` as a function, for earlier callers
     report/     report.json, junit.xml, report.html, merged shard reports (consumers of the engine's events)
     checks/     the checks of a run, one registered list (`register_check`, `CHECKS`): functions over the history
         checker         the saga checker
@@ -28,8 +27,11 @@ Floors, from the top down; a module imports only its own floor and the floors be
         system          NATS + fault proxies + service processes (`System`)
         nats_server, process, reaper, http, aio, broker_view, attach, wait
         links           per-service fault proxies and `system.chaos`, the test fault API
-    config, errors, events, history   the bottom: the system file, the exception tree and exit codes, the
-                                      typed events, the history they are written to
+    config, errors, events, history, plugins   the bottom: the system file, the exception tree and exit
+                                      codes, the typed events, the history they are written to, the loading
+                                      of plugins (the user's checks and fault kinds)
+
+The public API is `sagaproof` itself (its `__all__`); these floors are internal.
 
 `harness` uses `contracts` and `chaos`; neither of those imports `harness`.
 """

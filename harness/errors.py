@@ -108,4 +108,4 @@ def boundary(during: During, say: Callable[[BaseException], str] | None = None) 
             raise
         if say is not None:
             err = type(err)(say(exc))
-        raise err from None
+        raise err from exc

@@ -27,7 +27,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,7 @@ class HistoryReader:
     """A re-iterable view of a history file: each ``iter()`` streams the file again from the start."""
 
     def __init__(self, path: str | Path, *, kinds: Iterable[str] | None = None, since: float | None = None,
-                 until: float | None = None, before_read: Any = None):
+                 until: float | None = None, before_read: Callable[[], int | None] | None = None):
         self.path = Path(path)
         self.kinds = tuple(kinds) if kinds is not None else None
         self.since = since

@@ -93,6 +93,7 @@ SLOW_TESTS = {
     "tests/harness/test_replay.py::test_a_bug_exported_in_the_shell_is_replayed_exactly_into_a_new_report",
     "tests/harness/test_replay.py::test_a_run_failed_through_a_targeted_fault_replays_the_same_way",
     "tests/harness/test_plugin.py::test_what_the_engine_gives_a_test_on_the_shop",
+    "tests/harness/test_extending.py::test_run_seeds_and_replay_run_the_projects_check_and_fault",
     "tests/harness/test_plugin.py::test_a_live_contract_violation_fails_the_test_and_the_session_leaves_a_report",
     "tests/contracts/test_can_i_deploy.py::test_bad_inputs_are_one_sentence_and_exit_2",
     "tests/harness/test_contracts_cli.py::test_diff_base_directory_may_be_the_systems_directory_or_the_repository_root",

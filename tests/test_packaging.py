@@ -77,6 +77,7 @@ def test_wheel_holds_one_top_level_package(wheel: Path) -> None:
         if top_level:
             assert zf.read(top_level[0]).decode().split() == ["sagaproof"]
         assert "sagaproof/harness/front/cli.py" in names and "sagaproof/chaos/toxiproxy/openapi.json" in names
+        assert "sagaproof/py.typed" in names, "PEP 561: without it users' type checkers ignore our hints"
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
         assert "sagaproof.harness.front.cli:main" in entry_points and "sagaproof.harness.front.pytest_plugin" in entry_points
 

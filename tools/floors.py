@@ -57,7 +57,6 @@ MOVES: dict[str, str] = {
     "quiescence": "session.quiescence",
     "report_glue": "session.shrink",
     "replay": "session.replay",
-    "runner": "session.runner",
     "shards": "session.shards",
     "contract_runs": "session.contract_runs",
     # report: merged shard reports join the reports
@@ -81,7 +80,7 @@ MOVES: dict[str, str] = {
     "wait": "env.wait",
 }
 
-BOTTOM = ("__init__", "config", "errors", "events", "history")
+BOTTOM = ("__init__", "config", "errors", "events", "history", "plugins")
 
 FLOOR_DOCS = {
     "front": '"""The top floor: the `sagaproof` command, the pytest plugin and the contracts commands.\n\n'

@@ -38,9 +38,9 @@ class LoopThread:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError as err:
             fut.cancel()
-            raise TimeoutError(f"operation did not finish within {timeout}s") from None
+            raise TimeoutError(f"operation did not finish within {timeout}s") from err
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start a coroutine on the loop without waiting."""

@@ -21,12 +21,9 @@ harness connects (recorder, stream set-up, publishing workloads).
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -41,6 +38,8 @@ from sagaproof.harness.env.http import ServiceHTTP
 from sagaproof.harness.env.process import tail
 from sagaproof.harness.errors import EnvironmentStartError, SagaproofError, ServiceCrashed
 from sagaproof.harness.events import ServiceStopped
+
+from sagaproof.faultkinds import run_command
 
 __all__ = ["AttachedService", "FaultCommandError", "attach_services", "nats_connect_options", "split_urls"]
 
@@ -74,7 +73,7 @@ def nats_connect_options(nats: NatsSpec) -> dict[str, Any]:
             except (ssl.SSLError, OSError) as exc:
                 raise EnvironmentStartError(f"the client certificate {nats.tls_cert} and key {nats.tls_key} of "
                                             f"[nats] tls could not be loaded ({exc}); give a matching PEM "
-                                            f"certificate and key.") from None
+                                            f"certificate and key.") from exc
         options["tls"] = ctx
         _quiet_asyncio_ssl_note()
     return options
@@ -141,25 +140,13 @@ class CommandControl:
             svc.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(svc.log_path, "ab", buffering=0) as log:
                 log.write(f"--- sagaproof: {action}: {shlex.join(args)}\n".encode())
-                try:
-                    proc = subprocess.Popen(args, cwd=svc.system.spec.root, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                try:  # in a process group of its own, known to the reaper, killed whole when it ends
+                    code, _ = run_command(args, cwd=svc.system.spec.root, timeout=timeout, log=log,
+                                          watch=(svc.system.reaper.add_group, svc.system.reaper.remove_group))
                 except OSError as exc:
                     raise FaultCommandError(f"the {action} command of service '{svc.name}' could not be started "
                                             f"({exc.strerror or exc}); fix services.{svc.name}.commands.{action}.",
-                                            service=svc.name, action=action) from None
-                svc.system.reaper.add_group(proc.pid)
-                try:
-                    code = proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    code = None
-                finally:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)  # nothing of a fault command outlives it
-                    except (ProcessLookupError, PermissionError):
-                        pass
-                    proc.wait()
-                    svc.system.reaper.remove_group(proc.pid)
+                                            service=svc.name, action=action) from exc
         if code != 0:
             what = f"did not finish within {timeout:g}s" if code is None else f"exited with code {code}"
             lines = tail(svc.log_path, 6)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sagaproof.harness.env.ports import with_port
@@ -157,6 +157,20 @@ class ServiceControl:
         self.service.resume()
 
 
+def _as_fault_error(step: Callable[[], None]) -> Callable[[], None]:
+    """A plugin's inject or heal step, its errors raised as :class:`FaultError` (with their cause)."""
+
+    def run() -> None:
+        try:
+            step()
+        except FaultError:
+            raise
+        except Exception as exc:
+            raise FaultError(f"{type(exc).__name__}: {exc}") from exc
+
+    return run
+
+
 class ChaosHandle:
     """``system.chaos``: fault context managers by service name, each recorded and always healed.
 
@@ -222,7 +236,7 @@ class ChaosHandle:
             with boundary("fault"):
                 inject()
         except (FaultError, OSError) as exc:
-            raise self._refused(fault, exc) from None
+            raise self._refused(fault, exc) from exc
         self._start(fault)
         try:
             yield
@@ -232,7 +246,7 @@ class ChaosHandle:
                     heal()
             except (FaultError, OSError) as exc:
                 self._end(fault)
-                raise self._refused(fault, exc, "heal") from None
+                raise self._refused(fault, exc, "heal") from exc
             self._end(fault)
 
     @contextmanager
@@ -288,11 +302,38 @@ class ChaosHandle:
         return self._network("reorder", service, {"subject": subject, "probability": probability},
                              lambda f, p: f.reorder(p, subject, probability, direction=direction))
 
+    @contextmanager
+    def fault(self, kind: str, service: str, **params: Any) -> Iterator[None]:
+        """A plugin's fault kind (``sagaproof.register_fault_kind``) on the service for the block: recorded and
+        healed like the built-in ones; a kind that cannot be injected or healed raises :class:`FaultError`."""
+        from sagaproof.faultkinds import KINDS, CustomFault, custom_kinds
+
+        found = KINDS.get(kind)
+        if found is None or found.action is None:
+            raise ConfigError(f"there is no plugin fault kind named '{kind}' (the plugins' kinds: "
+                              f"{', '.join(custom_kinds()) or 'none loaded'}); load its plugin ([plugins] in the "
+                              f"system file, or --sagaproof-plugin) or use the method of a built-in kind.")
+        self._proxy(service)
+        fault = self._new(kind, service, dict(params))
+        action = found.action
+        entered: list[AbstractContextManager[object]] = []
+
+        def inject() -> None:
+            cm = action(CustomFault(fault["id"], kind, service, 0.0, dict(params)))
+            cm.__enter__()
+            entered.append(cm)
+
+        def heal() -> None:
+            entered[0].__exit__(None, None, None)
+
+        with self._carried(fault, _as_fault_error(inject), _as_fault_error(heal)):
+            yield
+
     def _process(self, fault: dict[str, Any], action: Any) -> None:
         try:
             action()
         except Exception as exc:  # noqa: BLE001 - a process that refuses is a fault not carried out
-            raise self._refused(fault, exc) from None
+            raise self._refused(fault, exc) from exc
 
     def kill(self, service: str, restart_after: float | None = 1.0) -> None:
         """SIGKILL the service; restart it after `restart_after` seconds (None: leave it down until the test

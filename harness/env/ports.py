@@ -124,7 +124,7 @@ def lock_dir() -> Path:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{DIR_ENV}={chosen} cannot be used for the port lock files ({exc.strerror or exc}); "
-                              f"point it at a writable directory or unset it.") from None
+                              f"point it at a writable directory or unset it.") from exc
         if not _usable(path):
             raise ConfigError(f"{DIR_ENV}={chosen} is not a directory this user can create files in; point it "
                               f"at a writable directory or unset it.")

@@ -9,8 +9,10 @@ so nothing outlives the harness. Stopping sends SIGTERM to the group, waits, the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -154,3 +156,16 @@ class ManagedProcess:
     def log_tail(self, lines: int = 20) -> list[str]:
         return tail(self.log_path, lines)
 
+
+_INTERPRETERS = re.compile(r"^(python[\d.]*|pypy[\d.]*|node|deno|bun|ruby|perl|php|sh|bash|zsh)$")
+
+
+def script_of(program: str, args: tuple[str, ...] | list[str]) -> str | None:
+    """The script an interpreter is told to run (``python app.py``: ``app.py``); None when there is none to
+    check (an option first, ``-m``, ``-c``, or a placeholder filled in at run time)."""
+    if not args or not _INTERPRETERS.match(Path(program).name) and program != sys.executable:
+        return None
+    first = args[0]
+    if first.startswith("-") or "{" in first or not first.strip():
+        return None
+    return first

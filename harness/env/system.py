@@ -14,7 +14,6 @@ The environment knows nothing of runs: recording, workload, checks and reports a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -25,18 +24,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sagaproof.harness.config import ConsumerSpec, ServiceSpec, StreamSpec, SystemSpec, expand
+from sagaproof.harness.config import ServiceSpec, SystemSpec, expand
 from sagaproof.harness.env import ports as port_choice
 from sagaproof.harness.env.aio import LoopThread
 from sagaproof.harness.env.broker_view import BrokerView, service_users
 from sagaproof.harness.env.http import ServiceHTTP
 from sagaproof.harness.env.nats_server import NatsCluster, log_since
 from sagaproof.harness.env.ports import Ports, port_taken
-from sagaproof.harness.env.process import ManagedProcess, tail
+from sagaproof.harness.env.process import ManagedProcess, script_of, tail
 from sagaproof.harness.env.reaper import Reaper
 from sagaproof.harness.errors import (
     ConfigError,
@@ -55,6 +55,8 @@ from sagaproof.harness.events import (
     SystemUp,
     hide_password,
 )
+
+from sagaproof.faultkinds import watch_process_groups
 
 # Variables that describe the machine or the shell, not the system under test (where programs are, who and where the user is, the terminal, the locale): what
 # a service inherits from the shell in a replay besides the recorded variables, so it finds the same programs.
@@ -326,6 +328,7 @@ class System:
     def _start(self) -> None:
         self._check_programs()
         self.reaper.start()
+        watch_process_groups(self.reaper.add_group, self.reaper.remove_group)  # plugins' fault commands
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix="sagaproof-run-"))
         self.reaper.add_path(str(self.run_dir))
@@ -433,19 +436,24 @@ class System:
             self.bus.emit(ServiceStarting(svc.name, svc.port))
             try:
                 svc.process.start()
-            except OSError as exc:
-                raise EnvironmentStartError(f"service '{svc.name}' could not be started ({exc}); "
-                                            f"fix [services.{svc.spec.service}].command.") from None
+            except OSError as exc:  # the program cannot be run (not executable, a bad interpreter line): the command's
+                raise ConfigError(f"{self.spec.path}: services.{svc.spec.service}.command: service '{svc.name}' could "
+                                  f"not be started ({exc.strerror or exc}: {exc.filename or svc.spec.command[0]}); "
+                                  f"fix the command (a program that exists and may be run).") from exc
             svc._emit("start")
             try:
                 return svc.wait_ready()
-            except ServiceCrashed:
+            except ServiceCrashed as exc:
                 said = [line for line in log_since(svc.process).splitlines() if port_taken(line)]
                 if not said or moves >= port_choice.RETRIES:
                     raise
                 moves += 1
                 if not self._move_service(svc, said[-1].strip()):
-                    raise
+                    raise ConfigError(
+                        f"{self.spec.path}: services.{svc.spec.service}: service '{svc.name}' could not listen on its "
+                        f"port, which another program holds (its log: {said[-1].strip()[:160]}), and its command and "
+                        f"env fix that port rather than use {{port}}; use {{port}} (a free port chosen per run) or "
+                        f"stop the program that holds it.") from exc
 
     def _move_service(self, svc: Service, why: str) -> bool:
         """Give a service that is not running another port (its command and env made again); False when its
@@ -500,13 +508,19 @@ class System:
             if not found:
                 raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the program '{program}' was not "
                                   f"found on PATH or in {svc_spec.cwd}; install it or fix the command.")
+            script = script_of(program, svc_spec.command[1:])
+            if script is not None and not (svc_spec.cwd / script).exists():
+                raise ConfigError(f"{self.spec.path}: services.{svc_spec.service}.command: the script '{script}' "
+                                  f"does not exist in {svc_spec.cwd}; fix its path (relative to the service's cwd).")
 
     def _ensure_streams(self) -> None:
+        from sagaproof.harness.env.streams import create_streams
+
         if not self.spec.nats.streams:
             return
         assert self.loop is not None
         replicas_default = self.spec.nats.cluster if self.spec.nats.embedded else 1
-        self.loop.run(_create_streams(self.nats_urls, self.spec, replicas_default, self.nats_options), timeout=60)
+        self.loop.run(create_streams(self.nats_urls, self.spec, replicas_default, self.nats_options), timeout=60)
 
     def close(self) -> None:
         """Stop services, proxies and NATS; free ports; idempotent and safe after a failed start."""
@@ -543,12 +557,13 @@ class System:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.reaper.remove_path(str(self.run_dir))
         try:
+            watch_process_groups(None)
             self.reaper.close()
         finally:
             self.ports.close()  # only now: nothing of the run listens any more
 
     # ------------------------------------------------------------------ helpers for invariants and tests
-    def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
+    def eventually(self, fn: Callable[[], object], timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
         from sagaproof.harness.env.wait import eventually as _eventually
 
@@ -582,110 +597,3 @@ def _with_credentials(url: str, user: str | None, password: str | None) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{user}:{password or ''}@{rest}"
-
-
-async def _create_streams(urls: list[str], spec: SystemSpec, replicas_default: int,
-                          options: dict[str, Any] | None = None) -> None:
-    import nats
-    from nats.js.errors import BadRequestError, ServiceUnavailableError
-
-    seen: list[str] = []
-
-    async def error_cb(exc: Exception) -> None:  # nats-py prints a traceback without one
-        seen.append(f"{type(exc).__name__}: {exc}".strip())
-
-    try:
-        nc = await nats.connect(servers=urls, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True,
-                                error_cb=error_cb, **(options or {}))
-    except Exception as exc:  # noqa: BLE001 - nats-py raises many kinds; all mean "cannot reach NATS"
-        if spec.nats.embedded:
-            raise
-        # The server's refusal ("Authorization Violation") says most; a reset that follows it says little.
-        auth = [e for e in seen if "authori" in e.lower() or "authentication" in e.lower()]
-        why = (auth or seen or [f"{type(exc).__name__}: {exc}"])[-1]
-        raise EnvironmentStartError(f"NATS at {hide_password(spec.nats.url or '')} could not be reached "
-                                    f"({why}); check nats.url and its credentials and TLS settings.") from None
-    try:
-        js = nc.jetstream(timeout=10)
-        for s in spec.nats.streams:
-            cfg = stream_config(s, replicas_default)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    try:
-                        await js.add_stream(cfg)
-                    except BadRequestError as exc:
-                        if "already in use" in str(exc) or getattr(exc, "err_code", 0) == 10058:
-                            await js.update_stream(cfg)
-                        elif "no suitable peers" in str(exc) and time.monotonic() < deadline:
-                            await asyncio.sleep(0.2)  # a cluster still forming: its peers come
-                            continue
-                        else:
-                            raise EnvironmentStartError(
-                                f"JetStream refused stream '{s.name}' ({exc.description}); "
-                                f"fix [[nats.streams]] in the system file.") from None
-                    for c in s.consumers:
-                        try:
-                            await js.add_consumer(s.name, consumer_config(c))
-                        except BadRequestError as exc:
-                            raise EnvironmentStartError(
-                                f"JetStream refused consumer '{c.name}' on stream '{s.name}' ({exc.description}); "
-                                f"fix [[nats.streams.consumers]] in the system file.") from None
-                    break
-                except (ServiceUnavailableError, TimeoutError, nats.errors.TimeoutError,
-                        nats.errors.NoRespondersError):
-                    if time.monotonic() > deadline:
-                        raise EnvironmentStartError(
-                            f"JetStream did not accept stream '{s.name}' within 30s (no meta leader?); "
-                            f"see the nats logs in the report directory.") from None
-                    await asyncio.sleep(0.2)
-    finally:
-        await nc.close()
-
-
-def stream_config(s: StreamSpec, replicas_default: int) -> Any:
-    """The nats-py StreamConfig of a declared stream."""
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamSource
-
-    cfg = StreamConfig(
-        name=s.name, subjects=list(s.subjects) or None, num_replicas=s.replicas or replicas_default,
-        storage=StorageType.MEMORY if s.storage == "memory" else StorageType.FILE,
-        retention={"limits": RetentionPolicy.LIMITS, "workqueue": RetentionPolicy.WORK_QUEUE,
-                   "interest": RetentionPolicy.INTEREST}[s.retention],
-        discard=DiscardPolicy.NEW if s.discard == "new" else DiscardPolicy.OLD,
-    )
-    if s.duplicate_window is not None:
-        cfg.duplicate_window = s.duplicate_window
-    if s.max_age is not None:
-        cfg.max_age = s.max_age
-    if s.max_msgs is not None:
-        cfg.max_msgs = s.max_msgs
-    if s.max_bytes is not None:
-        cfg.max_bytes = s.max_bytes
-    if s.max_msgs_per_subject is not None:
-        cfg.max_msgs_per_subject = s.max_msgs_per_subject
-    if s.mirror is not None:
-        cfg.mirror = StreamSource(name=s.mirror)
-    if s.sources:
-        cfg.sources = [StreamSource(name=n) for n in s.sources]
-    return cfg
-
-
-def consumer_config(c: ConsumerSpec) -> Any:
-    """The nats-py ConsumerConfig of a declared durable consumer."""
-    from nats.js.api import AckPolicy, ConsumerConfig
-
-    cfg = ConsumerConfig(durable_name=c.name, ack_policy={"explicit": AckPolicy.EXPLICIT, "all": AckPolicy.ALL,
-                                                          "none": AckPolicy.NONE}[c.ack_policy])
-    if len(c.filter_subjects) == 1:
-        cfg.filter_subject = c.filter_subjects[0]
-    elif c.filter_subjects:
-        cfg.filter_subjects = list(c.filter_subjects)
-    if c.ack_wait is not None:
-        cfg.ack_wait = c.ack_wait
-    if c.max_deliver is not None:
-        cfg.max_deliver = c.max_deliver
-    if c.deliver_subject is not None:
-        cfg.deliver_subject = c.deliver_subject
-        cfg.deliver_group = c.deliver_group
-    return cfg

@@ -85,11 +85,7 @@ def _duration_arg(text: str) -> float:
 def _faults_arg(text: str) -> tuple[str, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
-    names = tuple(f.strip() for f in text.split(",") if f.strip())
-    bad = [n for n in names if n not in FAULT_KINDS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown fault '{bad[0]}' (the faults are: {', '.join(FAULT_KINDS)})")
-    return names
+    return tuple(f.strip() for f in text.split(",") if f.strip())
 
 
 def _phases_arg(text: str) -> tuple[str, ...]:
@@ -126,7 +122,7 @@ def _seeds_arg(text: str) -> list[int]:
     try:
         return parse_seeds(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -142,7 +138,7 @@ def ensure_writable_dir(path: Path, what: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot write there ({_os_reason(exc)}); choose a directory you can "
-                          f"write to.") from None
+                          f"write to.") from exc
 
 
 def _intensity_arg(text: str) -> float:
@@ -155,15 +151,8 @@ def _intensity_arg(text: str) -> float:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sagaproof", description="Contract tests and chaos runs for choreographed services over NATS.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    up = sub.add_parser("up", help="bring the system up and hold until Ctrl-C")
-    up.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
-    up.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where logs go")
-    up.add_argument("--chaos-links", action="store_true", help="route each service through its own fault proxy")
-
+def _add_run(sub: Any) -> None:
+    """`sagaproof run` and its options."""
     run = sub.add_parser("run", help="the full job: contracts, workload with faults, checks, reports")
     run.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
     sg = run.add_mutually_exclusive_group()
@@ -187,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schedule", type=Path, default=None, metavar="FILE",
                      help="replay this fault schedule (JSON, e.g. a shrunk minimal-schedule.json) instead of drawing one")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env for every service")
+    run.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+                     help="load a plugin's checks and fault kinds (repeatable; see docs/extending.md)")
 
+
+def _add_replay(sub: Any) -> None:
+    """`sagaproof replay` and its options."""
     rep = sub.add_parser("replay", help="re-run a recorded run exactly: same seed, faults as carried out, same env")
     rep.add_argument("report", type=Path, metavar="REPORT_DIR", help="the report directory of the run to replay")
     rep.add_argument("--report-dir", type=Path, default=None, metavar="NEW",
@@ -196,7 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replay this fault schedule instead (e.g. the minimal-schedule.json of a shrink)")
     rep.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                      help="set a variable again (one whose value was masked in system.json), or change one")
+    rep.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+                     help="load another plugin too (the run's own plugins are loaded again by themselves)")
 
+
+def _add_contracts(sub: Any) -> None:
+    """`sagaproof contracts ...`: check, diff, verify-pacts, record-deployment, can-i-deploy."""
     con = sub.add_parser("contracts", help="event contracts: check, diff, verify-pacts, record-deployment, can-i-deploy")
     csub = con.add_subparsers(dest="contracts_command", required=True, parser_class=_Parser)
     chk = csub.add_parser("check", help="static producer/consumer compatibility (no services started)")
@@ -233,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("--dir", default=".", help="directory with sagaproof.toml, or of AsyncAPI files (default: .)")
     cid.add_argument("--deployments", type=Path, default=None, metavar="DIR",
                      help="where the environment files are (default: deployments/ next to the system file)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sagaproof", description="Contract tests and chaos runs for choreographed services over NATS.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="bring the system up and hold until Ctrl-C")
+    up.add_argument("dir", nargs="?", default=".", help="directory with sagaproof.toml (default: .)")
+    up.add_argument("--report-dir", type=Path, default=Path("sagaproof-report"), help="where logs go")
+    up.add_argument("--chaos-links", action="store_true", help="route each service through its own fault proxy")
+
+    _add_run(sub)
+    _add_replay(sub)
+    _add_contracts(sub)
 
     mg = sub.add_parser("merge", help="merge report directories (runs, sharded runs, CI shards) into one report")
     mg.add_argument("inputs", nargs="+", type=Path, metavar="REPORT_DIR", help="report directories to merge")
@@ -427,10 +440,10 @@ def _schedule_arg(path: Path | None, spec: Any) -> list[dict[str, Any]] | None:
         schedule = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--schedule {path}: cannot be read ({_os_reason(exc)}); give the path of a "
-                          f"schedule file such as a shrinking run's minimal-schedule.json.") from None
+                          f"schedule file such as a shrinking run's minimal-schedule.json.") from exc
     except ValueError as exc:
         raise ConfigError(f"--schedule {path}: not valid JSON ({exc}); pass the minimal-schedule.json "
-                          f"a shrinking run wrote.") from None
+                          f"a shrinking run wrote.") from exc
     validate_schedule(schedule, spec, f"--schedule {path}")
     return list(schedule)
 
@@ -457,8 +470,15 @@ def _run(spec: Any, opts: Any, total: int) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sagaproof.harness.config import load_system_file
+    from sagaproof.harness.plugins import check_fault_names, load_plugins
 
-    spec = load_system_file(args.dir)
+    args.plugin = load_plugins(args.plugin, base=Path.cwd(), where="--plugin")
+    try:
+        spec = load_system_file(args.dir)  # its [plugins] may add the fault kinds --faults names
+    except ConfigError:
+        check_fault_names(args.faults)  # a mistake on the command line is the first to report
+        raise
+    check_fault_names(args.faults)
     ensure_writable_dir(args.report_dir, "--report-dir")
     if args.jobs is not None and args.seeds is None:
         raise ConfigError("--jobs runs several seeds at once and needs --seeds, e.g. --seeds 1-20 --jobs 4.")
@@ -471,18 +491,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(schedule=_schedule_arg(args.schedule, spec), seed=args.seed, sagas=args.sagas, duration=args.duration,
                       faults=args.faults, intensity=args.intensity, report_dir=args.report_dir, shrink=args.shrink,
                       shrink_runs=args.shrink_runs, chaos=not args.no_chaos and spec.chaos.enabled,
-                      env=_env_args(args.env), system_arg=args.dir, phases=args.phases)
+                      env=_env_args(args.env), system_arg=args.dir, phases=args.phases,
+                      plugins=tuple(args.plugin))
     return _run(spec, opts, args.sagas or (0 if args.duration else spec.workload.sagas))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from sagaproof.harness.plugins import load_plugins
     from sagaproof.harness.session.replay import replay_options
 
+    plugins = load_plugins(args.plugin, base=Path.cwd(), where="--plugin")
     schedule = None
     if args.schedule is not None:
-        spec, _ = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env))
+        spec, _ = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), plugins=plugins)
         schedule = _schedule_arg(args.schedule, spec)
-    spec, opts = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), schedule=schedule)
+    spec, opts = replay_options(args.report, new_dir=args.report_dir, env=_env_args(args.env), schedule=schedule,
+                                plugins=plugins)
     if opts.report_dir is not None:
         ensure_writable_dir(opts.report_dir, "--report-dir")
     return _run(spec, opts, opts.sagas or (0 if opts.duration else spec.workload.sagas))

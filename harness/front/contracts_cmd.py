@@ -526,26 +526,14 @@ def cmd_can_i_deploy(args: argparse.Namespace, console: Console) -> int:
     return matrix.exit_code
 
 
-def _read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every pact file in the directory, parsed; a file that is not a pact is a ConfigError."""
-    pacts = []
-    for p in sorted(pact_dir.glob("*.json")):
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: not a readable JSON pact file ({exc}); regenerate it with the consumer's "
-                              f"pact tests or remove it.") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("provider"), dict) \
-                or not isinstance(doc.get("interactions", []), list):
-            raise ConfigError(f"{p}: not a pact file (no provider name or interactions list); regenerate it "
-                              f"with the consumer's pact tests or remove it.")
-        pacts.append((p, doc))
-    return pacts
-
-
 @_wrap_contract_errors
 def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
-    from sagaproof.harness.session.contract_runs import find_trigger, verify_providers
+    from sagaproof.harness.session.contract_runs import (
+        find_trigger,
+        mismatch_lines,
+        read_pacts,
+        verify_providers,
+    )
 
     spec = load_system_file(args.dir)
     pact_dir = args.pacts or spec.pacts.dir
@@ -555,7 +543,7 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
     if not pact_dir.is_dir() or not any(pact_dir.glob("*.json")):
         raise ConfigError(f"{pact_dir}: no pact files (*.json) here; run the consumers' pact tests first, or pass "
                           f"--pacts DIR.")
-    pacts = _read_pacts(pact_dir)
+    pacts = read_pacts(pact_dir)
     providers = sorted({doc["provider"].get("name") for _, doc in pacts} - {None})
     if not providers:
         raise ConfigError(f"{pact_dir}: the pact files name no provider; regenerate them with the consumers' pact "
@@ -574,7 +562,7 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
         status = "[green]verified[/]" if passed else "[bold red]FAILED[/]"
         console.print(f"pacts for provider [bold]{provider}[/]: {status} "
                       f"({len(result.interactions)} interaction(s), {len(result.pact_files)} file(s))")
-        for line in _mismatch_lines(result.errors)[:20]:
+        for line in mismatch_lines(result.errors)[:20]:
             console.print(f"  {line}", markup=False, soft_wrap=True)
         for problem in problems[:10]:
             console.print(f"  trigger failed: {problem}", markup=False, soft_wrap=True)
@@ -583,27 +571,6 @@ def cmd_verify_pacts(args: argparse.Namespace, console: Console) -> int:
 
     ok = verify_providers(spec, pact_dir, providers, Path(args.report_dir), render)
     return EXIT_OK if ok else EXIT_CHECK_FAILED
-
-
-def _mismatch_lines(errors: list[str]) -> list[str]:
-    """pact-python's errors as one readable line per mismatch (interaction, JSON path, what differs)."""
-    out: list[str] = []
-    for err in errors:
-        for raw in str(err).splitlines():
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                if raw.strip() and not raw.startswith("Failed to execute verifier"):
-                    out.append(raw.strip())
-                continue
-            mismatch = data.get("mismatch") if isinstance(data, dict) else None
-            if not isinstance(mismatch, dict):
-                out.append(raw.strip())
-                continue
-            where = str(data.get("interaction", "")).replace("Verifying a pact between ", "")
-            for m in mismatch.get("mismatches") or [mismatch]:
-                out.append(f"{where}: at {m.get('path', '$')}: {m.get('mismatch', m)}")
-    return out
 
 
 def run_contracts_command(args: argparse.Namespace, console: Console) -> int:

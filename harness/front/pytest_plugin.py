@@ -24,10 +24,13 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sagaproof.harness.errors import SagaproofError
+
+if TYPE_CHECKING:
+    from sagaproof.harness.session.engine import SessionHandle
 
 _HANDLE = pytest.StashKey[Any]()
 _STATE = pytest.StashKey[dict[str, Any]]()
@@ -48,9 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seed of the workload's bodies (default: random, shown in the header)")
     group.addoption("--sagaproof-chaos-links", action="store_true", default=False,
                     help="route each service through its own fault proxy so tests can inject network faults")
+    group.addoption("--sagaproof-plugin", action="append", default=[], metavar="MODULE_OR_PATH",
+                    help="load a plugin's checks and fault kinds (repeatable; see docs/extending.md)")
     parser.addini("sagaproof_system", "directory holding the sagaproof.toml of the system under test", default="")
     parser.addini("sagaproof_chaos_links", "route services through fault proxies (true/false)", default="false")
     parser.addini("sagaproof_report_dir", "where the session's reports go", default="")
+    parser.addini("sagaproof_plugins", "plugins to load (module names or paths relative to the ini file)",
+                  type="linelist", default=[])
 
 
 def _system_dir(config: pytest.Config) -> str:
@@ -85,11 +92,24 @@ def _chaos_links(config: pytest.Config) -> bool:
         "1", "true", "yes")
 
 
+def _plugins(config: pytest.Config) -> list[str]:
+    """Load the plugins pytest names (--sagaproof-plugin, relative to the working directory; the
+    ``sagaproof_plugins`` ini key, relative to the ini file); returns them resolved."""
+    from sagaproof.harness.plugins import load_plugins
+
+    out = load_plugins(config.getoption("--sagaproof-plugin") or [], base=Path.cwd(), where="--sagaproof-plugin")
+    ini = [str(p) for p in config.getini("sagaproof_plugins") or []]
+    base = Path(config.inipath).parent if config.inipath else Path.cwd()
+    return out + load_plugins(ini, base=base, where="the sagaproof_plugins ini key")
+
+
 def _repro(config: pytest.Config, nodeid: str | None) -> str:
     parts = ["pytest"] + ([nodeid] if nodeid else []) + ["--sagaproof-system", _system_dir(config),
                                                          "--sagaproof-seed", str(_state(config)["seed"])]
     if _chaos_links(config):
         parts.append("--sagaproof-chaos-links")
+    for plugin in config.getoption("--sagaproof-plugin") or []:
+        parts += ["--sagaproof-plugin", plugin]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -100,7 +120,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
+def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[SessionHandle]:
     """The running system under test and the engine's handle, brought up once per session."""
     from sagaproof.harness.config import load_system_file
     from sagaproof.harness.events import EventBus
@@ -109,6 +129,7 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
 
     config = request.config
     try:
+        _plugins(config)
         spec = load_system_file(_system_dir(config))
         state = _state(config)
         bus = EventBus()
@@ -116,7 +137,7 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[Any]:
         session = Session(spec, report_dir=_report_dir(config), bus=bus, seed=state["seed"],
                           chaos_links=_chaos_links(config), command=_repro(config, None))
     except SagaproofError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(str(exc)) from exc
     started = time.monotonic()
     started_iso = datetime.now(UTC).isoformat(timespec="seconds")
     try:

@@ -40,6 +40,8 @@ def passthrough_options(args: Any) -> list[str]:
         out += ["--schedule", str(Path(args.schedule).resolve())]
     for item in args.env:
         out += ["--env", item]
+    for plugin in getattr(args, "plugin", None) or []:  # resolved already: the same module in every child
+        out += ["--plugin", plugin]
     return out
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-from sagaproof.harness.checks.checker import CHECK_TITLES, SagaViolation
+from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, SagaViolation
 from sagaproof.harness.checks.results import CheckOutcome, RunResult
 from sagaproof.harness.report import consumers, svg
 
@@ -218,6 +218,29 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
         cr.with_repro(result.command)
     verdict = result.verdict if result.verdict in ("pass", "fail", "error") else "error"
     parts: list[str] = []
+    parts += _verdict_section(result, cr, verdict)
+    parts += _checks_section(result)
+    parts += _faults_sections(cr, info)
+    cov = result.coverage
+    if cov:
+        parts.append(_coverage_section(cov))
+    parts += _failing_sagas_section(result, cr)
+    parts += _contracts_section(result)
+    parts.append(consumers.render(result.broker, result.convergence))
+    parts += _convergence_section(cr)
+    parts += _choreography_section(result, info)
+    parts += _closing_sections(result)
+    parts.append(f"<p class='muted'>history: {_e(result.history_path or '-')} · exit code {result.exit_code}</p>"
+                 f"</main>")
+    title = f"sagaproof {verdict.upper()} · seed {result.seed}"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width,initial-scale=1'><title>{_e(title)}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")
+
+
+def _verdict_section(result: RunResult, cr: CheckResult | None, verdict: str) -> list[str]:
+    """The verdict first: what a person opening the report needs before anything else."""
+    parts: list[str] = []
     # Verdict first: what a person opening the report needs before anything else.
     meta = [f"seed {result.seed}", f"{result.duration_s:.1f}s", f"{result.messages_recorded} messages recorded"]
     if result.started_at:
@@ -231,7 +254,12 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     parts.append(f"<header class='verdict {verdict}' id='verdict'><div class='inner'><h1>{verdict.upper()}</h1>"
                  f"<div class='why'>{_e(_headline(result))}</div><div class='meta'>{_e(' · '.join(meta))}</div>"
                  f"<code class='cmd'>{_e(result.command)}</code></div></header><main>")
+    return parts
 
+
+def _checks_section(result: RunResult) -> list[str]:
+    """Every check's card, the invariants', and each failing check's details once."""
+    parts: list[str] = []
     checks = result.all_checks()
     cards = "".join(_check_card(c) for c in checks)
     inv = "".join(_check_card(c) for c in result.invariants)
@@ -245,7 +273,30 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
         parts.append("<details open><summary>failure details</summary><pre>" +
                      _e("\n\n".join(failing_details[:50])) + "</pre></details>")
     parts.append("</section>")
+    return parts
 
+
+def _fault_item(f: dict[str, Any]) -> str:
+    status = f.get("status", "carried out")
+    planned = f.get("planned_start")
+    when = (f"{float(f['start']):.3f}s → " + (format(float(f['ended_at']), '.3f') + "s"
+            if f.get("ended_at") is not None else "not ended")) if f.get("started_at") is not None else \
+        "never active"
+    plan = (f" · planned at {float(planned):.3f}s for {float(f.get('duration') or 0):.3f}s on the schedule's clock"
+            if isinstance(planned, int | float) and f.get("source", "nemesis") == "nemesis" else "")
+    late = (f" · started {float(f['late_by']):.3f}s late" if isinstance(f.get("late_by"), int | float)
+            and f["late_by"] >= 0.05 else "")
+    bad = status not in ("carried out",)
+    return (f"<li><span class='fault' style='background:{svg.fault_color(f.get('kind'))}'>"
+            f"{_e(svg.fault_label(f))}</span> {_e(when)}{_e(plan)}{_e(late)}"
+            f"{' · ' + _e(json.dumps(f.get('params'))) if f.get('params') else ''}"
+            f"{(' · <span class=notdone>' + _e(status) + (': ' + _e(f.get('error')) if f.get('error') else '') + '</span>') if bad else ''}"
+            f"</li>")
+
+
+def _faults_sections(cr: CheckResult | None, info: dict[str, Any]) -> list[str]:
+    """The faults not carried out, and the fault timeline with the violations' ticks."""
+    parts: list[str] = []
     # Fault timeline.
     vticks: list[tuple[float, str]] = []
     if cr is not None:
@@ -253,23 +304,6 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
             i = v.marks[0] if v.marks else (len(v.events) - 1)
             if v.events:
                 vticks.append((float(v.events[max(0, i)]["t"]), f"{v.check} {v.saga}/{v.key}"))
-    def _fault_item(f: dict[str, Any]) -> str:
-        status = f.get("status", "carried out")
-        planned = f.get("planned_start")
-        when = (f"{float(f['start']):.3f}s → " + (format(float(f['ended_at']), '.3f') + "s"
-                if f.get("ended_at") is not None else "not ended")) if f.get("started_at") is not None else \
-            "never active"
-        plan = (f" · planned at {float(planned):.3f}s for {float(f.get('duration') or 0):.3f}s on the schedule's clock"
-                if isinstance(planned, int | float) and f.get("source", "nemesis") == "nemesis" else "")
-        late = (f" · started {float(f['late_by']):.3f}s late" if isinstance(f.get("late_by"), int | float)
-                and f["late_by"] >= 0.05 else "")
-        bad = status not in ("carried out",)
-        return (f"<li><span class='fault' style='background:{svg.fault_color(f.get('kind'))}'>"
-                f"{_e(svg.fault_label(f))}</span> {_e(when)}{_e(plan)}{_e(late)}"
-                f"{' · ' + _e(json.dumps(f.get('params'))) if f.get('params') else ''}"
-                f"{(' · <span class=notdone>' + _e(status) + (': ' + _e(f.get('error')) if f.get('error') else '') + '</span>') if bad else ''}"
-                f"</li>")
-
     not_done = [f for f in info["faults"] if f.get("status", "carried out") != "carried out"]
     fault_list = "".join(_fault_item(f) for f in (not_done + [f for f in info["faults"] if f not in not_done])[:150])
     if not_done:
@@ -282,11 +316,12 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
                  f"{'<p class=muted>showing the first ' + str(MAX_FAULT_LANES) + ' faults</p>' if len(info['faults']) > MAX_FAULT_LANES else ''}"
                  f"{'<details><summary>' + str(len(info['faults'])) + ' faults</summary><ul class=flat>' + fault_list + '</ul></details>' if fault_list else ''}"
                  f"</section>")
+    return parts
 
-    cov = result.coverage
-    if cov:
-        parts.append(_coverage_section(cov))
 
+def _failing_sagas_section(result: RunResult, cr: CheckResult | None) -> list[str]:
+    """The failing sagas: a list, then a sequence diagram each (bounded)."""
+    parts: list[str] = []
     # Failing sagas.
     if cr is not None and cr.violations:
         groups: dict[tuple[str, str], list[SagaViolation]] = {}
@@ -312,7 +347,12 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
                              f"listed above and described in report.json and junit.xml.</p></section>")
                 break
             parts.append(_saga_section(group, result, patterns, cache, f"saga-{i}"))
+    return parts
 
+
+def _contracts_section(result: RunResult) -> list[str]:
+    """The contract violations of live messages (bounded)."""
+    parts: list[str] = []
     # Contract violations.
     cv = result.contract_violations
     if cv:
@@ -326,9 +366,12 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     else:
         parts.append("<section id='contracts'><h2>Contract violations</h2><p>None: every recorded message matched "
                      "its contract.</p></section>")
+    return parts
 
-    parts.append(consumers.render(result.broker, result.convergence))
 
+def _convergence_section(cr: CheckResult | None) -> list[str]:
+    """Seconds from each saga's start event to its outcome."""
+    parts: list[str] = []
     # Convergence.
     if cr is not None:
         st = cr.convergence_stats()
@@ -339,7 +382,12 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
         parts.append(f"<section id='convergence'><h2>Convergence</h2><p class='muted'>Seconds from each saga's "
                      f"start event to its outcome.</p><div class='stats'>{stats}{after}</div>"
                      f"{svg.histogram(list(cr.convergence.values()), {'p50': st['p50'], 'p95': st['p95']})}</section>")
+    return parts
 
+
+def _choreography_section(result: RunResult, info: dict[str, Any]) -> list[str]:
+    """Who published what on the wire, against what the contracts declare."""
+    parts: list[str] = []
     # Choreography map.
     not_taken = {(str(x["service"]), str(x["subject"])): str(x["how"])
                  for x in (result.broker or {}).get("not_taken") or []}
@@ -358,7 +406,12 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
                  f"<div class='scroll'>{svg.choreography(model)}</div>"
                  f"{'<ul class=flat>' + ''.join(items[:100]) + '</ul>' if items else '<p>The wire and the contracts agree.</p>'}"
                  f"</section>")
+    return parts
 
+
+def _closing_sections(result: RunResult) -> list[str]:
+    """The shrunk schedule, the notable events, the services and the notes."""
+    parts: list[str] = []
     if result.shrink:
         sched = result.shrink.get("minimal") or result.shrink.get("schedule") or []
         complete = result.shrink.get("complete", True)
@@ -383,12 +436,7 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     if result.notes:
         parts.append("<section id='notes'><h2>Notes</h2><ul class='flat'>" +
                      "".join(f"<li>{_e(n)}</li>" for n in result.notes) + "</ul></section>")
-    parts.append(f"<p class='muted'>history: {_e(result.history_path or '-')} · exit code {result.exit_code}</p>"
-                 f"</main>")
-    title = f"sagaproof {verdict.upper()} · seed {result.seed}"
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
-            f"content='width=device-width,initial-scale=1'><title>{_e(title)}</title><style>{CSS}</style></head>"
-            f"<body>{''.join(parts)}</body></html>\n")
+    return parts
 
 
 def _coverage_section(cov: dict[str, Any]) -> str:

@@ -96,7 +96,7 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{what}: {path} cannot be read as JSON ({exc}); pass the --report-dir of a sagaproof "
-                          f"run, or of a sharded run, whose report.json is intact.") from None
+                          f"run, or of a sharded run, whose report.json is intact.") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{what}: {path} is not a sagaproof report (not a JSON object); pass the --report-dir of "
                           f"a sagaproof run or of a sharded run.")

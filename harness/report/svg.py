@@ -139,25 +139,7 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
     """
     marks = set(marks)
     shown = events[:max_rows]
-    cols: list[str] = []
-
-    def col(name: str) -> None:
-        if name not in cols:
-            cols.append(name)
-
-    for e in shown:
-        col(str(e.get("service") or "?"))
-        for r in receivers.get(str(e.get("subject")), []):
-            col(r)
-    needs_nats = any(not receivers.get(str(e.get("subject"))) for e in shown)
-    fault_targets = {str(faults.get(f, {}).get("target")) for fa in faults_active[:max_rows] for f in fa}
-    for t in sorted(fault_targets):
-        if t in cols:
-            continue
-        if t in ("nats", "broker", "None"):
-            needs_nats = True
-    if needs_nats:
-        cols.insert(0, "nats")
+    cols = _seq_columns(shown, faults_active[:max_rows], faults, receivers)
     left, colw, top, row = 90, 150, 50, 30
     fault_x = left + len(cols) * colw
     width = fault_x + 260
@@ -169,9 +151,59 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
            "markerUnits='userSpaceOnUse' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#374151'/></marker>"
            "<marker id='ahr' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='10' markerHeight='10' "
            "markerUnits='userSpaceOnUse' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#b91c1c'/></marker></defs>"]
-    # fault overlay: contiguous row ranges per fault, on its target's lifeline (or across when not a column)
+    out += _seq_fault_bands(faults_active[:len(shown)], faults, cx, cols, (left, colw, top, row))
+    for c in cols:
+        x = cx[c]
+        out.append(f"<rect x='{x - 60:.1f}' y='6' width='120' height='24' rx='5' fill='#f3f4f6' stroke='#d1d5db'/>"
+                   f"<text x='{x:.1f}' y='23' font-size='13' text-anchor='middle' font-weight='600' "
+                   f"fill='#111827'>{_e(c)}</text><line x1='{x:.1f}' y1='30' x2='{x:.1f}' y2='{height - 10}' "
+                   f"stroke='#d1d5db' stroke-dasharray='2 3'/>")
+    out.append(f"<text x='{fault_x + 10}' y='23' font-size='12' fill='#6b7280' font-weight='600'>faults active"
+               f"</text>")
+    for i, e in enumerate(shown):
+        out += _seq_row(e, i in marks, faults_active[i] if i < len(faults_active) else [], faults, receivers, cx,
+                        (top + i * row, row, fault_x))
+    if len(events) > max_rows:
+        out.append(f"<text x='6' y='{height - 12}' font-size='12' fill='#6b7280'>... {len(events) - max_rows} more "
+                   f"events (see the text below)</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _seq_columns(shown: list[dict[str, Any]], faults_active: list[list[str]], faults: dict[str, dict[str, Any]],
+                 receivers: dict[str, list[str]]) -> list[str]:
+    """The lifelines: each producer and receiver in order of appearance, and ``nats`` first when an event has no
+    declared receiver or a fault hit the broker."""
+    cols: list[str] = []
+
+    def col(name: str) -> None:
+        if name not in cols:
+            cols.append(name)
+
+    for e in shown:
+        col(str(e.get("service") or "?"))
+        for r in receivers.get(str(e.get("subject")), []):
+            col(r)
+    needs_nats = any(not receivers.get(str(e.get("subject"))) for e in shown)
+    fault_targets = {str(faults.get(f, {}).get("target")) for fa in faults_active for f in fa}
+    for t in sorted(fault_targets):
+        if t in cols:
+            continue
+        if t in ("nats", "broker", "None"):
+            needs_nats = True
+    if needs_nats:
+        cols.insert(0, "nats")
+    return cols
+
+
+def _seq_fault_bands(faults_active: list[list[str]], faults: dict[str, dict[str, Any]], cx: dict[str, float],
+                     cols: list[str], geometry: tuple[int, int, int, int]) -> list[str]:
+    """The fault overlay: contiguous row ranges per fault, on its target's lifeline (or across when not a
+    column)."""
+    left, colw, top, row = geometry
+    out: list[str] = []
     ranges: dict[str, list[list[int]]] = {}
-    for i, fa in enumerate(faults_active[:len(shown)]):
+    for i, fa in enumerate(faults_active):
         for fid in fa:
             rs = ranges.setdefault(fid, [])
             if rs and rs[-1][1] == i - 1:
@@ -195,54 +227,46 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
                        f"stroke-dasharray='3 2'><title>{_e(fault_label(f))}</title></rect>"
                        f"<text x='{x0 + 4:.1f}' y='{y1 - 5:.1f}' font-size='10' fill='{color}'>{_e(fid)} "
                        f"{_e(f.get('kind', ''))}</text>")
-    for c in cols:
-        x = cx[c]
-        out.append(f"<rect x='{x - 60:.1f}' y='6' width='120' height='24' rx='5' fill='#f3f4f6' stroke='#d1d5db'/>"
-                   f"<text x='{x:.1f}' y='23' font-size='13' text-anchor='middle' font-weight='600' "
-                   f"fill='#111827'>{_e(c)}</text><line x1='{x:.1f}' y1='30' x2='{x:.1f}' y2='{height - 10}' "
-                   f"stroke='#d1d5db' stroke-dasharray='2 3'/>")
-    out.append(f"<text x='{fault_x + 10}' y='23' font-size='12' fill='#6b7280' font-weight='600'>faults active"
-               f"</text>")
-    for i, e in enumerate(shown):
-        y = top + i * row
-        src = str(e.get("service") or "?")
-        dests = [r for r in receivers.get(str(e.get("subject")), []) if r != src] or ["nats"]
-        if src == "nats" and dests == ["nats"]:
-            dests = []
-        bad = i in marks
-        color = "#b91c1c" if bad else "#374151"
-        if bad:
-            out.append(f"<rect x='2' y='{y - row / 2 + 2}' width='{fault_x - 4}' height='{row - 4}' rx='3' "
-                       f"fill='#fee2e2' fill-opacity='0.6'/>")
-        out.append(f"<text x='6' y='{y + 4}' font-size='11' fill='{color}' font-weight='{700 if bad else 400}'>"
-                   f"t={e['t']:.3f}s</text>")
-        xs = cx[src]
-        for d in dests:
-            xd = cx.get(d, xs)
-            if abs(xd - xs) < 1:
-                continue
-            out.append(f"<line x1='{xs:.1f}' y1='{y}' x2='{xd - (6 if xd > xs else -6):.1f}' y2='{y}' "
-                       f"stroke='{color}' stroke-width='{2 if bad else 1.3}' "
-                       f"marker-end='url(#{'ahr' if bad else 'ah'})'/>")
-        out.append(f"<circle cx='{xs:.1f}' cy='{y}' r='4' fill='{color}'/>")
-        span = [cx.get(d, xs) for d in dests] + [xs]
-        mid = (min(span) + max(span)) / 2 if len(span) > 1 else xs + 40
-        out.append(f"<text x='{mid:.1f}' y='{y - 5}' font-size='12' text-anchor='middle' fill='{color}' "
-                   f"font-weight='{700 if bad else 400}'>{_e(e.get('subject'))}"
-                   f"<title>{_e(e.get('role', ''))} {_e(e.get('event_id') or '')}</title></text>")
-        fa = faults_active[i] if i < len(faults_active) else []
-        fx = fault_x + 10
-        for fid in fa[:4]:
-            f = faults.get(fid, {"id": fid})
-            label = fault_label(f)
-            out.append(f"<text x='{fx}' y='{y + 4}' font-size='11' fill='{fault_color(f.get('kind'))}' "
-                       f"font-weight='600'>{_e(label)}</text>")
-            fx += 7 * len(label) + 10
-    if len(events) > max_rows:
-        out.append(f"<text x='6' y='{height - 12}' font-size='12' fill='#6b7280'>... {len(events) - max_rows} more "
-                   f"events (see the text below)</text>")
-    out.append("</svg>")
-    return "".join(out)
+    return out
+
+
+def _seq_row(e: dict[str, Any], bad: bool, fa: list[str], faults: dict[str, dict[str, Any]],
+             receivers: dict[str, list[str]], cx: dict[str, float], geometry: tuple[float, int, float]) -> list[str]:
+    """One event's row: its time, its arrow from the producer to each receiver, its subject, its faults."""
+    y, row, fault_x = geometry
+    out: list[str] = []
+    src = str(e.get("service") or "?")
+    dests = [r for r in receivers.get(str(e.get("subject")), []) if r != src] or ["nats"]
+    if src == "nats" and dests == ["nats"]:
+        dests = []
+    color = "#b91c1c" if bad else "#374151"
+    if bad:
+        out.append(f"<rect x='2' y='{y - row / 2 + 2}' width='{fault_x - 4}' height='{row - 4}' rx='3' "
+                   f"fill='#fee2e2' fill-opacity='0.6'/>")
+    out.append(f"<text x='6' y='{y + 4}' font-size='11' fill='{color}' font-weight='{700 if bad else 400}'>"
+               f"t={e['t']:.3f}s</text>")
+    xs = cx[src]
+    for d in dests:
+        xd = cx.get(d, xs)
+        if abs(xd - xs) < 1:
+            continue
+        out.append(f"<line x1='{xs:.1f}' y1='{y}' x2='{xd - (6 if xd > xs else -6):.1f}' y2='{y}' "
+                   f"stroke='{color}' stroke-width='{2 if bad else 1.3}' "
+                   f"marker-end='url(#{'ahr' if bad else 'ah'})'/>")
+    out.append(f"<circle cx='{xs:.1f}' cy='{y}' r='4' fill='{color}'/>")
+    span = [cx.get(d, xs) for d in dests] + [xs]
+    mid = (min(span) + max(span)) / 2 if len(span) > 1 else xs + 40
+    out.append(f"<text x='{mid:.1f}' y='{y - 5}' font-size='12' text-anchor='middle' fill='{color}' "
+               f"font-weight='{700 if bad else 400}'>{_e(e.get('subject'))}"
+               f"<title>{_e(e.get('role', ''))} {_e(e.get('event_id') or '')}</title></text>")
+    fx = fault_x + 10
+    for fid in fa[:4]:
+        f = faults.get(fid, {"id": fid})
+        label = fault_label(f)
+        out.append(f"<text x='{fx}' y='{y + 4}' font-size='11' fill='{fault_color(f.get('kind'))}' "
+                   f"font-weight='600'>{_e(label)}</text>")
+        fx += 7 * len(label) + 10
+    return out
 
 
 # --------------------------------------------------------------------------- histogram
@@ -335,6 +359,28 @@ def choreography_model(observed: dict[tuple[str, str], int], declared: list[dict
             "undeclared_subjects": undeclared_subjects, "observed_subjects": observed_subjects}
 
 
+def _chor_node(x: float, y: float, text: str, fill: str, stroke: str, w: int = 140) -> str:
+    """A service or subject of the choreography map: a rounded box with its (shortened) name."""
+    return (f"<rect x='{x - w / 2}' y='{y - 11:.1f}' width='{w}' height='22' rx='11' fill='{fill}' "
+            f"stroke='{stroke}'/><text x='{x}' y='{y + 4:.1f}' font-size='12' text-anchor='middle' "
+            f"fill='#111827'>{_e(text if len(text) <= 26 else text[:25] + '…')}</text>")
+
+
+def _chor_legend(ly: float) -> list[str]:
+    """The choreography map's legend: what each kind of edge means."""
+    legend = [("#16a34a", "", "declared and seen"), ("#dc2626", "", "seen, not declared by any contract"),
+              ("#d97706", "6 4", "declared, never seen"), ("#9ca3af", "", "declared receiver"),
+              ("#dc2626", "2 3", "receiver never took it")]
+    out: list[str] = []
+    lx = 20
+    for color, dash, text in legend:
+        out.append(f"<line x1='{lx}' y1='{ly}' x2='{lx + 30}' y2='{ly}' stroke='{color}' stroke-width='2.5' "
+                   f"stroke-dasharray='{dash}'/><text x='{lx + 36}' y='{ly + 4}' font-size='12' fill='#374151'>"
+                   f"{_e(text)}</text>")
+        lx += 60 + 7 * len(text)
+    return out
+
+
 def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
     """Senders | subjects | receivers, edges coloured by whether the contracts and the wire agree."""
     sends, receives = model["sends"], model["receives"]
@@ -390,15 +436,10 @@ def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
                    f"fill='none' stroke='{color}' stroke-width='{w}' stroke-dasharray='{dash}'>"
                    f"<title>{_e(svc)} receives {_e(s)}{tip}</title></path>")
 
-    def node(x: float, y: float, text: str, fill: str, stroke: str, w: int = 140) -> str:
-        return (f"<rect x='{x - w / 2}' y='{y - 11:.1f}' width='{w}' height='22' rx='11' fill='{fill}' "
-                f"stroke='{stroke}'/><text x='{x}' y='{y + 4:.1f}' font-size='12' text-anchor='middle' "
-                f"fill='#111827'>{_e(text if len(text) <= 26 else text[:25] + '…')}</text>")
-
     for s in senders:
-        out.append(node(xs, py[s], s, "#eef2ff", "#6366f1"))
+        out.append(_chor_node(xs, py[s], s, "#eef2ff", "#6366f1"))
     for s in receivers:
-        out.append(node(xr, ry[s], s, "#eef2ff", "#6366f1"))
+        out.append(_chor_node(xr, ry[s], s, "#eef2ff", "#6366f1"))
     for s in subjects:
         if s in undeclared_subjects:
             fill, stroke = "#fee2e2", "#dc2626"
@@ -406,17 +447,8 @@ def choreography(model: dict[str, Any], *, max_subjects: int = 60) -> str:
             fill, stroke = "#fef3c7", "#d97706"
         else:
             fill, stroke = "#f9fafb", "#9ca3af"
-        out.append(node(xm, my[s], s, fill, stroke, 190))
-    ly = height - 30
-    legend = [("#16a34a", "", "declared and seen"), ("#dc2626", "", "seen, not declared by any contract"),
-              ("#d97706", "6 4", "declared, never seen"), ("#9ca3af", "", "declared receiver"),
-              ("#dc2626", "2 3", "receiver never took it")]
-    lx = 20
-    for color, dash, text in legend:
-        out.append(f"<line x1='{lx}' y1='{ly}' x2='{lx + 30}' y2='{ly}' stroke='{color}' stroke-width='2.5' "
-                   f"stroke-dasharray='{dash}'/><text x='{lx + 36}' y='{ly + 4}' font-size='12' fill='#374151'>"
-                   f"{_e(text)}</text>")
-        lx += 60 + 7 * len(text)
+        out.append(_chor_node(xm, my[s], s, fill, stroke, 190))
+    out += _chor_legend(height - 30)
     if hidden:
         out.append(f"<text x='{xm}' y='{height - 52}' font-size='12' text-anchor='middle' fill='#6b7280'>... and "
                    f"{hidden} more subjects (see report.json)</text>")

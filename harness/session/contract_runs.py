@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the contracts package is imported when a command runs
     from sagaproof.contracts.pacts import Produce
     from sagaproof.harness.env.system import System
 
-__all__ = ["correlation", "find_trigger", "fuzz_http", "make_producer", "verify_providers"]
+__all__ = ["correlation", "find_trigger", "fuzz_http", "make_producer", "mismatch_lines", "read_pacts", "verify_providers"]
 
 
 def fuzz_http(spec: SystemSpec, report_dir: Path,
@@ -189,3 +189,41 @@ def output_to(path: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+def read_pacts(pact_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every pact file in the directory, parsed; a file that is not a pact is a ConfigError."""
+    pacts = []
+    for p in sorted(pact_dir.glob("*.json")):
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{p}: not a readable JSON pact file ({exc}); regenerate it with the consumer's "
+                              f"pact tests or remove it.") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("provider"), dict) \
+                or not isinstance(doc.get("interactions", []), list):
+            raise ConfigError(f"{p}: not a pact file (no provider name or interactions list); regenerate it "
+                              f"with the consumer's pact tests or remove it.")
+        pacts.append((p, doc))
+    return pacts
+
+
+def mismatch_lines(errors: list[str]) -> list[str]:
+    """pact-python's errors as one readable line per mismatch (interaction, JSON path, what differs)."""
+    out: list[str] = []
+    for err in errors:
+        for raw in str(err).splitlines():
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                if raw.strip() and not raw.startswith("Failed to execute verifier"):
+                    out.append(raw.strip())
+                continue
+            mismatch = data.get("mismatch") if isinstance(data, dict) else None
+            if not isinstance(mismatch, dict):
+                out.append(raw.strip())
+                continue
+            where = str(data.get("interaction", "")).replace("Verifying a pact between ", "")
+            for m in mismatch.get("mismatches") or [mismatch]:
+                out.append(f"{where}: at {m.get('path', '$')}: {m.get('mismatch', m)}")
+    return out

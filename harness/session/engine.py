@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagaproof.harness.checks import CheckContext, Window, key_of, own_lateness, run_checks, saga_result
-from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult
+from sagaproof.harness.checks.checker import OWED_CHECKS, CheckResult, SagaViolation
 from sagaproof.harness.checks.findings import Finding
 from sagaproof.harness.checks.results import CheckOutcome, RunResult, verdict_of
 from sagaproof.harness.config import SystemSpec, load_callable
@@ -38,6 +38,10 @@ from sagaproof.harness.env.system import (
     MACHINE_VARS,  # not recorded, never replayed: the machine, not the system
 )
 from sagaproof.harness.env.wait import eventually
+
+if TYPE_CHECKING:
+    from sagaproof.harness.env.links import ChaosHandle
+    from sagaproof.harness.env.system import Service, System
 from sagaproof.harness.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError, SagaproofError, boundary
 from sagaproof.harness.events import (
     CheckFinished,
@@ -88,6 +92,7 @@ class RunOptions:
     reports: bool = True
     phases: tuple[str, ...] | None = None  # the nemesis's phases ("targeted", "random"); None: [chaos] phases
     targeted: list[dict[str, Any]] | None = None  # a fixed plan of targeted windows (replay)
+    plugins: tuple[str, ...] = ()  # --plugin modules (resolved), loaded again by a replay (harness.plugins)
 
     def resolved_seed(self) -> int:
         if self.seed is None:
@@ -99,7 +104,7 @@ class RunOptions:
         return {"system_arg": self.system_arg, "seed": self.seed, "sagas": self.sagas, "duration": self.duration,
                 "faults": list(self.faults) if self.faults is not None else None, "intensity": self.intensity,
                 "chaos": self.chaos, "env": mask_secrets(self.env), "replay_of": self.replay_of,
-                "phases": list(self.phases) if self.phases is not None else None}
+                "phases": list(self.phases) if self.phases is not None else None, "plugins": list(self.plugins)}
 
 
 def run_command(opts: RunOptions) -> str:
@@ -121,6 +126,8 @@ def run_command(opts: RunOptions) -> str:
         parts += ["--report-dir", str(opts.report_dir)]
     for k, v in sorted(mask_secrets(opts.env).items()):
         parts += ["--env", f"{k}={v}"]
+    for plugin in opts.plugins:
+        parts += ["--plugin", plugin]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -429,6 +436,22 @@ class ChecksResult:
     @property
     def failed_checks(self) -> list[CheckOutcome]:
         return [o for o in self.outcomes if not o.ok]
+
+    # the saga checker's result, typed (anything else of it through __getattr__)
+    @property
+    def violations(self) -> list[SagaViolation]:
+        return self.sagas.violations
+
+    @property
+    def sagas_checked(self) -> int:
+        return self.sagas.sagas_checked
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.sagas.counts
+
+    def by_check(self, check: str) -> list[SagaViolation]:
+        return self.sagas.by_check(check)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("sagas", "outcomes", "in_verdict"):
@@ -1078,17 +1101,17 @@ class SessionHandle:
 
     # environment
     @property
-    def system(self) -> Any:
-        return self.session.system
+    def system(self) -> System:
+        system: System = self.session.system
+        return system
 
     @property
-    def services(self) -> dict[str, Any]:
-        services: dict[str, Any] = self.session.system.services
-        return services
+    def services(self) -> dict[str, Service]:
+        return self.system.services
 
     @property
-    def chaos(self) -> Any:
-        return self.session.system.chaos
+    def chaos(self) -> ChaosHandle:
+        return self.system.chaos
 
     @property
     def nats_url(self) -> str:
@@ -1196,7 +1219,7 @@ class SessionHandle:
         assert self.session.history is not None
         return sum(1 for _ in self.session.history.records(kinds=("message",), since=since))
 
-    def eventually(self, fn: Any, timeout: float = 10.0, interval: float = 0.1) -> None:
+    def eventually(self, fn: Callable[[], object], timeout: float = 10.0, interval: float = 0.1) -> None:
         """Call fn() until it stops raising AssertionError (or returning False/a reason); else raise it."""
         __tracebackhide__ = True
         ok, why = eventually(fn, timeout, interval)
@@ -1287,8 +1310,10 @@ def running(spec: SystemSpec, *, report_dir: str | Path, chaos_links: bool = Fal
 def run(spec: SystemSpec, opts: RunOptions, bus: EventBus | None = None) -> tuple[int, RunResult]:
     """One complete run (``sagaproof run``); returns (exit code, RunResult). The reports are written when
     ``opts.reports`` (by the report writer, from the RunFinished event)."""
+    from sagaproof.harness.plugins import load_plugins
     from sagaproof.harness.report import ReportWriter
 
+    load_plugins(opts.plugins, base=Path.cwd(), where="RunOptions.plugins")  # loaded already by the CLI
     bus = bus or EventBus()
     seed = opts.resolved_seed()
     report_dir = Path(opts.report_dir)

@@ -54,8 +54,9 @@ def validate_schedule(records: Any, system_spec: Any, source: str) -> tuple[Any,
     """The faults of a fixed schedule (a JSON list of fault records), or ConfigError naming the bad one."""
     from sagaproof.chaos.nemesis import BROKER_TARGET, Fault
 
-    from sagaproof.faultkinds import FAULT_KINDS
+    from sagaproof.faultkinds import fault_kind_names
 
+    FAULT_KINDS = fault_kind_names()  # the built-in kinds and the plugins'
     hint = "pass the minimal-schedule.json a shrinking run wrote, or a list of {id, kind, target, start, duration}."
     if not isinstance(records, list):
         raise ConfigError(f"{source}: a schedule is a JSON list of faults, not a JSON {type(records).__name__}; {hint}")

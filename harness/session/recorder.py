@@ -368,59 +368,7 @@ class Recorder:
         js = self._nc.jetstream()
         streams = await js.streams_info()
         for info in streams:
-            name = info.config.name
-            cfg = info.config
-            if cfg.mirror is not None or cfg.sources:
-                self.copies[name] = {"mirror": getattr(cfg.mirror, "name", None),
-                                     "sources": [getattr(src, "name", None) for src in cfg.sources or []]}
-                continue
-            base = info.state.last_seq if self.from_now else 0
-            if _consumed_on_read(cfg):
-                self.published_streams[name] = list(cfg.subjects or [])
-                self.published[name] = 0
-                self.base_seq[name] = base
-                continue
-            self.stream_subjects[name] = list(cfg.subjects or [])
-            self.base_seq[name] = base
-            self.last_seq[name] = base
-            start_at = None
-            if base:
-                from nats.js.api import ConsumerConfig, DeliverPolicy
-
-                start_at = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=base + 1)
-
-            def make_handler(stream: str) -> Callable[[Any], None]:
-                per_stream = self.per_stream
-                last_seq = self.last_seq
-                record = self._on_message
-
-                def handle(msg: Any) -> None:
-                    # The ordered consumer re-creates itself on a gap or after missed heartbeats (a broker
-                    # restart), from the next sequence it has not delivered; a gap that stays shows in drain().
-                    tokens = msg.reply.split(".")
-                    if len(tokens) == _V1_TOKENS:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>
-                        seq = int(tokens[5])
-                        ts = int(tokens[7]) / 1e9
-                    else:  # with a domain and account hash: let nats-py read it
-                        md = msg.metadata
-                        seq = md.sequence.stream
-                        ts = md.timestamp.timestamp() if md.timestamp else time.time()
-                    if seq <= last_seq.get(stream, 0):
-                        return  # delivered again after a consumer reset: recorded already
-                    last_seq[stream] = seq
-                    per_stream[stream] = per_stream.get(stream, 0) + 1
-                    record(msg.subject, msg.data, msg.headers, stream, seq, ts)
-                return handle
-
-            on_msg = make_handler(name)
-
-            async def cb(msg: Any, on_msg: Callable[[Any], None] = on_msg) -> None:
-                on_msg(msg)
-
-            psub = await js.subscribe(">", stream=name, ordered_consumer=True, cb=cb, config=start_at,
-                                      idle_heartbeat=IDLE_HEARTBEAT,
-                                      pending_msgs_limit=self.pending_limit, pending_bytes_limit=512 * 1024 * 1024)
-            _deliver_directly(psub, on_msg, self._stream_error(name))
+            await self._subscribe_stream(js, info)
 
         published_of = self._published_stream if self.published_streams else None
 
@@ -449,6 +397,64 @@ class Recorder:
         await core.flush()
         if core is not self._nc:
             await self._nc.flush()
+
+    async def _subscribe_stream(self, js: Any, info: Any) -> None:
+        """Read one stream from its ordered consumer (a mirror or source, or a stream consumed on read, is
+        noted and left to other means)."""
+        name = info.config.name
+        cfg = info.config
+        if cfg.mirror is not None or cfg.sources:
+            self.copies[name] = {"mirror": getattr(cfg.mirror, "name", None),
+                                 "sources": [getattr(src, "name", None) for src in cfg.sources or []]}
+            return
+        base = info.state.last_seq if self.from_now else 0
+        if _consumed_on_read(cfg):
+            self.published_streams[name] = list(cfg.subjects or [])
+            self.published[name] = 0
+            self.base_seq[name] = base
+            return
+        self.stream_subjects[name] = list(cfg.subjects or [])
+        self.base_seq[name] = base
+        self.last_seq[name] = base
+        start_at = None
+        if base:
+            from nats.js.api import ConsumerConfig, DeliverPolicy
+
+            start_at = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=base + 1)
+
+        on_msg = self._stream_handler(name)
+
+        async def cb(msg: Any, on_msg: Callable[[Any], None] = on_msg) -> None:
+            on_msg(msg)
+
+        psub = await js.subscribe(">", stream=name, ordered_consumer=True, cb=cb, config=start_at,
+                                  idle_heartbeat=IDLE_HEARTBEAT,
+                                  pending_msgs_limit=self.pending_limit, pending_bytes_limit=512 * 1024 * 1024)
+        _deliver_directly(psub, on_msg, self._stream_error(name))
+
+    def _stream_handler(self, stream: str) -> Callable[[Any], None]:
+        """What is done with each message the ordered consumer of `stream` delivers (the data path)."""
+        per_stream = self.per_stream
+        last_seq = self.last_seq
+        record = self._on_message
+
+        def handle(msg: Any) -> None:
+            # The ordered consumer re-creates itself on a gap or after missed heartbeats (a broker
+            # restart), from the next sequence it has not delivered; a gap that stays shows in drain().
+            tokens = msg.reply.split(".")
+            if len(tokens) == _V1_TOKENS:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>
+                seq = int(tokens[5])
+                ts = int(tokens[7]) / 1e9
+            else:  # with a domain and account hash: let nats-py read it
+                md = msg.metadata
+                seq = md.sequence.stream
+                ts = md.timestamp.timestamp() if md.timestamp else time.time()
+            if seq <= last_seq.get(stream, 0):
+                return  # delivered again after a consumer reset: recorded already
+            last_seq[stream] = seq
+            per_stream[stream] = per_stream.get(stream, 0) + 1
+            record(msg.subject, msg.data, msg.headers, stream, seq, ts)
+        return handle
 
     async def _late_streams(self, js: Any) -> None:
         """Streams the services created after the recording began: their messages were recorded from their

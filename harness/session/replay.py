@@ -18,6 +18,7 @@ from typing import Any
 
 from sagaproof.harness.config import SystemSpec, load_system_file
 from sagaproof.harness.errors import ConfigError
+from sagaproof.harness.plugins import load_plugins
 from sagaproof.harness.session.engine import MASKED, RunOptions
 from sagaproof.harness.session.shrink import carried_out
 
@@ -27,11 +28,11 @@ __all__ = ["new_report_dir", "replay_options"]
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError as err:
         raise ConfigError(f"{path.parent}: no {path.name} here; pass the report directory of a sagaproof run "
-                          f"(it holds report.json and system.json).") from None
+                          f"(it holds report.json and system.json).") from err
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot be read as {what} ({exc}); pass an intact report directory.") from None
+        raise ConfigError(f"{path}: cannot be read as {what} ({exc}); pass an intact report directory.") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: is not {what}; pass the report directory of a sagaproof run.")
     return data
@@ -63,8 +64,10 @@ def _unmask(env: dict[str, str], given: dict[str, str], where: str) -> dict[str,
 
 
 def replay_options(report: str | Path, *, new_dir: str | Path | None = None, env: dict[str, str] | None = None,
-                   schedule: list[dict[str, Any]] | None = None) -> tuple[SystemSpec, RunOptions]:
-    """The system and the options that replay the run recorded in ``report``."""
+                   schedule: list[dict[str, Any]] | None = None,
+                   plugins: list[str] | None = None) -> tuple[SystemSpec, RunOptions]:
+    """The system and the options that replay the run recorded in ``report``: its plugins loaded again
+    (``options.plugins``; the system file's load with it), and *plugins* besides."""
     report = Path(report)
     if not report.is_dir():
         raise ConfigError(f"{report}: no such report directory; pass the directory a sagaproof run wrote "
@@ -79,6 +82,9 @@ def replay_options(report: str | Path, *, new_dir: str | Path | None = None, env
     if dest.resolve() == report.resolve():
         raise ConfigError(f"--report-dir {dest} is the report being replayed; a replay never overwrites the "
                           f"original, so give another directory (or leave --report-dir out).")
+    recorded = [str(p) for p in options.get("plugins") or []]
+    load_plugins(recorded, base=report, where=f"{report / 'report.json'} (options.plugins)")
+    run_plugins = tuple(dict.fromkeys([*recorded, *(plugins or [])]))
     system_file = options.get("system_file") or data.get("system_path")
     location = system_file if system_file and Path(system_file).exists() else options.get("system_arg", ".")
     spec = load_system_file(location)
@@ -101,5 +107,6 @@ def replay_options(report: str | Path, *, new_dir: str | Path | None = None, env
                       faults=tuple(faults) if faults is not None else None, intensity=options.get("intensity"),
                       report_dir=dest, chaos=chaos, env=run_env, system_arg=str(options.get("system_arg", ".")),
                       schedule=schedule, replayed_env=replayed, replay_of=str(report),
-                      phases=tuple(phases) if isinstance(phases, list) else None, targeted=targeted)
+                      phases=tuple(phases) if isinstance(phases, list) else None, targeted=targeted,
+                      plugins=run_plugins)
     return spec, opts

@@ -238,8 +238,8 @@ def http_sender(system: Any, spec: WorkloadSpec) -> Callable[[dict[str, Any]], A
         svc = replicas[next(turn) % len(replicas)]
         try:
             resp = svc.http.request(spec.method, spec.path, json_body=body, headers=headers, timeout=10)
-        except ConnectionRefusedError:
-            raise RequestRejected(f"{spec.method} {spec.path}: connection refused") from None
+        except ConnectionRefusedError as err:
+            raise RequestRejected(f"{spec.method} {spec.path}: connection refused") from err
         if 400 <= resp.status < 500:
             raise RequestRejected(f"{spec.method} {spec.path} answered {resp.status}: {resp.text[:200]}")
         if not 200 <= resp.status < 300:

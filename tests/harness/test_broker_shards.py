@@ -25,7 +25,7 @@ CONSUMER = {"orders.created": ("payment", "explicit"), "payments.completed": ("o
             "orders.completed": ("shipping", "none")}
 
 
-def synthetic(n: int, seed: int) -> list[dict[str, Any]]:
+def synthetic(n: int, seed: int) -> list[dict[str, Any]]:  # noqa: C901, PLR0912 - not split yet (issue 25)
     """n stored messages and what the links saw of them: acks, naks and redeliveries, +TERM with and without
     an advisory, max_deliver reached, never delivered, delivered and never answered, duplicates on the wire,
     a stored message recorded twice, a core subscription on a stored subject; faults throughout."""

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sagaproof.harness import checks as checks_mod
 from sagaproof.harness.checks import CheckContext, Window, fault_schedule, saga_checks, saga_result
+from sagaproof.harness.checks import judging as judging_mod
 from sagaproof.harness.config import ChaosSpec, SystemSpec
 from sagaproof.harness.events import EventBus, FaultInjected, MessageRecorded, Phase
 from sagaproof.harness.history import History, HistoryReader, read_records
@@ -89,7 +89,7 @@ def test_sharded_judgement_equals_the_single_pass(tmp_path: Path, monkeypatch: p
     reader = write(tmp_path, h.records)
     n = sum(1 for r in h.records if r["kind"] == "message")
     single = saga_result(reader, SAGAS, Window(), healed_at=0.0, end_at=100.0, n_messages=n)
-    monkeypatch.setattr(checks_mod, "SHARD_MESSAGES", 40)
+    monkeypatch.setattr(judging_mod, "SHARD_MESSAGES", 40)
     sharded = saga_result(reader, SAGAS, Window(), healed_at=0.0, end_at=100.0, n_messages=n, scratch=tmp_path)
     assert sharded.sagas_checked == single.sagas_checked == 61
     assert sharded.counts == single.counts and sharded.outcomes == single.outcomes

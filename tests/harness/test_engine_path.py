@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sagaproof.harness import checks as checks_mod
 from sagaproof.harness.checks import CheckContext, Window, saga_checks, saga_result
+from sagaproof.harness.checks import judging as judging_mod
 from sagaproof.harness.checks.checker import check_history
 from sagaproof.harness.config import ChaosSpec, NatsSpec, SagaSpec, StepSpec, SystemSpec, WorkloadSpec
 from sagaproof.harness.history import History, HistoryReader
@@ -146,7 +147,7 @@ def test_the_engine_path_judges_exactly_as_the_checker_in_memory(tmp_path: Path,
     records = synthetic(spec, 400, seed=len(spec.name) + shard_messages)
     h = written(records, tmp_path)
     healed, end = 1.0, h.max_t + (100.0 if quiescent is None else 5.0)
-    monkeypatch.setattr(checks_mod, "SHARD_MESSAGES", shard_messages)
+    monkeypatch.setattr(judging_mod, "SHARD_MESSAGES", shard_messages)
     ctx = CheckContext(system(spec, tmp_path), h.reader(), Window(), healed, end,
                        {"messages": h.messages, "scratch": tmp_path, "quiescent_at": quiescent})
     list(saga_checks(ctx))  # what `sagaproof run` runs
@@ -166,7 +167,7 @@ def test_a_window_of_keys_on_the_sharded_path_judges_as_the_whole_history(tmp_pa
     records = synthetic(CHECKOUT, 300, seed=3)
     h = written(records, tmp_path)
     keys = frozenset({f"k{i}" for i in range(0, 300, 7)})
-    monkeypatch.setattr(checks_mod, "SHARD_MESSAGES", 40)
+    monkeypatch.setattr(judging_mod, "SHARD_MESSAGES", 40)
     sharded = saga_result(h.reader(), {"checkout": CHECKOUT}, Window(keys=keys), healed_at=0.0, end_at=1e3,
                           n_messages=h.messages, scratch=tmp_path)
     whole = check_history(list(h.reader()), {"checkout": CHECKOUT}, healed_at=0.0, end_at=1e3)
@@ -188,7 +189,7 @@ def test_two_sagas_sharing_subjects_judge_alike_on_both_paths(tmp_path: Path, mo
     records = synthetic(CHECKOUT, 300, seed=11)
     h = written(records, tmp_path)
     sagas = {"checkout": CHECKOUT, "refund": REFUND}
-    monkeypatch.setattr(checks_mod, "SHARD_MESSAGES", shard_messages)
+    monkeypatch.setattr(judging_mod, "SHARD_MESSAGES", shard_messages)
     spec = SystemSpec(path=tmp_path / "sagaproof.toml", root=tmp_path, nats=NatsSpec(), services={}, sagas=sagas,
                       workload=WorkloadSpec(), invariants=(), invariant_timeout=1.0, chaos=ChaosSpec())
     ctx = CheckContext(spec, h.reader(), Window(), 1.0, h.max_t + 100.0,

@@ -149,11 +149,11 @@ class WindowPlan:
         window.state = "armed"
         self._armed[(window.subject, nth)] = window
 
-    def rearm(self, window: Window, *, only_if: str = "delivered") -> bool:
+    def rearm(self, window: Window) -> bool:
         """Put a window that took its delivery back, to take the next first delivery of its subject; False (and
-        nothing changes) when it has moved past ``only_if`` meanwhile (its ack came)."""
+        nothing changes) when it has moved on meanwhile (its ack came)."""
         with self.lock:
-            if window.state != only_if:
+            if window.state != "delivered":
                 return False
             if window.ack is not None:
                 self._by_ack.pop(window.ack, None)

@@ -522,30 +522,29 @@ class TargetedPhase:
         return proc is not None and proc.poll() is None
 
     def _cut(self, w: dict[str, Any], st: dict[str, Any], proxy: str) -> None:
-        if True:
-            fault = self._fault(w, "partition", {"mode": "disable", "seconds": OUTAGE})
-            observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
-            # connections opened so far: any opened after the cut is a reconnect (a disabled link refuses them, but
-            # a random-phase partition healing meanwhile may enable the link early, and the service may come back
-            # then)
-            before = observer.connections if observer is not None else 0
+        fault = self._fault(w, "partition", {"mode": "disable", "seconds": OUTAGE})
+        observer = (getattr(getattr(self.system, "broker", None), "observers", None) or {}).get(w["service"])
+        # connections opened so far: any opened after the cut is a reconnect (a disabled link refuses them, but
+        # a random-phase partition healing meanwhile may enable the link early, and the service may come back
+        # then)
+        before = observer.connections if observer is not None else 0
+        try:
+            self.system.proxies.disable(proxy)
+        except Exception as exc:  # noqa: BLE001
+            self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
+            st["reason"] = f"the link could not be cut ({exc})"
+            return
+        self.bus.emit(FaultInjected(dict(fault)))
+        st.update(fault_id=w["id"], exercised=True)
+        try:
+            self._stop.wait(OUTAGE)
+        finally:
             try:
-                self.system.proxies.disable(proxy)
-            except Exception as exc:  # noqa: BLE001
-                self.bus.emit(FaultFailed(dict(fault), str(exc), "inject"))
-                st["reason"] = f"the link could not be cut ({exc})"
-                return
-            self.bus.emit(FaultInjected(dict(fault)))
-            st.update(fault_id=w["id"], exercised=True)
-            try:
-                self._stop.wait(OUTAGE)
+                self.system.proxies.enable(proxy)
             finally:
-                try:
-                    self.system.proxies.enable(proxy)
-                finally:
-                    self._end(fault)
-            if observer is not None and self.record is not None:
-                self._watch_reconnect(w, st, fault, observer, before)
+                self._end(fault)
+        if observer is not None and self.record is not None:
+            self._watch_reconnect(w, st, fault, observer, before)
 
     def _watch_reconnect(self, w: dict[str, Any], st: dict[str, Any], fault: dict[str, Any], observer: Any,
                          before: int) -> None:

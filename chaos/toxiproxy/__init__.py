@@ -23,6 +23,7 @@ from sagaproof.chaos.toxiproxy import (
 )
 from sagaproof.chaos.toxiproxy._api import VERSION
 from sagaproof.chaos.toxiproxy._nats import subject_matches
+from sagaproof.chaos.toxiproxy._proxy import hold_dials, release_dials
 from sagaproof.chaos.toxiproxy._server import (
     ToxiproxyServer,
     add_arguments,
@@ -59,9 +60,11 @@ __all__ = [
     "ToxiproxyServer",
     "add_arguments",
     "event_loop_factory",
+    "hold_dials",
     "main",
     "openapi_path",
     "register_plan",
+    "release_dials",
     "run_standalone",
     "serve",
     "subject_matches",

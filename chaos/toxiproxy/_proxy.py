@@ -16,6 +16,8 @@ import ipaddress
 import os
 import random
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,38 @@ from sagaproof.chaos.toxiproxy._link import Connection, Side
 from sagaproof.chaos.toxiproxy._toxics import REGISTRY, ToxicConfig, decode_attributes
 
 DIAL_TIMEOUT = 10.0
+HOLD_LIMIT = 30.0  # seconds a held dial waits at most before it goes ahead anyway
+
+# Upstream addresses ("host:port") whose new connections are held back (see hold_dials), with their holders.
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def hold_dials(upstream: str) -> None:
+    """Hold back every new connection of this process's proxies toward `upstream` until :func:`release_dials`
+    (at most :data:`HOLD_LIMIT` seconds each): the client sees its connect succeed and waits, as it would
+    for a slow server. The harness uses it to let its recorder back onto a restarted broker before the
+    services, so that nothing they publish on reconnecting goes unrecorded. Connections already open and
+    dials already under way are left alone. Holds nest: each call needs its release."""
+    with _HELD_LOCK:
+        _HELD[upstream] = _HELD.get(upstream, 0) + 1
+
+
+def release_dials(upstream: str) -> None:
+    """Let the dials held by one :func:`hold_dials` go ahead (when it was the last hold on `upstream`)."""
+    with _HELD_LOCK:
+        left = _HELD.get(upstream, 0) - 1
+        if left > 0:
+            _HELD[upstream] = left
+        else:
+            _HELD.pop(upstream, None)
+
+
+async def _held(upstream: str) -> None:
+    """Wait while dials toward `upstream` are held (at most HOLD_LIMIT seconds)."""
+    limit = time.monotonic() + HOLD_LIMIT
+    while upstream in _HELD and time.monotonic() < limit:
+        await asyncio.sleep(0.02)
 # Names are path segments of the API's URLs: capped so that the longest URL (a toxic of a proxy,
 # every character percent-encoded) fits the 64 KiB request-head limit, so a proxy or toxic that
 # can be created can always be fetched, changed and deleted.
@@ -236,6 +270,15 @@ class Proxy:
         if not self.enabled:
             client.close(reset=False)
             return
+        if _HELD and self.upstream in _HELD:
+            try:
+                await _held(self.upstream)
+            except asyncio.CancelledError:
+                client.close(reset=False)  # proxy stopped while held
+                return
+            if not self.enabled or client.lost or client.transport is None:
+                client.close(reset=False)
+                return
         try:
             host, port_text = split_host_port(self.upstream)
             port = int(port_text)

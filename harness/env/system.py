@@ -577,8 +577,14 @@ class System:
         """Kill a NATS node and start it again with its JetStream data (embedded NATS only)."""
         if self.nats is None:
             raise SagaproofError("restart_nats needs embedded NATS; this run uses nats.url.")
+        from sagaproof.harness.env.links import recorder_first, recorder_marks
+
         node = self.nats.nodes[index]
-        self.nats.restart_node(index)
+        marks = recorder_marks(self, index)
+        node.process.kill()
+        with recorder_first(self, index, marks):
+            node.process.start()
+            self.nats.wait_healthy(node, 20.0)
         self.bus.emit(ProcessChanged(f"nats-{index}", "restart", node.process.pid))
 
     def describe(self) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 import sagaproof.chaos.toxiproxy as tp
-from chaos_testkit import LoopThread, connect, start_echo
+from chaos_testkit import Env, LoopThread, connect, recv_exactly, recv_until_closed, start_echo
 from sagaproof.chaos.errors import ChaosError
 
 from sagaproof import chaos
@@ -35,6 +35,9 @@ def test_public_api() -> None:
         "WindowPlan",
         "register_plan",
         "unregister_plan",
+        # the harness's hold on a restarted broker's new connections until its recorder is back
+        "hold_dials",
+        "release_dials",
     }
     for name in tp.__all__:
         assert hasattr(tp, name), name
@@ -161,3 +164,24 @@ def test_standalone_runs_on_uvloop_unless_asked_not_to(monkeypatch: pytest.Monke
     assert tp.event_loop_factory() is uvloop.new_event_loop
     monkeypatch.setenv("SAGAPROOF_EVENT_LOOP", "asyncio")
     assert tp.event_loop_factory() is asyncio.new_event_loop
+
+
+def test_held_dials_wait_for_their_release_while_other_upstreams_pass(env: Env) -> None:
+    # A broker restart: the services' links must not reach the restarted node before the harness's recorder.
+    held_addr = env.proxy("held")
+    free_addr = env.proxy("free", upstream=env.closer_addr)
+    tp.hold_dials(env.echo_addr)
+    try:
+        held = connect(held_addr)
+        held.sendall(b"ping")
+        # a later connection toward another upstream is dialed and answered meanwhile ...
+        assert recv_until_closed(connect(free_addr))[0] == b"bye"
+        # ... while the held one has not reached its upstream: nothing has come back
+        held.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            held.recv(16)
+        held.setblocking(True)
+    finally:
+        tp.release_dials(env.echo_addr)
+    held.settimeout(10)
+    assert recv_exactly(held, 4) == b"ping"

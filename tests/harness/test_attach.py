@@ -107,12 +107,20 @@ def test_clean_shop_attached_passes_over_three_seeds_with_every_fault_kind(clean
 
 @pytest.mark.parametrize("bug", ["no_refund", "lost_terminal"])
 def test_seeded_bug_is_caught_in_attach_mode_as_in_embedded_mode(tmp_path: Path, bug: str):
+    # test_run.py's settings for embedded mode: seed 1, and the next seeds only while the bug goes uncaught
+    # (attach mode has no targeted phase: whether a random kill of order meets an outcome in flight is timing,
+    # which a busy machine shifts)
     for shop in _deploy(tmp_path / "deployed", bug):
         system = write_attached_system(tmp_path / "sys", shop)
-        proc, report = _run(system, tmp_path / "rep", "--seed", "1")  # test_run.py's settings for embedded mode
-        assert proc.returncode == 1, f"{bug} was not caught:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        for seed in (1, 2, 3):
+            rep = tmp_path / f"rep-{seed}"
+            proc, report = _run(system, rep, "--seed", str(seed))
+            if proc.returncode != 0:
+                break
+        assert proc.returncode == 1, (f"{bug}: the last run (seed {seed}) exited {proc.returncode}, where 1 is a "
+                                      f"check that failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
         assert report["first_failure"] == EXPECTED_FIRST[bug], proc.stdout[-3000:]
-        assert f"Reproduce: sagaproof replay {tmp_path / 'rep'}" in proc.stdout.replace("\n", " ")
+        assert f"Reproduce: sagaproof replay {rep}" in proc.stdout.replace("\n", " ")
 
 
 def test_fault_kinds_with_no_way_to_inject_them_are_left_out_with_a_note(clean_shop: DeployedShop, tmp_path: Path):

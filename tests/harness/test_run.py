@@ -88,7 +88,8 @@ def test_each_seeded_bug_fails_with_the_right_check_first(tmp_path: Path, bug: s
         if proc.returncode != 0:
             break
     tmp_path = tmp_path / f"seed-{seed}"
-    assert proc.returncode == 1, f"{bug} was not caught in 3 seeds:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    assert proc.returncode == 1, (f"{bug}: the last run (seed {seed}) exited {proc.returncode}, where 1 is a check that "
+                                  f"failed and 0 a pass:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
     assert report["first_failure"] == EXPECTED_FIRST[bug], proc.stdout[-3000:]
     assert f"--env SHOP_BUG={bug}" in report["run_command"] and f"--seed {seed}" in report["run_command"]
     assert f"Reproduce: sagaproof replay {tmp_path}\n" in proc.stdout, "the reproduce line is whole, on one line"

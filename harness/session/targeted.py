@@ -162,6 +162,7 @@ class TargetedPhase:
         self.consumers = dict(consumers or {})
         self.activity = activity  # () -> (sagas still open, time.monotonic() of the last message recorded)
         self.state: dict[str, dict[str, Any]] = {w["id"]: {} for w in self.windows}
+        self._by_id: dict[str, dict[str, Any]] = {w["id"]: w for w in self.windows}  # looked up on the proxy's loop
         self.unavailable: str | None = None
         self._queues: dict[str, queue.Queue[tuple[str, Any, str]]] = {}  # one per service, each its own worker
         self._stop = threading.Event()
@@ -236,7 +237,7 @@ class TargetedPhase:
             return True
         st = self.state[window.id]
         st["deferred"] = int(st.get("deferred", 0)) + 1
-        w = next(x for x in self.windows if x["id"] == window.id)
+        w = self._by_id[window.id]
         self._plan_of[w["service"]].rearm(window)
         return False
 
@@ -318,7 +319,7 @@ class TargetedPhase:
                     self._busy -= 1
 
     def _handle(self, service: str, window: Any, stage: str) -> None:
-        w = next(x for x in self.windows if x["id"] == window.id)
+        w = self._by_id[window.id]
         st = self.state[window.id]
         if stage == "delivered":
             st["delivered_at"] = self.clock()

@@ -72,6 +72,11 @@ def test_a_work_queue_the_services_create_and_two_replicas_pass_with_a_report(tm
     acked = {r["service"]: r["acked"] for r in report["broker"]["matrix"] if r["subject"] == "jobs.requested"}
     assert set(acked) == {"worker-1", "worker-2"} and sum(acked.values()) >= 60
     assert (tmp_path / "report" / "logs" / "worker-2.log").exists()
+    # where the run's time went: each part of it, and the static contract check beside start-up
+    timings = report["timings"]
+    assert {"start_up", "workload", "chaos", "convergence", "checks", "contracts", "total"} <= set(timings)
+    assert all(timings[k] >= 0 for k in ("start_up", "workload", "chaos", "convergence", "checks", "total"))
+    assert timings["workload"] > 0 and isinstance(timings["contracts"]["cached"], bool)
 
 
 def test_two_services_sharing_one_durable_consumer_pass_when_one_is_killed(tmp_path: Path):

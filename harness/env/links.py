@@ -86,12 +86,43 @@ def start_links(system: Any, upstreams: dict[str, str]) -> dict[str, str]:
 RECORDER_BACK = 15.0  # seconds the services' links are held for the recorder to be back on a restarted node
 
 
-def recorder_marks(system: Any, index: int) -> Any:
-    """Before node `index` goes down: the recorder's connections on it, for :func:`recorder_first`."""
+def recorder_marks(system: Any, index: int) -> list[tuple[Any, int]] | None:
+    """Before node `index` goes down: the recorder's connections on it, each with its count of reconnects."""
     recorder = getattr(system, "recorder", None)
     if recorder is None or system.nats is None:
         return None
-    return recorder.marks(system.nats.nodes[index].client_port)
+    port = system.nats.nodes[index].client_port
+    return [(nc, int(nc.stats["reconnects"])) for nc in recorder.connections
+            if getattr(nc.connected_url, "port", None) == port]
+
+
+async def _back_on(marks: list[tuple[Any, int]], timeout: float) -> bool:
+    """Wait until each marked connection has reconnected and the server has its subscriptions again (a
+    flush: nats-py sends them before it flushes what waited); False if that took over `timeout` seconds."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    for nc, reconnects in marks:
+        while not (nc.is_connected and nc.stats["reconnects"] > reconnects):
+            if time.monotonic() >= deadline or nc.is_closed:
+                return False
+            await asyncio.sleep(0.02)
+        try:
+            await nc.flush(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - gone again meanwhile: not back
+            return False
+    return True
+
+
+def restart_nats_node(system: Any, index: int) -> None:
+    """Kill node `index` and start it again with its JetStream data, the recorder back on it first."""
+    node = system.nats.nodes[index]
+    marks = recorder_marks(system, index)
+    node.process.kill()
+    with recorder_first(system, index, marks):
+        node.process.start()
+        system.nats.wait_healthy(node, 20.0)
 
 
 @contextmanager
@@ -113,7 +144,7 @@ def recorder_first(system: Any, index: int, marks: Any) -> Iterator[None]:
         yield
         # not back in time: the services go ahead, and what the recorder then misses fails "recorder
         # completeness" with its count (the run cannot pass on partial data)
-        system.loop.run(system.recorder.back_on(marks, RECORDER_BACK), timeout=RECORDER_BACK + 5)
+        system.loop.run(_back_on(marks, RECORDER_BACK), timeout=RECORDER_BACK + 5)
     finally:
         release_dials(upstream)
 

@@ -577,15 +577,10 @@ class System:
         """Kill a NATS node and start it again with its JetStream data (embedded NATS only)."""
         if self.nats is None:
             raise SagaproofError("restart_nats needs embedded NATS; this run uses nats.url.")
-        from sagaproof.harness.env.links import recorder_first, recorder_marks
+        from sagaproof.harness.env.links import restart_nats_node
 
-        node = self.nats.nodes[index]
-        marks = recorder_marks(self, index)
-        node.process.kill()
-        with recorder_first(self, index, marks):
-            node.process.start()
-            self.nats.wait_healthy(node, 20.0)
-        self.bus.emit(ProcessChanged(f"nats-{index}", "restart", node.process.pid))
+        restart_nats_node(self, index)  # the recorder back on it before the services
+        self.bus.emit(ProcessChanged(f"nats-{index}", "restart", self.nats.nodes[index].process.pid))
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per service: name, port, URL, NATS URL (credentials hidden), log path."""

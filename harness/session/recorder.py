@@ -398,30 +398,10 @@ class Recorder:
         if core is not self._nc:
             await self._nc.flush()
 
-    def marks(self, port: int) -> list[tuple[Any, int]]:
-        """The recorder's connections now on the NATS node listening on `port`, each with its count of
-        reconnects: taken before that node goes down, for :meth:`back_on` after it is started again."""
-        out = []
-        for nc in (self._nc, self._core_nc):
-            url = getattr(nc, "connected_url", None) if nc is not None else None
-            if url is not None and url.port == port:
-                out.append((nc, int(nc.stats["reconnects"])))
-        return out
-
-    async def back_on(self, marks: list[tuple[Any, int]], timeout: float) -> bool:
-        """Wait until each marked connection has reconnected and the server has its subscriptions again (a
-        flush: nats-py sends them before it flushes what waited); False if that took over `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        for nc, reconnects in marks:
-            while not (nc.is_connected and nc.stats["reconnects"] > reconnects):
-                if time.monotonic() >= deadline or nc.is_closed:
-                    return False
-                await asyncio.sleep(0.02)
-            try:
-                await nc.flush(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - gone again meanwhile: not back
-                return False
-        return True
+    @property
+    def connections(self) -> list[Any]:
+        """Its NATS connections (a restarted broker holds the services until these are back: env.links)."""
+        return [nc for nc in (self._nc, self._core_nc) if nc is not None]
 
     async def _subscribe_stream(self, js: Any, info: Any) -> None:
         """Read one stream from its ordered consumer (a mirror or source, or a stream consumed on read, is

@@ -246,7 +246,12 @@ def format_float(value: float, *, bits: int = 64) -> str:
     return f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
 
 
+_PLAIN = re.compile(r'[^"\\<>&\x00-\x1f\x7f-\U0010ffff]*')  # ASCII that JSON and Go write as it is
+
+
 def encode(value: Any) -> str:
     """Compact JSON with Go's HTML-safe escaping of `<`, `>` and `&`."""
+    if type(value) is str and _PLAIN.fullmatch(value):  # names and addresses: no escaping to do
+        return '"' + value + '"'
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

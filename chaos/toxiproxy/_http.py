@@ -94,8 +94,8 @@ def _declared_length(headers: dict[str, str]) -> int:
         return 0
     try:
         length = int(length_text)
-    except ValueError:
-        raise _BadRequest("bad content-length") from None
+    except ValueError as exc:
+        raise _BadRequest("bad content-length") from exc
     if length < 0:
         raise _BadRequest("bad content-length")
     if length > MAX_BODY:
@@ -106,8 +106,8 @@ def _declared_length(headers: dict[str, str]) -> int:
 def _parse_head(raw: bytes) -> Request:
     try:
         text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
-        raise _BadRequest("bad encoding") from None
+    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
+        raise _BadRequest("bad encoding") from exc
     lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[0].isalpha():
@@ -181,8 +181,8 @@ def _chunked_body(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
             return None
         try:
             size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise _BadRequest("bad chunk size") from None
+        except ValueError as exc:
+            raise _BadRequest("bad chunk size") from exc
         if size < 0:
             raise _BadRequest("bad chunk size")
         pos = eol + 2

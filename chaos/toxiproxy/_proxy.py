@@ -140,7 +140,7 @@ async def resolve_listen(addr: str) -> tuple[str | None, int]:
         host, port_text = split_host_port(addr) if addr else ("", "0")
         port = _parse_port(port_text, addr)
     except ValueError as exc:
-        raise ApiError(500, f"listen tcp: {exc}") from None
+        raise ApiError(500, f"listen tcp: {exc}") from exc
     if host == "":
         return None, port
     if _is_ip(host):
@@ -148,8 +148,8 @@ async def resolve_listen(addr: str) -> tuple[str | None, int]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        raise ApiError(500, f"listen tcp: lookup {host}: no such host") from None
+    except OSError as exc:
+        raise ApiError(500, f"listen tcp: lookup {host}: no such host") from exc
     infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
     return str(infos[0][4][0]), port
 
@@ -171,7 +171,7 @@ def _renderable(render: Callable[[], str]) -> str:
             text.encode("utf-8")  # raises on what a response could not carry
         return text
     except (ValueError, OverflowError, UnicodeError) as exc:
-        raise ApiError(400, f"bad request body: {exc}") from None
+        raise ApiError(400, f"bad request body: {exc}") from exc
 
 
 def _os_error_text(exc: OSError) -> str:

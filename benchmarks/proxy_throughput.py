@@ -33,10 +33,12 @@ PASS/FAIL. Without a binary it says so and measures against going direct only.
 
     python benchmarks/proxy_throughput.py [--quick] [--phases idle,busy] [--server-pythonpath DIR]
                                           [--server-loop uvloop|asyncio] [--real-toxiproxy PATH]
-                                          [--sections tcp,nats,bandwidth,recorder,real]
+                                          [--sections tcp,nats,bandwidth,recorder,real] [--baseline-tree DIR]
 
-`--server-pythonpath DIR` runs the proxy server from another source tree (DIR holds a `sagaproof`
-package), to measure an older version against the same clients in the same way; `--server-loop`
+`--server-pythonpath DIR` runs the proxy server from another source tree (a checkout of this repository,
+e.g. from `git worktree add` or `git archive`), to measure an older version against the same clients in the
+same way; `--baseline-tree DIR` runs a server from such a tree beside ours and the real one, and proxy
+creation + deletion takes it in turn with them (before and after a change, in the same run); `--server-loop`
 picks the server's event loop (SAGAPROOF_EVENT_LOOP). Besides the times, it prints the proxy
 process's own CPU time per MB and per round trip, which other load on the machine changes little.
 """
@@ -333,6 +335,25 @@ def start_real(path: str) -> tuple[subprocess.Popen, str]:
     fail(f"the real Toxiproxy at {path} did not answer on {url}; check that it runs ({path} -version).")
 
 
+def importable_tree(tree: str, scratch: str) -> str:
+    """A directory to put first on PYTHONPATH so that `sagaproof` and its floors come from `tree`.
+
+    A checkout has `sagaproof/` beside `chaos/`, `harness/` and `contracts/` (the install maps them into the
+    package), so a checkout's own directory would take only `sagaproof/` from it and the floors from the
+    installed tree; this builds `scratch/sagaproof` with the floors linked in.
+    """
+    root = Path(tree).resolve()
+    if (root / "sagaproof" / "chaos").is_dir() or not (root / "chaos").is_dir():
+        return str(root)
+    package = Path(scratch) / "sagaproof"
+    package.mkdir(parents=True)
+    for item in (root / "sagaproof").iterdir():
+        (package / item.name).symlink_to(item)
+    for floor in ("chaos", "harness", "contracts"):
+        (package / floor).symlink_to(root / floor)
+    return scratch
+
+
 def churn(http: requests.Session, api: str, upstream: str, names: range) -> list[float]:
     """Seconds per proxy created and deleted through the API, one pair after the other."""
     out = []
@@ -384,17 +405,11 @@ class Bench:
         env = dict(os.environ)
         if self.args.server_loop:
             env["SAGAPROOF_EVENT_LOOP"] = self.args.server_loop
-        cwd = None
-        if self.args.server_pythonpath:  # run from there, so that its `sagaproof` comes first on sys.path
-            cwd = self.args.server_pythonpath
-            env["PYTHONPATH"] = self.args.server_pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-        code = "import sys; from sagaproof.chaos import toxiproxy as t; sys.exit(t.main(sys.argv[1:]))"
-        p, m = spawn([sys.executable, "-c", code, "--port", "0"], r"listening on (http://\S+)", env=env, cwd=cwd)
-        self.procs.append(p)
-        self.server_pid = p.pid
-        self.api = m.group(1)
+        self.server_pid, self.api = self.start_ours(env, self.args.server_pythonpath, "tree")
         time.sleep(0.2)  # let it settle before its memory is read
         self.rss["ours"] = rss_mb(self.server_pid)
+        if self.args.baseline_tree and "real" in self.sections:
+            self.base_pid, self.base_api = self.start_ours(env, self.args.baseline_tree, "baseline")
         if self.real_path and "real" in self.sections:
             p, self.real_api = start_real(self.real_path)
             self.procs.append(p)
@@ -413,6 +428,21 @@ class Bench:
         self.p_a = self.make("svc_a", self.nats_addr)
         self.p_b = self.make("svc_b", self.nats_addr)
         self.p_bw = self.make("bw", self.tcp_addr)
+
+    def start_ours(self, env: dict[str, str], tree: str, label: str) -> tuple[int, str]:
+        """Our server from `tree` (this one when empty): its pid and API URL."""
+        env = dict(env)
+        cwd = None
+        if tree:  # run from there, so that its `sagaproof` comes first on sys.path
+            if not Path(tree, "chaos").is_dir() and not Path(tree, "sagaproof", "chaos").is_dir():
+                fail(f"{tree} is not a checkout of sagaproof (no chaos/ in it); give a tree made with "
+                     "`git worktree add` or `git archive`.")
+            cwd = importable_tree(tree, os.path.join(self.tmp.name, label))
+            env["PYTHONPATH"] = cwd + os.pathsep + env.get("PYTHONPATH", "")
+        code = "import sys; from sagaproof.chaos import toxiproxy as t; sys.exit(t.main(sys.argv[1:]))"
+        p, m = spawn([sys.executable, "-c", code, "--port", "0"], r"listening on (http://\S+)", env=env, cwd=cwd)
+        self.procs.append(p)
+        return p.pid, m.group(1)
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -452,10 +482,12 @@ class Bench:
 
     def real_figures(self) -> dict[str, Any]:
         """Proxy creation + deletion, 1,000 connections at once, against the real server, alternating."""
-        out: dict[str, Any] = {"churn": {"ours": [], "real": []}, "burst": {"ours": [], "real": []},
-                               "churn_cpu": {"ours": 0.0, "real": 0.0}}
         apis = {"ours": self.api, "real": self.real_api}
         pids = {"ours": self.server_pid, "real": self.real_pid}
+        if self.args.baseline_tree:
+            apis["base"], pids["base"] = self.base_api, self.base_pid
+        out: dict[str, Any] = {"churn": {who: [] for who in apis}, "burst": {"ours": [], "real": []},
+                               "churn_cpu": {who: 0.0 for who in apis}}
         print("  measuring proxy creation and deletion ...", file=sys.stderr, flush=True)
         block = 10
         for start in range(0, self.churn_n, block):
@@ -639,6 +671,13 @@ def report_real(res: dict[str, Any], bench: Bench) -> None:
     cpu = real["churn_cpu"]
     line("  server CPU ms per pair", cpu["ours"] / len(co) * 1e3, cpu["real"] / len(cr) * 1e3, "9.2f")
     checks.append(f"create+delete median {churn_median:.2f}x <= 1x: {mark(churn_median <= 1.0)}")
+    if "base" in real["churn"]:
+        cb = real["churn"]["base"]
+        print(f"  the baseline tree ({bench.args.baseline_tree}), same blocks, taken in turn with the two above:")
+        line("  ms per pair, median: baseline / real", statistics.median(cb) * 1e3, statistics.median(cr) * 1e3, "9.2f")
+        line("  ms per pair, median: ours / baseline", statistics.median(co) * 1e3, statistics.median(cb) * 1e3, "9.2f")
+        line("  server CPU ms per pair: ours / baseline", cpu["ours"] / len(co) * 1e3, cpu["base"] / len(cb) * 1e3,
+             "9.2f")
     bo, br = real["burst"]["ours"], real["burst"]["real"]
     print(f"{bench.burst_n} connections opened at once, then a byte echoed on each ({len(bo)} rounds each):")
     line("  seconds until all through, median", statistics.median(b[0] for b in bo),
@@ -676,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the real toxiproxy-server binary to compare with (default: ${REAL_ENV})")
     parser.add_argument("--sections", default="tcp,nats,bandwidth,recorder,real",
                         help="what to measure: tcp, nats, bandwidth, recorder, real (comma-separated)")
+    parser.add_argument("--baseline-tree", default="", metavar="DIR",
+                        help="also run our server from this checkout (an older version) in the creation + deletion "
+                             "figures, beside ours and the real one")
     parser.add_argument(
         "--server-loop", choices=["uvloop", "asyncio"], default="", help="the server's event loop (default: its own)"
     )

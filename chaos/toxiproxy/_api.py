@@ -62,7 +62,9 @@ class _RequestIds:
             raw = second.to_bytes(4, "big") + self._machine + self._pid.to_bytes(2, "big") + bytes(3)
             self._second, self._prefix = second, base64.b32hexencode(raw)[:14].decode().lower()
         tail = ((self._pid & 3) << 28) | ((next(self._counter) & 0xFFFFFF) << 4)
-        return self._prefix + "".join(_XID_DIGITS[(tail >> shift) & 31] for shift in (25, 20, 15, 10, 5, 0))
+        d = _XID_DIGITS
+        return (self._prefix + d[(tail >> 25) & 31] + d[(tail >> 20) & 31] + d[(tail >> 15) & 31]
+                + d[(tail >> 10) & 31] + d[(tail >> 5) & 31] + d[tail & 31])
 
 
 def _error(status: int, message: str) -> Response:
@@ -76,6 +78,8 @@ def _ok(status: int, body: str) -> Response:
 
 def _clean_path(path: str) -> str:
     """Gorilla mux's cleanPath: normalise, keep a trailing slash."""
+    if path.startswith("/") and "//" not in path and "/." not in path:
+        return path  # already clean (the usual case)
     if not path:
         return "/"
     if not path.startswith("/"):
@@ -104,7 +108,8 @@ class Api:
         cleaned = _clean_path(raw)
         if cleaned != raw:
             return Response(301, b"", [("Location", cleaned)])
-        segments = [unquote(part) for part in raw.strip("/").split("/")] if raw != "/" else []
+        parts = raw.strip("/").split("/") if raw != "/" else []
+        segments = [unquote(part) for part in parts] if "%" in raw else parts
         if raw.endswith("/") and raw != "/":
             segments.append("")  # "/proxies/" does not match "/proxies"
         match = self._match(segments)

@@ -68,15 +68,15 @@ def decode(raw: bytes) -> Any:
         value, _end = _DECODER.raw_decode(stripped)
     except _NotJson as exc:
         if exc.constant.startswith("-"):
-            raise DecodeError("invalid character 'I' in numeric literal") from None
-        raise DecodeError(f"invalid character '{exc.constant[0]}' looking for beginning of value") from None
+            raise DecodeError("invalid character 'I' in numeric literal") from exc
+        raise DecodeError(f"invalid character '{exc.constant[0]}' looking for beginning of value") from exc
     except json.JSONDecodeError as exc:
         if exc.pos >= len(stripped):
-            raise DecodeError("unexpected EOF") from None
+            raise DecodeError("unexpected EOF") from exc
         ch = stripped[exc.pos]
-        raise DecodeError(f"invalid character {ch!r} looking for beginning of value") from None
+        raise DecodeError(f"invalid character {ch!r} looking for beginning of value") from exc
     except RecursionError:
-        raise DecodeError("exceeded max depth") from None
+        raise DecodeError("exceeded max depth") from None  # deliberate: a thousand frames of recursion say nothing more
     if "\\u" in stripped and _SURROGATE.search(text_of(value)):
         value = _replace_surrogates(value)
     return value
@@ -204,8 +204,8 @@ def get_float(obj: dict[str, Any], field: str, default: float, struct_name: str,
     if bits == 32:
         try:
             return to_float32(number)
-        except OverflowError:
-            raise _type_error(value, struct_name, field, go_type) from None
+        except OverflowError as exc:
+            raise _type_error(value, struct_name, field, go_type) from exc
     if not math.isfinite(number):
         raise _type_error(value, struct_name, field, go_type)
     return number
@@ -246,7 +246,12 @@ def format_float(value: float, *, bits: int = 64) -> str:
     return f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
 
 
+_PLAIN = re.compile(r'[^"\\<>&\x00-\x1f\x7f-\U0010ffff]*')  # ASCII that JSON and Go write as it is
+
+
 def encode(value: Any) -> str:
     """Compact JSON with Go's HTML-safe escaping of `<`, `>` and `&`."""
+    if type(value) is str and _PLAIN.fullmatch(value):  # names and addresses: no escaping to do
+        return '"' + value + '"'
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

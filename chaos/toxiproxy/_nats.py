@@ -149,6 +149,19 @@ class _NatsToxic(Runner):
         """Hook for matching frames that were not hit (reorder swaps with them)."""
         return False
 
+    @staticmethod
+    def _release(state: NatsState, now: float, ended: bool, out: list[bytes]) -> bool:
+        """Send on the held frames that are due (all of them when the stream `ended`), in the order
+        they fall due; whether there were any."""
+        due = [h for h in state.held if h[0] <= now]
+        if not due and not ended:
+            return False
+        release = state.held if ended else due
+        release.sort(key=lambda h: h[0])
+        state.held = [] if ended else [h for h in state.held if h[0] > now]
+        out.extend(frame for _due, frame in release)
+        return True
+
     async def run(self, stub: Stub) -> None:
         if stub.state is None:
             stub.state = NatsState(NatsParser(stub.direction))
@@ -186,14 +199,8 @@ class _NatsToxic(Runner):
                     out.append(frame.data)
                 if state.parser.buf:
                     unchanged = False
-            if state.held:
-                due = [h for h in state.held if h[0] <= now]
-                if due or item is None:
-                    unchanged = False
-                    release = state.held if item is None else due
-                    release.sort(key=lambda h: h[0])
-                    state.held = [] if item is None else [h for h in state.held if h[0] > now]
-                    out.extend(frame for _due, frame in release)
+            if state.held and self._release(state, now, item is None, out):
+                unchanged = False
             if item is None:
                 if state.parser.buf:
                     out.append(bytes(state.parser.buf))

@@ -26,6 +26,7 @@ from sagaproof.chaos.toxiproxy._link import Connection, Side
 from sagaproof.chaos.toxiproxy._toxics import REGISTRY, ToxicConfig, decode_attributes
 
 DIAL_TIMEOUT = 10.0
+_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 HOLD_LIMIT = 30.0  # seconds a held dial waits at most before it goes ahead anyway
 
 # Upstream addresses ("host:port") whose new connections are held back (see hold_dials), with their holders.
@@ -116,25 +117,39 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _is_ip(host: str) -> bool:
+    """Whether `host` is an IPv4 or IPv6 address (no lookup needed); inet_pton for the usual
+    dotted quad, ipaddress for the rest (zones, and the forms inet_pton reads differently)."""
+    if host.count(".") == 3 and host.replace(".", "").isdigit():
+        try:
+            socket.inet_pton(socket.AF_INET, host)
+        except OSError:
+            pass
+        else:
+            return all(len(part) == 1 or part[0] != "0" for part in host.split("."))
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 async def resolve_listen(addr: str) -> tuple[str | None, int]:
     """Resolve a listen address to (ip or None for all interfaces, port)."""
     try:
         host, port_text = split_host_port(addr) if addr else ("", "0")
         port = _parse_port(port_text, addr)
     except ValueError as exc:
-        raise ApiError(500, f"listen tcp: {exc}") from None
+        raise ApiError(500, f"listen tcp: {exc}") from exc
     if host == "":
         return None, port
-    try:
-        ipaddress.ip_address(host)
+    if _is_ip(host):
         return host, port
-    except ValueError:
-        pass
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        raise ApiError(500, f"listen tcp: lookup {host}: no such host") from None
+    except OSError as exc:
+        raise ApiError(500, f"listen tcp: lookup {host}: no such host") from exc
     infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
     return str(infos[0][4][0]), port
 
@@ -156,7 +171,7 @@ def _renderable(render: Callable[[], str]) -> str:
             text.encode("utf-8")  # raises on what a response could not carry
         return text
     except (ValueError, OverflowError, UnicodeError) as exc:
-        raise ApiError(400, f"bad request body: {exc}") from None
+        raise ApiError(400, f"bad request body: {exc}") from exc
 
 
 def _os_error_text(exc: OSError) -> str:
@@ -180,6 +195,7 @@ class Proxy:
         self.observe: Any = None  # connection -> observation (chaos.observe.attach), or None
         self.lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
+        self._had_clients = False  # whether the listener accepted anyone since it started
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics: Any = None  # the server's Metrics when -proxy-metrics is on
 
@@ -211,24 +227,23 @@ class Proxy:
         else:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             bind_host = host
-        shown = join_host_port(bind_host, port)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, _STREAM_NONBLOCK)  # non-blocking from the start: no ioctl
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if host is None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((bind_host, port))
-            backlog = listen_backlog()
-            sock.listen(backlog)
-            sock.setblocking(False)
+            bound_port = sock.getsockname()[1]
+            # create_server calls listen() (once: we do not), with the queue asked for here, not its
+            # default of 100
+            self._server = await asyncio.get_running_loop().create_server(
+                self._accept, sock=sock, backlog=listen_backlog()
+            )
         except OSError as exc:
             sock.close()
-            raise ApiError(500, f"listen tcp {shown}: bind: {_os_error_text(exc)}") from None
-        bound_port = sock.getsockname()[1]
-        loop = asyncio.get_running_loop()
-        # create_server listens again, with its own default queue of 100 unless told otherwise
-        self._server = await loop.create_server(self._accept, sock=sock, backlog=backlog)
+            raise ApiError(500, f"listen tcp {join_host_port(bind_host, port)}: bind: {_os_error_text(exc)}") from exc
+        self._had_clients = False
         self.listen = join_host_port(bind_host, bound_port)
         self.enabled = True
 
@@ -247,7 +262,7 @@ class Proxy:
         tasks = [t for t in tasks if not t.done() and t is not asyncio.current_task()]
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
-        if server is not None:
+        if server is not None and self._had_clients:  # with no client ever accepted there is nothing to wait for
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):  # not wait_for: no task of its own (Python 3.11)
                     await server.wait_closed()
@@ -259,6 +274,7 @@ class Proxy:
 
     def _accept(self) -> Side:
         """Protocol factory of the listener: each accepted client dials the upstream in its own task."""
+        self._had_clients = True
         side = Side()
         task = asyncio.get_running_loop().create_task(self._dial(side))
         self._tasks.add(task)

@@ -61,24 +61,15 @@ class ToxiproxyServer:
 
     async def _start(self, port: int) -> None:
         try:
-            self._server = await asyncio.start_server(self._on_conn, self.host, port, limit=_http.MAX_HEAD)
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: _http.HttpConnection(self._api, self._conn_tasks), self.host, port
+            )
         except OSError as exc:
             raise ChaosError(
                 f"The Toxiproxy API cannot listen on {join_host_port(self.host, port)} ({exc.strerror or exc}); "
                 "choose another --port or stop what is using it."
-            ) from None
+            ) from exc
         self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conn_tasks.add(task)
-        try:
-            await _http.serve_connection(reader, writer, self._api)
-        except asyncio.CancelledError:
-            writer.close()  # closing the server: end quietly (a cancelled callback task gets logged)
-        finally:
-            self._conn_tasks.discard(task)
 
     async def close(self) -> None:
         """Stop the API and close every proxy and connection. Safe to call more than once."""

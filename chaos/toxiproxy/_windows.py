@@ -284,12 +284,75 @@ class NatsWindows(Runner):
         if frames and not lost:
             await stub.send((b"".join(frames), stub.now()))
 
+    def _frames(self, stub: Stub, state: _LinkState, plan: Any, data: bytes) -> tuple[list[bytes], bool]:
+        """What to send on for one chunk, frame by frame, and whether that is the chunk unchanged."""
+        unchanged = not state.parser.buf
+        out: list[bytes] = []
+        down = stub.direction == "downstream"
+        for frame in state.parser.feed(data):
+            if state.hold_since is not None:
+                unchanged = False
+                continue
+            if state.late_until is not None:  # a late window holds this connection's sending
+                state.late_frames.append(frame.data)
+                unchanged = False
+                continue
+            if frame.subject is None:
+                out.append(frame.data)
+                continue
+            if down:
+                unchanged = self._delivery(plan, frame, out) and unchanged
+            else:
+                unchanged = self._sent(stub, state, plan, frame, out) and unchanged
+        if state.parser.buf:
+            unchanged = False
+        return out, unchanged
+
+    @staticmethod
+    def _delivery(plan: Any, frame: Any, out: list[bytes]) -> bool:
+        """A message delivered to the service: passed on once, or as often as the plan says (a
+        redelivery window); whether it went on once, unchanged."""
+        parts, body = _control(frame.data)
+        reply = parts[3] if (len(parts) == 5 and parts[0] == b"MSG") or \
+            (len(parts) == 6 and parts[0] == b"HMSG") else b""
+        if len(parts) == 6 and parts[4].isdigit():
+            body = body[int(parts[4]):]  # HMSG: the headers first, then the body
+        times = plan.delivery(frame.subject, reply, body) if reply.startswith(b"$JS.ACK.") else 1
+        out.extend([frame.data] * times)
+        return times == 1
+
+    @staticmethod
+    def _sent(stub: Stub, state: _LinkState, plan: Any, frame: Any, out: list[bytes]) -> bool:
+        """A frame the service sends: a publish (which may open a late window) or an acknowledgement
+        (which the plan may hold); whether it went on unchanged."""
+        subject = frame.subject
+        if not subject.startswith("$JS.ACK."):
+            if plan.late and not subject.startswith(("$JS.API.", "_INBOX.")):
+                parts, body = _control(frame.data)
+                if len(parts) >= 5 and parts[0] == b"HPUB" and parts[-2].isdigit():
+                    body = body[int(parts[-2]):]  # HPUB: the headers first, then the body
+                until = plan.publish(subject, body, stub.now())
+                if until is not None:
+                    state.late_until, state.late_body, state.late_frames = until, body, [frame.data]
+                    return False
+            out.append(frame.data)
+            return True
+        parts, body = _control(frame.data)
+        action = plan.answer(parts[1], body)
+        if action == "pass":
+            out.append(frame.data)
+            return True
+        if action == "pass_then_hold":
+            out.append(frame.data)
+        if action in ("hold", "pass_then_hold"):
+            state.hold_since = stub.now()
+        return False
+
     async def run(self, stub: Stub) -> None:
         plan = PLANS.get(self.a["plan"])
         if stub.state is None:
             stub.state = _LinkState(NatsParser(stub.direction))
         state: _LinkState = stub.state
-        down = stub.direction == "downstream"
         while True:
             if state.late_until is not None:
                 got = await stub.recv(max(0.0, state.late_until - stub.now()))
@@ -317,55 +380,7 @@ class NatsWindows(Runner):
             state.hold_since = None
             if state.late_until is not None and stub.now() >= state.late_until:
                 await self._release(stub, state, plan)
-            unchanged = not state.parser.buf
-            out: list[bytes] = []
-            for frame in state.parser.feed(data):
-                if state.hold_since is not None:
-                    unchanged = False
-                    continue
-                if state.late_until is not None:  # a late window holds this connection's sending
-                    state.late_frames.append(frame.data)
-                    unchanged = False
-                    continue
-                subject = frame.subject
-                if subject is None:
-                    out.append(frame.data)
-                    continue
-                if down:
-                    parts, body = _control(frame.data)
-                    reply = parts[3] if (len(parts) == 5 and parts[0] == b"MSG") or \
-                        (len(parts) == 6 and parts[0] == b"HMSG") else b""
-                    if len(parts) == 6 and parts[4].isdigit():
-                        body = body[int(parts[4]):]  # HMSG: the headers first, then the body
-                    times = plan.delivery(subject, reply, body) if reply.startswith(b"$JS.ACK.") else 1
-                    if times != 1:
-                        unchanged = False
-                    out.extend([frame.data] * times)
-                    continue
-                if not subject.startswith("$JS.ACK."):
-                    if plan.late and not subject.startswith(("$JS.API.", "_INBOX.")):
-                        parts, body = _control(frame.data)
-                        if len(parts) >= 5 and parts[0] == b"HPUB" and parts[-2].isdigit():
-                            body = body[int(parts[-2]):]  # HPUB: the headers first, then the body
-                        until = plan.publish(subject, body, stub.now())
-                        if until is not None:
-                            state.late_until, state.late_body, state.late_frames = until, body, [frame.data]
-                            unchanged = False
-                            continue
-                    out.append(frame.data)
-                    continue
-                parts, body = _control(frame.data)
-                action = plan.answer(parts[1], body)
-                if action == "pass":
-                    out.append(frame.data)
-                    continue
-                unchanged = False
-                if action == "pass_then_hold":
-                    out.append(frame.data)
-                if action in ("hold", "pass_then_hold"):
-                    state.hold_since = stub.now()
-            if state.parser.buf:
-                unchanged = False
+            out, unchanged = self._frames(stub, state, plan, data)
             if unchanged:
                 await stub.send(item)
             elif out:

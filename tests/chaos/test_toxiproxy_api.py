@@ -386,3 +386,45 @@ def test_keep_alive_and_chunked_body(env: Env) -> None:
             data += chunk
     assert data.startswith(b"HTTP/1.1 201 Created\r\n")
     assert data.count(b"HTTP/1.1 ") == 2 and data.endswith(b'{"version": "2.12.0"}\n')
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize("env", ["asyncio", "uvloop"], indirect=True)
+def test_a_body_that_comes_after_its_head_in_pieces(env: Env) -> None:
+    """The server has read the head (it answered 100 Continue) before any of the body is sent; the
+    body then comes in two sends, a Content-Length one and a chunked one split inside its chunk."""
+    host, port = env.url.removeprefix("http://").rsplit(":", 1)
+    sock = connect((host, int(port)), timeout=30)
+    body = b'{"name":"p","upstream":"a:1","listen":"127.0.0.1:0"}'
+    sock.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    assert recv_exactly(sock, len(CONTINUE)) == CONTINUE
+    sock.sendall(body[:10])
+    sock.sendall(body[10:])
+    assert recv_until_header_end(sock).startswith(b"HTTP/1.1 201 Created\r\n")
+    body = body.replace(b'"p"', b'"q"')
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    sock.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert recv_exactly(sock, len(CONTINUE)) == CONTINUE
+    sock.sendall(chunked[:9])
+    sock.sendall(chunked[9:])
+    assert recv_until_header_end(sock).startswith(b"HTTP/1.1 201 Created\r\n")
+    assert sorted(env.api("GET", "/proxies").json()) == ["p", "q"]
+
+
+def test_a_body_that_stops_coming_ends_the_connection_after_the_read_timeout(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose body stops short is not served; the connection is closed READ_TIMEOUT after its head."""
+    from sagaproof.chaos.toxiproxy import _http
+
+    monkeypatch.setattr(_http, "READ_TIMEOUT", 0.3)
+    host, port = env.url.removeprefix("http://").rsplit(":", 1)
+    sock = connect((host, int(port)))
+    t0 = time.monotonic()
+    sock.sendall(b'POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"name"')
+    data, how = recv_until_closed(sock, limit=30)
+    assert (data, how) == (b"", "eof")
+    assert time.monotonic() - t0 >= 0.3 - 0.005
+    assert env.api("GET", "/proxies").json() == {}

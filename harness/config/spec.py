@@ -388,7 +388,7 @@ class ReadsSpec:
     run, then every saga once after the system is quiescent; at most ``rate`` reads per second and
     ``concurrency`` in flight; ``enabled = false`` turns the reads off."""
 
-    sample: float = 0.2
+    sample: float = 0.5
     rate: float = 200.0
     concurrency: int = 4
     enabled: bool = True

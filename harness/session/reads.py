@@ -4,9 +4,14 @@ A saga that declares ``[sagas.NAME.status]`` (:class:`~harness.config.StatusRead
 users read it: an HTTP GET to a service, a NATS request, or a JetStream key-value entry. :class:`StatusReader`
 makes one such read and returns what the client saw; :class:`ReadSchedule` makes the run's reads:
 
-* while the workload runs, a seeded ``[reads] sample`` of the sagas is read at random moments of their lives
-  (each event of a sampled saga on the wire schedules one read a random delay later, up to a second, at most
-  :data:`MAX_READS_PER_SAGA` per saga, dropped rather than queued when the rate is exceeded);
+* while the workload runs, a seeded ``[reads] sample`` of the sagas is read at random moments of their lives,
+  following their events on the wire (at most :data:`MAX_READS_PER_SAGA` per saga, dropped rather than queued
+  when the rate is exceeded). When the status is read over HTTP from a service whose contracts say which of the
+  saga's subjects it sends or receives (the status's owner), only those events are followed -- the others
+  cannot change what it shows -- and each is followed by two reads: one soon after (the event's own effect) and
+  one later (what the owner made of it once it took it). Otherwise every event of the saga is followed by one
+  read, a random delay later (soon or later). A status that shows a terminal value only for a while (overwritten
+  once a later step failed) is read inside that while far more often this way;
 * once the system is quiescent, every saga the run started is read once (:meth:`ReadSchedule.final_reads`).
 
 At most ``[reads] rate`` reads per second and ``concurrency`` in flight. Each read is a ``read`` record in the
@@ -155,8 +160,12 @@ class ReadSchedule:
     history's clock."""
 
     def __init__(self, reader: StatusReader, spec: ReadsSpec, sagas: dict[str, SagaSpec], *, seed: int,
-                 record: Callable[[dict[str, Any]], None], now: Callable[[], float]):
+                 record: Callable[[dict[str, Any]], None], now: Callable[[], float],
+                 owner_subjects: dict[str, set[str]] | None = None):
         self.reader = reader
+        # saga -> the subjects its status's owner sends or receives (see owner_subjects()); a saga not in it has
+        # every event followed by one read
+        self.owner_subjects = {n: set(subs) for n, subs in (owner_subjects or {}).items() if subs}
         self.spec = spec
         self.sagas = {n: s for n, s in sagas.items() if s.status is not None}
         self.seed = seed
@@ -203,22 +212,30 @@ class ReadSchedule:
                     self.started[name].add(key)
                 if not self.sampled(name, key):
                     continue
-                n = self._reads_of.get((name, key), 0)
-                if n >= MAX_READS_PER_SAGA:
-                    continue
-                if len(self._queue) >= MAX_QUEUED:
-                    self.dropped += 1
-                    continue
-                self._reads_of[(name, key)] = n + 1
-                heapq.heappush(self._queue, (time.monotonic() + self._delay(), self._next(), name, key))
+                owned = self.owner_subjects.get(name)
+                if owned is not None and message.get("subject") not in owned:
+                    continue  # an event the status's owner neither sends nor receives cannot change the status
+                for delay in (self._soon(), self._later()) if owned is not None else (self._delay(),):
+                    n = self._reads_of.get((name, key), 0)
+                    if n >= MAX_READS_PER_SAGA:
+                        break
+                    if len(self._queue) >= MAX_QUEUED:
+                        self.dropped += 1
+                        break
+                    self._reads_of[(name, key)] = n + 1
+                    heapq.heappush(self._queue, (time.monotonic() + delay, self._next(), name, key))
                 self._cond.notify()
+
+    def _soon(self) -> float:
+        return self.rng.uniform(0.0, READ_DELAY)
+
+    def _later(self) -> float:
+        return self.rng.uniform(READ_DELAY, READ_LATER)
 
     def _delay(self) -> float:
         """How long after a sampled saga's event its read is made: half soon after (the event's own effect), half
         later (what its owner made of it once it took it), up to :data:`READ_LATER`."""
-        if self.rng.random() < 0.5:
-            return self.rng.uniform(0.0, READ_DELAY)
-        return self.rng.uniform(READ_DELAY, READ_LATER)
+        return self._soon() if self.rng.random() < 0.5 else self._later()
 
     def _next(self) -> int:
         self._op += 1
@@ -337,9 +354,29 @@ def start_reads(session: Any) -> ReadSchedule | None:
     if not spec.reads.enabled or not any(s.status is not None for s in spec.sagas.values()):
         return None
     schedule = ReadSchedule(StatusReader(session.system, spec.sagas), spec.reads, spec.sagas, seed=session.seed,
-                            record=session.sink.add, now=lambda: session.now)
+                            record=session.sink.add, now=lambda: session.now,
+                            owner_subjects=owner_subjects(spec.sagas, getattr(session, "contract_set", None)))
     session.tracker.feeds.append(schedule.on_message)
     return schedule
+
+
+def owner_subjects(sagas: dict[str, SagaSpec], contract_set: Any) -> dict[str, set[str]]:
+    """Saga -> the subjects of it that its status's owner sends or receives, by the contracts: for a status read
+    over HTTP from a service (its owner), when the contracts name that service on at least one of the saga's
+    subjects. A status read over NATS or from a key-value bucket has no known owner (and is left out)."""
+    out: dict[str, set[str]] = {}
+    if contract_set is None:
+        return out
+    for name, saga in sagas.items():
+        status = saga.status
+        if status is None or status.via != "http" or not status.service:
+            continue
+        owned = {subject for subject in saga_roles(saga)
+                 if status.service in contract_set.sender_of(subject)
+                 or status.service in contract_set.receivers_of(subject)}
+        if owned:
+            out[name] = owned
+    return out
 
 
 def final_keys(session: Any) -> dict[str, set[str]]:

@@ -36,6 +36,7 @@ READ_CHECK_TITLES = {
     UNKNOWN: "every start request with an unknown outcome is resolved by the reads",
 }
 MAX_FINDINGS = 200
+MAX_SHOWN = 80  # events of one saga kept for its sequence diagram in the report
 OPPOSITE = {"success": "abort", "abort": "success"}
 
 
@@ -47,6 +48,8 @@ class Wire:
     outcomes: list[tuple[float, str, str]] = field(default_factory=list)  # (t, subject, "success"|"abort")
     last_t: float | None = None
     events: int = 0
+    shown: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_SHOWN events, for the report
+
 
     def outcome(self) -> tuple[float, str, str] | None:
         """The first outcome event, or None when it has none or both kinds (a contradiction on the wire)."""
@@ -93,6 +96,9 @@ def _wire(history: Any, sagas: dict[str, SagaSpec], wanted: set[tuple[str, str]]
             w = out.setdefault((name, str(value)), Wire())
             t = float(rec.get("t") or 0.0)
             w.events += 1
+            if len(w.shown) < MAX_SHOWN:
+                w.shown.append({"t": t, "service": rec.get("producer"), "subject": rec.get("subject"),
+                                "role": role, "event_id": field_at(rec.get("data"), sagas[name].event_id)})
             w.last_t = t if w.last_t is None else max(w.last_t, t)
             if role == "start":
                 w.start = t if w.start is None else min(w.start, t)
@@ -152,7 +158,8 @@ def _finding(check: str, saga: str, key: str, title: str, reads: list[dict[str, 
     return Finding(check, f"saga {saga} {key}: {title}", "\n".join(lines), saga=saga, key=key, t=t,
                    data={"reads": [{k: r.get(k) for k in ("invoked", "completed", "outcome", "value", "status",
                                                           "found", "phase", "request")} for r in reads[:12]],
-                         "wire_outcomes": [list(o) for o in (w.outcomes if w else [])]})
+                         "wire_outcomes": [list(o) for o in (w.outcomes if w else [])],
+                         "events": sorted((w.shown if w else []), key=lambda e: float(e["t"]))})
 
 
 def _final(reads: dict[tuple[str, str], list[dict[str, Any]]], wire: dict[tuple[str, str], Wire],

@@ -15,6 +15,8 @@ from html import escape
 from typing import Any
 
 from sagaproof.harness.checks.checker import CHECK_TITLES, CheckResult, SagaViolation
+from sagaproof.harness.checks.findings import Finding
+from sagaproof.harness.checks.reads import READ_CHECK_TITLES, READ_CHECKS
 from sagaproof.harness.checks.results import CheckOutcome, RunResult
 from sagaproof.harness.report import consumers, svg
 
@@ -189,8 +191,52 @@ def _receivers_for(subject: str, patterns: dict[str, list[str]], cache: dict[str
     return cache[subject]
 
 
+def _reads_of(history: Iterable[dict[str, Any]], wanted: set[tuple[str, str]]) -> dict[tuple[str, str],
+                                                                                     list[dict[str, Any]]]:
+    """The status reads (``read`` records) of the wanted saga instances, in time order."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if not wanted:
+        return out
+    for rec in history:
+        if rec.get("kind") == "read":
+            pair = (str(rec.get("saga")), str(rec.get("key")))
+            if pair in wanted:
+                out.setdefault(pair, []).append(rec)
+    for rs in out.values():
+        rs.sort(key=lambda r: float(r.get("invoked") or 0.0))
+    return out
+
+
+def _read_findings(result: RunResult) -> dict[tuple[str, str], list[Finding]]:
+    """The status-read checks' findings, by saga instance (most important check first)."""
+    out: dict[tuple[str, str], list[Finding]] = {}
+    for c in result.checks:
+        if c.name in READ_CHECKS:
+            for f in c.findings:
+                if f.saga is not None and f.key is not None:
+                    out.setdefault((f.saga, f.key), []).append(f)
+    return out
+
+
+def _read_saga_section(saga: str, key: str, findings: list[Finding], reads: list[dict[str, Any]],
+                       patterns: dict[str, list[str]], cache: dict[str, list[str]], anchor: str) -> str:
+    """A saga instance whose status reads a check holds against the wire: its events and its reads, drawn."""
+    events = list(findings[0].data.get("events") or [])
+    receivers = {str(e.get("subject")): _receivers_for(str(e.get("subject")), patterns, cache) for e in events}
+    dl = "".join(f"<dt>{_e(f.check)}: {_e(READ_CHECK_TITLES.get(f.check, ''))}</dt><dd>{_e(f.title)}</dd>"
+                 for f in findings)
+    text = "\n\n".join(f.text() for f in findings)
+    drawing = svg.sequence(events, [[] for _ in events], {}, (), receivers, reads=reads,
+                           read_marks={f.t for f in findings if f.t is not None})
+    return (f"<section class='saga' id='{_e(anchor)}'><h3>saga <code>{_e(saga)}</code> · key <code>{_e(key)}"
+            f"</code></h3><div>{''.join(f'<span class=tag>{_e(CHECK_TITLES.get(f.check, f.check))}</span>' for f in findings)}"
+            f"</div><dl class='v'>{dl}</dl><div class='scroll'>{drawing}</div>"
+            f"<details open><summary>as text</summary><pre>{_e(text)}</pre></details></section>")
+
+
 def _saga_section(group: list[SagaViolation], result: RunResult, patterns: dict[str, list[str]],
-                  cache: dict[str, list[str]], anchor: str) -> str:
+                  cache: dict[str, list[str]], anchor: str,
+                  reads: list[dict[str, Any]] | None = None) -> str:
     v0 = group[0]
     marks = sorted({m for v in group for m in v.marks})
     receivers = {str(e.get("subject")): _receivers_for(str(e.get("subject")), patterns, cache) for e in v0.events}
@@ -206,7 +252,8 @@ def _saga_section(group: list[SagaViolation], result: RunResult, patterns: dict[
             f"</div><dl class='v'>{dl}</dl>"
             f"<div>faults active during this saga (and, for one that never finished, until its deadline): "
             f"{chips or '<span class=muted>none</span>'}</div>"
-            f"<div class='scroll'>{svg.sequence(v0.events, v0.faults_active, v0.faults, marks, receivers)}</div>"
+            f"<div class='scroll'>{svg.sequence(v0.events, v0.faults_active, v0.faults, marks, receivers, reads=reads)}"
+            f"</div>"
             f"<details open><summary>as text</summary><pre>{_e(text)}</pre></details></section>")
 
 
@@ -224,7 +271,7 @@ def render_html(result: RunResult, history: Iterable[dict[str, Any]]) -> str:
     cov = result.coverage
     if cov:
         parts.append(_coverage_section(cov))
-    parts += _failing_sagas_section(result, cr)
+    parts += _failing_sagas_section(result, cr, history)
     parts += _contracts_section(result)
     parts.append(consumers.render(result.broker, result.convergence))
     parts += _convergence_section(cr)
@@ -319,16 +366,21 @@ def _faults_sections(cr: CheckResult | None, info: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _failing_sagas_section(result: RunResult, cr: CheckResult | None) -> list[str]:
-    """The failing sagas: a list, then a sequence diagram each (bounded)."""
+def _failing_sagas_section(result: RunResult, cr: CheckResult | None,
+                           history: Iterable[dict[str, Any]] = ()) -> list[str]:
+    """The failing sagas: a list, then a sequence diagram each (bounded), with the saga's status reads on it;
+    then the sagas whose status reads a read check failed, drawn the same way."""
     parts: list[str] = []
+    groups: dict[tuple[str, str], list[SagaViolation]] = {}
+    for v in cr.violations if cr is not None else []:
+        groups.setdefault((v.saga, v.key), []).append(v)
+    by_read = _read_findings(result)
+    drawn = set(list(groups)[:MAX_SAGA_DIAGRAMS]) | set(list(by_read)[:MAX_SAGA_DIAGRAMS])
+    reads = _reads_of(history, drawn)
+    patterns = _receivers(result)
+    cache: dict[str, list[str]] = {}
     # Failing sagas.
     if cr is not None and cr.violations:
-        groups: dict[tuple[str, str], list[SagaViolation]] = {}
-        for v in cr.violations:
-            groups.setdefault((v.saga, v.key), []).append(v)
-        patterns = _receivers(result)
-        cache: dict[str, list[str]] = {}
         parts.append(f"<section id='failing-sagas'><h2>Failing sagas ({len(groups)})</h2>"
                      f"<p class='muted'>Most important first. Each arrow is one event, from the service that "
                      f"published it to the services whose contracts say they receive it; tinted bands are the "
@@ -346,7 +398,21 @@ def _failing_sagas_section(result: RunResult, cr: CheckResult | None) -> list[st
                 parts.append(f"<section><p class='muted'>{len(groups) - MAX_SAGA_DIAGRAMS} more failing sagas are "
                              f"listed above and described in report.json and junit.xml.</p></section>")
                 break
-            parts.append(_saga_section(group, result, patterns, cache, f"saga-{i}"))
+            parts.append(_saga_section(group, result, patterns, cache, f"saga-{i}",
+                                       reads.get((group[0].saga, group[0].key))))
+    if by_read:
+        parts.append(f"<section id='read-sagas'><h2>Sagas whose status reads disagree with the wire ({len(by_read)})"
+                     f"</h2><p class='muted'>Each arrow is one event, as above; each dashed arrow is one status "
+                     f"read, from the client to what it read, with what it saw (green: a success value, orange: an "
+                     f"abort value, grey: pending, not found or no answer); red rows are the reads the check is "
+                     f"about.</p></section>")
+        for i, ((saga, key), findings) in enumerate(by_read.items()):
+            if i >= MAX_SAGA_DIAGRAMS:
+                parts.append(f"<section><p class='muted'>{len(by_read) - MAX_SAGA_DIAGRAMS} more sagas are described "
+                             f"in the checks above and in report.json.</p></section>")
+                break
+            parts.append(_read_saga_section(saga, key, findings, reads.get((saga, key), []), patterns, cache,
+                                            f"read-saga-{i}"))
     return parts
 
 

@@ -130,14 +130,23 @@ def timeline(faults: list[dict[str, Any]], phases: list[tuple[float, str]], rate
 
 
 def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], faults: dict[str, dict[str, Any]],
-             marks: Iterable[int], receivers: dict[str, list[str]], *, max_rows: int = 80) -> str:
+             marks: Iterable[int], receivers: dict[str, list[str]], *, max_rows: int = 80,
+             reads: list[dict[str, Any]] | None = None, read_marks: Iterable[float] = ()) -> str:
     """A sequence diagram of one saga's events across services, with the active faults overlaid.
 
     Each event is an arrow from its producer's lifeline to the lifelines of the services that declare they
     receive that subject (or to the ``nats`` lifeline when none is declared). A fault targeting a service is
     drawn as a tinted band over that service's lifeline for the rows where it was active.
+
+    ``reads`` are the saga's status reads (``read`` history records): each is a row at its time, a dashed arrow
+    from a ``client`` lifeline to the service it read (``nats`` for a NATS request or a key-value entry),
+    labelled with what it saw (the value and what it means, not found, or fail / unknown and why). A read whose
+    ``invoked`` time is in ``read_marks`` is one a check is about and is drawn in red. A read row shows the
+    faults active at the event before it.
     """
     marks = set(marks)
+    if reads:
+        events, faults_active, marks = _with_reads(events, faults_active, marks, reads, set(read_marks))
     shown = events[:max_rows]
     cols = _seq_columns(shown, faults_active[:max_rows], faults, receivers)
     left, colw, top, row = 90, 150, 50, 30
@@ -161,8 +170,11 @@ def sequence(events: list[dict[str, Any]], faults_active: list[list[str]], fault
     out.append(f"<text x='{fault_x + 10}' y='23' font-size='12' fill='#6b7280' font-weight='600'>faults active"
                f"</text>")
     for i, e in enumerate(shown):
-        out += _seq_row(e, i in marks, faults_active[i] if i < len(faults_active) else [], faults, receivers, cx,
-                        (top + i * row, row, fault_x))
+        fa = faults_active[i] if i < len(faults_active) else []
+        if e.get("kind") == "read":
+            out += _seq_read_row(e, i in marks, fa, faults, cx, (top + i * row, row, fault_x))
+            continue
+        out += _seq_row(e, i in marks, fa, faults, receivers, cx, (top + i * row, row, fault_x))
     if len(events) > max_rows:
         out.append(f"<text x='6' y='{height - 12}' font-size='12' fill='#6b7280'>... {len(events) - max_rows} more "
                    f"events (see the text below)</text>")
@@ -180,11 +192,18 @@ def _seq_columns(shown: list[dict[str, Any]], faults_active: list[list[str]], fa
         if name not in cols:
             cols.append(name)
 
+    if any(e.get("kind") == "read" for e in shown):
+        col("client")
     for e in shown:
+        if e.get("kind") == "read":
+            if e["target"] != "nats":
+                col(e["target"])
+            continue
         col(str(e.get("service") or "?"))
         for r in receivers.get(str(e.get("subject")), []):
             col(r)
-    needs_nats = any(not receivers.get(str(e.get("subject"))) for e in shown)
+    needs_nats = any(e.get("kind") == "read" and e["target"] == "nats" or e.get("kind") != "read"
+                     and not receivers.get(str(e.get("subject"))) for e in shown)
     fault_targets = {str(faults.get(f, {}).get("target")) for fa in faults_active for f in fa}
     for t in sorted(fault_targets):
         if t in cols:
@@ -259,6 +278,90 @@ def _seq_row(e: dict[str, Any], bad: bool, fa: list[str], faults: dict[str, dict
     out.append(f"<text x='{mid:.1f}' y='{y - 5}' font-size='12' text-anchor='middle' fill='{color}' "
                f"font-weight='{700 if bad else 400}'>{_e(e.get('subject'))}"
                f"<title>{_e(e.get('role', ''))} {_e(e.get('event_id') or '')}</title></text>")
+    fx = fault_x + 10
+    for fid in fa[:4]:
+        f = faults.get(fid, {"id": fid})
+        label = fault_label(f)
+        out.append(f"<text x='{fx}' y='{y + 4}' font-size='11' fill='{fault_color(f.get('kind'))}' "
+                   f"font-weight='600'>{_e(label)}</text>")
+        fx += 7 * len(label) + 10
+    return out
+
+
+READ_COLORS = {"success": "#15803d", "abort": "#b45309", "pending": "#6b7280"}
+
+
+def read_target(request: str) -> str:
+    """The lifeline a read goes to: the service of an HTTP read (``GET trips /trips/1``), else ``nats``."""
+    parts = str(request or "").split()
+    return parts[1] if len(parts) > 2 and parts[0] == "GET" else "nats"
+
+
+def read_label(r: dict[str, Any]) -> str:
+    """What a read saw, in a few words: ``read 'CONFIRMED' (success)``, ``read: not found``, ``read unknown: ...``."""
+    outcome = r.get("outcome")
+    if outcome == "ok" and not r.get("found"):
+        return "read: not found"
+    if outcome == "ok":
+        return f"read {r.get('value')!r} ({r.get('status') or 'undeclared value'})"
+    detail = str(r.get("detail") or "")
+    return f"read {outcome}" + (f": {detail[:40]}" if detail else "")
+
+
+def _with_reads(events: list[dict[str, Any]], faults_active: list[list[str]], marks: set[int],
+                reads: list[dict[str, Any]], read_marks: set[float]
+                ) -> tuple[list[dict[str, Any]], list[list[str]], set[int]]:
+    """The events and the reads as one list of rows in time order (an event before a read at the same time),
+    with each row's active faults (a read: those of the event before it) and the marked rows."""
+    rows: list[tuple[float, int, int, dict[str, Any]]] = [(float(e.get("t") or 0.0), 0, i, e)
+                                                          for i, e in enumerate(events)]
+    for j, r in enumerate(reads):
+        t = float(r.get("invoked") if r.get("invoked") is not None else r.get("t") or 0.0)
+        rows.append((t, 1, j, {"kind": "read", "t": t, "target": read_target(str(r.get("request") or "")),
+                               "label": read_label(r), "status": r.get("status"), "outcome": r.get("outcome"),
+                               "found": r.get("found"), "phase": r.get("phase"), "request": r.get("request"),
+                               "mark": r.get("invoked") in read_marks}))
+    rows.sort(key=lambda x: (x[0], x[1], x[2]))
+    out_events: list[dict[str, Any]] = []
+    out_faults: list[list[str]] = []
+    out_marks: set[int] = set()
+    last: list[str] = []
+    for n, (_, is_read, i, e) in enumerate(rows):
+        if not is_read:
+            last = faults_active[i] if i < len(faults_active) else []
+            if i in marks:
+                out_marks.add(n)
+        elif e["mark"]:
+            out_marks.add(n)
+        out_events.append(e)
+        out_faults.append(last)
+    return out_events, out_faults, out_marks
+
+
+def _seq_read_row(e: dict[str, Any], bad: bool, fa: list[str], faults: dict[str, dict[str, Any]],
+                  cx: dict[str, float], geometry: tuple[float, int, float]) -> list[str]:
+    """One status read's row: its time, a dashed arrow from the client to what it read, and what it saw."""
+    y, row, fault_x = geometry
+    out: list[str] = []
+    if e.get("outcome") == "ok" and e.get("found"):
+        color = READ_COLORS.get(str(e.get("status")), "#7c3aed")
+    else:
+        color = "#6b7280" if e.get("outcome") in ("ok", "unknown") else "#b91c1c"
+    if bad:
+        out.append(f"<rect x='2' y='{y - row / 2 + 2}' width='{fault_x - 4}' height='{row - 4}' rx='3' "
+                   f"fill='#fee2e2' fill-opacity='0.6'/>")
+    weight = 700 if bad else 400
+    out.append(f"<text x='6' y='{y + 4}' font-size='11' fill='{'#b91c1c' if bad else color}' "
+               f"font-weight='{weight}'>t={e['t']:.3f}s</text>")
+    xs, xd = cx["client"], cx.get(str(e.get("target")), cx["client"])
+    out.append(f"<line class='read' x1='{xs:.1f}' y1='{y}' x2='{xd - (6 if xd > xs else -6):.1f}' y2='{y}' "
+               f"stroke='{color}' stroke-width='{2 if bad else 1.3}' stroke-dasharray='5 3' "
+               f"marker-end='url(#{'ahr' if bad else 'ah'})'/>")
+    out.append(f"<rect x='{xs - 4:.1f}' y='{y - 4}' width='8' height='8' fill='{color}'/>")
+    mid = (xs + xd) / 2 if abs(xd - xs) > 1 else xs + 60
+    out.append(f"<text class='read' x='{mid:.1f}' y='{y - 5}' font-size='12' text-anchor='middle' fill='{color}' "
+               f"font-weight='{weight}'>{_e(e.get('label'))}<title>{_e(e.get('request'))} "
+               f"({_e(e.get('phase'))} read)</title></text>")
     fx = fault_x + 10
     for fid in fa[:4]:
         f = faults.get(fid, {"id": fid})

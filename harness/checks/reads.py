@@ -129,8 +129,10 @@ def read_checks(ctx: Any) -> Iterator[CheckOutcome]:
         pair = (str(rec.get("saga")), str(rec.get("key")))
         if pair[0] in declared and (keys is None or pair in keys):
             reads.setdefault(pair, []).append(rec)
-    unknown_ops = [rec for rec in ctx.history.of("operation") if rec.get("outcome") == "unknown"
-                   and ctx.window.holds(rec)]
+    ops = list(ctx.history.of("operation"))
+    by_request_id = keyed_by_request_id(ops)
+    unknown_ops = [{**rec, "key": op_key(rec, by_request_id)} for rec in ops
+                   if rec.get("outcome") == "unknown" and ctx.window.holds(rec)]
     only = next(iter(ctx.spec.sagas)) if len(ctx.spec.sagas) == 1 else None
     answered = {p: [r for r in rs if r.get("outcome") == "ok"] for p, rs in reads.items()}
     if not any(answered.values()):
@@ -149,6 +151,23 @@ def read_checks(ctx: Any) -> Iterator[CheckOutcome]:
     yield _stable(answered, wire, ctx.window.everything)
     yield _contradicted(answered, wire)
     yield from _unknown(ctx, declared, unknown_ops, only, reads, wire)
+
+
+def keyed_by_request_id(ops: list[dict[str, Any]]) -> bool:
+    """Whether the system keys its sagas by the workload's request id (``[workload] idempotency_key`` or
+    ``{request_id}`` sent with each start request): every answered start request that names a key names its
+    request id, and at least one does. Then the request id of a request that got no answer is its saga's key."""
+    answered = [r for r in ops if r.get("outcome") == "ok" and r.get("key") is not None]
+    return bool(answered) and all(r.get("request_id") is not None and str(r.get("key")) == str(r.get("request_id"))
+                                  for r in answered)
+
+
+def op_key(rec: dict[str, Any], by_request_id: bool) -> Any:
+    """A start request's saga key: the one its answer or body named, else (when the system keys its sagas by
+    request id, :func:`keyed_by_request_id`) its request id, else None."""
+    if rec.get("key") is not None:
+        return rec.get("key")
+    return rec.get("request_id") if by_request_id else None
 
 
 def _finding(check: str, saga: str, key: str, title: str, reads: list[dict[str, Any]], w: Wire | None,
@@ -282,7 +301,8 @@ def _unknown(ctx: Any, declared: dict[str, SagaSpec], ops: list[dict[str, Any]],
         yield CheckOutcome.not_applicable(
             UNKNOWN, f"{len(ops)} start request(s) had an unknown outcome, but none named its saga's key (the key "
                      f"comes from an answer that never came), so no read can find what became of them; put the key "
-                     f"in the request body (e.g. an idempotency key) to have them resolved")
+                     f"in the request body, or key the sagas by the request's idempotency key ([workload] "
+                     f"idempotency_key), to have them resolved")
         return
     findings: list[Finding] = []
     resolved = unresolved = 0

@@ -381,14 +381,19 @@ def owner_subjects(sagas: dict[str, SagaSpec], contract_set: Any) -> dict[str, s
 
 def final_keys(session: Any) -> dict[str, set[str]]:
     """Every saga to read once the system is quiescent: those seen starting on the wire, and those whose start
-    request named a key (accepted or unknown: the read says what became of it)."""
+    request named a key (accepted or unknown: the read says what became of it) -- for a request that got no
+    answer, its request id when the system keys its sagas by it (:func:`harness.checks.reads.keyed_by_request_id`)."""
     reads: ReadSchedule = session.reads
     keys = {name: set(ks) for name, ks in reads.started.items()}
     only = next(iter(session.spec.sagas)) if len(session.spec.sagas) == 1 else None
     if session.history is not None:
+        from sagaproof.harness.checks.reads import keyed_by_request_id, op_key
+
         session.history.flush()
-        for rec in session.history.records(kinds=("operation",)):
-            saga, key = rec.get("saga") or only, rec.get("key")
+        ops = list(session.history.records(kinds=("operation",)))
+        by_request_id = keyed_by_request_id(ops)
+        for rec in ops:
+            saga, key = rec.get("saga") or only, op_key(rec, by_request_id)
             if saga in keys and key is not None and rec.get("outcome") in ("ok", "unknown"):
                 keys[saga].add(str(key))
     return keys

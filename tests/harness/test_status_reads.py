@@ -245,3 +245,19 @@ def test_unknown_start_requests_are_resolved_by_the_reads(tmp_path: Path):
 def test_unknown_start_requests_without_a_key_cannot_be_read(tmp_path: Path):
     out = run(tmp_path, clean("o1") + [op(0.5, None)])
     assert out[UNKNOWN].status == "not applicable" and "named its saga's key" in out[UNKNOWN].summary
+
+
+def test_unknown_start_requests_are_read_by_request_id_when_the_system_keys_sagas_by_it(tmp_path: Path):
+    # o1 was answered with the key its request id named (an idempotency key the system keeps as the order id);
+    # o2's request got no answer: its request id is its key, and the system says it never took it
+    answered = {**op(0.5, "o1", "ok"), "request_id": "o1"}
+    lost = {**op(0.6, None), "request_id": "o2"}
+    out = run(tmp_path, clean("o1") + [answered, lost, read(9.5, "o2", None, "final")])
+    assert out[UNKNOWN].status == "passed" and "1 resolved" in out[UNKNOWN].summary
+    # the system said it has no such order, then the order's events appeared under that key
+    late = clean("o1") + [answered, lost, read(9.5, "o2", None, "final"), msg(12.0, "orders.created", "o2")]
+    assert run(tmp_path, late)[UNKNOWN].status == "failed"
+    # a system that keys its sagas otherwise: the request id says nothing about the key
+    other = {**answered, "request_id": "r1"}
+    out = run(tmp_path, clean("o1") + [other, lost, read(9.5, "o2", None, "final")])
+    assert out[UNKNOWN].status == "not applicable"

@@ -212,10 +212,8 @@ class ReadSchedule:
                     self.started[name].add(key)
                 if not self.sampled(name, key):
                     continue
-                owned = self.owner_subjects.get(name)
-                if owned is not None and message.get("subject") not in owned:
-                    continue  # an event the status's owner neither sends nor receives cannot change the status
-                for delay in (self._soon(), self._later()) if owned is not None else (self._delay(),):
+                planned = self.reads_after(name, str(message.get("subject")))
+                for delay in ((self._soon(), self._later()) if planned == 2 else (self._delay(),))[:planned]:
                     n = self._reads_of.get((name, key), 0)
                     if n >= MAX_READS_PER_SAGA:
                         break
@@ -225,6 +223,15 @@ class ReadSchedule:
                     self._reads_of[(name, key)] = n + 1
                     heapq.heappush(self._queue, (time.monotonic() + delay, self._next(), name, key))
                 self._cond.notify()
+
+    def reads_after(self, saga: str, subject: str) -> int:
+        """How many reads an event on ``subject`` of a sampled saga instance schedules: with a known owner of the
+        status, two for an event it sends or receives and none for another (which cannot change what it shows);
+        with none known, one."""
+        owned = self.owner_subjects.get(saga)
+        if owned is None:
+            return 1
+        return 2 if subject in owned else 0
 
     def _soon(self) -> float:
         return self.rng.uniform(0.0, READ_DELAY)

@@ -261,3 +261,37 @@ def test_unknown_start_requests_are_read_by_request_id_when_the_system_keys_saga
     other = {**answered, "request_id": "r1"}
     out = run(tmp_path, clean("o1") + [other, lost, read(9.5, "o2", None, "final")])
     assert out[UNKNOWN].status == "not applicable"
+
+
+def test_reads_follow_the_events_the_status_owner_sends_or_receives():
+    # trips keeps the booking's status: by its contracts it sends trip.* and receives risk.rejected, the holds
+    # and payment.refunded; the other events of the saga cannot change what GET /trips/{id} shows
+    from dataclasses import replace
+
+    from sagaproof.harness.config import ReadsSpec
+    from sagaproof.harness.session.engine import load_contracts
+    from sagaproof.harness.session.reads import ReadSchedule, StatusReader, owner_subjects
+
+    trips = load_system_file(Path(__file__).resolve().parents[2] / "examples" / "trips")
+    contracts, _ = load_contracts(trips)
+    owned = owner_subjects(trips.sagas, contracts)
+    assert owned == {"booking": {"trip.requested", "trip.confirmed", "trip.rejected", "risk.rejected", "flight.held",
+                                 "hotel.held", "payment.refunded"}}
+    assert owner_subjects(trips.sagas, None) == {}  # no contracts: no known owner
+    kv = replace(trips.sagas["booking"], status=replace(trips.sagas["booking"].status, via="kv", service=None,
+                                                        bucket="TRIPS", key="{key}"))
+    assert owner_subjects({"booking": kv}, contracts) == {}  # a key-value status has no known owner
+
+    schedule = ReadSchedule(StatusReader(None, trips.sagas), spec=ReadsSpec(), sagas=trips.sagas, seed=1, record=lambda r: None,
+                            now=lambda: 0.0, owner_subjects=owned)
+    try:
+        assert [schedule.reads_after("booking", s) for s in ("flight.held", "payment.refunded", "payment.charged",
+                                                             "hotel.unavailable")] == [2, 2, 0, 0]
+    finally:
+        schedule.stop()
+    unowned = ReadSchedule(StatusReader(None, trips.sagas), spec=ReadsSpec(), sagas=trips.sagas, seed=1, record=lambda r: None,
+                           now=lambda: 0.0)
+    try:
+        assert unowned.reads_after("booking", "payment.charged") == 1
+    finally:
+        unowned.stop()

@@ -316,7 +316,8 @@ def _with_reads(events: list[dict[str, Any]], faults_active: list[list[str]], ma
     rows: list[tuple[float, int, int, dict[str, Any]]] = [(float(e.get("t") or 0.0), 0, i, e)
                                                           for i, e in enumerate(events)]
     for j, r in enumerate(reads):
-        t = float(r.get("invoked") if r.get("invoked") is not None else r.get("t") or 0.0)
+        at = r.get("invoked")
+        t = float(at if at is not None else r.get("t") or 0.0)
         rows.append((t, 1, j, {"kind": "read", "t": t, "target": read_target(str(r.get("request") or "")),
                                "label": read_label(r), "status": r.get("status"), "outcome": r.get("outcome"),
                                "found": r.get("found"), "phase": r.get("phase"), "request": r.get("request"),

@@ -40,7 +40,9 @@ from sagaproof.harness.config import ReadsSpec, SagaSpec, StatusReadSpec, field_
 
 __all__ = ["MAX_READS_PER_SAGA", "ReadResult", "ReadSchedule", "StatusReader"]
 
-MAX_READS_PER_SAGA = 8  # reads of one sampled saga while it runs
+MAX_READS_PER_SAGA = 12  # reads of one sampled saga while it runs
+FOLLOW_UPS = 3  # reads more after an owned event's first read while the status shows what it showed before
+FOLLOW_DELAY = 0.2  # the first of them this long after (seconds), each next one twice as long
 REREAD_TERMINAL = 20  # sagas whose final read was terminal, read once more after the final pass
 READ_DELAY = 0.15  # half the reads follow a sampled saga's event by a random delay up to this (seconds)
 READ_LATER = 1.0  # and the other half by a delay between READ_DELAY and this
@@ -178,7 +180,8 @@ class ReadSchedule:
                 self._subjects.setdefault(subject, []).append(name)
         self.started: dict[str, set[str]] = {n: set() for n in self.sagas}  # every saga seen start
         self._reads_of: dict[tuple[str, str], int] = {}
-        self._queue: list[tuple[float, int, str, str]] = []
+        self._queue: list[tuple[float, int, str, str, int]] = []  # (due, op, saga, key, follow-ups left)
+        self._last_value: dict[tuple[str, str], Any] = {}  # what the last answered read of a saga showed
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=spec.concurrency, thread_name_prefix="sagaproof-read")
@@ -213,16 +216,24 @@ class ReadSchedule:
                 if not self.sampled(name, key):
                     continue
                 planned = self.reads_after(name, str(message.get("subject")))
-                for delay in ((self._soon(), self._later()) if planned == 2 else (self._delay(),))[:planned]:
-                    n = self._reads_of.get((name, key), 0)
-                    if n >= MAX_READS_PER_SAGA:
+                reads = [(self._soon(), FOLLOW_UPS), (self._later(), 0)] if planned == 2 else [(self._delay(), 0)]
+                for delay, follow in reads[:planned]:
+                    if not self._push(name, key, delay, follow):
                         break
-                    if len(self._queue) >= MAX_QUEUED:
-                        self.dropped += 1
-                        break
-                    self._reads_of[(name, key)] = n + 1
-                    heapq.heappush(self._queue, (time.monotonic() + delay, self._next(), name, key))
                 self._cond.notify()
+
+    def _push(self, name: str, key: str, delay: float, follow: int) -> bool:
+        """Queue one read of a saga instance ``delay`` seconds from now (under ``_cond``); False when its budget
+        or the queue is full."""
+        n = self._reads_of.get((name, key), 0)
+        if n >= MAX_READS_PER_SAGA:
+            return False
+        if len(self._queue) >= MAX_QUEUED:
+            self.dropped += 1
+            return False
+        self._reads_of[(name, key)] = n + 1
+        heapq.heappush(self._queue, (time.monotonic() + delay, self._next(), name, key, follow))
+        return True
 
     def reads_after(self, saga: str, subject: str) -> int:
         """How many reads an event on ``subject`` of a sampled saga instance schedules: with a known owner of the
@@ -263,7 +274,7 @@ class ReadSchedule:
                 if not self._queue:
                     self._cond.wait(0.2)
                     continue
-                due, op, name, key = self._queue[0]
+                due, op, name, key, follow = self._queue[0]
                 wait = due - time.monotonic()
                 if wait > 0:
                     self._cond.wait(min(wait, 0.2))
@@ -277,7 +288,7 @@ class ReadSchedule:
             self._pace()
             self._slots.acquire()
             try:
-                self._pool.submit(self._record_with, self.record, op, name, key, "during")
+                self._pool.submit(self._record_with, self.record, op, name, key, "during", follow)
             except RuntimeError:  # the pool is shut down
                 self._slots.release()
                 return
@@ -336,12 +347,24 @@ class ReadSchedule:
         return made
 
     def _record_with(self, record: Callable[[dict[str, Any]], None], op: int, saga: str, key: str,
-                     phase: str) -> None:
+                     phase: str, follow: int = 0) -> None:
         try:
-            make_read(self.reader, self.sagas[saga], self.now, record, op, key, phase)
+            rec = make_read(self.reader, self.sagas[saga], self.now, record, op, key, phase)
             self.made += 1
         finally:
             self._slots.release()
+        if phase != "during":
+            return
+        with self._cond:
+            seen = (rec.get("outcome") == "ok", rec.get("found"), rec.get("value"))
+            before = self._last_value.get((saga, key))
+            if seen[0]:
+                self._last_value[(saga, key)] = seen
+            # The owner has not shown the event's effect yet (it lags behind the wire): read again, later and
+            # later, so the status is read once it changes -- and before a next event changes it again.
+            if follow > 0 and not self._stop.is_set() and (not seen[0] or seen == before):
+                self._push(saga, key, FOLLOW_DELAY * 2 ** (FOLLOW_UPS - follow), follow - 1)
+                self._cond.notify()
 
     def stop(self) -> None:
         """Stop reading: no new read starts; those in flight finish (each bounded by its timeout)."""

@@ -9,7 +9,9 @@ makes one such read and returns what the client saw; :class:`ReadSchedule` makes
   when the rate is exceeded). When the status is read over HTTP from a service whose contracts say which of the
   saga's subjects it sends or receives (the status's owner), only those events are followed -- the others
   cannot change what it shows -- and each is followed by two reads: one soon after (the event's own effect) and
-  one later (what the owner made of it once it took it). Otherwise every event of the saga is followed by one
+  one later (what the owner made of it once it took it); when the first shows what the saga showed before (the
+  owner lags behind the wire), up to :data:`FOLLOW_UPS` more follow, further and further apart, until one shows a
+  change. Otherwise every event of the saga is followed by one
   read, a random delay later (soon or later). A status that shows a terminal value only for a while (overwritten
   once a later step failed) is read inside that while far more often this way;
 * once the system is quiescent, every saga the run started is read once (:meth:`ReadSchedule.final_reads`).

@@ -295,3 +295,63 @@ def test_reads_follow_the_events_the_status_owner_sends_or_receives():
         assert unowned.reads_after("booking", "payment.charged") == 1
     finally:
         unowned.stop()
+
+
+def test_a_lagging_owner_is_read_again_until_its_status_changes():
+    # A real HTTP status owner that takes an event only after two more reads of it (it lags behind the wire):
+    # the two reads an owned event schedules both see the old status; the follow-ups see the new one.
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from sagaproof.harness.config import ReadsSpec
+    from sagaproof.harness.env.http import ServiceHTTP
+    from sagaproof.harness.session.reads import ReadSchedule, StatusReader
+
+    state = {"reads": 0, "lag_from": None}
+
+    class Owner(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            state["reads"] += 1
+            shipped = state["lag_from"] is not None and state["reads"] > state["lag_from"] + 2
+            body = json.dumps({"status": "COMPLETED" if shipped else "PENDING"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Owner)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    system = SimpleNamespace(services={"order": SimpleNamespace(http=ServiceHTTP("127.0.0.1", server.server_port))})
+    records: list[dict[str, Any]] = []
+    owned = {"checkout": {"orders.created", "orders.completed"}}
+    schedule = ReadSchedule(StatusReader(system, {"checkout": SAGA}), ReadsSpec(sample=1.0, rate=1000.0,
+                            concurrency=1), {"checkout": SAGA}, seed=1, record=records.append, now=time.monotonic,
+                            owner_subjects=owned)
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(records) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(records) >= n, records
+
+    try:
+        schedule.on_message({"subject": "orders.created", "data": {"order_id": "o1"}})
+        wait_for(2)  # the soon and the later read of the start: PENDING, the saga's first value
+        state["lag_from"] = state["reads"]
+        schedule.on_message({"subject": "orders.completed", "data": {"order_id": "o1"}})
+        wait_for(3)
+        deadline = time.monotonic() + 60
+        while not any(r["value"] == "COMPLETED" for r in records) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        schedule.stop()
+        server.shutdown()
+        server.server_close()
+    assert [r["value"] for r in records[:3]] == ["PENDING"] * 3
+    assert any(r["value"] == "COMPLETED" and r["phase"] == "during" for r in records[3:]), records
+    assert len(records) <= 2 + 2 + 3  # no more than the two reads of each event and three follow-ups

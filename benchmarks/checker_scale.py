@@ -18,7 +18,8 @@ Three ways of judging each, timed (wall and CPU seconds, microseconds per messag
   directory as scratch): the stream, the sharding, the merge;
 * ``memory``: :func:`harness.checks.checker.check_history` over the list in memory (no file, no shards);
 * a ref: the engine path of each ``--baseline-ref`` (repeatable; default: main before issue 24), its
-  ``harness/history.py``, ``harness/checks/spill.py`` (when it has one), ``harness/checks/checker.py`` and
+  ``harness/history.py``, ``harness/checks/spill.py`` (when it has one), ``harness/checks/checker.py`` (with
+  ``saga_result.py``, ``saga_model.py`` and ``saga_verdict.py`` when it has them) and
   ``harness/checks/__init__.py`` read from git, on the same file, up to ``--baseline-max`` messages (the
   default baseline took 45 s of CPU for 1M). When a baseline was asked for and cannot be loaded, the benchmark
   says so in one sentence and exits 2; ``--no-baseline`` skips them.
@@ -74,6 +75,10 @@ def synthetic_history(n_messages: int, shapes: list[tuple[float, list[str]]], ne
 
 BASELINE_FILES = (("harness/history.py", "sagaproof.harness.history", True),
                   ("harness/checks/spill.py", "sagaproof.harness.checks.spill", False),
+                  # the checker's rooms since issue 25 (absent before: the checker was one module)
+                  ("harness/checks/saga_result.py", "sagaproof.harness.checks.saga_result", False),
+                  ("harness/checks/saga_model.py", "sagaproof.harness.checks.saga_model", False),
+                  ("harness/checks/saga_verdict.py", "sagaproof.harness.checks.saga_verdict", False),
                   ("harness/checks/checker.py", "sagaproof.harness.checks.checker", True),
                   ("harness/checks/__init__.py", "sagaproof.harness.checks", True))
 

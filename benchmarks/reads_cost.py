@@ -32,6 +32,8 @@ TARGET = 1.10
 def shop_without_reads(dest: Path) -> Path:
     """A copy of the shop whose system file turns the reads off."""
     shutil.copytree(SHOP, dest, ignore=shutil.ignore_patterns("__pycache__", ".sagaproof", "sagaproof-report"))
+    if not (dest.parent / "_lib").exists():  # the examples' service kit, where the shop's services look for it
+        shutil.copytree(SHOP.parent / "_lib", dest.parent / "_lib", ignore=shutil.ignore_patterns("__pycache__"))
     toml = dest / "sagaproof.toml"
     toml.write_text(toml.read_text() + "\n[reads]\nenabled = false\n")
     return dest

@@ -14,8 +14,20 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 MINI = ROOT / "tests" / "fixtures" / "mini"
 SHOP = ROOT / "examples" / "shop"
+EXAMPLES_LIB = ROOT / "examples" / "_lib"
 PYTHON = sys.executable
 SAGAPROOF = [sys.executable, "-m", "sagaproof"]
+
+
+def copy_example(src: Path, dest: Path, *ignore: str) -> Path:
+    """Copy an example's directory to `dest` (leaving out `ignore` patterns), with the examples' service kit
+    (examples/_lib) beside it, where the example's services look for it; returns `dest`."""
+    import shutil
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*ignore) if ignore else None)
+    if not (dest.parent / "_lib").exists():
+        shutil.copytree(EXAMPLES_LIB, dest.parent / "_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
 
 
 def pid_alive(pid: int) -> bool:

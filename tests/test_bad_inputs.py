@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MINI, SAGAPROOF, SHOP
+from tests.conftest import MINI, SAGAPROOF, SHOP, copy_example
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _mini(tmp: Path, toml: str | None = None) -> Path:
 
 def _shop(tmp: Path) -> Path:
     d = tmp / "shop"
-    shutil.copytree(SHOP, d, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+    copy_example(SHOP, d, "__pycache__", ".hypothesis")
     return d
 
 

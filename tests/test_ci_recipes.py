@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT, SHOP
+from tests.conftest import ROOT, SHOP, copy_example
 
 RECIPES = ROOT / "docs" / "ci-examples"
 
@@ -25,12 +24,12 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_pr_recipe_passes_on_no_change_and_blocks_a_breaking_one(tmp_path: Path):
     base = tmp_path / "base"
-    shutil.copytree(SHOP, base, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_example(SHOP, base, "__pycache__")
     ok = subprocess.run(["bash", str(RECIPES / "pr-contracts.sh"), str(base), str(SHOP)], capture_output=True,
                         text=True, env=_env(), timeout=120, cwd=ROOT)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     head = tmp_path / "head"
-    shutil.copytree(SHOP, head, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_example(SHOP, head, "__pycache__")
     doc = head / "contracts" / "payment.yaml"
     doc.write_text(doc.read_text().replace("order_id", "orderId"))
     blocked = subprocess.run(["bash", str(RECIPES / "pr-contracts.sh"), str(base), str(head)], capture_output=True,
@@ -59,7 +58,7 @@ def test_gate_recipe_deploys_only_what_is_safe_in_that_environment(tmp_path: Pat
     but payment may go to prod only after order, and only once the stream no longer holds old orders."""
     repo = tmp_path / "repo"
     shop = repo / "examples" / "shop"
-    shutil.copytree(SHOP, shop, ignore=shutil.ignore_patterns("__pycache__", ".shop-data"))
+    copy_example(SHOP, shop, "__pycache__", ".shop-data")
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "the shop")

@@ -14,9 +14,9 @@ from tests.conftest import ROOT
 PARTS = ("harness", "contracts", "chaos")
 LEAVES = ("sagaproof/subjects.py", "sagaproof/faultkinds.py")
 FORBIDDEN = {
-    "contracts": {"sagaproof.harness", "sagaproof.chaos", "examples", "shop_common"},
-    "chaos": {"sagaproof.harness", "sagaproof.contracts", "examples", "shop_common"},
-    "harness": {"examples", "shop_common", "workload", "invariants"},
+    "contracts": {"sagaproof.harness", "sagaproof.chaos", "examples", "shop_common", "trips_common", "servicekit"},
+    "chaos": {"sagaproof.harness", "sagaproof.contracts", "examples", "shop_common", "trips_common", "servicekit"},
+    "harness": {"examples", "shop_common", "trips_common", "servicekit", "workload", "invariants"},
 }
 
 

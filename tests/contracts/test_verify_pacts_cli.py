@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import copy_example
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop"
@@ -32,7 +33,7 @@ def _verify(system_dir: Path, report_dir: Path) -> subprocess.CompletedProcess[s
 def _shop_copy(tmp_path: Path, keep: list[str]) -> Path:
     """A copy of the shop whose pact directory holds only the pact files named in *keep*."""
     dst = tmp_path / "shop"
-    shutil.copytree(SHOP, dst, ignore=shutil.ignore_patterns("__pycache__", ".shop-data", "tests_pacts"))
+    copy_example(SHOP, dst, "__pycache__", ".shop-data", "tests_pacts")
     for f in (dst / "contracts" / "pacts").glob("*.json"):
         if f.name not in keep:
             f.unlink()

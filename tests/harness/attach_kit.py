@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from sagaproof.harness.env.nats_server import find_nats_server, free_port
 
-from tests.conftest import ROOT, SAGAPROOF, SHOP
+from tests.conftest import ROOT, SAGAPROOF, SHOP, copy_example
 
 SVCCTL = ROOT / "tests" / "fixtures" / "attach" / "svcctl.py"
 SERVICES = ("order", "payment", "inventory", "shipping")
@@ -245,7 +244,7 @@ def shop_sections() -> str:
 def write_attached_system(d: Path, shop: DeployedShop, *, commands: tuple[str, ...] = ("kill", "restart", "pause",
                           "resume"), proxies: bool = True, nats_access: str = "", faults: str | None = None) -> Path:
     """A copy of the shop's folder (contracts, workload, invariants) with a system file that attaches to `shop`."""
-    shutil.copytree(SHOP, d, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", "*.toml"))
+    copy_example(SHOP, d, "__pycache__", ".hypothesis", "*.toml")
     urls = ",".join(shop.nats.url(i) for i in range(len(shop.nats.ports)))
     menu = faults or '["latency", "partition", "cut", "kill", "pause", "duplicate", "drop"]'
     lines = ["[nats]", f'url = "{urls}"', nats_access, "", "[[nats.streams]]", 'name = "SHOP"',

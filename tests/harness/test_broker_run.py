@@ -13,12 +13,12 @@ from typing import Any
 
 from sagaproof.chaos.observe import wire_rows
 
-from tests.conftest import MINI, SAGAPROOF, SHOP
+from tests.conftest import MINI, SAGAPROOF, SHOP, copy_example
 
 
 def shop_copy(tmp_path: Path, *, invariants: bool = True, at_most_once: bool = False) -> Path:
     d = tmp_path / "shop"
-    shutil.copytree(SHOP, d, ignore=shutil.ignore_patterns("__pycache__", ".shop-data"))
+    copy_example(SHOP, d, "__pycache__", ".shop-data")
     toml = (d / "sagaproof.toml").read_text()
     if not invariants:
         toml = re.sub(r"\n\[invariants\]\n.*?(?=\n\[)", "\n", toml, flags=re.S)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import SAGAPROOF, SHOP
+from tests.conftest import SAGAPROOF, SHOP, copy_example
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -19,7 +19,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 def _shop_copy(tmp_path: Path) -> Path:
     d = tmp_path / "shop"
-    shutil.copytree(SHOP, d, ignore=shutil.ignore_patterns("__pycache__", ".shop-data"))
+    copy_example(SHOP, d, "__pycache__", ".shop-data")
     return d
 
 
@@ -123,7 +123,7 @@ def shop_repo(tmp_path: Path) -> Path:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "c0")
     _git(repo, "tag", "c0")
-    shutil.copytree(SHOP, repo / "examples" / "shop", ignore=shutil.ignore_patterns("__pycache__", ".shop-data"))
+    copy_example(SHOP, repo / "examples" / "shop", "__pycache__", ".shop-data")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "c1")
     _git(repo, "tag", "c1")

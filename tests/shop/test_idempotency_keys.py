@@ -5,20 +5,19 @@ which dedupes by the key, starts one order per request, and the run passes."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAGAPROOF, SHOP
+from tests.conftest import SAGAPROOF, SHOP, copy_example
 
 pytestmark = pytest.mark.slow
 
 
 def _shop(tmp_path: Path, *, keys: bool) -> Path:
     system = tmp_path / ("shop-keys" if keys else "shop-no-keys")
-    shutil.copytree(SHOP, system, ignore=shutil.ignore_patterns(".sagaproof", "__pycache__", "tests_pacts"))
+    copy_example(SHOP, system, ".sagaproof", "__pycache__", "tests_pacts")
     toml = (system / "sagaproof.toml").read_text()
     assert 'idempotency_key = "Idempotency-Key"' in toml
     toml = toml.replace('idempotency_key = "Idempotency-Key"', 'duplicate = 0.3' + (

@@ -30,13 +30,16 @@ lint: $(STAMP) typecheck
 	$(BIN)/python tools/room_sizes.py
 
 # mypy --strict over the package laid out as installed (symlinks; see pyproject.toml), then over a user project's
-# use of the public API (tests/fixtures/userproject: its plugins and its pytest test).
+# use of the public API (tests/fixtures/userproject: its plugins and its pytest test), then over the examples (each on
+# its own: their modules share names) with their service kit (examples/_lib) and the shop's pact tests.
 typecheck: $(STAMP)
 	rm -rf build/typecheck && mkdir -p build/typecheck/sagaproof
 	for f in sagaproof/*.py sagaproof/py.typed; do ln -s ../../../$$f build/typecheck/sagaproof/; done
 	for d in harness contracts chaos; do ln -s ../../../$$d build/typecheck/sagaproof/$$d; done
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p sagaproof
 	cd build/typecheck && MYPYPATH=. ../../$(BIN)/mypy --strict --cache-dir ../../.mypy_cache ../../tests/fixtures/userproject
+	cd build/typecheck && MYPYPATH=.:../../examples/_lib:../../examples/shop:../../examples/shop/tests_pacts ../../$(BIN)/mypy --strict --cache-dir ../../.mypy_cache --explicit-package-bases ../../examples/_lib ../../examples/shop/*.py ../../examples/shop/tests_pacts
+	cd build/typecheck && MYPYPATH=.:../../examples/_lib:../../examples/trips ../../$(BIN)/mypy --strict --cache-dir ../../.mypy_cache --explicit-package-bases ../../examples/trips/*.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py

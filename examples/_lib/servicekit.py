@@ -98,7 +98,8 @@ class OutboxRelay:
 
     def last_seq(self) -> int:
         """The highest outbox sequence written so far."""
-        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
+        seq: int = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
+        return seq
 
     async def flush(self) -> None:
         """Wait until every row written so far has been accepted by JetStream."""

@@ -7,11 +7,15 @@ flight and are only checked for things that can never be right (a second charge,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the harness hands each invariant the running system
+    from sagaproof import System
 
 
-def _state(system: Any, service: str) -> dict[str, Any]:
-    return system.services[service].http.get("/state").json()
+def _state(system: System, service: str) -> dict[str, Any]:
+    state: dict[str, Any] = system.services[service].http.get("/state").json()
+    return state
 
 
 def _fail(rule: str, problems: list[str]) -> None:
@@ -21,7 +25,7 @@ def _fail(rule: str, problems: list[str]) -> None:
         raise AssertionError(f"{rule}: {len(problems)} problem(s)\n  " + "\n  ".join(shown) + more)
 
 
-def money_conserved(system: Any) -> None:
+def money_conserved(system: System) -> None:
     """Every order is charged at most once; a COMPLETED order keeps exactly its amount; a CANCELLED
     order keeps nothing (refunded in full, or never charged); and the money payment holds equals the
     total of the COMPLETED orders (plus whatever is still in flight for PENDING ones)."""
@@ -57,7 +61,7 @@ def money_conserved(system: Any) -> None:
     _fail("money is not conserved", problems)
 
 
-def stock_conserved(system: Any) -> None:
+def stock_conserved(system: System) -> None:
     """Per SKU ``initial == available + reserved`` and ``available >= 0``; a COMPLETED order holds
     its reservation; a CANCELLED order holds none (released, or never reserved)."""
     orders = _state(system, "order")["orders"]

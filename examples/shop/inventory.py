@@ -45,7 +45,7 @@ def reserve(db: sqlite3.Connection, event: Event) -> list[Event]:
     if db.execute("SELECT 1 FROM reservations WHERE order_id = ?", (order_id,)).fetchone():
         return []
     wanted = _wanted(event["items"])
-    short = []
+    short: list[dict[str, Any]] = []
     for sku, qty in sorted(wanted.items()):
         row = db.execute("SELECT available FROM stock WHERE sku = ?", (sku,)).fetchone()
         available = row["available"] if row else 0

@@ -304,7 +304,7 @@ class ShopService:
             try:
                 await _ensure_stream(js)
                 if self.delivery == "core":
-                    sub = asyncio.Queue()
+                    sub: Any = asyncio.Queue()
                     for subject in sorted(self.handlers):
                         await self.nc.subscribe(subject, cb=sub.put)
                 else:

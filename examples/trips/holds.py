@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS holds (
         return self.refuse(event["data"][self.detail])
 
     def _row(self, db: sqlite3.Connection, trip_id: str) -> sqlite3.Row | None:
-        return db.execute("SELECT * FROM holds WHERE trip_id = ?", (trip_id,)).fetchone()
+        row: sqlite3.Row | None = db.execute("SELECT * FROM holds WHERE trip_id = ?", (trip_id,)).fetchone()
+        return row
 
     def _put(self, db: sqlite3.Connection, trip_id: str, status: str, hold_id: str | None = None,
              detail: Any = None, reason: str | None = None) -> None:

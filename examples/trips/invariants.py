@@ -6,11 +6,15 @@ rule. Trips still PENDING are in flight and only checked for what can never be r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the harness hands each invariant the running system
+    from sagaproof import System
 
 
-def _state(system: Any, service: str) -> dict[str, Any]:
-    return system.services[service].http.get("/state").json()
+def _state(system: System, service: str) -> dict[str, Any]:
+    state: dict[str, Any] = system.services[service].http.get("/state").json()
+    return state
 
 
 def _fail(rule: str, problems: list[str]) -> None:
@@ -19,7 +23,7 @@ def _fail(rule: str, problems: list[str]) -> None:
         raise AssertionError(f"{rule}: {len(problems)} problem(s)\n  " + "\n  ".join(problems[:20]) + more)
 
 
-def money_conserved(system: Any) -> None:
+def money_conserved(system: System) -> None:
     """The bank captured each trip at most once; a CONFIRMED trip keeps exactly its amount; a REJECTED or
     CANCELLED trip keeps nothing (refunded in full, or never charged)."""
     trips = _state(system, "trips")["trips"]
@@ -42,7 +46,7 @@ def money_conserved(system: Any) -> None:
     _fail("money is not conserved", problems)
 
 
-def holds_released(system: Any) -> None:
+def holds_released(system: System) -> None:
     """A CONFIRMED trip holds its seat and its room; a REJECTED or CANCELLED trip holds neither."""
     trips = _state(system, "trips")["trips"]
     problems = []

@@ -49,7 +49,8 @@ async def bank_capture(key: str, trip_id: str, amount: int, flaky: bool) -> str:
     await asyncio.sleep(BANK_LATENCY)
     row = bank.execute("SELECT capture_id FROM captures WHERE key = ?", (key,)).fetchone()
     if row is not None:
-        return row["capture_id"]
+        known: str = row["capture_id"]
+        return known
     capture_id = str(uuid.uuid4())
     bank.execute("INSERT INTO captures (key, capture_id, trip_id, amount) VALUES (?, ?, ?, ?)",
                  (key, capture_id, trip_id, amount))

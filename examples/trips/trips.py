@@ -134,7 +134,8 @@ def get_trip(req: Request) -> HttpResult:
 
 
 def _row(db: sqlite3.Connection, event: Event) -> sqlite3.Row | None:
-    return db.execute("SELECT * FROM trips WHERE trip_id = ?", (trip_of(event),)).fetchone()
+    row: sqlite3.Row | None = db.execute("SELECT * FROM trips WHERE trip_id = ?", (trip_of(event),)).fetchone()
+    return row
 
 
 def _set(db: sqlite3.Connection, trip_id: str, status: str, reason: str | None) -> None:

@@ -135,7 +135,8 @@ def new_event(type_: str, source: str, trip_id: str, *, caused_by: Event | None 
 
 def trip_of(event: Event) -> str:
     """The saga's correlation key of an event."""
-    return event["data"]["trip_id"]
+    trip_id: str = event["data"]["trip_id"]
+    return trip_id
 
 
 # ------------------------------------------------------------------------------------------ store

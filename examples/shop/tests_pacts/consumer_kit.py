@@ -59,11 +59,13 @@ def deliver(module: ModuleType, subject: str, event: Any) -> list[dict[str, Any]
                        (event["event_id"], subject, event["order_id"], now_iso()))
         out = sub.handler(svc.db, event, *extra)
         add_to_outbox(svc.db, out)
-    return out
+    produced: list[dict[str, Any]] = out
+    return produced
 
 
 def state(module: ModuleType) -> dict[str, Any]:
     """The service's ``GET /state`` document."""
     status, body = module.service._state(None)
     assert status == 200
-    return body
+    document: dict[str, Any] = body
+    return document

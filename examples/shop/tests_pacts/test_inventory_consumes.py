@@ -14,7 +14,8 @@ from shop_common import new_event
 
 
 def _available(inventory: ModuleType, sku: str) -> int:
-    return state(inventory)["stock"][sku]["available"]
+    available: int = state(inventory)["stock"][sku]["available"]
+    return available
 
 
 def test_inventory_consumes_payments_completed(service: Callable[[str], ModuleType]) -> None:

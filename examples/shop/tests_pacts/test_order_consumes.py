@@ -25,7 +25,8 @@ def _place(order: ModuleType, order_id: str) -> None:
 def _status(order: ModuleType, order_id: str) -> dict[str, Any]:
     status, body = order.get_order(order.Request("GET", f"/orders/{order_id}", {"order_id": order_id}, {}, b""))
     assert status == 200
-    return body
+    document: dict[str, Any] = body
+    return document
 
 
 def _decides(order: ModuleType, handled: list[str]) -> Callable[[dict[str, Any], dict[str, Any]], None]:

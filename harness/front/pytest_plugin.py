@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from sagaproof.harness.errors import SagaproofError
@@ -103,6 +103,23 @@ def _plugins(config: pytest.Config) -> list[str]:
     return out + load_plugins(ini, base=base, where="the sagaproof_plugins ini key")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load the plugins pytest names before any test runs: one that cannot be imported is the user's mistake, so
+    the session ends at once with exit 2 and the one sentence that says what to change."""
+    config = session.config
+    if not (config.getoption("--sagaproof-plugin") or config.getini("sagaproof_plugins")):
+        return
+    try:
+        _plugins(config)
+    except SagaproofError as exc:
+        _usage_exit(exc)
+
+
+def _usage_exit(exc: SagaproofError) -> NoReturn:
+    """End the pytest session for a user's mistake: exit 2 and the error's sentence (stderr: ``Exit: ...``)."""
+    pytest.exit(str(exc), returncode=2)
+
+
 def _repro(config: pytest.Config, nodeid: str | None) -> str:
     parts = ["pytest"] + ([nodeid] if nodeid else []) + ["--sagaproof-system", _system_dir(config),
                                                          "--sagaproof-seed", str(_state(config)["seed"])]
@@ -136,8 +153,8 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[SessionHandle]:
         bus.subscribe(ReportWriter())
         session = Session(spec, report_dir=_report_dir(config), bus=bus, seed=state["seed"],
                           chaos_links=_chaos_links(config), command=_repro(config, None))
-    except SagaproofError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+    except SagaproofError as exc:  # the system file or a plugin it names: the user's to fix (exit 2)
+        _usage_exit(exc)
     started = time.monotonic()
     started_iso = datetime.now(UTC).isoformat(timespec="seconds")
     try:

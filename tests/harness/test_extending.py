@@ -110,6 +110,30 @@ def test_a_plugin_that_cannot_be_imported_is_exit_2_with_one_sentence(project: P
     assert ("the flag table is missing" if where == "cli" else "No module named 'nowhere'") in lines[0]
 
 
+@pytest.mark.parametrize("where", ["--sagaproof-plugin", "system file"])
+def test_pytest_ends_with_exit_2_and_one_sentence_when_a_plugin_cannot_be_imported(project: Path, where: str):
+    shutil.copy(project / "usertest.py", project / "test_flags.py")
+    (project / "broken.py").write_text("import sagaproof\nraise RuntimeError('the flag table is missing')\n")
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_flags.py", "--sagaproof-system", "."]
+    if where == "--sagaproof-plugin":
+        args += ["--sagaproof-plugin", "broken.py"]
+        cause = "RuntimeError: the flag table is missing"
+    else:
+        toml = project / "sagaproof.toml"
+        toml.write_text(toml.read_text().replace('modules = ["flag_fault"]', 'modules = ["flag_fault", "nowhere"]'))
+        where, cause = "sagaproof.toml [plugins] modules", "No module named 'nowhere'"
+    proc = subprocess.run(args, cwd=project, capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and "UsageError" not in out and " passed" not in out and " error" not in out, out
+    said = {line.split("Exit: ", 1)[-1].rstrip(" !") for line in out.splitlines() if "could not be imported" in line}
+    assert len(said) == 1, out  # one sentence (pytest shows it on the terminal, and on stderr before the session)
+    [sentence] = said
+    assert sentence.startswith("plugin ") and f"named in {where}" in sentence and cause in sentence, sentence
+    assert sentence.endswith(f"fix the module or remove it from {where}."), sentence
+    assert _flags(project) == []  # no test ran: no fault was raised
+
+
 def test_an_unknown_fault_in_the_menu_names_the_plugins_kinds_too(project: Path):
     proc = _sagaproof("run", ".", "--faults", "flag,flog", cwd=project, timeout=60)
     assert proc.returncode == 2 and "unknown fault 'flog'" in proc.stderr and "flag" in proc.stderr, proc.stderr

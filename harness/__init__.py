@@ -20,8 +20,10 @@ Floors, from the top down; a module imports only its own floor and the floors be
         contract_runs   the contracts commands' runs (HTTP fuzzing, pact verification)
     report/     report.json, junit.xml, report.html, merged shard reports (consumers of the engine's events)
     checks/     the checks of a run, one registered list (`register_check`, `CHECKS`): functions over the history
-        checker         the saga checker
-        consumption     the broker's view: delivery guarantee, consumption, dead letters
+        checker         the saga checker's pass (saga_model: the compiled model and the analysis of roles;
+                        saga_verdict: the verdict, instance by instance; saga_result: CheckResult, SagaViolation)
+        consumption     the broker's view: delivery guarantee, consumption, dead letters (broker_history: the
+                        pass and its shards; broker_findings: what is reported; broker_summaries: the matrix)
         findings, results   every check's failures; the outcome of a check and of a run
     env/        the environment, up and down, knowing nothing of runs
         system          NATS + fault proxies + service processes (`System`)

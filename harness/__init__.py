@@ -9,7 +9,8 @@ Floors, from the top down; a module imports only its own floor and the floors be
         contracts_cmd   `sagaproof contracts ...`
         shards_cmd      the command side of `sagaproof run --seeds` (summary, merged report)
     session/    the engine of one run
-        engine          `Session` (one run, or the pytest session) and `SessionHandle`; `run`, `RunOptions`
+        engine          `Session` (one run, or the pytest session); `run`, `RunOptions`
+        handle          `SessionHandle` (the pytest fixture's handle), `ChecksResult`, `running`
         recorder        the lossless, contract-validating event recorder (survives broker restarts)
         workload        saga starts at a rate, over HTTP or NATS
         nemesis         the seeded fault schedule carried out; attach mode's fault menu

@@ -37,8 +37,8 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "sagaproof.harness.checks.results:RunResult",
     "main": "sagaproof.harness.front.cli:main",
     # pytest
-    "SessionHandle": "sagaproof.harness.session.engine:SessionHandle",
-    "ChecksResult": "sagaproof.harness.session.engine:ChecksResult",
+    "SessionHandle": "sagaproof.harness.session.handle:SessionHandle",
+    "ChecksResult": "sagaproof.harness.session.handle:ChecksResult",
     # checks, and extending them
     "check_history": "sagaproof.harness.checks.checker:check_history",
     "CheckResult": "sagaproof.harness.checks.checker:CheckResult",
@@ -122,7 +122,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
     from sagaproof.harness.front.cli import main
     from sagaproof.harness.history import HistoryReader, read_records
     from sagaproof.harness.report import write_reports
-    from sagaproof.harness.session.engine import ChecksResult, RunOptions, SessionHandle, run
+    from sagaproof.harness.session.engine import RunOptions, run
+    from sagaproof.harness.session.handle import ChecksResult, SessionHandle
 
 
 def __getattr__(name: str) -> object:

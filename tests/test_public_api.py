@@ -59,3 +59,28 @@ def test_no_doc_imports_the_harness_floors():
 def test_the_scanner_sees_both_spellings():
     code = "from sagaproof import (CheckContext,\n    Finding)\nfrom sagaproof import Event as E\nx = sagaproof.run(spec)\n"
     assert _names(code) == {"CheckContext", "Finding", "Event", "run"}
+
+
+def test_the_pytest_handle_and_its_checks_result_are_typed_member_by_member():
+    """No ``__getattr__`` to fall back on (a typo is a type error, not an ``Any``): every public member of
+    ``SessionHandle`` and ``ChecksResult`` declares its type, and what the delegation used to reach is a member."""
+    for cls in (sagaproof.SessionHandle, sagaproof.ChecksResult):
+        assert "__getattr__" not in vars(cls), cls
+        for name, member in vars(cls).items():
+            fn = member.fget if isinstance(member, property) else member
+            if name.startswith("_") or not callable(fn):
+                continue
+            returns = fn.__annotations__.get("return")
+            assert returns not in (None, "Any"), f"{cls.__name__}.{name} returns {returns!r}"
+    result = sagaproof.ChecksResult([], sagaproof.CheckResult(convergence={"k": 0.5}, messages_seen=3), seed=1,
+                                    repro="pytest", window=sagaproof.Window())
+    assert (result.convergence, result.messages_seen, result.pending) == ({"k": 0.5}, 3, [])
+    assert result.summary("termination") == "0 of 0 sagas passed"
+    for name in ("broker", "loop", "replicas", "services", "chaos", "nats_url", "system"):
+        assert hasattr(sagaproof.SessionHandle, name), name
+    try:
+        result.no_such_thing  # noqa: B018 - an unknown name is an AttributeError, not the checker's
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("ChecksResult answered an attribute it does not have")

@@ -3,7 +3,7 @@
 ``--sagaproof-system DIR`` (or the ``sagaproof_system`` ini key) names the system under test. The
 session-scoped ``sagaproof_system`` fixture opens one engine session (:class:`harness.session.engine.Session`: the
 environment up, recording from the start, live contract validation) and hands tests its
-:class:`~harness.session.engine.SessionHandle`: ``services``, ``nats_url``, ``chaos``, ``start_sagas``, ``mark``,
+:class:`~harness.session.handle.SessionHandle`: ``services``, ``nats_url``, ``chaos``, ``start_sagas``, ``mark``,
 ``history``, ``check_sagas`` (every check the CLI has), ``eventually``.
 
 Per test (when it uses the fixture) the plugin opens a window of the history; when the test ends, pass or
@@ -30,7 +30,7 @@ import pytest
 from sagaproof.harness.errors import SagaproofError
 
 if TYPE_CHECKING:
-    from sagaproof.harness.session.engine import SessionHandle
+    from sagaproof.harness.session.handle import SessionHandle
 
 _HANDLE = pytest.StashKey[Any]()
 _STATE = pytest.StashKey[dict[str, Any]]()
@@ -142,7 +142,8 @@ def sagaproof_system(request: pytest.FixtureRequest) -> Iterator[SessionHandle]:
     from sagaproof.harness.config import load_system_file
     from sagaproof.harness.events import EventBus
     from sagaproof.harness.report import ReportWriter
-    from sagaproof.harness.session.engine import Session, SessionHandle
+    from sagaproof.harness.session.engine import Session
+    from sagaproof.harness.session.handle import SessionHandle
 
     config = request.config
     try:

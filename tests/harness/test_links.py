@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from sagaproof.harness.config import parse_system
 from sagaproof.harness.env.nats_server import free_port
-from sagaproof.harness.session.engine import running
+from sagaproof.harness.session.handle import running
 
 from tests.conftest import MINI, SAGAPROOF
 
@@ -29,7 +29,7 @@ def test_fault_proxies_are_observed_in_place(tmp_path: Path) -> None:
     with running(spec, report_dir=tmp_path, chaos_links=True) as system:
         assert system.broker._links is None  # no extra hop: the fault proxies themselves are tapped
         for name in system.services:
-            assert system.proxy_server.proxies.get(name).observe is not None
+            assert system.system.proxy_server.proxies.get(name).observe is not None
         assert {r["service"] for r in system.history() if r["kind"] == "nats_connect"} == set(system.services)
         with system.chaos.cut("alpha"):
             wait_until(lambda: system.broker.observers["alpha"].connections >= 2)  # it reconnected

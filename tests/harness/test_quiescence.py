@@ -11,7 +11,7 @@ from typing import Any
 from sagaproof.chaos.observe import wire_rows
 from sagaproof.harness.config import SagaSpec, SystemSpec, WorkloadSpec, parse_system
 from sagaproof.harness.env.wait import eventually
-from sagaproof.harness.session.engine import running
+from sagaproof.harness.session.handle import running
 from sagaproof.harness.session.quiescence import OpenSagas, open_count
 from sagaproof.harness.session.workload import Workload
 

@@ -14,7 +14,8 @@ from types import ModuleType
 from typing import Any
 
 from sagaproof.harness.config import load_system_file
-from sagaproof.harness.session.engine import Session, SessionHandle
+from sagaproof.harness.session.engine import Session
+from sagaproof.harness.session.handle import SessionHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIPS_DIR = ROOT / "examples" / "trips"

@@ -11,9 +11,13 @@ Floors, from the top down; a module imports only its own floor and the floors be
     session/    the engine of one run
         engine          `Session` (one run, or the pytest session); `run`, `RunOptions`
         handle          `SessionHandle` (the pytest fixture's handle), `ChecksResult`, `running`
+        job, options, support   the whole job of `sagaproof run`; `RunOptions` and the run's environment; the
+                        engine's trackers, its contracts and `StartResult` (engine re-exports their names)
         recorder        the lossless, contract-validating event recorder (survives broker restarts)
         workload        saga starts at a rate, over HTTP or NATS
         nemesis         the seeded fault schedule carried out; attach mode's fault menu
+        targeted, targeted_plan   the targeted phase: windows aimed at a message, carried out; their plan and
+                        the report's coverage matrix
         quiescence      the wait for convergence after the faults heal
         shrink          shrinking a failing fault schedule
         replay          `sagaproof replay`: the options that re-run a recorded run exactly

@@ -11,6 +11,10 @@ the checks (:mod:`harness.checks`, one registered list) and the result. Both fro
 
 Everything the engine learns is emitted as an event on the bus (:mod:`harness.events`); it never prints.
 Errors of ``contracts`` and ``chaos`` cross into the harness through :func:`harness.errors.boundary`.
+
+Beside it: :mod:`harness.session.job` (the whole job, step by step), :mod:`harness.session.options` (the run's
+options and environment), :mod:`harness.session.support` (what the engine tracks, the contracts it loads) and
+:mod:`harness.session.handle` (the pytest handle); this module re-exports the names that moved.
 """
 
 from __future__ import annotations

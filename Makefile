@@ -18,12 +18,12 @@ demo: $(STAMP)
 
 test: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
-	$(BIN)/python -m pytest -q -n 2 --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 
 # The inner loop: everything but the whole-run end-to-end tests (the `slow` marker), on up to 4 cores.
 check: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
-	$(BIN)/python -m pytest -q -m "not slow" -n auto --maxprocesses 4
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --maxprocesses 4 --dist loadgroup
 
 lint: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks

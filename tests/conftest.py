@@ -107,17 +107,34 @@ SLOW_TESTS = {
     "tests/harness/test_plugin.py::test_what_the_engine_gives_a_test_on_the_shop",
     "tests/harness/test_extending.py::test_run_seeds_and_replay_run_the_projects_check_and_fault",
     "tests/harness/test_plugin.py::test_a_live_contract_violation_fails_the_test_and_the_session_leaves_a_report",
-    "tests/contracts/test_can_i_deploy.py::test_bad_inputs_are_one_sentence_and_exit_2",
     "tests/harness/test_contracts_cli.py::test_diff_base_directory_may_be_the_systems_directory_or_the_repository_root",
     "tests/shop/test_pacts_consumers.py::test_consumer_pact_tests_write_the_committed_pacts",
 }
 
 
+def _uses_module_setup(item: pytest.Item) -> bool:
+    """True if the test uses a fixture set up once per module (or package) rather than once per test."""
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shared: dict[pytest.Item, str] = {}  # tests that use a module's set-up, and their module
     for item in items:
         path = Path(item.fspath).relative_to(ROOT).as_posix()
         if path in SLOW_MODULES or f"{path}::{item.originalname}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        # With `--dist loadgroup` (make test, make check) the tests that share a module's set-up (a deployed shop,
+        # three shard runs, a built wheel) go to one worker, which sets it up once; the rest go one at a time to
+        # whichever worker is free.
+        if _uses_module_setup(item):
+            shared[item] = path
+            if config.pluginmanager.hasplugin("xdist"):
+                item.add_marker(pytest.mark.xdist_group(path))
+    # The whole runs first, so the two workers end together rather than one finishing a long run alone at the end.
+    # (A module's tests that share its set-up move together, so the set-up is still made once.)
+    slow_shared = {path for item, path in shared.items() if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") or shared.get(item) in slow_shared))
     # A renamed test must not fall silently into the fast tier: every SLOW_TESTS entry whose module was
     # collected whole must name a test in it.
     names = {f"{Path(i.fspath).relative_to(ROOT).as_posix()}::{i.originalname}" for i in items}

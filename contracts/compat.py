@@ -31,7 +31,6 @@ import json
 from functools import lru_cache
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
 from sagaproof.contracts._schema_canon import (
     Verdict,
     _Undecidable,
@@ -57,6 +56,11 @@ __all__ = ["Verdict", "canonical", "is_compatible", "validated_by_both"]
 
 @lru_cache(maxsize=2048)
 def _py_validator(key: str) -> Any:
+    # Imported here, not with the module: python-jsonschema's format checkers build their IRI parser when it is
+    # imported (about 1.5 s of CPU), and every `sagaproof` command imports this module but only a counterexample
+    # to confirm needs the second validator.
+    import jsonschema  # type: ignore[import-untyped]
+
     schema = json.loads(key)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)

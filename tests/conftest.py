@@ -118,6 +118,9 @@ def _uses_module_setup(item: pytest.Item) -> bool:
     return info is not None and any(defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values())
 
 
+# tryfirst: xdist reads the xdist_group marks in its own pytest_collection_modifyitems, which would otherwise run
+# before this one on the workers and see none.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     shared: dict[pytest.Item, str] = {}  # tests that use a module's set-up, and their module
     for item in items:

@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# --dist loadgroup hands out one test at a time to whichever worker is free (tests/conftest.py puts the whole runs
+# first); xdist's default hands out chunks, and a worker could be left with several whole runs at the end.
+# (xdist_group marks would also keep a module's tests on one worker, but pytest-xdist 3.8 does not apply them
+# under pytest 9.2: it renames item._nodeid, which pytest 9.2 no longer reads.)
 test: $(STAMP) typecheck
 	$(BIN)/ruff check sagaproof harness contracts chaos examples tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25

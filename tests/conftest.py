@@ -118,24 +118,16 @@ def _uses_module_setup(item: pytest.Item) -> bool:
     return info is not None and any(defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values())
 
 
-# tryfirst: xdist reads the xdist_group marks in its own pytest_collection_modifyitems, which would otherwise run
-# before this one on the workers and see none.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     shared: dict[pytest.Item, str] = {}  # tests that use a module's set-up, and their module
     for item in items:
         path = Path(item.fspath).relative_to(ROOT).as_posix()
         if path in SLOW_MODULES or f"{path}::{item.originalname}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
-        # With `--dist loadgroup` (make test, make check) the tests that share a module's set-up (a deployed shop,
-        # three shard runs, a built wheel) go to one worker, which sets it up once; the rest go one at a time to
-        # whichever worker is free.
         if _uses_module_setup(item):
             shared[item] = path
-            if config.pluginmanager.hasplugin("xdist"):
-                item.add_marker(pytest.mark.xdist_group(path))
     # The whole runs first, so the two workers end together rather than one finishing a long run alone at the end.
-    # (A module's tests that share its set-up move together, so the set-up is still made once.)
+    # (A module's tests that share its set-up move together, so a worker that runs them in turn makes it once.)
     slow_shared = {path for item, path in shared.items() if item.get_closest_marker("slow")}
     items.sort(key=lambda item: not (item.get_closest_marker("slow") or shared.get(item) in slow_shared))
     # A renamed test must not fall silently into the fast tier: every SLOW_TESTS entry whose module was

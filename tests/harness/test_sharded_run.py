@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -44,13 +47,26 @@ def test_three_seeds_two_at_a_time_on_the_clean_shop_raise_no_false_alarm(tmp_pa
 def three_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """What three CI machines leave: a sharded run of seeds 1-2, a single run of seed 3, and a run of seed 4
     on the shop with a seeded bug (a renamed field: the live contract check fails)."""
-    root = tmp_path_factory.mktemp("shards")
+    # Under pytest-xdist both tests of this module may land on different workers: the runs are made once in the
+    # session's shared temporary directory, the other worker waiting on the lock for them (the tests only read them).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / "three-shards"
+        root.mkdir(exist_ok=True)
+    else:
+        root = tmp_path_factory.mktemp("shards")
     a, b, c = root / "machine-a", root / "machine-b", root / "machine-c"
-    common = ["--sagas", "20"]
-    pa = _sagaproof("run", str(SHOP), "--seeds", "1-2", "--jobs", "2", *common, "--report-dir", str(a))
-    pb = _sagaproof("run", str(SHOP), "--seed", "3", *common, "--report-dir", str(b))
-    pc = _sagaproof("run", str(SHOP), "--seeds", "4", *common, "--env", "SHOP_BUG=field_rename", "--report-dir", str(c))
-    assert (pa.returncode, pb.returncode, pc.returncode) == (0, 0, 1), pa.stdout + pb.stdout + pc.stdout
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "made").is_file():
+            for d in (a, b, c):
+                shutil.rmtree(d, ignore_errors=True)
+            common = ["--sagas", "20"]
+            pa = _sagaproof("run", str(SHOP), "--seeds", "1-2", "--jobs", "2", *common, "--report-dir", str(a))
+            pb = _sagaproof("run", str(SHOP), "--seed", "3", *common, "--report-dir", str(b))
+            pc = _sagaproof("run", str(SHOP), "--seeds", "4", *common, "--env", "SHOP_BUG=field_rename",
+                            "--report-dir", str(c))
+            assert (pa.returncode, pb.returncode, pc.returncode) == (0, 0, 1), pa.stdout + pb.stdout + pc.stdout
+            (root / "made").write_text("")
     return a, b, c
 
 

@@ -67,6 +67,7 @@ class Window:
     redelivered: bool = False
     rearmed: int = 0  # times it was put back to take a later delivery
     extra: dict[str, Any] = field(default_factory=dict)
+    conn: object = field(default=None, repr=False, compare=False)  # the link connection the delivery went down
 
 
 OnFire = Callable[[Window, str], None]
@@ -103,8 +104,8 @@ class WindowPlan:
             got = self._matching[subject] = [p for p in self._patterns if subject_matches(p, subject)]
         return got
 
-    def delivery(self, subject: str, reply: bytes, payload: bytes) -> int:
-        """A JetStream delivery passing down: how many times to send it (0, 1 or 2)."""
+    def delivery(self, subject: str, reply: bytes, payload: bytes, conn: object = None) -> int:
+        """A JetStream delivery passing down (on link connection `conn`): how many times to send it (0, 1 or 2)."""
         t = reply.split(b".")
         n = len(t)
         if n not in (9, 11, 12) or t[1] != b"ACK":
@@ -135,6 +136,7 @@ class WindowPlan:
             w.ack = reply
             w.stream_seq = stream_seq
             w.payload = payload
+            w.conn = conn
             self._by_seq[(consumer, stream_seq)] = w
             if w.kind in _ACK_WINDOWS:
                 self._by_ack[reply] = w
@@ -161,7 +163,7 @@ class WindowPlan:
                 for key, other in list(self._by_seq.items()):
                     if other is window:
                         del self._by_seq[key]
-            window.ack = window.stream_seq = None
+            window.ack = window.stream_seq = window.conn = None
             window.payload = b""
             window.redelivered = False
             window.extra.pop("subject", None)
@@ -209,9 +211,15 @@ class WindowPlan:
         for w in done:
             self._fire(w, "released")
 
-    def answer(self, ack_subject: bytes, payload: bytes) -> str:
-        """The service's answer on an ack subject passing up: ``pass``, ``drop``, ``pass_then_hold`` or ``hold``
-        (hold: this frame and everything after it on this connection is withheld until it closes)."""
+    def answer(self, ack_subject: bytes, payload: bytes, conn: object = None) -> str:
+        """The service's answer on an ack subject passing up (on link connection `conn`): ``pass``, ``drop``,
+        ``pass_then_hold`` or ``hold`` (hold: this frame and everything after it on this connection is withheld
+        until it closes).
+
+        A crash-after-ack window does not take an ack that comes on a later connection than its delivery: the
+        service reconnected in between, so its client kept the ack through the outage while the work went on,
+        and a kill now comes long after any commit. It passes, and the window waits for its owner to put it
+        back (the ack is overdue for it) to take a later delivery."""
         w = self._by_ack.get(ack_subject)
         if w is None:
             return "pass"
@@ -221,6 +229,9 @@ class WindowPlan:
         with self.lock:
             if self._by_ack.pop(ack_subject, None) is not w or w.state != "delivered":
                 return "pass"  # put back meanwhile (its owner gave up waiting for this ack)
+            if w.kind == "crash_after_ack" and conn is not None and w.conn is not None and conn is not w.conn:
+                w.extra["ack_elsewhere"] = int(w.extra.get("ack_elsewhere", 0)) + 1
+                return "pass"
             w.state = "acted"
         self._fire(w, "ack")
         return {"redeliver": "drop", "crash_after_ack": "pass_then_hold", "crash_before_ack": "hold"}[w.kind]
@@ -301,7 +312,7 @@ class NatsWindows(Runner):
                 out.append(frame.data)
                 continue
             if down:
-                unchanged = self._delivery(plan, frame, out) and unchanged
+                unchanged = self._delivery(plan, frame, out, stub.conn) and unchanged
             else:
                 unchanged = self._sent(stub, state, plan, frame, out) and unchanged
         if state.parser.buf:
@@ -309,7 +320,7 @@ class NatsWindows(Runner):
         return out, unchanged
 
     @staticmethod
-    def _delivery(plan: Any, frame: Any, out: list[bytes]) -> bool:
+    def _delivery(plan: Any, frame: Any, out: list[bytes], conn: object) -> bool:
         """A message delivered to the service: passed on once, or as often as the plan says (a
         redelivery window); whether it went on once, unchanged."""
         parts, body = _control(frame.data)
@@ -317,7 +328,7 @@ class NatsWindows(Runner):
             (len(parts) == 6 and parts[0] == b"HMSG") else b""
         if len(parts) == 6 and parts[4].isdigit():
             body = body[int(parts[4]):]  # HMSG: the headers first, then the body
-        times = plan.delivery(frame.subject, reply, body) if reply.startswith(b"$JS.ACK.") else 1
+        times = plan.delivery(frame.subject, reply, body, conn) if reply.startswith(b"$JS.ACK.") else 1
         out.extend([frame.data] * times)
         return times == 1
 
@@ -338,7 +349,7 @@ class NatsWindows(Runner):
             out.append(frame.data)
             return True
         parts, body = _control(frame.data)
-        action = plan.answer(parts[1], body)
+        action = plan.answer(parts[1], body, stub.conn)
         if action == "pass":
             out.append(frame.data)
             return True

@@ -184,9 +184,13 @@ class TargetedPhase:
     def _expect_ack(self, service: str, window: Any) -> None:
         """Put the window back (and let its service go) if its ack has not come within :data:`ACK_WAIT` s."""
         def overdue() -> None:
+            elsewhere = int(window.extra.get("ack_elsewhere", 0))
             if self._plan_of[service].rearm(window):
                 st = self.state[window.id]
-                st["ack_overdue"] = int(st.get("ack_overdue", 0)) + 1
+                if elsewhere > int(st.get("ack_after_reconnect", 0)):  # acked, but on a later connection
+                    st["ack_after_reconnect"] = elsewhere
+                else:
+                    st["ack_overdue"] = int(st.get("ack_overdue", 0)) + 1
                 for key in ("delivered_at", "subject", "key", "stream_seq", "ack"):
                     st.pop(key, None)
                 self._release(window.id)

@@ -119,6 +119,9 @@ def _put_back(r: dict[str, Any]) -> str:
         parts.append(f"{r['deferred']} of its deliveries came while another fault held the service")
     if r.get("ack_overdue"):
         parts.append(f"{r['ack_overdue']} were never acknowledged within {ACK_WAIT:g}s")
+    if r.get("ack_after_reconnect"):
+        parts.append(f"{r['ack_after_reconnect']} were acknowledged only after the service reconnected (its "
+                     f"client kept the ack through the outage while the work went on)")
     return f"; {' and '.join(parts)}, so it moved on to later ones" if parts else ""
 
 

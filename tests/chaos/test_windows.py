@@ -145,6 +145,23 @@ def test_a_window_put_back_takes_the_next_delivery_and_ignores_the_ack_it_gave_u
     assert plan.last_delivery > 0
 
 
+def test_a_crash_after_ack_window_does_not_take_an_ack_sent_on_a_later_connection() -> None:
+    # The service was cut off after the delivery: its client kept the +ACK through the outage and sent it on
+    # reconnecting, long after its work was committed. A kill then shows nothing; the window waits to be put back.
+    fired: list[tuple[str, int, str]] = []
+    plan = WindowPlan([Window("k", "crash_after_ack", "", 1)], on_fire=lambda w, stage: fired.append((w.id, w.nth, stage)))
+    ack = b"$JS.ACK.S.c.%d.%d.%d.1700000000000000000.0"
+    window = plan.windows[0]
+    before, after = object(), object()  # the link's connection before the outage, and the one after
+    plan.delivery("x.1", ack % (1, 1, 1), b"{}", before)
+    assert plan.answer(ack % (1, 1, 1), b"+ACK", after) == "pass"
+    assert (window.state, window.extra["ack_elsewhere"]) == ("delivered", 1)
+    assert plan.rearm(window) is True  # its owner gives up waiting, as for an ack that never came
+    plan.delivery("x.1", ack % (1, 2, 2), b"{}", after)
+    assert plan.answer(ack % (1, 2, 2), b"+ACK", after) == "pass_then_hold"  # on its own connection: the moment
+    assert fired == [("k", 1, "delivered"), ("k", 2, "delivered"), ("k", 2, "ack")]
+
+
 def test_a_late_window_holds_the_nth_distinct_publication_and_its_retries_until_due() -> None:
     fired: list[tuple[str, str]] = []
     plan = WindowPlan([Window("l", "late", "results.*", 2, extra={"hold": 3.0}),

@@ -182,8 +182,12 @@ class ResetPeer(Runner):
     go_name = "ResetToxic"
 
     async def run(self, stub: Stub) -> None:
-        await stub.recv()
+        await stub.recv()  # the first data is swallowed, and the connection is reset `timeout` ms later
         if await stub.sleep(self.a["timeout"] / 1000.0):
+            # Removed (or changed) meanwhile: the reference still resets the connection, after its timeout. It
+            # must not live on: the data swallowed above is gone, and the peers' protocol with it (a NATS
+            # client's SUB lost, say, and every message for that subscription after it).
+            stub.conn.close()
             raise Interrupted
         stub.conn.close()
 

@@ -198,6 +198,24 @@ def test_reset_peer_waits_timeout(env: Env) -> None:
     assert time.monotonic() - t0 >= 0.2 - SLACK
 
 
+def test_reset_peer_removed_after_swallowing_data_still_closes_the_connection(env: Env) -> None:
+    # The chunk the toxic swallowed is gone: a connection that lived on without it would silently break the
+    # peers' protocol (a NATS client's SUB lost, and with it every delivery of its subscription).
+    addr = env.proxy()
+    env.toxic("echo", "reset_peer", stream="upstream", timeout=60_000)
+    sock = connect(addr)
+    sock.sendall(b"x")
+    assert env.api("DELETE", "/proxies/echo/toxics/reset_peer_upstream").status_code == 204
+    try:
+        sock.sendall(b"y")
+    except (ConnectionResetError, BrokenPipeError):
+        return  # reset already: the connection did not live on
+    data, how = recv_until_closed(sock, limit=10.0)
+    # closed (as the reference does, after the timeout; we at once) -- or, if the toxic was removed before the
+    # first byte reached it, nothing was swallowed and everything came back
+    assert how in ("reset", "eof") or data == b"xy", (data, how)
+
+
 def test_slicer_splits_with_delay_and_keeps_data(env: Env) -> None:
     sock = connect(env.proxy())
     env.toxic("echo", "slicer", average_size=10, size_variation=0, delay=20_000)  # 20 ms between pieces

@@ -303,16 +303,6 @@ class NatsCluster:
             f"nats-server node {node.index} was not healthy within {timeout:.0f}s ({last}); "
             f"see {node.process.log_path}.")
 
-    def restart_node(self, index: int = 0, *, kill: bool = True, timeout: float = 20.0) -> None:
-        """Kill (or stop) a node and start it again on the same ports with its JetStream data kept."""
-        node = self.nodes[index]
-        if kill:
-            node.process.kill()
-        else:
-            node.process.stop()
-        node.process.start()
-        self.wait_healthy(node, timeout)
-
     def stop(self) -> None:
         """Stop every node (and let go of its ports when the cluster holds them itself); idempotent."""
         for node in self.nodes:

@@ -278,6 +278,13 @@ def _seq_row(e: dict[str, Any], bad: bool, fa: list[str], faults: dict[str, dict
     out.append(f"<text x='{mid:.1f}' y='{y - 5}' font-size='12' text-anchor='middle' fill='{color}' "
                f"font-weight='{700 if bad else 400}'>{_e(e.get('subject'))}"
                f"<title>{_e(e.get('role', ''))} {_e(e.get('event_id') or '')}</title></text>")
+    out += _fault_labels(fa, faults, fault_x, y)
+    return out
+
+
+def _fault_labels(fa: list[str], faults: dict[str, Any], fault_x: float, y: float) -> list[str]:
+    """The labels of the (first four) faults active at a row, in the diagram's fault column."""
+    out = []
     fx = fault_x + 10
     for fid in fa[:4]:
         f = faults.get(fid, {"id": fid})
@@ -363,13 +370,7 @@ def _seq_read_row(e: dict[str, Any], bad: bool, fa: list[str], faults: dict[str,
     out.append(f"<text class='read' x='{mid:.1f}' y='{y - 5}' font-size='12' text-anchor='middle' fill='{color}' "
                f"font-weight='{weight}'>{_e(e.get('label'))}<title>{_e(e.get('request'))} "
                f"({_e(e.get('phase'))} read)</title></text>")
-    fx = fault_x + 10
-    for fid in fa[:4]:
-        f = faults.get(fid, {"id": fid})
-        label = fault_label(f)
-        out.append(f"<text x='{fx}' y='{y + 4}' font-size='11' fill='{fault_color(f.get('kind'))}' "
-                   f"font-weight='600'>{_e(label)}</text>")
-        fx += 7 * len(label) + 10
+    out += _fault_labels(fa, faults, fault_x, y)
     return out
 
 
